@@ -1,0 +1,33 @@
+#include "core/gemm.h"
+
+#include <dnnl.h>
+
+#include <atomic>
+#include <string>
+
+#include "core/error.h"
+
+namespace strata {
+
+static std::atomic<int64_t> g_flops{0};
+
+int64_t gemm_flops() { return g_flops.load(std::memory_order_relaxed); }
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    // oneDNN handles K=0 but keep the semantics explicit: C = beta*C.
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
+    return;
+  }
+  const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A,
+                                      lda, B, ldb, beta, C, ldc);
+  if (st != dnnl_success)
+    throw StrataError("dnnl_sgemm failed with status " + std::to_string(static_cast<int>(st)));
+  g_flops.fetch_add(2 * M * N * K, std::memory_order_relaxed);
+}
+
+}  // namespace strata

@@ -1,0 +1,127 @@
+#include "core/memory.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <sstream>
+
+namespace strata {
+
+const char* mem_category_name(MemCategory c) {
+  switch (c) {
+    case MemCategory::params: return "params";
+    case MemCategory::grads: return "grads";
+    case MemCategory::optimizer: return "optimizer";
+    case MemCategory::activations: return "activations";
+    case MemCategory::comm: return "comm";
+    case MemCategory::io: return "io";
+    case MemCategory::other: return "other";
+    default: return "?";
+  }
+}
+
+MemoryTracker& MemoryTracker::instance() {
+  static MemoryTracker t;
+  return t;
+}
+
+static void raise_peak(std::atomic<int64_t>& peak, int64_t v) {
+  int64_t p = peak.load(std::memory_order_relaxed);
+  while (v > p && !peak.compare_exchange_weak(p, v, std::memory_order_relaxed)) {
+  }
+}
+
+void MemoryTracker::charge(MemCategory c, int64_t bytes) {
+  const int i = static_cast<int>(c);
+  raise_peak(peak_[i], current_[i].fetch_add(bytes, std::memory_order_relaxed) + bytes);
+  raise_peak(total_peak_, total_current_.fetch_add(bytes, std::memory_order_relaxed) + bytes);
+}
+
+void MemoryTracker::release(MemCategory c, int64_t bytes) {
+  current_[static_cast<int>(c)].fetch_sub(bytes, std::memory_order_relaxed);
+  total_current_.fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+MemorySnapshot MemoryTracker::snapshot() const {
+  MemorySnapshot s;
+  for (int i = 0; i < kNumMemCategories; ++i) {
+    s.current[i] = current_[i].load();
+    s.peak[i] = peak_[i].load();
+  }
+  s.total_current = total_current_.load();
+  s.total_peak = total_peak_.load();
+  return s;
+}
+
+void MemoryTracker::reset_peaks() {
+  for (int i = 0; i < kNumMemCategories; ++i) peak_[i].store(current_[i].load());
+  total_peak_.store(total_current_.load());
+}
+
+std::string format_bytes(int64_t b) {
+  char buf[32];
+  const double v = static_cast<double>(b);
+  if (b >= (1LL << 30)) std::snprintf(buf, sizeof buf, "%.2fGiB", v / (1LL << 30));
+  else if (b >= (1LL << 20)) std::snprintf(buf, sizeof buf, "%.1fMiB", v / (1LL << 20));
+  else if (b >= (1LL << 10)) std::snprintf(buf, sizeof buf, "%.1fKiB", v / (1LL << 10));
+  else std::snprintf(buf, sizeof buf, "%lldB", static_cast<long long>(b));
+  return buf;
+}
+
+std::string format_memory(const MemorySnapshot& s, bool peaks) {
+  std::ostringstream os;
+  const auto& v = peaks ? s.peak : s.current;
+  for (int i = 0; i < kNumMemCategories; ++i) {
+    if (v[i] == 0) continue;
+    os << mem_category_name(static_cast<MemCategory>(i)) << "=" << format_bytes(v[i]) << " ";
+  }
+  os << "total=" << format_bytes(peaks ? s.total_peak : s.total_current);
+  return os.str();
+}
+
+FloatBuffer::FloatBuffer(int64_t n, MemCategory cat) : n_(n), cat_(cat) {
+  if (n_ <= 0) {
+    n_ = 0;
+    return;
+  }
+  const size_t bytes = ((static_cast<size_t>(n_) * sizeof(float) + 63) / 64) * 64;
+  data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (!data_) throw std::bad_alloc();
+  std::memset(data_, 0, bytes);
+  MemoryTracker::instance().charge(cat_, this->bytes());
+}
+
+FloatBuffer::~FloatBuffer() { reset(); }
+
+void FloatBuffer::reset() {
+  if (data_) {
+    MemoryTracker::instance().release(cat_, bytes());
+    std::free(data_);
+  }
+  data_ = nullptr;
+  n_ = 0;
+}
+
+FloatBuffer::FloatBuffer(FloatBuffer&& o) noexcept : data_(o.data_), n_(o.n_), cat_(o.cat_) {
+  o.data_ = nullptr;
+  o.n_ = 0;
+}
+
+FloatBuffer& FloatBuffer::operator=(FloatBuffer&& o) noexcept {
+  if (this != &o) {
+    reset();
+    data_ = o.data_;
+    n_ = o.n_;
+    cat_ = o.cat_;
+    o.data_ = nullptr;
+    o.n_ = 0;
+  }
+  return *this;
+}
+
+void FloatBuffer::zero() {
+  if (data_) std::memset(data_, 0, static_cast<size_t>(n_) * sizeof(float));
+}
+
+}  // namespace strata

@@ -1,0 +1,86 @@
+#pragma once
+// The YAML job file: one struct per section. Parsing is strict (see job_config.cpp): an unknown
+// key, a wrong type or an out-of-range value is an InputError naming file, line, column and key.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/config.h"
+
+namespace strata {
+
+struct DataConfig {
+  std::string train;       // token shards: a .bin file, a directory of them, or a glob
+  std::string val;         // validation shards (same forms); empty = none
+  int64_t seq_len = 128;   // tokens per sequence (targets are the next tokens)
+};
+
+struct TrainConfig {
+  int64_t steps = 100;
+  int64_t global_batch = 8;   // sequences per optimizer step, over all data-parallel ranks
+  int64_t micro_batch = 8;    // sequences per forward/backward on one rank
+  uint64_t seed = 1234;
+  int64_t eval_every = 50;    // 0 = never
+  int64_t eval_batches = 4;
+  std::string run_dir = "runs/tiny";
+  int64_t threads = 0;        // per rank; 0 = cores on the node / ranks on the node
+};
+
+struct OptimConfig {
+  std::string name = "adamw";     // adamw | sgd
+  float lr = 3e-3f;
+  float min_lr = 3e-4f;
+  int64_t warmup_steps = 10;
+  std::string schedule = "cosine";  // cosine | linear | constant
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.1f;      // decoupled; not applied to norm gains
+  float momentum = 0.9f;          // sgd
+  float grad_clip = 1.0f;         // global L2 norm; 0 = off
+};
+
+struct ParallelConfig {
+  int64_t dp = 1;
+  int64_t sp = 1;
+  int64_t pp = 1;
+  int64_t zero_stage = 0;  // 0..3
+};
+
+struct OffloadConfig {
+  std::string policy = "keep";  // keep | recompute  (swap, auto: later)
+};
+
+struct CheckpointConfig {
+  std::string dir;          // default: <run_dir>/checkpoints
+  int64_t every = 0;        // steps between checkpoints; 0 = only at the end
+  int64_t keep_last = 2;    // older step directories are removed; 0 = keep all
+  std::string resume = "auto";  // auto (latest if present) | never | <checkpoint dir>
+};
+
+struct LogConfig {
+  int64_t every = 1;        // steps between log lines
+  std::string metrics_file; // default: <run_dir>/metrics.jsonl
+};
+
+struct JobConfig {
+  std::string source;  // file the config was read from ("<embedded configs/tiny.yaml>" for the default)
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  OptimConfig optim;
+  ParallelConfig parallel;
+  OffloadConfig offload;
+  CheckpointConfig checkpoint;
+  LogConfig log;
+};
+
+// Parses YAML text; `source` names it in errors. `overrides` are "section.key=value" strings
+// (from --set), applied after the file, each checked like a file entry. Throws InputError.
+JobConfig parse_job_config(const std::string& yaml_text, const std::string& source,
+                           const std::vector<std::string>& overrides = {});
+JobConfig load_job_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The fully resolved config as YAML (every key, defaults included); parses back to the same config.
+std::string dump_job_config(const JobConfig& cfg);
+
+}  // namespace strata

@@ -1,0 +1,2 @@
+// strata command line (placeholder while the pieces land).
+int main() { return 0; }
