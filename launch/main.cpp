@@ -1,2 +1,9 @@
-// strata command line (placeholder while the pieces land).
-int main() { return 0; }
+// strata: the command-line entry point (see launch/cli.cpp).
+#include <string>
+#include <vector>
+
+#include "launch/cli.h"
+
+int main(int argc, char** argv) {
+  return strata::cli_main(std::vector<std::string>(argv, argv + argc));
+}

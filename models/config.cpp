@@ -1,5 +1,7 @@
 #include "models/config.h"
 
+#include <cstdio>
+
 #include "core/error.h"
 
 namespace strata {
@@ -43,6 +45,25 @@ int64_t ModelConfig::num_parameters() const {
     n += 3 * ffn_dim * dim;                         // SwiGLU
   }
   return n;
+}
+
+}  // namespace strata
+
+namespace strata {
+
+std::string model_config_json(const ModelConfig& c) {
+  char eps[32], theta[32];
+  std::snprintf(eps, sizeof eps, "%.9g", static_cast<double>(c.norm_eps));
+  std::snprintf(theta, sizeof theta, "%.9g", static_cast<double>(c.rope_theta));
+  return std::string("{\"vocab_size\":") + std::to_string(c.vocab_size) +
+         ",\"dim\":" + std::to_string(c.dim) + ",\"n_layers\":" + std::to_string(c.n_layers) +
+         ",\"n_heads\":" + std::to_string(c.n_heads) + ",\"n_kv_heads\":" +
+         std::to_string(c.n_kv_heads) + ",\"ffn_dim\":" + std::to_string(c.ffn_dim) +
+         ",\"layer_pattern\":\"" + c.layer_pattern + "\",\"norm_eps\":" + eps +
+         ",\"rope_theta\":" + theta + ",\"linear_attention\":{\"feature_map\":\"" +
+         feature_map_name(c.feature_map) + "\",\"decay\":\"" + decay_name(c.decay) +
+         "\",\"chunk_size\":" + std::to_string(c.chunk_size) + "},\"tie_embeddings\":" +
+         (c.tie_embeddings ? "true" : "false") + "}";
 }
 
 }  // namespace strata

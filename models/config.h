@@ -35,3 +35,8 @@ const char* feature_map_name(FeatureMap f);
 const char* decay_name(Decay d);
 
 }  // namespace strata
+
+namespace strata {
+// The configuration as a JSON object (safetensors metadata `strata_config`).
+std::string model_config_json(const ModelConfig& c);
+}  // namespace strata

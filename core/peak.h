@@ -1,0 +1,18 @@
+#pragma once
+// Measured sgemm peak of this machine, the denominator of model-FLOP utilisation: measured, not
+// taken from a datasheet, so MFU is relative to what strata::sgemm actually reaches here with
+// the current thread count.
+#include <cstdint>
+
+namespace strata {
+
+// Times strata::sgemm on n x n x n (one untimed warm-up call, then `reps` timed calls) and
+// returns the best GFLOP/s. Note: the calls add to gemm_flops(); take FLOP deltas around steps.
+double measure_sgemm_peak_gflops(int64_t n = 2048, int reps = 3);
+
+// measure_sgemm_peak_gflops(1024, 3), measured on the first call and cached for the process.
+// n = 1024 rather than 2048 keeps start-up short (~0.1 s instead of ~0.5 s on 2 cores) at the
+// cost of reading a few percent below the 2048^3 figure that bench/gemm_peak reports.
+double cached_sgemm_peak_gflops();
+
+}  // namespace strata

@@ -1,0 +1,297 @@
+#include "launch/cli.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <optional>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "launch/checkpoint.h"
+#include "launch/embedded_config.h"
+#include "launch/job_config.h"
+#include "launch/prepare_data.h"
+#include "launch/train_checkpoint.h"
+#include "launch/trainer.h"
+#include "models/model.h"
+#include "models/safetensors.h"
+
+namespace strata {
+
+namespace {
+
+constexpr const char* kMainHelp = R"(strata: pretrain hybrid linear-attention LLMs (ZeRO, LASP-2, pipeline, offload)
+
+usage: strata <command> [options]
+
+commands:
+  train         train from a YAML job file (default: the embedded configs/tiny.yaml)
+  eval          validation loss of a checkpoint
+  export        write a checkpoint's weights as safetensors
+  prepare-data  turn text files into token shards (llm.c .bin layout, byte-level tokens)
+
+'strata <command> --help' describes each command.
+)";
+
+constexpr const char* kTrainHelp = R"(usage: strata train [JOB.yaml] [--set section.key=value]...
+
+Trains the model of the job file. Without JOB.yaml, runs the embedded default (configs/tiny.yaml).
+  --set section.key=value   override one job-file entry (repeatable), e.g. --set train.steps=20
+  --print-config            print the resolved job file and exit
+Resumes from the newest checkpoint under checkpoint.dir when checkpoint.resume is 'auto'.
+The resolved config is saved as <train.run_dir>/config.yaml; metrics go to metrics.jsonl.
+)";
+
+constexpr const char* kEvalHelp = R"(usage: strata eval [JOB.yaml] --checkpoint PATH [--batches N] [--set ...]
+
+Prints the mean validation loss of a checkpoint (a step directory or a checkpoint root, which
+means its latest step). Without JOB.yaml, the job config saved in the checkpoint is used.
+  --checkpoint PATH   checkpoint step directory or root (required)
+  --batches N         micro-batches of validation data (default: train.eval_batches)
+)";
+
+constexpr const char* kExportHelp = R"(usage: strata export --format safetensors --checkpoint PATH --output FILE [--dtype f32|bf16]
+
+Writes the model weights of a checkpoint with the Llama-style names of docs/MODEL.md; the model
+configuration is stored as JSON in the header's __metadata__ under 'strata_config'.
+)";
+
+constexpr const char* kPrepareHelp = R"(usage: strata prepare-data --input PATH [--input PATH]... --output DIR
+                           [--val-fraction F] [--version 1|2] [--shard-tokens N]
+
+Tokenizes text files (directories are searched recursively; binary files are skipped) with the
+byte-level tokenizer (vocab 256, documents separated by token 0) into DIR/train_000000.bin ...
+and DIR/val_000000.bin ... in llm.c's shard layout (version 1: uint16 tokens, 2: uint32).
+The last F (default 0.05) of every document goes to validation. Existing llm.c uint16 shards
+need no preparation: point data.train at them.
+)";
+
+// Flag parsing: "--name value" or "--name=value"; positionals kept in order.
+struct Args {
+  std::vector<std::string> positional;
+  std::vector<std::pair<std::string, std::string>> flags;
+  bool help = false;
+  bool has(const std::string& n) const {
+    for (const auto& f : flags)
+      if (f.first == n) return true;
+    return false;
+  }
+  std::optional<std::string> get(const std::string& n) const {
+    std::optional<std::string> v;
+    for (const auto& f : flags)
+      if (f.first == n) v = f.second;
+    return v;
+  }
+  std::vector<std::string> all(const std::string& n) const {
+    std::vector<std::string> v;
+    for (const auto& f : flags)
+      if (f.first == n) v.push_back(f.second);
+    return v;
+  }
+};
+
+Args parse_args(const std::vector<std::string>& args, size_t begin,
+                const std::vector<std::string>& value_flags,
+                const std::vector<std::string>& bool_flags, const std::string& command) {
+  Args a;
+  for (size_t i = begin; i < args.size(); ++i) {
+    const std::string& s = args[i];
+    if (s == "--help" || s == "-h") {
+      a.help = true;
+      continue;
+    }
+    if (s.rfind("--", 0) != 0) {
+      a.positional.push_back(s);
+      continue;
+    }
+    std::string name = s.substr(2), value;
+    const auto eq = name.find('=');
+    const bool inline_value = eq != std::string::npos;
+    if (inline_value) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    const bool is_bool = std::find(bool_flags.begin(), bool_flags.end(), name) != bool_flags.end();
+    const bool takes = std::find(value_flags.begin(), value_flags.end(), name) != value_flags.end();
+    if (!is_bool && !takes)
+      throw InputError("strata " + command + ": unknown option '--" + name + "' (see strata " +
+                       command + " --help)");
+    if (takes && !inline_value) {
+      if (i + 1 >= args.size())
+        throw InputError("strata " + command + ": option '--" + name + "' needs a value");
+      value = args[++i];
+    }
+    a.flags.emplace_back(name, value);
+  }
+  return a;
+}
+
+int64_t parse_int_flag(const std::string& command, const std::string& name, const std::string& v) {
+  try {
+    size_t used = 0;
+    const long long x = std::stoll(v, &used);
+    if (used == v.size()) return x;
+  } catch (const std::exception&) {
+  }
+  throw InputError("strata " + command + ": --" + name + ": expected an integer, got '" + v + "'");
+}
+
+JobConfig load_config_arg(const Args& a, const std::string& command) {
+  if (a.positional.size() > 1)
+    throw InputError("strata " + command + ": expected at most one job file, got '" +
+                     a.positional[1] + "' too");
+  const auto sets = a.all("set");
+  if (a.positional.empty())
+    return parse_job_config(kEmbeddedTinyYaml, "<embedded configs/tiny.yaml>", sets);
+  return load_job_config(a.positional[0], sets);
+}
+
+int cmd_train(const std::vector<std::string>& args) {
+  const Args a = parse_args(args, 2, {"set"}, {"print-config"}, "train");
+  if (a.help) {
+    std::fputs(kTrainHelp, stdout);
+    return 0;
+  }
+  const JobConfig cfg = load_config_arg(a, "train");
+  if (a.has("print-config")) {
+    std::fputs(dump_job_config(cfg).c_str(), stdout);
+    return 0;
+  }
+  Trainer trainer(cfg);
+  return trainer.run();
+}
+
+int cmd_eval(const std::vector<std::string>& args) {
+  const Args a = parse_args(args, 2, {"set", "checkpoint", "batches"}, {}, "eval");
+  if (a.help) {
+    std::fputs(kEvalHelp, stdout);
+    return 0;
+  }
+  const auto where = a.get("checkpoint");
+  if (!where) throw InputError("strata eval: --checkpoint PATH is required");
+  const auto dir = std::filesystem::exists(*where + "/manifest.yaml") ? std::optional(*where)
+                                                                      : find_latest(*where);
+  if (!dir) throw InputError("strata eval: no checkpoint at '" + *where + "'");
+  CheckpointReader ckpt(*dir);
+  JobConfig cfg = a.positional.empty()
+                      ? parse_job_config(ckpt.config_yaml(), *dir + "/manifest.yaml", a.all("set"))
+                      : load_config_arg(a, "eval");
+  if (const auto b = a.get("batches")) {
+    cfg.train.eval_batches = parse_int_flag("eval", "batches", *b);
+    if (cfg.train.eval_batches < 1) throw InputError("strata eval: --batches: expected >= 1");
+  }
+  if (cfg.data.val.empty()) throw InputError("strata eval: data.val is empty: no validation data");
+  cfg.checkpoint.resume = "never";
+  Trainer trainer(cfg);
+  load_model_params(ckpt, trainer.model());
+  const double loss = trainer.evaluate();
+  std::printf("step %lld val_loss %.6f batches %lld\n", static_cast<long long>(ckpt.step()), loss,
+              static_cast<long long>(cfg.train.eval_batches));
+  return 0;
+}
+
+int cmd_export(const std::vector<std::string>& args) {
+  const Args a = parse_args(args, 2, {"format", "checkpoint", "output", "dtype"}, {}, "export");
+  if (a.help) {
+    std::fputs(kExportHelp, stdout);
+    return 0;
+  }
+  const std::string format = a.get("format").value_or("safetensors");
+  if (format != "safetensors")
+    throw InputError("strata export: --format: expected safetensors, got '" + format + "'");
+  const auto where = a.get("checkpoint");
+  const auto out = a.get("output");
+  if (!where || !out) throw InputError("strata export: --checkpoint and --output are required");
+  const std::string dtype_s = a.get("dtype").value_or("f32");
+  if (dtype_s != "f32" && dtype_s != "bf16")
+    throw InputError("strata export: --dtype: expected f32 or bf16, got '" + dtype_s + "'");
+  const auto dir = std::filesystem::exists(*where + "/manifest.yaml") ? std::optional(*where)
+                                                                      : find_latest(*where);
+  if (!dir) throw InputError("strata export: no checkpoint at '" + *where + "'");
+  CheckpointReader ckpt(*dir);
+  const JobConfig cfg = parse_job_config(ckpt.config_yaml(), *dir + "/manifest.yaml");
+  Model model(cfg.model);
+  load_model_params(ckpt, model);
+  std::vector<SafeTensor> tensors;
+  for (const auto& u : model.units())
+    for (const auto& t : u.tensors()) tensors.push_back({t.name, t.shape, u.params().data() + t.offset});
+  export_safetensors(*out, tensors,
+                     {{"strata_config", model_config_json(cfg.model)},
+                      {"step", std::to_string(ckpt.step())},
+                      {"format", "pt"}},
+                     dtype_s == "bf16" ? SafetensorsDType::BF16 : SafetensorsDType::F32);
+  std::printf("exported %zu tensors (%lld parameters, %s) from step %lld to %s\n", tensors.size(),
+              static_cast<long long>(model.num_parameters()), dtype_s.c_str(),
+              static_cast<long long>(ckpt.step()), out->c_str());
+  return 0;
+}
+
+int cmd_prepare_data(const std::vector<std::string>& args) {
+  const Args a = parse_args(args, 2, {"input", "output", "val-fraction", "version", "shard-tokens"},
+                            {}, "prepare-data");
+  if (a.help) {
+    std::fputs(kPrepareHelp, stdout);
+    return 0;
+  }
+  PrepareDataOptions opt;
+  opt.inputs = a.all("input");
+  for (const auto& p : a.positional) opt.inputs.push_back(p);
+  if (opt.inputs.empty()) throw InputError("strata prepare-data: at least one --input is required");
+  const auto out = a.get("output");
+  if (!out) throw InputError("strata prepare-data: --output DIR is required");
+  opt.output_dir = *out;
+  if (const auto f = a.get("val-fraction")) {
+    try {
+      size_t used = 0;
+      opt.val_fraction = std::stod(*f, &used);
+      if (used != f->size()) throw std::invalid_argument("trailing");
+    } catch (const std::exception&) {
+      throw InputError("strata prepare-data: --val-fraction: expected a number, got '" + *f + "'");
+    }
+    if (!(opt.val_fraction >= 0 && opt.val_fraction < 1))
+      throw InputError("strata prepare-data: --val-fraction: expected a value in [0, 1)");
+  }
+  if (const auto v = a.get("version")) {
+    opt.version = static_cast<int>(parse_int_flag("prepare-data", "version", *v));
+    if (opt.version != 1 && opt.version != 2)
+      throw InputError("strata prepare-data: --version: expected 1 or 2");
+  }
+  if (const auto s = a.get("shard-tokens")) {
+    opt.shard_tokens = parse_int_flag("prepare-data", "shard-tokens", *s);
+    if (opt.shard_tokens < 2) throw InputError("strata prepare-data: --shard-tokens: expected >= 2");
+  }
+  const PrepareDataSummary s = prepare_data(opt);
+  std::printf("prepare-data: %lld documents (%lld skipped) -> %lld train tokens in %zu shards, "
+              "%lld val tokens in %zu shards under %s\n",
+              static_cast<long long>(s.files), static_cast<long long>(s.skipped_files),
+              static_cast<long long>(s.train_tokens), s.train_shards.size(),
+              static_cast<long long>(s.val_tokens), s.val_shards.size(), opt.output_dir.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int cli_main(const std::vector<std::string>& args) {
+  try {
+    if (args.size() < 2 || args[1] == "--help" || args[1] == "-h" || args[1] == "help") {
+      std::fputs(kMainHelp, args.size() < 2 ? stderr : stdout);
+      return args.size() < 2 ? 2 : 0;
+    }
+    const std::string& cmd = args[1];
+    if (cmd == "train") return cmd_train(args);
+    if (cmd == "eval") return cmd_eval(args);
+    if (cmd == "export") return cmd_export(args);
+    if (cmd == "prepare-data") return cmd_prepare_data(args);
+    std::fprintf(stderr, "strata: unknown command '%s'\n\n%s", cmd.c_str(), kMainHelp);
+    return 2;
+  } catch (const StrataError& e) {
+    std::fprintf(stderr, "strata: error: %s\n", e.what());
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "strata: error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace strata

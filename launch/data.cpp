@@ -1,0 +1,380 @@
+#include "launch/data.h"
+
+#include <fcntl.h>
+#include <glob.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <numeric>
+#include <utility>
+
+#include "core/error.h"
+#include "core/rng.h"
+
+namespace strata {
+
+// The header and tokens are read and written in host byte order; the format is little endian.
+static_assert(std::endian::native == std::endian::little,
+              "token shards assume a little-endian host");
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+// Throws unless the header words and the file size agree exactly; returns the token count.
+int64_t validate_header(const std::string& path, const int32_t* header, int64_t file_bytes) {
+  if (header[0] != kShardMagic)
+    throw InputError(path + ": bad magic " + std::to_string(header[0]) + " (expected " +
+                     std::to_string(kShardMagic) + ": not a token shard in llm.c's .bin layout)");
+  const int64_t width = shard_token_width(header[1]);
+  if (width == 0)
+    throw InputError(path + ": unsupported version " + std::to_string(header[1]) +
+                     " (expected 1 = uint16 tokens or 2 = uint32 tokens)");
+  const int64_t ntok = header[2];
+  if (ntok < 0)
+    throw InputError(path + ": header says " + std::to_string(ntok) +
+                     " tokens (expected a count >= 0)");
+  const int64_t expected = kShardHeaderBytes + ntok * width;
+  if (file_bytes != expected)
+    throw InputError(path + ": " + (file_bytes < expected ? "truncated: " : "trailing data: ") +
+                     "header says " + std::to_string(ntok) + " tokens (" +
+                     std::to_string(expected) + " bytes) but file has " +
+                     std::to_string(file_bytes) + " bytes");
+  return ntok;
+}
+
+// Scans once at open for the first token >= vocab_size, so reads in the hot loop need no check.
+template <typename T>
+void check_vocab(const std::string& path, const T* tokens, int64_t n, int64_t vocab_size) {
+  T max_token = 0;
+  for (int64_t i = 0; i < n; ++i) max_token = std::max(max_token, tokens[i]);  // vectorises
+  if (n == 0 || static_cast<int64_t>(max_token) < vocab_size) return;
+  for (int64_t i = 0; i < n; ++i)
+    if (static_cast<int64_t>(tokens[i]) >= vocab_size)
+      throw InputError(path + ": token at index " + std::to_string(i) + " has value " +
+                       std::to_string(tokens[i]) + ", expected < vocab_size " +
+                       std::to_string(vocab_size));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+void write_all(int fd, const void* data, size_t bytes, const std::string& path) {
+  const auto* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    const ssize_t n = ::write(fd, p, bytes);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw InputError(path + ": cannot write token shard: " + errno_text());
+    p += n;
+    bytes -= static_cast<size_t>(n);
+  }
+}
+
+void check_writable_tokens(const std::string& path, std::span<const int32_t> tokens, int version) {
+  const int64_t max_token =
+      version == 1 ? std::numeric_limits<uint16_t>::max() : std::numeric_limits<int32_t>::max();
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] > max_token)
+      throw InputError(path + ": token at index " + std::to_string(i) + " has value " +
+                       std::to_string(tokens[i]) + ", expected 0.." + std::to_string(max_token) +
+                       " for a version " + std::to_string(version) + " shard");
+  if (tokens.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+    throw InputError(path + ": " + std::to_string(tokens.size()) +
+                     " tokens do not fit the int32 count of one shard");
+}
+
+// Header then tokens at the shard's width, converted in blocks to bound the extra memory.
+void write_shard_body(int fd, const std::string& path, std::span<const int32_t> tokens,
+                      int version) {
+  std::array<int32_t, kShardHeaderInts> header{};
+  header[0] = kShardMagic;
+  header[1] = version;
+  header[2] = static_cast<int32_t>(tokens.size());
+  write_all(fd, header.data(), sizeof(header), path);
+  constexpr size_t kBlock = 1 << 20;
+  std::vector<uint16_t> narrow;
+  for (size_t begin = 0; begin < tokens.size(); begin += kBlock) {
+    const auto block = tokens.subspan(begin, std::min(kBlock, tokens.size() - begin));
+    if (version == 2) {
+      write_all(fd, block.data(), block.size_bytes(), path);  // int32 >= 0 == uint32 bits
+      continue;
+    }
+    narrow.assign(block.begin(), block.end());
+    write_all(fd, narrow.data(), narrow.size() * sizeof(uint16_t), path);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spec resolution
+
+std::vector<std::string> bin_files_in(const std::string& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (entry.path().extension() == ".bin" && entry.is_regular_file(ec))
+      found.push_back(entry.path().string());
+  if (ec) throw InputError("data spec '" + dir + "': cannot list directory: " + ec.message());
+  std::sort(found.begin(), found.end());  // byte order, independent of the locale
+  return found;
+}
+
+std::vector<std::string> glob_files(const std::string& pattern) {
+  glob_t g{};
+  std::vector<std::string> found;
+  if (::glob(pattern.c_str(), 0, nullptr, &g) == 0) {
+    std::error_code ec;
+    for (size_t i = 0; i < g.gl_pathc; ++i)
+      if (fs::is_regular_file(g.gl_pathv[i], ec)) found.emplace_back(g.gl_pathv[i]);
+  }
+  globfree(&g);
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+int64_t windows_in(int64_t tokens, int64_t seq_len) {
+  return tokens > 0 ? (tokens - 1) / seq_len : 0;
+}
+
+}  // namespace
+
+int64_t shard_token_width(int version) { return version == 1 ? 2 : version == 2 ? 4 : 0; }
+
+// ---------------------------------------------------------------------------------------------
+// TokenShard
+
+TokenShard::TokenShard(const std::string& path, int64_t vocab_size) : path_(path) {
+  STRATA_CHECK(vocab_size > 0 && vocab_size <= (int64_t{1} << 31), "vocab_size out of range");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw InputError(path + ": cannot open token shard: " + errno_text());
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw InputError(path + ": not a regular file (expected a token shard)");
+  }
+  const int64_t file_bytes = st.st_size;
+  if (file_bytes < kShardHeaderBytes) {
+    ::close(fd);
+    throw InputError(path + ": truncated: " + std::to_string(file_bytes) +
+                     " bytes, shorter than the " + std::to_string(kShardHeaderBytes) +
+                     "-byte header of a token shard");
+  }
+  void* map = ::mmap(nullptr, static_cast<size_t>(file_bytes), PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);  // the mapping keeps the file alive
+  if (map == MAP_FAILED) throw InputError(path + ": cannot mmap token shard: " + errno_text());
+  map_ = map;
+  map_bytes_ = file_bytes;
+  try {
+    int32_t header[3];
+    std::memcpy(header, map_, sizeof(header));
+    num_tokens_ = validate_header(path, header, file_bytes);
+    version_ = header[1];
+    tokens_ = static_cast<const unsigned char*>(map_) + kShardHeaderBytes;
+    if (version_ == 1)
+      check_vocab(path, reinterpret_cast<const uint16_t*>(tokens_), num_tokens_, vocab_size);
+    else
+      check_vocab(path, reinterpret_cast<const uint32_t*>(tokens_), num_tokens_, vocab_size);
+  } catch (...) {
+    release();  // the destructor does not run for a throwing constructor
+    throw;
+  }
+}
+
+TokenShard::~TokenShard() { release(); }
+
+TokenShard::TokenShard(TokenShard&& o) noexcept
+    : path_(std::move(o.path_)),
+      map_(std::exchange(o.map_, nullptr)),
+      map_bytes_(std::exchange(o.map_bytes_, 0)),
+      version_(o.version_),
+      num_tokens_(std::exchange(o.num_tokens_, 0)),
+      tokens_(std::exchange(o.tokens_, nullptr)) {}
+
+TokenShard& TokenShard::operator=(TokenShard&& o) noexcept {
+  if (this != &o) {
+    release();
+    path_ = std::move(o.path_);
+    map_ = std::exchange(o.map_, nullptr);
+    map_bytes_ = std::exchange(o.map_bytes_, 0);
+    version_ = o.version_;
+    num_tokens_ = std::exchange(o.num_tokens_, 0);
+    tokens_ = std::exchange(o.tokens_, nullptr);
+  }
+  return *this;
+}
+
+void TokenShard::release() {
+  if (map_ != nullptr) ::munmap(map_, static_cast<size_t>(map_bytes_));
+  map_ = nullptr;
+  tokens_ = nullptr;
+}
+
+int32_t TokenShard::at(int64_t i) const {
+  if (version_ == 1) return reinterpret_cast<const uint16_t*>(tokens_)[i];
+  return static_cast<int32_t>(reinterpret_cast<const uint32_t*>(tokens_)[i]);
+}
+
+void TokenShard::copy(int64_t begin, int64_t n, int32_t* dst) const {
+  STRATA_CHECK(begin >= 0 && n >= 0 && begin + n <= num_tokens_, "token range outside shard");
+  if (version_ == 1) {
+    const auto* src = reinterpret_cast<const uint16_t*>(tokens_) + begin;
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  } else {
+    const auto* src = reinterpret_cast<const uint32_t*>(tokens_) + begin;
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<int32_t>(src[i]);
+  }
+}
+
+void write_token_shard(const std::string& path, std::span<const int32_t> tokens, int version) {
+  if (shard_token_width(version) == 0)
+    throw InputError(path + ": cannot write token shard version " + std::to_string(version) +
+                     " (expected 1 = uint16 tokens or 2 = uint32 tokens)");
+  check_writable_tokens(path, tokens, version);
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw InputError(tmp + ": cannot create token shard: " + errno_text());
+  try {
+    write_shard_body(fd, tmp, tokens, version);
+    // Flushed before the rename so that after a crash the final name holds all of the data.
+    if (::fsync(fd) != 0) throw InputError(tmp + ": cannot flush token shard: " + errno_text());
+    if (::close(fd) != 0) throw InputError(tmp + ": cannot close token shard: " + errno_text());
+  } catch (...) {
+    ::close(fd);  // harmless EBADF when close() itself failed above
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = errno_text();
+    ::unlink(tmp.c_str());
+    throw InputError(path + ": cannot rename " + tmp + " into place: " + why);
+  }
+}
+
+std::vector<std::string> resolve_shards(const std::string& spec) {
+  if (spec.empty())
+    throw InputError("data spec is empty (expected a .bin file, a directory, a prefix or a glob)");
+  std::error_code ec;
+  const auto st = fs::status(spec, ec);
+  if (fs::is_regular_file(st)) return {spec};
+  if (fs::is_directory(st)) {
+    auto found = bin_files_in(spec);
+    if (found.empty())
+      throw InputError("data spec '" + spec + "': directory contains no *.bin token shards");
+    return found;
+  }
+  const bool is_glob = spec.find_first_of("*?[") != std::string::npos;
+  const std::string pattern = is_glob ? spec : spec + "_*.bin";
+  auto found = glob_files(pattern);
+  if (found.empty())
+    throw InputError("data spec '" + spec + "': no token shards found (tried: a file or " +
+                     "directory named '" + spec + "', then " +
+                     (is_glob ? "the glob '" : "the prefix pattern '") + pattern + "')");
+  return found;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ShardSet
+
+ShardSet::ShardSet(const std::string& spec, int64_t seq_len, int64_t vocab_size)
+    : spec_(spec), seq_len_(seq_len) {
+  if (seq_len <= 0)
+    throw InputError("data '" + spec + "': seq_len must be positive, got " +
+                     std::to_string(seq_len));
+  window_begin_.push_back(0);
+  int64_t largest = 0;
+  for (const auto& path : resolve_shards(spec)) {
+    shards_.emplace_back(path, vocab_size);
+    const int64_t n = shards_.back().size();
+    num_tokens_ += n;
+    largest = std::max(largest, n);
+    window_begin_.push_back(window_begin_.back() + windows_in(n, seq_len));
+  }
+  if (num_windows() == 0)
+    throw InputError("data '" + spec +
+                     "': no shard holds one window of seq_len+1 = " + std::to_string(seq_len + 1) +
+                     " tokens (" + std::to_string(shards_.size()) + " shard(s), " +
+                     std::to_string(num_tokens_) + " tokens in total, the largest has " +
+                     std::to_string(largest) + "; windows never cross shards)");
+}
+
+std::vector<std::string> ShardSet::shard_paths() const {
+  std::vector<std::string> paths;
+  for (const auto& s : shards_) paths.push_back(s.path());
+  return paths;
+}
+
+void ShardSet::read_window(int64_t w, int32_t* inputs, int32_t* targets) const {
+  STRATA_CHECK(w >= 0 && w < num_windows(), "window index out of range");
+  // Empty shards repeat a prefix value; upper_bound lands past them on the shard holding w.
+  const auto it = std::upper_bound(window_begin_.begin(), window_begin_.end(), w);
+  const auto s = static_cast<size_t>(it - window_begin_.begin() - 1);
+  const int64_t start = (w - window_begin_[s]) * seq_len_;
+  shards_[s].copy(start, seq_len_, inputs);
+  shards_[s].copy(start + 1, seq_len_, targets);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loaders
+
+DataLoader::DataLoader(const std::string& spec, int64_t seq_len, int64_t vocab_size, uint64_t seed)
+    : shards_(spec, seq_len, vocab_size), seed_(seed) {
+  shuffle_for_epoch(0);
+}
+
+void DataLoader::shuffle_for_epoch(int64_t epoch) {
+  order_.resize(static_cast<size_t>(num_windows()));
+  std::iota(order_.begin(), order_.end(), int64_t{0});
+  // Keyed by (seed, epoch) alone, so any epoch's order can be rebuilt on restore.
+  RngStream rng{rng_key(seed_, "data/epoch/" + std::to_string(epoch)), 0};
+  for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng.next_below(i)]);
+}
+
+void DataLoader::next_batch(int64_t n_sequences, int32_t* inputs, int32_t* targets) {
+  STRATA_CHECK(n_sequences >= 0, "negative batch size");
+  const int64_t len = seq_len();
+  for (int64_t i = 0; i < n_sequences; ++i) {
+    if (state_.index == num_windows()) {  // roll over lazily so state() may end an epoch
+      ++state_.epoch;
+      state_.index = 0;
+      shuffle_for_epoch(state_.epoch);
+    }
+    shards_.read_window(order_[static_cast<size_t>(state_.index++)], inputs + i * len,
+                        targets + i * len);
+  }
+}
+
+void DataLoader::restore(const LoaderState& s) {
+  if (s.epoch < 0 || s.index < 0 || s.index > num_windows())
+    throw InputError("data loader state (epoch " + std::to_string(s.epoch) + ", index " +
+                     std::to_string(s.index) + ") does not fit data '" + shards_.spec() +
+                     "' with " + std::to_string(num_windows()) +
+                     " windows; did the data change since the checkpoint?");
+  if (s.epoch != state_.epoch) shuffle_for_epoch(s.epoch);
+  state_ = s;
+}
+
+EvalLoader::EvalLoader(const std::string& spec, int64_t seq_len, int64_t vocab_size)
+    : shards_(spec, seq_len, vocab_size) {}
+
+void EvalLoader::next_batch(int64_t n_sequences, int32_t* inputs, int32_t* targets) {
+  STRATA_CHECK(n_sequences >= 0, "negative batch size");
+  const int64_t len = seq_len();
+  for (int64_t i = 0; i < n_sequences; ++i) {
+    shards_.read_window(next_, inputs + i * len, targets + i * len);
+    next_ = (next_ + 1) % num_windows();
+  }
+}
+
+}  // namespace strata

@@ -1,0 +1,138 @@
+#pragma once
+// Token data for training: llm.c-format token shards (memory-mapped), resolution of a data spec
+// to its shards, and the loaders that cut shards into (inputs, targets) windows.
+//
+// Shard layout (llm.c's .bin): 256 little-endian int32 header words, [0] = magic 20240520,
+// [1] = version (1: uint16 tokens, 2: uint32 tokens), [2] = token count; then the tokens.
+//
+// A window is seq_len+1 consecutive tokens starting at a multiple of seq_len inside one shard;
+// inputs are its first seq_len tokens and targets its last seq_len. Windows never cross a shard
+// boundary, so a shard of n tokens holds (n-1)/seq_len windows.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace strata {
+
+inline constexpr int32_t kShardMagic = 20240520;
+inline constexpr int64_t kShardHeaderInts = 256;
+inline constexpr int64_t kShardHeaderBytes = kShardHeaderInts * 4;
+
+// Bytes per token of a shard version (1 -> 2, 2 -> 4); 0 for an unknown version.
+int64_t shard_token_width(int version);
+
+// A read-only, memory-mapped token shard. Opening validates the header, the exact file size and
+// that every token is < vocab_size, so later reads need no checks. Move-only.
+class TokenShard {
+ public:
+  TokenShard(const std::string& path, int64_t vocab_size);
+  ~TokenShard();
+  TokenShard(TokenShard&& other) noexcept;
+  TokenShard& operator=(TokenShard&& other) noexcept;
+  TokenShard(const TokenShard&) = delete;
+  TokenShard& operator=(const TokenShard&) = delete;
+
+  const std::string& path() const { return path_; }
+  int version() const { return version_; }
+  int64_t size() const { return num_tokens_; }
+  int32_t at(int64_t i) const;
+  // Copies tokens [begin, begin+n) into dst as int32.
+  void copy(int64_t begin, int64_t n, int32_t* dst) const;
+
+ private:
+  void release();
+
+  std::string path_;
+  void* map_ = nullptr;
+  int64_t map_bytes_ = 0;
+  int version_ = 0;
+  int64_t num_tokens_ = 0;
+  const unsigned char* tokens_ = nullptr;  // first token byte, inside map_
+};
+
+// Writes a shard atomically: the data goes to path+".tmp", is flushed to disk and renamed, so a
+// crash never leaves a half-written shard under the final name. Version 1 stores uint16 tokens
+// (each must be < 65536), version 2 uint32. Errors (bad token, unwritable path) are InputError.
+void write_token_shard(const std::string& path, std::span<const int32_t> tokens, int version = 1);
+
+// Resolves a data spec to a sorted list of shard paths. The spec is, tried in this order: an
+// existing file; a directory (every *.bin directly inside); a glob(3) pattern (when it contains
+// *, ? or [); a prefix P matching P_*.bin (e.g. "data/fortunes/train"). Nothing found is an
+// InputError naming the spec and what was tried.
+std::vector<std::string> resolve_shards(const std::string& spec);
+
+// The shards of one spec with a global window index over all of them.
+class ShardSet {
+ public:
+  ShardSet(const std::string& spec, int64_t seq_len, int64_t vocab_size);
+
+  const std::string& spec() const { return spec_; }
+  int64_t seq_len() const { return seq_len_; }
+  int64_t num_windows() const { return window_begin_.back(); }
+  int64_t num_tokens() const { return num_tokens_; }
+  std::vector<std::string> shard_paths() const;
+  // Fills seq_len inputs and seq_len targets from global window w.
+  void read_window(int64_t w, int32_t* inputs, int32_t* targets) const;
+
+ private:
+  std::string spec_;
+  int64_t seq_len_;
+  int64_t num_tokens_ = 0;
+  std::vector<TokenShard> shards_;
+  std::vector<int64_t> window_begin_;  // prefix sums: shard s holds [begin[s], begin[s+1])
+};
+
+// Position of the training loader: `index` windows of epoch `epoch` have been consumed.
+struct LoaderState {
+  int64_t epoch = 0;
+  int64_t index = 0;
+  bool operator==(const LoaderState&) const = default;
+};
+
+// Training loader: every epoch visits every window once, in a Fisher-Yates permutation derived
+// only from (seed, epoch), so the order is independent of the process layout and a restored
+// state replays exactly. Every data-parallel rank reads the same global batch and slices it.
+class DataLoader {
+ public:
+  DataLoader(const std::string& spec, int64_t seq_len, int64_t vocab_size, uint64_t seed);
+
+  // Fills n_sequences*seq_len int32 into each of inputs and targets and advances.
+  void next_batch(int64_t n_sequences, int32_t* inputs, int32_t* targets);
+  LoaderState state() const { return state_; }
+  // Continues from `s` (e.g. from a checkpoint); InputError when it does not fit this data.
+  void restore(const LoaderState& s);
+
+  int64_t seq_len() const { return shards_.seq_len(); }
+  int64_t num_windows() const { return shards_.num_windows(); }
+  int64_t num_tokens() const { return shards_.num_tokens(); }
+  std::vector<std::string> shard_paths() const { return shards_.shard_paths(); }
+
+ private:
+  void shuffle_for_epoch(int64_t epoch);
+
+  ShardSet shards_;
+  uint64_t seed_;
+  LoaderState state_;
+  std::vector<int64_t> order_;  // permutation of the windows for state_.epoch
+};
+
+// Evaluation loader: windows in order from the start of the shards, wrapping at the end, so
+// every evaluation that starts with reset() sees the same tokens.
+class EvalLoader {
+ public:
+  EvalLoader(const std::string& spec, int64_t seq_len, int64_t vocab_size);
+
+  void next_batch(int64_t n_sequences, int32_t* inputs, int32_t* targets);
+  void reset() { next_ = 0; }
+
+  int64_t seq_len() const { return shards_.seq_len(); }
+  int64_t num_windows() const { return shards_.num_windows(); }
+  int64_t num_tokens() const { return shards_.num_tokens(); }
+
+ private:
+  ShardSet shards_;
+  int64_t next_ = 0;
+};
+
+}  // namespace strata

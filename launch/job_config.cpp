@@ -1,0 +1,580 @@
+#include "launch/job_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <type_traits>
+#include <utility>
+
+#include "core/error.h"
+
+namespace strata {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Reading one YAML value into a typed field. Each reader returns "" on success or what was wrong
+// ("expected an integer, got 'abc'"), so the caller can add the location and key.
+
+std::string describe(const YAML::Node& n) {
+  if (n.IsNull()) return "an empty value";
+  if (n.IsMap()) return "a map";
+  if (n.IsSequence()) return "a sequence";
+  return "'" + n.Scalar() + "'";
+}
+
+// YAML allows a leading '+' on numbers; std::from_chars does not.
+std::string_view unsigned_text(const std::string& s) {
+  std::string_view v(s);
+  if (!v.empty() && v.front() == '+') v.remove_prefix(1);
+  return v;
+}
+
+// Parses all of `text` as a T with std::from_chars; false on any leftover or range error.
+template <class T>
+bool parse_number(const std::string& text, T& out) {
+  const std::string_view v = unsigned_text(text);
+  if (v.empty()) return false;
+  T value{};
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
+  if (ec != std::errc() || end != v.data() + v.size()) return false;
+  out = value;
+  return true;
+}
+
+std::string read(const YAML::Node& n, int64_t& out) {
+  if (!n.IsScalar() || !parse_number(n.Scalar(), out))
+    return "expected an integer, got " + describe(n);
+  return "";
+}
+
+std::string read(const YAML::Node& n, uint64_t& out) {
+  if (!n.IsScalar() || !parse_number(n.Scalar(), out))
+    return "expected a non-negative integer, got " + describe(n);
+  return "";
+}
+
+std::string read(const YAML::Node& n, float& out) {
+  float value = 0.f;
+  if (!n.IsScalar() || !parse_number(n.Scalar(), value) || !std::isfinite(value))
+    return "expected a number, got " + describe(n);
+  out = value;
+  return "";
+}
+
+std::string read(const YAML::Node& n, bool& out) {
+  if (n.IsScalar()) {
+    const std::string& s = n.Scalar();
+    const bool is_true = s == "true" || s == "True" || s == "TRUE";
+    const bool is_false = s == "false" || s == "False" || s == "FALSE";
+    if (is_true || is_false) {
+      out = is_true;
+      return "";
+    }
+  }
+  return "expected true or false, got " + describe(n);
+}
+
+// An empty value (`val:`) is the empty string, which several keys use to mean "none/default".
+std::string read(const YAML::Node& n, std::string& out) {
+  if (!n.IsNull() && !n.IsScalar()) return "expected a string, got " + describe(n);
+  out = n.IsNull() ? "" : n.Scalar();
+  return "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing a value back as YAML text (dump_job_config). Floats use %.9g: enough digits for every
+// float32 to parse back bit-identically.
+
+std::string format_value(int64_t v) { return std::to_string(v); }
+std::string format_value(uint64_t v) { return std::to_string(v); }
+std::string format_value(bool v) { return v ? "true" : "false"; }
+std::string format_value(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
+  return buf;
+}
+
+// Plain when it reads back as the same string; otherwise double-quoted with escapes.
+std::string format_value(const std::string& s) {
+  const bool safe_chars = std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("_./-+", c) != nullptr;
+  });
+  const bool is_null_word = s == "null" || s == "Null" || s == "NULL";
+  if (!s.empty() && safe_chars && !is_null_word && s.front() != '-') return s;
+  std::string q = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      q += '\\';
+      q += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(c));
+      q += buf;
+    } else {
+      q += c;
+    }
+  }
+  return q + "\"";
+}
+
+// ---------------------------------------------------------------------------------------------
+// "Did you mean": optimal-string-alignment distance, so a swapped pair of letters counts as one.
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// The closest candidate when it is near enough to be a typo (a third of the name, at least 2, and
+// never a complete rewrite); "" otherwise.
+std::string closest(const std::string& name, const std::vector<std::string>& candidates) {
+  const size_t limit = std::max<size_t>(2, name.size() / 3);
+  std::string best;
+  size_t best_d = limit + 1;
+  for (const std::string& c : candidates) {
+    const size_t d = edit_distance(name, c);
+    if (d < best_d && d < std::max(name.size(), c.size())) best = c, best_d = d;
+  }
+  return best;
+}
+
+std::string did_you_mean(const std::string& suggestion) {
+  return suggestion.empty() ? "" : " (did you mean '" + suggestion + "'?)";
+}
+
+// ---------------------------------------------------------------------------------------------
+// The schema: one entry per key, in file order. Paths are "section.key" (model.linear_attention
+// nests one level more). Parsing, --set, dump and the docs all follow this one table.
+
+struct Field {
+  std::string path;
+  std::function<std::string(JobConfig&, const YAML::Node&)> set;  // "" or what was wrong
+  std::function<std::string(const JobConfig&)> get;               // YAML text of the value
+};
+
+// `access` is a generic lambda returning a reference to the field, so it serves both the const
+// (dump) and the mutable (parse) side.
+template <class Access>
+Field field(std::string path, Access access) {
+  return {std::move(path),
+          [access](JobConfig& c, const YAML::Node& n) { return read(n, access(c)); },
+          [access](const JobConfig& c) { return format_value(access(c)); }};
+}
+
+// A string that must be one of `names`, stored as T (an enum, or the string itself).
+template <class T, class Access>
+Field choice(std::string path, Access access, std::vector<std::pair<std::string, T>> names) {
+  auto set = [access, names](JobConfig& c, const YAML::Node& n) -> std::string {
+    std::string allowed;
+    std::vector<std::string> allowed_names;
+    for (const auto& [name, value] : names) {
+      if (n.IsScalar() && n.Scalar() == name) {
+        access(c) = value;
+        return "";
+      }
+      allowed += (allowed.empty() ? "" : "|") + name;
+      allowed_names.push_back(name);
+    }
+    const std::string hint = n.IsScalar() ? closest(n.Scalar(), allowed_names) : "";
+    return "expected one of " + allowed + ", got " + describe(n) + did_you_mean(hint);
+  };
+  auto get = [access, names](const JobConfig& c) {
+    for (const auto& [name, value] : names)
+      if (access(c) == value) return name;
+    return names.front().first;  // unreachable: every enum value has a name
+  };
+  return {std::move(path), set, get};
+}
+
+template <class Access>
+Field string_choice(std::string path, Access access, std::vector<std::string> names) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (const auto& n : names) pairs.emplace_back(n, n);
+  return choice<std::string>(std::move(path), access, pairs);
+}
+
+#define STRATA_REF(member) \
+  [](auto& c) -> auto& { return c.member; }
+
+const std::vector<Field>& schema() {
+  static const std::vector<Field> fields = {
+      field("model.vocab_size", STRATA_REF(model.vocab_size)),
+      field("model.dim", STRATA_REF(model.dim)),
+      field("model.n_layers", STRATA_REF(model.n_layers)),
+      field("model.n_heads", STRATA_REF(model.n_heads)),
+      field("model.n_kv_heads", STRATA_REF(model.n_kv_heads)),
+      field("model.ffn_dim", STRATA_REF(model.ffn_dim)),
+      field("model.layer_pattern", STRATA_REF(model.layer_pattern)),
+      field("model.norm_eps", STRATA_REF(model.norm_eps)),
+      field("model.rope_theta", STRATA_REF(model.rope_theta)),
+      choice<FeatureMap>("model.linear_attention.feature_map", STRATA_REF(model.feature_map),
+                         {{"silu", FeatureMap::silu}, {"identity", FeatureMap::identity}}),
+      choice<Decay>("model.linear_attention.decay", STRATA_REF(model.decay),
+                    {{"retnet", Decay::retnet}, {"none", Decay::none}}),
+      field("model.linear_attention.chunk_size", STRATA_REF(model.chunk_size)),
+      field("model.tie_embeddings", STRATA_REF(model.tie_embeddings)),
+      field("data.train", STRATA_REF(data.train)),
+      field("data.val", STRATA_REF(data.val)),
+      field("data.seq_len", STRATA_REF(data.seq_len)),
+      field("train.steps", STRATA_REF(train.steps)),
+      field("train.global_batch", STRATA_REF(train.global_batch)),
+      field("train.micro_batch", STRATA_REF(train.micro_batch)),
+      field("train.seed", STRATA_REF(train.seed)),
+      field("train.eval_every", STRATA_REF(train.eval_every)),
+      field("train.eval_batches", STRATA_REF(train.eval_batches)),
+      field("train.run_dir", STRATA_REF(train.run_dir)),
+      field("train.threads", STRATA_REF(train.threads)),
+      string_choice("optim.name", STRATA_REF(optim.name), {"adamw", "sgd"}),
+      field("optim.lr", STRATA_REF(optim.lr)),
+      field("optim.min_lr", STRATA_REF(optim.min_lr)),
+      field("optim.warmup_steps", STRATA_REF(optim.warmup_steps)),
+      string_choice("optim.schedule", STRATA_REF(optim.schedule), {"cosine", "linear", "constant"}),
+      field("optim.beta1", STRATA_REF(optim.beta1)),
+      field("optim.beta2", STRATA_REF(optim.beta2)),
+      field("optim.eps", STRATA_REF(optim.eps)),
+      field("optim.weight_decay", STRATA_REF(optim.weight_decay)),
+      field("optim.momentum", STRATA_REF(optim.momentum)),
+      field("optim.grad_clip", STRATA_REF(optim.grad_clip)),
+      field("parallel.dp", STRATA_REF(parallel.dp)),
+      field("parallel.sp", STRATA_REF(parallel.sp)),
+      field("parallel.pp", STRATA_REF(parallel.pp)),
+      field("parallel.zero_stage", STRATA_REF(parallel.zero_stage)),
+      string_choice("offload.policy", STRATA_REF(offload.policy), {"keep", "recompute"}),
+      field("checkpoint.dir", STRATA_REF(checkpoint.dir)),
+      field("checkpoint.every", STRATA_REF(checkpoint.every)),
+      field("checkpoint.keep_last", STRATA_REF(checkpoint.keep_last)),
+      field("checkpoint.resume", STRATA_REF(checkpoint.resume)),
+      field("log.every", STRATA_REF(log.every)),
+      field("log.metrics_file", STRATA_REF(log.metrics_file)),
+  };
+  return fields;
+}
+
+#undef STRATA_REF
+
+const Field* find_field(const std::string& path) {
+  for (const Field& f : schema())
+    if (f.path == path) return &f;
+  return nullptr;
+}
+
+// A map path is a proper prefix of some field path: "model", "model.linear_attention", "train".
+bool is_map_path(const std::string& path) {
+  return std::any_of(schema().begin(), schema().end(),
+                     [&](const Field& f) { return f.path.starts_with(path + "."); });
+}
+
+std::string join(const std::string& prefix, const std::string& key) {
+  return prefix.empty() ? key : prefix + "." + key;
+}
+
+std::string last_component(const std::string& path) {
+  const size_t dot = path.rfind('.');
+  return dot == std::string::npos ? path : path.substr(dot + 1);
+}
+
+// The keys directly under map path `prefix` ("" = the sections), in schema order.
+std::vector<std::string> child_keys(const std::string& prefix) {
+  std::vector<std::string> keys;
+  const std::string start = prefix.empty() ? "" : prefix + ".";
+  for (const Field& f : schema()) {
+    if (!f.path.starts_with(start)) continue;
+    const std::string rest = f.path.substr(start.size());
+    const std::string key = rest.substr(0, rest.find('.'));
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+  }
+  return keys;
+}
+
+// A key that exists, with the same name, elsewhere (`lr` under train → optim.lr).
+std::string same_name_elsewhere(const std::string& path) {
+  const std::string key = last_component(path);
+  for (const Field& f : schema())
+    if (f.path != path && last_component(f.path) == key) return f.path;
+  return "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where a value came from, so a range check made after everything is applied can still name the
+// file line or the --set flag that set it.
+
+struct Origin {
+  std::string prefix;         // "FILE:LINE:COL: ", "FILE: " or "--set a.b=c: "
+  std::string override_path;  // the path an --set names; its message need not repeat the key
+};
+
+std::string at(const std::string& source, const YAML::Mark& mark) {
+  if (mark.is_null()) return source + ": ";
+  return source + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1) +
+         ": ";
+}
+
+[[noreturn]] void fail(const Origin& origin, const std::string& path, const std::string& what) {
+  if (!origin.override_path.empty() && origin.override_path == path)
+    throw InputError(origin.prefix + what);
+  throw InputError(origin.prefix + path + ": " + what);
+}
+
+class Parser {
+ public:
+  explicit Parser(std::string source) : source_(std::move(source)) { cfg_.source = source_; }
+
+  void parse_text(const std::string& text);
+  void apply_override(const std::string& flag);
+  void validate() const;
+  JobConfig result() const { return cfg_; }
+
+ private:
+  void walk_map(const YAML::Node& map, const std::string& prefix);
+  void set_field(const Field& f, const YAML::Node& value, const Origin& origin);
+  Origin origin_of(const std::string& path) const;
+  void check_model() const;
+  void check_ranges() const;
+
+  std::string source_;
+  JobConfig cfg_;
+  std::map<std::string, Origin> origins_;  // fields and sections seen, by path
+};
+
+void Parser::parse_text(const std::string& text) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(text);
+  } catch (const YAML::ParserException& e) {
+    throw InputError(at(source_, e.mark) + "YAML syntax error: " + e.msg);
+  } catch (const YAML::Exception& e) {
+    throw InputError(at(source_, e.mark) + e.msg);
+  }
+  if (docs.size() > 1)
+    throw InputError(at(source_, docs[1].Mark()) + "expected one YAML document, found " +
+                     std::to_string(docs.size()));
+  if (docs.empty() || docs[0].IsNull()) return;  // an empty file: every default
+  if (!docs[0].IsMap())
+    throw InputError(at(source_, docs[0].Mark()) +
+                     "expected a map of sections (model, data, train, ...) at the top level, got " +
+                     describe(docs[0]));
+  walk_map(docs[0], "");
+}
+
+void Parser::walk_map(const YAML::Node& map, const std::string& prefix) {
+  std::map<std::string, YAML::Mark> seen;  // yaml-cpp keeps duplicate keys silently; we do not
+  for (const auto& entry : map) {
+    // Copies: yaml-cpp's iterator hands out temporaries; a Node copy is a cheap shared handle.
+    const YAML::Node key = entry.first;
+    const YAML::Node value = entry.second;
+    const YAML::Mark mark = key.Mark();
+    if (!key.IsScalar())
+      throw InputError(at(source_, mark) + "expected a key name, got " + describe(key));
+    const std::string path = join(prefix, key.Scalar());
+    if (auto [first, inserted] = seen.emplace(key.Scalar(), mark); !inserted)
+      throw InputError(at(source_, mark) + "duplicate key '" + path + "' (first set at line " +
+                       std::to_string(first->second.line + 1) + ")");
+    const Origin origin{at(source_, mark), ""};
+    if (const Field* f = find_field(path)) {
+      set_field(*f, value, origin);
+    } else if (is_map_path(path)) {
+      origins_[path] = origin;
+      if (!value.IsNull() && !value.IsMap())  // an empty section keeps its defaults
+        fail(origin, path, "expected a map of keys, got " + describe(value));
+      if (value.IsMap()) walk_map(value, path);
+    } else {
+      std::string hint = closest(key.Scalar(), child_keys(prefix));
+      if (hint.empty()) hint = same_name_elsewhere(path);
+      throw InputError(origin.prefix + "unknown key '" + path + "'" + did_you_mean(hint));
+    }
+  }
+}
+
+void Parser::set_field(const Field& f, const YAML::Node& value, const Origin& origin) {
+  const std::string err = f.set(cfg_, value);
+  if (!err.empty()) fail(origin, f.path, err);
+  origins_[f.path] = origin;
+}
+
+void Parser::apply_override(const std::string& flag) {
+  const size_t eq = flag.find('=');
+  if (eq == std::string::npos)
+    throw InputError("--set " + flag + ": expected section.key=value (e.g. train.steps=10)");
+  // Trimmed, so "train.steps = 5" (quoted in the shell) names the same key.
+  std::string path = flag.substr(0, eq);
+  path.erase(0, path.find_first_not_of(" \t"));
+  path.erase(path.find_last_not_of(" \t") + 1);
+  const std::string text = flag.substr(eq + 1);
+  const Origin origin{"--set " + flag + ": ", path};
+  const Field* f = find_field(path);
+  if (f == nullptr) {
+    if (is_map_path(path))
+      throw InputError(origin.prefix + "'" + path + "' is a section; set one of its keys, e.g. '" +
+                       join(path, child_keys(path).front()) + "'");
+    std::vector<std::string> paths;
+    for (const Field& g : schema()) paths.push_back(g.path);
+    std::string hint = closest(path, paths);
+    if (hint.empty()) hint = same_name_elsewhere(path);
+    throw InputError(origin.prefix + "unknown key '" + path + "'" + did_you_mean(hint));
+  }
+  YAML::Node value;
+  try {
+    value = YAML::Load(text);  // the value is a YAML scalar, exactly as it would be in the file
+  } catch (const YAML::Exception& e) {
+    throw InputError(origin.prefix + "invalid YAML value: " + e.msg);
+  }
+  set_field(*f, value, origin);
+}
+
+// The origin of `path`, else of its nearest enclosing section, else just the file.
+Origin Parser::origin_of(const std::string& path) const {
+  for (std::string p = path; !p.empty();) {
+    if (auto it = origins_.find(p); it != origins_.end()) return it->second;
+    const size_t dot = p.rfind('.');
+    p = dot == std::string::npos ? "" : p.substr(0, dot);
+  }
+  return {source_ + ": ", ""};
+}
+
+// ModelConfig::validate owns the model's rules; it names the field ("model.n_heads: ..."), and we
+// put the location of that field in front.
+void Parser::check_model() const {
+  try {
+    cfg_.model.validate();
+  } catch (const InputError& e) {
+    const std::string msg = e.what();
+    const size_t colon = msg.find(": ");
+    if (!msg.starts_with("model.") || colon == std::string::npos)
+      throw InputError(origin_of("model").prefix + msg);
+    fail(origin_of(msg.substr(0, colon)), msg.substr(0, colon), msg.substr(colon + 2));
+  }
+}
+
+// Range checks run once everything (file and --set) is applied, so cross-key rules see the final
+// values.
+void Parser::check_ranges() const {
+  const JobConfig& c = cfg_;
+  auto check = [this](bool ok, const std::string& path, const std::string& what) {
+    if (!ok) fail(origin_of(path), path, what);
+  };
+  auto at_least = [&](const std::string& path, int64_t v, int64_t lo) {
+    check(v >= lo, path, "expected a value >= " + std::to_string(lo) + ", got " + format_value(v));
+  };
+  auto positive = [&](const std::string& path, float v) {
+    check(v > 0.f, path, "expected a value > 0, got " + format_value(v));
+  };
+  auto non_negative = [&](const std::string& path, float v) {
+    check(v >= 0.f, path, "expected a value >= 0, got " + format_value(v));
+  };
+  auto unit = [&](const std::string& path, float v) {  // [0, 1): betas and momentum
+    check(v >= 0.f && v < 1.f, path, "expected a value in [0, 1), got " + format_value(v));
+  };
+
+  check(!c.data.train.empty(), "data.train",
+        "expected the training token shards (a .bin file, a directory or a glob), got nothing");
+  at_least("data.seq_len", c.data.seq_len, 1);
+  at_least("train.steps", c.train.steps, 1);
+  at_least("train.global_batch", c.train.global_batch, 1);
+  at_least("train.micro_batch", c.train.micro_batch, 1);
+  at_least("train.eval_every", c.train.eval_every, 0);
+  at_least("train.eval_batches", c.train.eval_batches, 1);
+  at_least("train.threads", c.train.threads, 0);
+  positive("optim.lr", c.optim.lr);
+  non_negative("optim.min_lr", c.optim.min_lr);
+  at_least("optim.warmup_steps", c.optim.warmup_steps, 0);
+  unit("optim.beta1", c.optim.beta1);
+  unit("optim.beta2", c.optim.beta2);
+  positive("optim.eps", c.optim.eps);
+  non_negative("optim.weight_decay", c.optim.weight_decay);
+  unit("optim.momentum", c.optim.momentum);
+  non_negative("optim.grad_clip", c.optim.grad_clip);
+  at_least("parallel.dp", c.parallel.dp, 1);
+  at_least("parallel.sp", c.parallel.sp, 1);
+  at_least("parallel.pp", c.parallel.pp, 1);
+  check(c.parallel.zero_stage >= 0 && c.parallel.zero_stage <= 3, "parallel.zero_stage",
+        "expected a value in [0, 3], got " + format_value(c.parallel.zero_stage));
+  check(!c.checkpoint.resume.empty(), "checkpoint.resume",
+        "expected auto, never or a checkpoint directory, got nothing");
+  at_least("checkpoint.every", c.checkpoint.every, 0);
+  at_least("checkpoint.keep_last", c.checkpoint.keep_last, 0);
+  at_least("log.every", c.log.every, 1);
+
+  // Every data-parallel rank runs the same whole number of micro-batches per step.
+  const int64_t per_step = c.train.micro_batch * c.parallel.dp;
+  check(c.train.global_batch % per_step == 0, "train.global_batch",
+        "expected a multiple of train.micro_batch * parallel.dp = " +
+            std::to_string(c.train.micro_batch) + " * " + std::to_string(c.parallel.dp) + " = " +
+            std::to_string(per_step) + ", got " + std::to_string(c.train.global_batch) +
+            " (each data-parallel rank runs global_batch / (micro_batch * dp) micro-batches per "
+            "step)");
+}
+
+void Parser::validate() const {
+  check_model();
+  check_ranges();
+}
+
+}  // namespace
+
+JobConfig parse_job_config(const std::string& yaml_text, const std::string& source,
+                           const std::vector<std::string>& overrides) {
+  Parser parser(source);
+  parser.parse_text(yaml_text);
+  for (const std::string& flag : overrides) parser.apply_override(flag);
+  parser.validate();
+  return parser.result();
+}
+
+JobConfig load_job_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw InputError("cannot read job file '" + path + "': it is a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError("cannot read job file '" + path + "': " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw InputError("cannot read job file '" + path + "': read failed");
+  return parse_job_config(text.str(), path, overrides);
+}
+
+// Emits every key in schema order, opening each section (and the nested linear_attention map)
+// when the path prefix changes, so the layout matches a hand-written job file.
+std::string dump_job_config(const JobConfig& cfg) {
+  std::string out = "# Strata job config, fully resolved";
+  if (!cfg.source.empty()) {  // a comment line: keep a newline in the name from ending it
+    std::string name = cfg.source;
+    std::replace(name.begin(), name.end(), '\n', ' ');
+    out += " (from " + name + ")";
+  }
+  out += "\n";
+  std::vector<std::string> open;  // the map path components currently open
+  for (const Field& f : schema()) {
+    std::vector<std::string> parts;
+    std::stringstream ss(f.path);
+    for (std::string part; std::getline(ss, part, '.');) parts.push_back(part);
+    const std::vector<std::string> maps(parts.begin(), parts.end() - 1);
+    size_t common = 0;
+    while (common < open.size() && common < maps.size() && open[common] == maps[common]) ++common;
+    for (size_t d = common; d < maps.size(); ++d) out += std::string(2 * d, ' ') + maps[d] + ":\n";
+    open = maps;
+    out += std::string(2 * maps.size(), ' ') + parts.back() + ": " + f.get(cfg) + "\n";
+  }
+  return out;
+}
+
+}  // namespace strata

@@ -1,0 +1,251 @@
+#include "models/block.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "core/gemm.h"
+#include "models/linear_attention.h"
+#include "models/rmsnorm.h"
+#include "models/rope.h"
+#include "models/softmax_attention.h"
+#include "models/swiglu.h"
+
+namespace strata {
+
+namespace {
+
+// out[j] += sum_n a[n,j] * b[n,j]; columns in parallel, rows in order (thread-count independent).
+void accumulate_column_products(const float* a, const float* b, float* out, int64_t N, int64_t D) {
+  constexpr int64_t kCols = 16;
+#pragma omp parallel for schedule(static)
+  for (int64_t j0 = 0; j0 < D; j0 += kCols) {
+    const int64_t j1 = j0 + kCols < D ? j0 + kCols : D;
+    float acc[kCols] = {};
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t j = j0; j < j1; ++j) acc[j - j0] += a[n * D + j] * b[n * D + j];
+    for (int64_t j = j0; j < j1; ++j) out[j] += acc[j - j0];
+  }
+}
+
+void add_inplace(float* y, const float* x, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+// Row-wise multiply by a [D] gain: z[n,j] = u[n,j] * g[j].
+void scale_columns(const float* u, const float* g, float* z, int64_t N, int64_t D) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = 0; j < D; ++j) z[n * D + j] = u[n * D + j] * g[j];
+}
+
+}  // namespace
+
+Block::Block(const ModelConfig& cfg, int64_t index)
+    : cfg_(cfg),
+      index_(index),
+      mixer_(cfg.mixer(index)),
+      D_(cfg.dim),
+      H_(cfg.n_heads),
+      Hkv_(cfg.mixer(index) == 'S' ? cfg.n_kv_heads : cfg.n_heads),
+      dh_(cfg.head_dim()),
+      F_(cfg.ffn_dim),
+      gammas_(linear_attention_gammas(cfg.n_heads, cfg.decay == Decay::retnet)) {}
+
+void Block::declare(ParamUnit& u) const {
+  const std::string p = "model.layers." + std::to_string(index_) + ".";
+  const float std_in = 0.02f;
+  const float std_out = 0.02f / std::sqrt(2.f * static_cast<float>(cfg_.n_layers));
+  u.add(p + "input_layernorm.weight", {D_}, 0.f, false);
+  u.add(p + "self_attn.q_proj.weight", {H_ * dh_, D_}, std_in, true);
+  u.add(p + "self_attn.k_proj.weight", {Hkv_ * dh_, D_}, std_in, true);
+  u.add(p + "self_attn.v_proj.weight", {Hkv_ * dh_, D_}, std_in, true);
+  u.add(p + "self_attn.o_proj.weight", {D_, H_ * dh_}, std_out, true);
+  if (mixer_ == 'L') u.add(p + "self_attn.out_norm.weight", {D_}, 0.f, false);
+  u.add(p + "post_attention_layernorm.weight", {D_}, 0.f, false);
+  u.add(p + "mlp.gate_proj.weight", {F_, D_}, std_in, true);
+  u.add(p + "mlp.up_proj.weight", {F_, D_}, std_in, true);
+  u.add(p + "mlp.down_proj.weight", {D_, F_}, std_out, true);
+}
+
+#define W(name) (w + u.find(name).offset)
+#define DW(name) (dw + u.find(name).offset)
+
+void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y,
+                    const BlockShape& s, SavedTensors& saved) const {
+  const int64_t N = s.tokens();
+  float* xs = saved.add("x", N * D_);  // [N, D] block input (recompute starts here)
+  std::memcpy(xs, x, sizeof(float) * N * D_);
+  float* a = saved.add("a", N * D_);         // [N, D] RMSNorm(x; g_in)
+  float* inv1 = saved.add("inv1", N);        // [N]
+  rmsnorm_forward(x, W("input_layernorm.weight"), a, inv1, N, D_, cfg_.norm_eps);
+
+  float* h1 = saved.add("h1", N * D_);       // [N, D] x + mixer(a)
+  if (mixer_ == 'L') linear_mixer_forward(u, w, a, h1, s, saved);
+  else softmax_mixer_forward(u, w, a, h1, s, saved);
+  add_inplace(h1, x, N * D_);
+
+  float* m = saved.add("m", N * D_);         // [N, D] RMSNorm(h1; g_post)
+  float* inv2 = saved.add("inv2", N);        // [N]
+  rmsnorm_forward(h1, W("post_attention_layernorm.weight"), m, inv2, N, D_, cfg_.norm_eps);
+  float* gate = saved.add("gate", N * F_);   // [N, F]
+  float* up = saved.add("up", N * F_);       // [N, F]
+  float* act = saved.add("act", N * F_);     // [N, F] SiLU(gate) * up
+  linear_forward(m, W("mlp.gate_proj.weight"), gate, N, F_, D_);
+  linear_forward(m, W("mlp.up_proj.weight"), up, N, F_, D_);
+  swiglu_forward(gate, up, act, N * F_);
+  std::memcpy(y, h1, sizeof(float) * N * D_);
+  linear_forward(act, W("mlp.down_proj.weight"), y, N, D_, F_, /*accumulate=*/true);
+}
+
+void Block::backward(const ParamUnit& u, const float* w, float* dw, const SavedTensors& saved,
+                     const float* dy, float* dx, const BlockShape& s) const {
+  const int64_t N = s.tokens();
+  // MLP: y = h1 + act Wd^T
+  FloatBuffer dh1(N * D_, MemCategory::activations);  // [N, D]
+  std::memcpy(dh1.data(), dy, sizeof(float) * N * D_);
+  {
+    FloatBuffer dact(N * F_, MemCategory::activations);   // [N, F]
+    FloatBuffer dgate(N * F_, MemCategory::activations);  // [N, F]
+    FloatBuffer dup(N * F_, MemCategory::activations);    // [N, F]
+    FloatBuffer dm(N * D_, MemCategory::activations);     // [N, D]
+    linear_backward_input(dy, W("mlp.down_proj.weight"), dact.data(), N, D_, F_);
+    linear_backward_weight(dy, saved.get("act"), DW("mlp.down_proj.weight"), N, D_, F_);
+    swiglu_backward(saved.get("gate"), saved.get("up"), dact.data(), dgate.data(), dup.data(),
+                    N * F_);
+    const float* m = saved.get("m");
+    linear_backward_input(dgate.data(), W("mlp.gate_proj.weight"), dm.data(), N, F_, D_);
+    linear_backward_input(dup.data(), W("mlp.up_proj.weight"), dm.data(), N, F_, D_, true);
+    linear_backward_weight(dgate.data(), m, DW("mlp.gate_proj.weight"), N, F_, D_);
+    linear_backward_weight(dup.data(), m, DW("mlp.up_proj.weight"), N, F_, D_);
+    FloatBuffer dh1_norm(N * D_, MemCategory::activations);  // [N, D]
+    rmsnorm_backward(saved.get("h1"), W("post_attention_layernorm.weight"), saved.get("inv2"),
+                     dm.data(), dh1_norm.data(), DW("post_attention_layernorm.weight"), N, D_);
+    add_inplace(dh1.data(), dh1_norm.data(), N * D_);
+  }
+  // Mixer: h1 = x + mixer(a)
+  FloatBuffer da(N * D_, MemCategory::activations);  // [N, D]
+  if (mixer_ == 'L') linear_mixer_backward(u, w, dw, saved, dh1.data(), da.data(), s);
+  else softmax_mixer_backward(u, w, dw, saved, dh1.data(), da.data(), s);
+  rmsnorm_backward(saved.get("x"), W("input_layernorm.weight"), saved.get("inv1"), da.data(), dx,
+                   DW("input_layernorm.weight"), N, D_);
+  add_inplace(dx, dh1.data(), N * D_);
+}
+
+// ---- linear attention mixer ------------------------------------------------------------------
+// q = phi(a Wq^T), k = phi(a Wk^T)/sqrt(dh), v = a Wv^T; o = LinAttn(q,k,v);
+// u = per-head RMS(o); out = (u * g_out) Wo^T
+
+void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
+                                 const BlockShape& s, SavedTensors& saved) const {
+  const int64_t N = s.tokens(), E = H_ * dh_;
+  const bool silu = cfg_.feature_map == FeatureMap::silu;
+  const float kscale = 1.f / std::sqrt(static_cast<float>(dh_));
+  float* qp = saved.add("qp", N * E);  // [N, H*dh] pre-feature-map projections
+  float* kp = saved.add("kp", N * E);
+  float* q = saved.add("q", N * E);    // [B, T, H, dh]
+  float* k = saved.add("k", N * E);
+  float* v = saved.add("v", N * E);
+  linear_forward(a, W("q_proj.weight"), qp, N, E, D_);
+  linear_forward(a, W("k_proj.weight"), kp, N, E, D_);
+  linear_forward(a, W("v_proj.weight"), v, N, E, D_);
+  feature_map_forward(qp, q, N * E, silu, 1.f);
+  feature_map_forward(kp, k, N * E, silu, kscale);
+  float* o = saved.add("o", N * E);           // [B, T, H, dh]
+  const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size};
+  linear_attention_forward<float>(shape, q, k, v, gammas_.data(), o, nullptr, nullptr);
+  float* un = saved.add("u", N * E);          // [N*H, dh] per-head RMS-normalised o
+  float* inv_o = saved.add("inv_o", N * H_);  // [N*H]
+  rmsnorm_forward<float>(o, nullptr, un, inv_o, N * H_, dh_, cfg_.norm_eps);
+  FloatBuffer z(N * E, MemCategory::activations);  // [N, D] u * g_out
+  scale_columns(un, W("out_norm.weight"), z.data(), N, E);
+  linear_forward(z.data(), W("o_proj.weight"), out, N, D_, E);
+}
+
+void Block::linear_mixer_backward(const ParamUnit& u, const float* w, float* dw,
+                                  const SavedTensors& saved, const float* dout, float* da,
+                                  const BlockShape& s) const {
+  const int64_t N = s.tokens(), E = H_ * dh_;
+  const bool silu = cfg_.feature_map == FeatureMap::silu;
+  const float kscale = 1.f / std::sqrt(static_cast<float>(dh_));
+  const float* un = saved.get("u");
+  const float* g_out = W("out_norm.weight");
+  FloatBuffer z(N * E, MemCategory::activations);   // [N, D] recomputed u * g_out
+  FloatBuffer dz(N * E, MemCategory::activations);  // [N, D]
+  scale_columns(un, g_out, z.data(), N, E);
+  linear_backward_input(dout, W("o_proj.weight"), dz.data(), N, D_, E);
+  linear_backward_weight(dout, z.data(), DW("o_proj.weight"), N, D_, E);
+  accumulate_column_products(dz.data(), un, DW("out_norm.weight"), N, E);
+  FloatBuffer du(N * E, MemCategory::activations);  // [N, D]
+  scale_columns(dz.data(), g_out, du.data(), N, E);
+  FloatBuffer dO(N * E, MemCategory::activations);  // [B, T, H, dh]
+  rmsnorm_backward<float>(saved.get("o"), nullptr, saved.get("inv_o"), du.data(), dO.data(),
+                          nullptr, N * H_, dh_);
+  FloatBuffer dq(N * E, MemCategory::activations), dk(N * E, MemCategory::activations),
+      dv(N * E, MemCategory::activations);
+  const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size};
+  linear_attention_backward<float>(shape, saved.get("q"), saved.get("k"), saved.get("v"),
+                                   gammas_.data(), dO.data(), dq.data(), dk.data(), dv.data(),
+                                   nullptr, nullptr, nullptr);
+  // Through the feature maps, in place.
+  feature_map_backward(saved.get("qp"), dq.data(), dq.data(), N * E, silu, 1.f);
+  feature_map_backward(saved.get("kp"), dk.data(), dk.data(), N * E, silu, kscale);
+  const float* a = saved.get("a");
+  linear_backward_input(dq.data(), W("q_proj.weight"), da, N, E, D_);
+  linear_backward_input(dk.data(), W("k_proj.weight"), da, N, E, D_, true);
+  linear_backward_input(dv.data(), W("v_proj.weight"), da, N, E, D_, true);
+  linear_backward_weight(dq.data(), a, DW("q_proj.weight"), N, E, D_);
+  linear_backward_weight(dk.data(), a, DW("k_proj.weight"), N, E, D_);
+  linear_backward_weight(dv.data(), a, DW("v_proj.weight"), N, E, D_);
+}
+
+// ---- softmax attention mixer -----------------------------------------------------------------
+// q = RoPE(a Wq^T), k = RoPE(a Wk^T), v = a Wv^T (grouped-query); out = Attn(q,k,v) Wo^T
+
+void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
+                                  const BlockShape& s, SavedTensors& saved) const {
+  const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
+  float* q = saved.add("q", N * E);    // [B, T, H, dh] after RoPE
+  float* k = saved.add("k", N * Ekv);  // [B, T, Hkv, dh] after RoPE
+  float* v = saved.add("v", N * Ekv);  // [B, T, Hkv, dh]
+  linear_forward(a, W("q_proj.weight"), q, N, E, D_);
+  linear_forward(a, W("k_proj.weight"), k, N, Ekv, D_);
+  linear_forward(a, W("v_proj.weight"), v, N, Ekv, D_);
+  rope_forward<float>(q, s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
+  rope_forward<float>(k, s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
+  float* o = saved.add("o", N * E);          // [B, T, H, dh]
+  float* lse = saved.add("lse", s.B * H_ * s.T);  // [B, H, T]
+  const SoftmaxAttentionShape shape{s.B, s.T, s.T, H_, Hkv_, dh_, s.pos0, s.pos0};
+  softmax_attention_forward<float>(shape, q, k, v, o, lse);
+  linear_forward(o, W("o_proj.weight"), out, N, D_, E);
+}
+
+void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw,
+                                   const SavedTensors& saved, const float* dout, float* da,
+                                   const BlockShape& s) const {
+  const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
+  FloatBuffer dO(N * E, MemCategory::activations);  // [B, T, H, dh]
+  linear_backward_input(dout, W("o_proj.weight"), dO.data(), N, D_, E);
+  linear_backward_weight(dout, saved.get("o"), DW("o_proj.weight"), N, D_, E);
+  FloatBuffer dq(N * E, MemCategory::activations), dk(N * Ekv, MemCategory::activations),
+      dv(N * Ekv, MemCategory::activations);
+  const SoftmaxAttentionShape shape{s.B, s.T, s.T, H_, Hkv_, dh_, s.pos0, s.pos0};
+  softmax_attention_backward<float>(shape, saved.get("q"), saved.get("k"), saved.get("v"),
+                                    saved.get("o"), saved.get("lse"), dO.data(), dq.data(),
+                                    dk.data(), dv.data());
+  rope_backward<float>(dq.data(), s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
+  rope_backward<float>(dk.data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
+  const float* a = saved.get("a");
+  linear_backward_input(dq.data(), W("q_proj.weight"), da, N, E, D_);
+  linear_backward_input(dk.data(), W("k_proj.weight"), da, N, Ekv, D_, true);
+  linear_backward_input(dv.data(), W("v_proj.weight"), da, N, Ekv, D_, true);
+  linear_backward_weight(dq.data(), a, DW("q_proj.weight"), N, E, D_);
+  linear_backward_weight(dk.data(), a, DW("k_proj.weight"), N, Ekv, D_);
+  linear_backward_weight(dv.data(), a, DW("v_proj.weight"), N, Ekv, D_);
+}
+
+#undef W
+#undef DW
+
+}  // namespace strata

@@ -1,0 +1,58 @@
+#pragma once
+// One transformer block of the hybrid Linear-Llama (shared/MODEL.md):
+//   h = x + Mixer(RMSNorm(x; g_in));  y = h + W_down(SiLU(W_gate m) * (W_up m)),  m = RMSNorm(h; g_post)
+// Mixer is linear attention ('L') or softmax attention ('S'). Hand-written forward and backward;
+// the block knows nothing of ranks: weights come in as a pointer to its flat buffer.
+#include <cstdint>
+#include <vector>
+
+#include "models/config.h"
+#include "models/param_unit.h"
+#include "offload/saved_tensors.h"
+
+namespace strata {
+
+struct BlockShape {
+  int64_t B = 0;     // sequences
+  int64_t T = 0;     // tokens per sequence (this rank's chunk)
+  int64_t pos0 = 0;  // global position of the first token (RoPE, causal mask)
+  int64_t tokens() const { return B * T; }
+};
+
+class Block {
+ public:
+  Block(const ModelConfig& cfg, int64_t index);
+
+  // Declares this block's tensors (names of shared/MODEL.md) in `unit`.
+  void declare(ParamUnit& unit) const;
+  char mixer() const { return mixer_; }
+  int64_t index() const { return index_; }
+
+  // x, y: [B*T, D]. `w` is the block's flat parameter buffer. Saves what backward needs
+  // (the input under the name "x" first) into `saved`.
+  void forward(const ParamUnit& layout, const float* w, const float* x, float* y,
+               const BlockShape& s, SavedTensors& saved) const;
+  // dy: [B*T, D] -> dx: [B*T, D] (overwritten); parameter gradients accumulate into `dw`.
+  void backward(const ParamUnit& layout, const float* w, float* dw, const SavedTensors& saved,
+                const float* dy, float* dx, const BlockShape& s) const;
+
+ private:
+  void linear_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
+                            const BlockShape& s, SavedTensors& saved) const;
+  void linear_mixer_backward(const ParamUnit& u, const float* w, float* dw,
+                             const SavedTensors& saved, const float* dout, float* da,
+                             const BlockShape& s) const;
+  void softmax_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
+                             const BlockShape& s, SavedTensors& saved) const;
+  void softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw,
+                              const SavedTensors& saved, const float* dout, float* da,
+                              const BlockShape& s) const;
+
+  ModelConfig cfg_;
+  int64_t index_;
+  char mixer_;
+  int64_t D_, H_, Hkv_, dh_, F_;
+  std::vector<float> gammas_;  // per-head decay of linear attention
+};
+
+}  // namespace strata

@@ -1,0 +1,56 @@
+#pragma once
+// Parameters are grouped in units (the embedding, each block, the head), each stored in ONE flat
+// fp32 buffer, so ZeRO shards, collectives, checkpoints and offload move whole buffers with no
+// per-tensor bookkeeping. A unit knows each tensor's name, shape and offset in its buffer.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/memory.h"
+#include "optim/optimizer.h"
+
+namespace strata {
+
+struct TensorSpec {
+  std::string name;            // export name, e.g. "model.layers.3.mlp.up_proj.weight"
+  std::vector<int64_t> shape;  // row-major [out, in] for matrices
+  int64_t offset = 0;          // in elements, within the unit's flat buffer
+  int64_t numel = 0;
+  float init_std = 0.f;        // N(0, init_std); 0 means a norm gain initialised to 1
+  bool decay = true;           // weight decay applies (matrices), not to norm gains
+};
+
+class ParamUnit {
+ public:
+  explicit ParamUnit(std::string name) : name_(std::move(name)) {}
+  // Appends a tensor to the layout (before allocate()).
+  void add(std::string tensor_name, std::vector<int64_t> shape, float init_std, bool decay);
+  // Allocates params and grads (zeroed) for the whole layout.
+  void allocate();
+
+  const std::string& name() const { return name_; }
+  const std::vector<TensorSpec>& tensors() const { return tensors_; }
+  int64_t numel() const { return numel_; }
+  // The tensor whose name ends with `suffix` (e.g. "q_proj.weight").
+  const TensorSpec& find(std::string_view suffix) const;
+  bool contains(std::string_view suffix) const;
+  std::vector<DecaySegment> decay_segments() const;
+
+  // Initialise every tensor from (seed, tensor name): layout-independent numbers.
+  void init(uint64_t seed);
+
+  FloatBuffer& params() { return params_; }
+  const FloatBuffer& params() const { return params_; }
+  FloatBuffer& grads() { return grads_; }
+  const FloatBuffer& grads() const { return grads_; }
+
+ private:
+  std::string name_;
+  std::vector<TensorSpec> tensors_;
+  int64_t numel_ = 0;
+  FloatBuffer params_;
+  FloatBuffer grads_;
+};
+
+}  // namespace strata

@@ -1,0 +1,59 @@
+#include "models/rmsnorm.h"
+
+#include <cmath>
+
+namespace strata {
+
+template <class T>
+void rmsnorm_forward(const T* x, const T* g, T* y, T* inv_rms, int64_t N, int64_t D, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const T* xr = x + n * D;
+    T* yr = y + n * D;
+    double ss = 0;  // the mean of squares in double: D can be large and this sets the scale
+    for (int64_t j = 0; j < D; ++j) ss += double(xr[j]) * double(xr[j]);
+    const T inv = T(1.0 / std::sqrt(ss / double(D) + double(eps)));
+    inv_rms[n] = inv;
+    if (g) {
+      for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * inv * g[j];
+    } else {
+      for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * inv;
+    }
+  }
+}
+
+template <class T>
+void rmsnorm_backward(const T* x, const T* g, const T* inv_rms, const T* dy, T* dx, T* dg,
+                      int64_t N, int64_t D) {
+  // dx_j = inv * gy_j - x_j * inv^3 * mean_k(gy_k x_k),  gy = dy * g
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const T* xr = x + n * D;
+    const T* dyr = dy + n * D;
+    T* dxr = dx + n * D;
+    const T inv = inv_rms[n];
+    double dot = 0;
+    for (int64_t j = 0; j < D; ++j) dot += double(g ? dyr[j] * g[j] : dyr[j]) * double(xr[j]);
+    const T c = T(dot / double(D)) * inv * inv * inv;
+    for (int64_t j = 0; j < D; ++j) dxr[j] = inv * (g ? dyr[j] * g[j] : dyr[j]) - xr[j] * c;
+  }
+  if (!g) return;
+  // dg_j += sum_n dy[n,j] x[n,j] inv[n]: columns in parallel, rows in a fixed order, so the
+  // result does not depend on the thread count.
+  constexpr int64_t kCols = 16;
+#pragma omp parallel for schedule(static)
+  for (int64_t j0 = 0; j0 < D; j0 += kCols) {
+    const int64_t j1 = j0 + kCols < D ? j0 + kCols : D;
+    T acc[kCols] = {};
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t j = j0; j < j1; ++j) acc[j - j0] += dy[n * D + j] * x[n * D + j] * inv_rms[n];
+    for (int64_t j = j0; j < j1; ++j) dg[j] += acc[j - j0];
+  }
+}
+
+template void rmsnorm_forward<float>(const float*, const float*, float*, float*, int64_t, int64_t, float);
+template void rmsnorm_forward<double>(const double*, const double*, double*, double*, int64_t, int64_t, float);
+template void rmsnorm_backward<float>(const float*, const float*, const float*, const float*, float*, float*, int64_t, int64_t);
+template void rmsnorm_backward<double>(const double*, const double*, const double*, const double*, double*, double*, int64_t, int64_t);
+
+}  // namespace strata

@@ -1,0 +1,86 @@
+#pragma once
+// safetensors export/import (https://github.com/huggingface/safetensors): the format other
+// tools load, so a trained Strata model leaves the framework as one self-describing file.
+//
+// Layout: u64 little-endian header length N, N bytes of JSON header
+//   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+//    "__metadata__": {"key": "string value"}}
+// padded with spaces so the data starts 8-byte aligned, then the tensors' bytes (offsets are
+// relative to the data start).
+//
+// Also home of AtomicFile, the crash-safe file writer that checkpoints share (models/ is the
+// lowest layer that needs it).
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace strata {
+
+// Writes `path` through a temporary sibling (path + ".tmp") that is fsynced and renamed over
+// `path` by commit(), then the directory is fsynced: a crash at any point leaves either the
+// old file or the complete new one under the final name, never a torn one. I/O failures
+// (disk full, permissions) throw StrataError naming the file.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();  // removes the temp file unless commit() succeeded
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, size_t n);
+  void write_zeros(size_t n);
+  int64_t size() const { return size_; }  // bytes written so far
+  void commit();
+
+ private:
+  std::string path_, tmp_path_;
+  int fd_ = -1;
+  int64_t size_ = 0;
+};
+
+// Whole-string convenience: AtomicFile, write, commit.
+void write_file_atomic(const std::string& path, const std::string& contents);
+
+// fsync a directory so that renames and creations inside it survive a crash.
+void fsync_dir(const std::string& dir);
+
+// fp32 -> bf16 with round-to-nearest-even (NaN stays a quiet NaN); bf16 -> fp32 is exact.
+uint16_t fp32_to_bf16(float x);
+float bf16_to_fp32(uint16_t h);
+float fp16_to_fp32(uint16_t h);
+
+enum class SafetensorsDType { F32, BF16 };
+
+struct SafeTensor {
+  std::string name;
+  std::vector<int64_t> shape;  // row-major; {} is a scalar
+  const float* data = nullptr;
+};
+
+// Writes `tensors` in the given order, converted to `dtype`, plus string metadata (e.g.
+// "strata_config" holding the model config as JSON). Written atomically.
+void export_safetensors(const std::string& path, const std::vector<SafeTensor>& tensors,
+                        const std::map<std::string, std::string>& metadata,
+                        SafetensorsDType dtype = SafetensorsDType::F32);
+
+struct LoadedTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::string dtype;        // as stored in the file: F32, BF16 or F16
+  std::vector<float> data;  // converted to fp32
+};
+
+struct SafetensorsFile {
+  std::vector<LoadedTensor> tensors;  // in file (data offset) order
+  std::map<std::string, std::string> metadata;
+  // nullptr when absent.
+  const LoadedTensor* find(const std::string& name) const;
+};
+
+// Reads F32, BF16 and F16 tensors. A malformed file (bad header length, invalid JSON, unknown
+// dtype, offsets out of range or not matching the shape) is an InputError naming the file.
+SafetensorsFile load_safetensors(const std::string& path);
+
+}  // namespace strata

@@ -1,0 +1,174 @@
+#include "models/softmax_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/error.h"
+#include "core/gemm.h"
+
+namespace strata {
+namespace {
+
+// Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C. Float goes to the oneDNN sgemm (which
+// runs single-threaded when called from an OpenMP worker); double is a plain loop that exists
+// only so gradient checks can run at double precision through the very same algorithm.
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+          int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0 ? 0.0 : beta * C[i * ldc + j];
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t p = 0; p < K; ++p) {
+      const double a = alpha * (ta ? A[p * lda + i] : A[i * lda + p]);
+      if (tb)
+        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] += a * B[j * ldb + p];
+      else
+        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] += a * B[p * ldb + j];
+    }
+}
+
+// Threads only pay off above a minimum of work: an OpenMP fork/join costs microseconds, and far
+// more when the cores are oversubscribed (several ranks or test binaries on one machine), which
+// would dominate the tiny calls of tests and toy models.
+bool worth_threads(int64_t multiply_adds) { return multiply_adds >= (int64_t{1} << 18); }
+
+void check_shape(const SoftmaxAttentionShape& s) {
+  STRATA_CHECK(s.B >= 0 && s.Tq >= 0 && s.Tk >= 0 && s.dh >= 1, "bad softmax attention shape");
+  STRATA_CHECK(s.H >= 1 && s.Hkv >= 1 && s.H % s.Hkv == 0, "H must be a multiple of Hkv");
+  // With q_pos0 >= k_pos0 query 0 sees key 0, so no row of the softmax is empty (an empty row
+  // would be 0/0). Checked here, outside the OpenMP regions, where throwing is safe.
+  STRATA_CHECK(s.Tq == 0 || (s.q_pos0 >= s.k_pos0 && s.Tk >= 1),
+               "a query would see no key (need q_pos0 >= k_pos0 and Tk >= 1)");
+}
+
+// Keys a query tile [i0, i0+m) can see at all: key j is visible to the tile's last query iff
+// k_pos0 + j <= q_pos0 + i0 + m - 1. Keys past that are skipped (half the work when causal).
+int64_t tile_keys(const SoftmaxAttentionShape& s, int64_t i0, int64_t m) {
+  return std::min(s.Tk, s.q_pos0 + i0 + m - s.k_pos0);
+}
+
+// Last visible key of query i (global rule k_pos0 + j <= q_pos0 + i), clipped to the tile's keys.
+int64_t last_key(const SoftmaxAttentionShape& s, int64_t i, int64_t nk) {
+  return std::min(nk - 1, s.q_pos0 + i - s.k_pos0);
+}
+
+}  // namespace
+
+template <class T>
+void softmax_attention_forward(const SoftmaxAttentionShape& s, const T* q, const T* k, const T* v,
+                               T* o, T* lse) {
+  check_shape(s);
+  const int64_t B = s.B, Tq = s.Tq, Tk = s.Tk, H = s.H, Hkv = s.Hkv, dh = s.dh;
+  const int64_t group = H / Hkv;
+  const int64_t ldq = H * dh, ldk = Hkv * dh;  // row strides of q/o and k/v
+  const T scale = T(1) / std::sqrt(static_cast<T>(dh));
+  const int64_t tile = kSoftmaxQueryTile;
+  const bool par = worth_threads(B * H * Tq * Tk * dh);
+#pragma omp parallel for collapse(2) schedule(static) if (par)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t g = h / group;
+      const T* K = k + (b * Tk * Hkv + g) * dh;  // [Tk, dh], row stride ldk
+      const T* V = v + (b * Tk * Hkv + g) * dh;  // [Tk, dh], row stride ldk
+      T* L = lse + (b * H + h) * Tq;             // [Tq]
+      std::vector<T> P(tile * Tk);               // [m, nk] scores, then probabilities
+      for (int64_t i0 = 0; i0 < Tq; i0 += tile) {
+        const int64_t m = std::min(tile, Tq - i0);
+        const int64_t nk = tile_keys(s, i0, m);
+        const int64_t ofs = ((b * Tq + i0) * H + h) * dh;
+        gemm(false, true, m, nk, dh, scale, q + ofs, ldq, K, ldk, T(0), P.data(), nk);
+        for (int64_t i = 0; i < m; ++i) {
+          T* p = P.data() + i * nk;
+          const int64_t jmax = last_key(s, i0 + i, nk);
+          T mx = -std::numeric_limits<T>::infinity();
+          for (int64_t j = 0; j <= jmax; ++j) mx = std::max(mx, p[j]);
+          T sum = T(0);
+          for (int64_t j = 0; j <= jmax; ++j) sum += std::exp(p[j] - mx);
+          const T l = mx + std::log(sum);
+          L[i0 + i] = l;
+          // exp(score - lse), exactly what the backward recomputes; masked keys get exact 0s
+          // so they contribute nothing to P V.
+          for (int64_t j = 0; j <= jmax; ++j) p[j] = std::exp(p[j] - l);
+          for (int64_t j = jmax + 1; j < nk; ++j) p[j] = T(0);
+        }
+        gemm(false, false, m, dh, nk, T(1), P.data(), nk, V, ldk, T(0), o + ofs, ldq);
+      }
+    }
+}
+
+template <class T>
+void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, const T* k, const T* v,
+                                const T* o, const T* lse, const T* dout, T* dq, T* dk, T* dv) {
+  check_shape(s);
+  const int64_t B = s.B, Tq = s.Tq, Tk = s.Tk, H = s.H, Hkv = s.Hkv, dh = s.dh;
+  const int64_t group = H / Hkv;
+  const int64_t ldq = H * dh, ldk = Hkv * dh;
+  const T scale = T(1) / std::sqrt(static_cast<T>(dh));
+  const int64_t tile = kSoftmaxQueryTile;
+  // Parallel over (batch, kv head), not (batch, head): the heads of one group all accumulate
+  // into the same dk/dv rows, so one thread owns a group and walks its heads in order. That
+  // needs no atomics or per-head copies and keeps the sum order (and the result) deterministic.
+  const bool par = worth_threads(2 * B * H * Tq * Tk * dh);
+#pragma omp parallel for collapse(2) schedule(static) if (par)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t g = 0; g < Hkv; ++g) {
+      const int64_t kofs = (b * Tk * Hkv + g) * dh;
+      const T *K = k + kofs, *V = v + kofs;  // [Tk, dh], row stride ldk
+      T *dK = dk + kofs, *dV = dv + kofs;    // [Tk, dh], row stride ldk
+      for (int64_t j = 0; j < Tk; ++j)
+        for (int64_t c = 0; c < dh; ++c) dK[j * ldk + c] = dV[j * ldk + c] = T(0);
+      std::vector<T> P(tile * Tk);   // [m, nk] probabilities
+      std::vector<T> dP(tile * Tk);  // [m, nk] grad w.r.t. P, then w.r.t. the scaled scores
+      std::vector<T> D(tile);        // [m] rowsum(dO ⊙ O) = Σ_j P_ij dP_ij
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        const T* L = lse + (b * H + h) * Tq;  // [Tq]
+        for (int64_t i0 = 0; i0 < Tq; i0 += tile) {
+          const int64_t m = std::min(tile, Tq - i0);
+          const int64_t nk = tile_keys(s, i0, m);
+          const int64_t ofs = ((b * Tq + i0) * H + h) * dh;
+          const T *Q = q + ofs, *O = o + ofs, *dO = dout + ofs;  // [m, dh], row stride ldq
+          T* dQ = dq + ofs;                                      // [m, dh], row stride ldq
+          // Recompute P = exp(scale Q Kᵀ - lse), masked.
+          gemm(false, true, m, nk, dh, scale, Q, ldq, K, ldk, T(0), P.data(), nk);
+          for (int64_t i = 0; i < m; ++i) {
+            T* p = P.data() + i * nk;
+            const int64_t jmax = last_key(s, i0 + i, nk);
+            for (int64_t j = 0; j <= jmax; ++j) p[j] = std::exp(p[j] - L[i0 + i]);
+            for (int64_t j = jmax + 1; j < nk; ++j) p[j] = T(0);
+            T d = T(0);
+            for (int64_t c = 0; c < dh; ++c) d += dO[i * ldq + c] * O[i * ldq + c];
+            D[i] = d;
+          }
+          // dV += Pᵀ dO
+          gemm(true, false, nk, dh, m, T(1), P.data(), nk, dO, ldq, T(1), dV, ldk);
+          // dP = dO Vᵀ;  dScore = scale · P ⊙ (dP − D)  (softmax backward; the scale is the
+          // chain rule through score = scale · q·k, folded in here once)
+          gemm(false, true, m, nk, dh, T(1), dO, ldq, V, ldk, T(0), dP.data(), nk);
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < nk; ++j) {
+              T& x = dP[i * nk + j];
+              x = scale * P[i * nk + j] * (x - D[i]);
+            }
+          // dQ = dScore K;  dK += dScoreᵀ Q
+          gemm(false, false, m, dh, nk, T(1), dP.data(), nk, K, ldk, T(0), dQ, ldq);
+          gemm(true, false, nk, dh, m, T(1), dP.data(), nk, Q, ldq, T(1), dK, ldk);
+        }
+      }
+    }
+}
+
+#define STRATA_INSTANTIATE(T)                                                                   \
+  template void softmax_attention_forward<T>(const SoftmaxAttentionShape&, const T*, const T*,  \
+                                             const T*, T*, T*);                                 \
+  template void softmax_attention_backward<T>(const SoftmaxAttentionShape&, const T*, const T*, \
+                                              const T*, const T*, const T*, const T*, T*, T*, T*);
+STRATA_INSTANTIATE(float)
+STRATA_INSTANTIATE(double)
+#undef STRATA_INSTANTIATE
+
+}  // namespace strata

@@ -1,0 +1,43 @@
+#include "models/swiglu.h"
+
+#include "models/activation.h"
+
+namespace strata {
+
+template <class T>
+void swiglu_forward(const T* gate, const T* up, T* act, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) act[i] = silu(gate[i]) * up[i];
+}
+
+template <class T>
+void swiglu_backward(const T* gate, const T* up, const T* dact, T* dgate, T* dup, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    dup[i] = dact[i] * silu(gate[i]);
+    dgate[i] = dact[i] * up[i] * silu_grad(gate[i]);
+  }
+}
+
+template <class T>
+void feature_map_forward(const T* x, T* y, int64_t n, bool use_silu, T scale) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = scale * (use_silu ? silu(x[i]) : x[i]);
+}
+
+template <class T>
+void feature_map_backward(const T* x, const T* dy, T* dx, int64_t n, bool use_silu, T scale) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) dx[i] = scale * dy[i] * (use_silu ? silu_grad(x[i]) : T(1));
+}
+
+template void swiglu_forward<float>(const float*, const float*, float*, int64_t);
+template void swiglu_forward<double>(const double*, const double*, double*, int64_t);
+template void swiglu_backward<float>(const float*, const float*, const float*, float*, float*, int64_t);
+template void swiglu_backward<double>(const double*, const double*, const double*, double*, double*, int64_t);
+template void feature_map_forward<float>(const float*, float*, int64_t, bool, float);
+template void feature_map_forward<double>(const double*, double*, int64_t, bool, double);
+template void feature_map_backward<float>(const float*, const float*, float*, int64_t, bool, float);
+template void feature_map_backward<double>(const double*, const double*, double*, int64_t, bool, double);
+
+}  // namespace strata

@@ -1,0 +1,66 @@
+#pragma once
+// The optimizer interface. Parameters live in one flat fp32 buffer per model block; an optimizer
+// updates one contiguous range of such a buffer: the whole buffer, or (under ZeRO) one rank's
+// shard [begin, end). Which elements get weight decay is described by segments, so the same
+// optimizer serves any shard once the segments are clipped to it (clip_segments).
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/memory.h"
+
+namespace strata {
+
+// [offset, offset + numel) of a flat buffer; decay: matrices yes, norm gains no.
+struct DecaySegment {
+  int64_t offset;
+  int64_t numel;
+  bool decay;
+};
+
+// The parts of `segments` inside [begin, end), with offsets re-based so that `begin` is 0: what a
+// shard's optimizer step needs. Empty intersections are dropped.
+std::vector<DecaySegment> clip_segments(const std::vector<DecaySegment>& segments, int64_t begin,
+                                        int64_t end);
+
+// Throws (internal check) unless `segments` tile [0, n) in order with no gap or overlap. step()
+// calls it: a range with no decay information is a caller bug, not "decay everything".
+void check_segments(const std::vector<DecaySegment>& segments, int64_t n);
+
+// All hyperparameters of every optimizer; each one reads the fields it uses.
+struct OptimizerOptions {
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.1f;  // decoupled (p -= lr * wd * p), only where a segment says decay
+  float momentum = 0.9f;      // sgd
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer();
+
+  // One update of params[0, n) from grads[0, n); n must equal the size given at construction.
+  // Increments steps() first, so the first call is step 1 (as PyTorch counts for bias correction).
+  virtual void step(float* params, const float* grads, int64_t n,
+                    const std::vector<DecaySegment>& segments, float lr) = 0;
+
+  // Number of step() calls so far; set_steps restores it from a checkpoint.
+  int64_t steps() const { return steps_; }
+  void set_steps(int64_t s) { steps_ = s; }
+
+  // Named state buffers ("exp_avg", "exp_avg_sq", "momentum_buffer", ...), each of the size given
+  // at construction, for checkpoints and offload. The optimizer keeps ownership.
+  virtual std::vector<std::pair<std::string, FloatBuffer*>> state() = 0;
+
+ protected:
+  int64_t steps_ = 0;
+};
+
+// name: "adamw" | "sgd"; anything else throws InputError("optim.name: ...").
+std::unique_ptr<Optimizer> make_optimizer(const std::string& name, int64_t n,
+                                          const OptimizerOptions& options);
+
+}  // namespace strata

@@ -1,0 +1,410 @@
+// The strict YAML job-file parser: values, defaults, --set overrides, dump round trip, and the
+// exact shape of every error (file:line:col, key, did-you-mean).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "launch/job_config.h"
+
+namespace strata {
+namespace {
+
+const char* kTiny = STRATA_SOURCE_DIR "/configs/tiny.yaml";
+
+// Every field of two configs, so a round trip that loses any key fails here. `source` excepted.
+void expect_same(const JobConfig& a, const JobConfig& b) {
+  EXPECT_EQ(a.model.vocab_size, b.model.vocab_size);
+  EXPECT_EQ(a.model.dim, b.model.dim);
+  EXPECT_EQ(a.model.n_layers, b.model.n_layers);
+  EXPECT_EQ(a.model.n_heads, b.model.n_heads);
+  EXPECT_EQ(a.model.n_kv_heads, b.model.n_kv_heads);
+  EXPECT_EQ(a.model.ffn_dim, b.model.ffn_dim);
+  EXPECT_EQ(a.model.layer_pattern, b.model.layer_pattern);
+  EXPECT_EQ(a.model.norm_eps, b.model.norm_eps);  // exact: floats must round-trip bit for bit
+  EXPECT_EQ(a.model.rope_theta, b.model.rope_theta);
+  EXPECT_EQ(a.model.feature_map, b.model.feature_map);
+  EXPECT_EQ(a.model.decay, b.model.decay);
+  EXPECT_EQ(a.model.chunk_size, b.model.chunk_size);
+  EXPECT_EQ(a.model.tie_embeddings, b.model.tie_embeddings);
+  EXPECT_EQ(a.data.train, b.data.train);
+  EXPECT_EQ(a.data.val, b.data.val);
+  EXPECT_EQ(a.data.seq_len, b.data.seq_len);
+  EXPECT_EQ(a.train.steps, b.train.steps);
+  EXPECT_EQ(a.train.global_batch, b.train.global_batch);
+  EXPECT_EQ(a.train.micro_batch, b.train.micro_batch);
+  EXPECT_EQ(a.train.seed, b.train.seed);
+  EXPECT_EQ(a.train.eval_every, b.train.eval_every);
+  EXPECT_EQ(a.train.eval_batches, b.train.eval_batches);
+  EXPECT_EQ(a.train.run_dir, b.train.run_dir);
+  EXPECT_EQ(a.train.threads, b.train.threads);
+  EXPECT_EQ(a.optim.name, b.optim.name);
+  EXPECT_EQ(a.optim.lr, b.optim.lr);
+  EXPECT_EQ(a.optim.min_lr, b.optim.min_lr);
+  EXPECT_EQ(a.optim.warmup_steps, b.optim.warmup_steps);
+  EXPECT_EQ(a.optim.schedule, b.optim.schedule);
+  EXPECT_EQ(a.optim.beta1, b.optim.beta1);
+  EXPECT_EQ(a.optim.beta2, b.optim.beta2);
+  EXPECT_EQ(a.optim.eps, b.optim.eps);
+  EXPECT_EQ(a.optim.weight_decay, b.optim.weight_decay);
+  EXPECT_EQ(a.optim.momentum, b.optim.momentum);
+  EXPECT_EQ(a.optim.grad_clip, b.optim.grad_clip);
+  EXPECT_EQ(a.parallel.dp, b.parallel.dp);
+  EXPECT_EQ(a.parallel.sp, b.parallel.sp);
+  EXPECT_EQ(a.parallel.pp, b.parallel.pp);
+  EXPECT_EQ(a.parallel.zero_stage, b.parallel.zero_stage);
+  EXPECT_EQ(a.offload.policy, b.offload.policy);
+  EXPECT_EQ(a.checkpoint.dir, b.checkpoint.dir);
+  EXPECT_EQ(a.checkpoint.every, b.checkpoint.every);
+  EXPECT_EQ(a.checkpoint.keep_last, b.checkpoint.keep_last);
+  EXPECT_EQ(a.checkpoint.resume, b.checkpoint.resume);
+  EXPECT_EQ(a.log.every, b.log.every);
+  EXPECT_EQ(a.log.metrics_file, b.log.metrics_file);
+}
+
+// The InputError message of parsing `yaml` (as "job.yaml"); fails the test when it parses.
+std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  try {
+    parse_job_config(yaml, "job.yaml", overrides);
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.code(), ExitCode::bad_input);
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an InputError for:\n" << yaml;
+  return "";
+}
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
+
+TEST(JobConfig, ParsesTinyYaml) {
+  const JobConfig c = load_job_config(kTiny);
+  EXPECT_EQ(c.source, kTiny);
+  EXPECT_EQ(c.model.vocab_size, 256);
+  EXPECT_EQ(c.model.dim, 128);
+  EXPECT_EQ(c.model.n_layers, 4);
+  EXPECT_EQ(c.model.n_heads, 4);
+  EXPECT_EQ(c.model.n_kv_heads, 2);
+  EXPECT_EQ(c.model.ffn_dim, 344);
+  EXPECT_EQ(c.model.layer_pattern, "LLLS");
+  EXPECT_EQ(c.model.feature_map, FeatureMap::silu);
+  EXPECT_EQ(c.model.decay, Decay::retnet);
+  EXPECT_EQ(c.model.chunk_size, 64);
+  EXPECT_EQ(c.data.train, "data/fortunes/train");
+  EXPECT_EQ(c.data.val, "data/fortunes/val");
+  EXPECT_EQ(c.data.seq_len, 256);
+  EXPECT_EQ(c.train.steps, 300);
+  EXPECT_EQ(c.train.global_batch, 16);
+  EXPECT_EQ(c.train.micro_batch, 8);
+  EXPECT_EQ(c.train.seed, 1234u);
+  EXPECT_EQ(c.train.eval_every, 100);
+  EXPECT_EQ(c.train.eval_batches, 8);
+  EXPECT_EQ(c.train.run_dir, "runs/tiny");
+  EXPECT_EQ(c.optim.name, "adamw");
+  EXPECT_EQ(c.optim.lr, 3.0e-3f);
+  EXPECT_EQ(c.optim.min_lr, 3.0e-4f);
+  EXPECT_EQ(c.optim.warmup_steps, 20);
+  EXPECT_EQ(c.optim.schedule, "cosine");
+  EXPECT_EQ(c.optim.weight_decay, 0.1f);
+  EXPECT_EQ(c.optim.grad_clip, 1.0f);
+  EXPECT_EQ(c.parallel.dp, 1);
+  EXPECT_EQ(c.parallel.zero_stage, 0);
+  EXPECT_EQ(c.offload.policy, "keep");
+  EXPECT_EQ(c.checkpoint.every, 100);
+  EXPECT_EQ(c.checkpoint.keep_last, 2);
+  EXPECT_EQ(c.log.every, 10);
+  // Keys the file leaves out keep the struct defaults.
+  EXPECT_EQ(c.optim.beta1, 0.9f);
+  EXPECT_EQ(c.optim.beta2, 0.95f);
+  EXPECT_EQ(c.train.threads, 0);
+  EXPECT_EQ(c.model.norm_eps, 1e-5f);
+  EXPECT_EQ(c.checkpoint.resume, "auto");
+  EXPECT_EQ(c.checkpoint.dir, "");
+}
+
+TEST(JobConfig, MissingSectionsAndKeysKeepDefaults) {
+  const JobConfig c = parse_job_config("data:\n  train: shards\noffload:\n", "job.yaml");
+  JobConfig expected;
+  expected.data.train = "shards";
+  expect_same(c, expected);
+  EXPECT_EQ(c.source, "job.yaml");
+}
+
+TEST(JobConfig, AcceptsYamlNumberForms) {
+  const JobConfig c = parse_job_config(
+      "data: {train: x}\noptim:\n  lr: 1e-3\n  eps: +2.5E-9\n  beta1: .5\ntrain:\n  steps: +7\n"
+      "  seed: 18446744073709551615\nmodel:\n  tie_embeddings: True\n",
+      "job.yaml");
+  EXPECT_EQ(c.optim.lr, 1e-3f);
+  EXPECT_EQ(c.optim.eps, 2.5e-9f);
+  EXPECT_EQ(c.optim.beta1, 0.5f);
+  EXPECT_EQ(c.train.steps, 7);
+  EXPECT_EQ(c.train.seed, std::numeric_limits<uint64_t>::max());
+  EXPECT_TRUE(c.model.tie_embeddings);
+}
+
+TEST(JobConfig, DumpRoundTripsEveryField) {
+  // Non-default values everywhere, including floats with no short decimal form and strings that
+  // need quoting.
+  const JobConfig c = load_job_config(
+      kTiny, {"model.linear_attention.feature_map=identity", "model.linear_attention.decay=none",
+              "model.tie_embeddings=true", "model.norm_eps=1.2345678e-6", "optim.lr=0.1234567891",
+              "optim.name=sgd", "optim.schedule=linear", "optim.momentum=0.875",
+              "train.seed=18446744073709551615", "data.val=", "train.run_dir='runs/a b: c #1'",
+              "checkpoint.dir='null'", "log.metrics_file=\"-m\\\"x\\\\y\"",
+              "checkpoint.resume=/ckpt/step_00000100", "offload.policy=recompute",
+              "parallel.zero_stage=3", "train.threads=3"});
+  EXPECT_EQ(c.train.run_dir, "runs/a b: c #1");
+  EXPECT_EQ(c.checkpoint.dir, "null");
+  EXPECT_EQ(c.log.metrics_file, "-m\"x\\y");
+  const std::string text = dump_job_config(c);
+  const JobConfig back = parse_job_config(text, "dump.yaml");
+  expect_same(c, back);
+  // Past the header comment (which names the source), the dump is a fixed point.
+  const std::string again = dump_job_config(back);
+  EXPECT_EQ(again.substr(again.find('\n')), text.substr(text.find('\n')));
+}
+
+TEST(JobConfig, DumpHasEveryKeyInFileLayout) {
+  JobConfig c;
+  c.data.train = "x";
+  const std::string text = dump_job_config(c);
+  EXPECT_CONTAINS(text, "\nmodel:\n  vocab_size: 256\n");
+  EXPECT_CONTAINS(text,
+                  "  linear_attention:\n    feature_map: silu\n    decay: retnet\n"
+                  "    chunk_size: 64\n  tie_embeddings: false\n");
+  EXPECT_CONTAINS(text, "\ndata:\n  train: x\n  val: \"\"\n  seq_len: 128\n");
+  EXPECT_CONTAINS(text, "\noptim:\n  name: adamw\n");
+  EXPECT_CONTAINS(text, "\ncheckpoint:\n  dir: \"\"\n");
+  EXPECT_CONTAINS(text, "\nlog:\n  every: 1\n  metrics_file: \"\"\n");
+  expect_same(parse_job_config(text, "dump.yaml"), c);
+}
+
+TEST(JobConfig, UnknownKeySuggestsTheClosest) {
+  const std::string msg = error_of("data:\n  train: x\ntrain:\n  step: 5\n");
+  EXPECT_CONTAINS(msg, "job.yaml:4:3: unknown key 'train.step' (did you mean 'steps'?)");
+  EXPECT_CONTAINS(error_of("trian:\n  steps: 5\n"),
+                  "job.yaml:1:1: unknown key 'trian' (did you mean 'train'?)");
+  EXPECT_CONTAINS(
+      error_of("model:\n  linear_attention:\n    decy: none\n"),
+      "job.yaml:3:5: unknown key 'model.linear_attention.decy' (did you mean 'decay'?)");
+  // A key under the wrong section points at where it lives.
+  EXPECT_CONTAINS(error_of("train:\n  lr: 0.1\n"),
+                  "job.yaml:2:3: unknown key 'train.lr' (did you mean 'optim.lr'?)");
+  const std::string far = error_of("train:\n  banana: 1\n");
+  EXPECT_CONTAINS(far, "job.yaml:2:3: unknown key 'train.banana'");
+  EXPECT_EQ(far.find("did you mean"), std::string::npos) << far;
+}
+
+TEST(JobConfig, WrongTypeNamesKeyAndValue) {
+  const std::string base = "data:\n  train: x\n";
+  EXPECT_CONTAINS(error_of(base + "train:\n  steps: abc\n"),
+                  "job.yaml:4:3: train.steps: expected an integer, got 'abc'");
+  EXPECT_CONTAINS(error_of(base + "train:\n  steps: 1.5\n"),
+                  "train.steps: expected an integer, got '1.5'");
+  EXPECT_CONTAINS(error_of(base + "train:\n  steps:\n"),
+                  "train.steps: expected an integer, got an empty value");
+  EXPECT_CONTAINS(error_of(base + "train:\n  seed: -1\n"),
+                  "train.seed: expected a non-negative integer, got '-1'");
+  EXPECT_CONTAINS(error_of(base + "optim:\n  lr: fast\n"),
+                  "job.yaml:4:3: optim.lr: expected a number, got 'fast'");
+  EXPECT_CONTAINS(error_of(base + "optim:\n  lr: .inf\n"), "optim.lr: expected a number");
+  EXPECT_CONTAINS(error_of(base + "optim:\n  lr: nan\n"), "optim.lr: expected a number");
+  EXPECT_CONTAINS(error_of(base + "model:\n  tie_embeddings: yes\n"),
+                  "model.tie_embeddings: expected true or false, got 'yes'");
+  EXPECT_CONTAINS(error_of(base + "train:\n  run_dir: [a, b]\n"),
+                  "train.run_dir: expected a string, got a sequence");
+  EXPECT_CONTAINS(error_of(base + "optim:\n  name: adam\n"),
+                  "job.yaml:4:3: optim.name: expected one of adamw|sgd, got 'adam' (did you mean "
+                  "'adamw'?)");
+  EXPECT_CONTAINS(error_of(base + "optim:\n  schedule: step\n"),
+                  "optim.schedule: expected one of cosine|linear|constant, got 'step'");
+  EXPECT_CONTAINS(error_of(base + "offload:\n  policy: swap\n"),
+                  "offload.policy: expected one of keep|recompute, got 'swap'");
+  EXPECT_CONTAINS(error_of(base + "model:\n  linear_attention:\n    feature_map: relu\n"),
+                  "job.yaml:5:5: model.linear_attention.feature_map: expected one of "
+                  "silu|identity, got 'relu'");
+}
+
+TEST(JobConfig, OutOfRangeNamesKeyAndValue) {
+  struct Case {
+    std::string path, value, expect;
+  };
+  const std::vector<Case> cases = {
+      {"train.steps", "0", "expected a value >= 1, got 0"},
+      {"train.global_batch", "0", "expected a value >= 1, got 0"},
+      {"train.micro_batch", "0", "expected a value >= 1, got 0"},
+      {"train.eval_every", "-1", "expected a value >= 0, got -1"},
+      {"train.eval_batches", "0", "expected a value >= 1, got 0"},
+      {"train.threads", "-2", "expected a value >= 0, got -2"},
+      {"data.seq_len", "0", "expected a value >= 1, got 0"},
+      {"optim.lr", "-1", "expected a value > 0, got -1"},
+      {"optim.lr", "0", "expected a value > 0, got 0"},
+      {"optim.min_lr", "-1e-4", "expected a value >= 0, got -9.99999975e-05"},
+      {"optim.warmup_steps", "-1", "expected a value >= 0, got -1"},
+      {"optim.beta1", "1", "expected a value in [0, 1), got 1"},
+      {"optim.beta2", "-0.5", "expected a value in [0, 1), got -0.5"},
+      {"optim.eps", "0", "expected a value > 0, got 0"},
+      {"optim.weight_decay", "-0.5", "expected a value >= 0, got -0.5"},
+      {"optim.momentum", "1.5", "expected a value in [0, 1), got 1.5"},
+      {"optim.grad_clip", "-1", "expected a value >= 0, got -1"},
+      {"parallel.dp", "0", "expected a value >= 1, got 0"},
+      {"parallel.sp", "0", "expected a value >= 1, got 0"},
+      {"parallel.pp", "-1", "expected a value >= 1, got -1"},
+      {"parallel.zero_stage", "4", "expected a value in [0, 3], got 4"},
+      {"parallel.zero_stage", "-1", "expected a value in [0, 3], got -1"},
+      {"checkpoint.every", "-1", "expected a value >= 0, got -1"},
+      {"checkpoint.keep_last", "-1", "expected a value >= 0, got -1"},
+      {"log.every", "0", "expected a value >= 1, got 0"},
+  };
+  for (const Case& c : cases) {
+    const size_t dot = c.path.find('.');
+    // data.train comes from --set so that the key under test is always on line 2 of the file.
+    const std::string yaml =
+        c.path.substr(0, dot) + ":\n  " + c.path.substr(dot + 1) + ": " + c.value + "\n";
+    EXPECT_CONTAINS(error_of(yaml, {"data.train=x"}), "job.yaml:2:3: " + c.path + ": " + c.expect);
+  }
+}
+
+TEST(JobConfig, GlobalBatchMustSplitIntoMicroBatchesPerRank) {
+  const std::string msg =
+      error_of("data: {train: x}\ntrain:\n  global_batch: 12\n  micro_batch: 8\n");
+  EXPECT_CONTAINS(msg,
+                  "job.yaml:3:3: train.global_batch: expected a multiple of "
+                  "train.micro_batch * parallel.dp = 8 * 1 = 8, got 12");
+  EXPECT_CONTAINS(error_of("data: {train: x}\ntrain:\n  global_batch: 16\n  micro_batch: 8\n"
+                           "parallel:\n  dp: 4\n"),
+                  "= 8 * 4 = 32, got 16");
+  EXPECT_NO_THROW(
+      parse_job_config("data: {train: x}\ntrain: {global_batch: 32, micro_batch: 4}\n"
+                       "parallel: {dp: 4}\n",
+                       "job.yaml"));
+}
+
+TEST(JobConfig, DataTrainIsRequired) {
+  EXPECT_CONTAINS(error_of("train:\n  steps: 5\n"),
+                  "job.yaml: data.train: expected the training token shards");
+  EXPECT_CONTAINS(error_of("train:\n  steps: 5\ndata:\n  seq_len: 8\n"),
+                  "job.yaml:3:1: data.train: expected the training token shards");
+  EXPECT_CONTAINS(error_of("data:\n  train: \"\"\n"), "job.yaml:2:3: data.train: expected");
+  EXPECT_CONTAINS(error_of("data: {train: x}\ncheckpoint:\n  resume: ''\n"),
+                  "job.yaml:3:3: checkpoint.resume: expected auto, never or a checkpoint");
+}
+
+TEST(JobConfig, ModelValidationIsLocated) {
+  const std::string base = "data:\n  train: x\n";
+  EXPECT_CONTAINS(error_of(base + "model:\n  dim: 64\n  n_heads: 3\n"),
+                  "job.yaml:5:3: model.n_heads: dim (64) must be divisible by n_heads (3)");
+  // n_heads is not in the file: the model section's location stands in.
+  EXPECT_CONTAINS(error_of(base + "model:\n  dim: 66\n"), "job.yaml:3:1: model.n_heads: dim (66)");
+  EXPECT_CONTAINS(error_of(base + "model:\n  linear_attention:\n    chunk_size: 0\n"),
+                  "job.yaml:5:5: model.linear_attention.chunk_size: expected >= 1");
+  EXPECT_CONTAINS(error_of(base + "model:\n  layer_pattern: LSX\n"),
+                  "job.yaml:4:3: model.layer_pattern: expected only 'L' and 'S', found 'X'");
+  EXPECT_CONTAINS(error_of(base, {"model.n_kv_heads=3"}),
+                  "--set model.n_kv_heads=3: expected a divisor of n_heads (4)");
+}
+
+TEST(JobConfig, StructureErrors) {
+  EXPECT_CONTAINS(error_of("- model\n- data\n"),
+                  "job.yaml:1:1: expected a map of sections (model, data, train, ...) at the top "
+                  "level, got a sequence");
+  EXPECT_CONTAINS(error_of("hello\n"), "job.yaml:1:1: expected a map of sections");
+  EXPECT_CONTAINS(error_of("data: {train: x}\ntrain: 5\n"),
+                  "job.yaml:2:1: train: expected a map of keys, got '5'");
+  EXPECT_CONTAINS(error_of("data: {train: x}\nmodel:\n  linear_attention: silu\n"),
+                  "job.yaml:3:3: model.linear_attention: expected a map of keys, got 'silu'");
+  EXPECT_CONTAINS(error_of("data: {train: x}\n? [a, b]\n: 1\n"),
+                  "expected a key name, got a sequence");
+  EXPECT_CONTAINS(error_of("data: {train: x}\n---\ntrain: {steps: 1}\n"),
+                  "job.yaml:3:1: expected one YAML document, found 2");
+}
+
+TEST(JobConfig, SyntaxErrorIsLocated) {
+  EXPECT_CONTAINS(error_of("data:\n  train: [a, b\ntrain:\n  steps: 1\n"),
+                  "job.yaml:3:6: YAML syntax error: end of sequence flow not found");
+  EXPECT_CONTAINS(error_of("train:\n  steps: 1: 2\n"), "job.yaml:2:11: YAML syntax error: ");
+}
+
+TEST(JobConfig, DuplicateKeysAreErrors) {
+  EXPECT_CONTAINS(error_of("data: {train: x}\ntrain:\n  steps: 5\n  steps: 6\n"),
+                  "job.yaml:4:3: duplicate key 'train.steps' (first set at line 3)");
+  EXPECT_CONTAINS(error_of("data: {train: x}\ntrain:\n  steps: 5\ntrain:\n  seed: 6\n"),
+                  "job.yaml:4:1: duplicate key 'train' (first set at line 2)");
+}
+
+TEST(JobConfig, OverridesApplyAfterTheFile) {
+  const JobConfig c = load_job_config(
+      kTiny, {"train.steps=5", "model.linear_attention.decay=none", "optim.lr=1e-4",
+              "data.val=", "train.steps=7", "parallel.dp=2", "train.eval_every = 3"});
+  EXPECT_EQ(c.train.steps, 7);  // the last --set wins
+  EXPECT_EQ(c.model.decay, Decay::none);
+  EXPECT_EQ(c.optim.lr, 1e-4f);
+  EXPECT_EQ(c.data.val, "");
+  EXPECT_EQ(c.parallel.dp, 2);
+  EXPECT_EQ(c.train.eval_every, 3);                // spaces around '=' are allowed
+  EXPECT_EQ(c.data.train, "data/fortunes/train");  // untouched keys keep the file's values
+}
+
+TEST(JobConfig, OverrideErrors) {
+  const std::string base = "data:\n  train: x\n";
+  EXPECT_CONTAINS(error_of(base, {"train.step=5"}),
+                  "--set train.step=5: unknown key 'train.step' (did you mean 'train.steps'?)");
+  EXPECT_CONTAINS(error_of(base, {"model.feature_map=identity"}),
+                  "--set model.feature_map=identity: unknown key 'model.feature_map' (did you "
+                  "mean 'model.linear_attention.feature_map'?)");
+  EXPECT_CONTAINS(error_of(base, {"train.steps=abc"}),
+                  "--set train.steps=abc: expected an integer, got 'abc'");
+  EXPECT_CONTAINS(error_of(base, {"train.steps={a: 1}"}),
+                  "--set train.steps={a: 1}: expected an integer, got a map");
+  EXPECT_CONTAINS(error_of(base, {"optim.lr=-1"}),
+                  "--set optim.lr=-1: expected a value > 0, got -1");
+  EXPECT_CONTAINS(error_of(base, {"train.steps"}), "--set train.steps: expected section.key=value");
+  EXPECT_CONTAINS(error_of(base, {"model=5"}), "--set model=5: 'model' is a section");
+  EXPECT_CONTAINS(error_of(base, {"train.run_dir=[a"}),
+                  "--set train.run_dir=[a: invalid YAML value");
+  // A range error on a key the file set points at the file, even when --set changed another key.
+  EXPECT_CONTAINS(
+      error_of(base + "train:\n  global_batch: 16\n  micro_batch: 8\n", {"parallel.dp=4"}),
+      "job.yaml:4:3: train.global_batch: expected a multiple");
+}
+
+TEST(JobConfig, LoadErrorsNameThePath) {
+  const std::string missing = "/nonexistent/dir/job.yaml";
+  try {
+    load_job_config(missing);
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_CONTAINS(e.what(), "cannot read job file '" + missing + "'");
+    EXPECT_CONTAINS(e.what(), "No such file");
+  }
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  try {
+    load_job_config(dir);
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_CONTAINS(e.what(), "'" + dir + "': it is a directory");
+  }
+}
+
+TEST(JobConfig, LoadNamesTheFileInErrors) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("strata_job_config_" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(path) << "data:\n  train: x\noptim:\n  lr: -1\n";
+  try {
+    load_job_config(path.string());
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_CONTAINS(e.what(), path.string() + ":4:3: optim.lr: expected a value > 0, got -1");
+  }
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace strata
