@@ -14,12 +14,11 @@
 #include <limits>
 #include <mutex>
 #include <set>
-#include <sstream>
 
 #include "core/crc32c.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "models/safetensors.h"  // AtomicFile, write_file_atomic, fsync_dir
+#include "core/atomic_file.h"
 
 namespace strata {
 namespace fs = std::filesystem;
@@ -32,6 +31,7 @@ constexpr const char* kManifest = "manifest.yaml";
 constexpr const char* kLatest = "latest";
 constexpr int64_t kAlign = 64;         // slice offsets in a .bin: cache-line / mmap friendly
 constexpr size_t kIoChunk = 4u << 20;  // bytes per read/crc step: stays in cache while hashed
+constexpr int64_t kMaxNumel = int64_t{1} << 56;  // keeps byte offsets far from int64 overflow
 
 // ---------------------------------------------------------------------------------------------
 // In-memory form of an index file / a manifest's shard record.
@@ -204,10 +204,13 @@ class YamlReader {
     const YAML::Node v = field(n, key);
     if (!v.IsSequence()) fail("key '" + key + "': expected a list of dimensions");
     std::vector<int64_t> out;
+    int64_t numel = 1;
     for (size_t i = 0; i < v.size(); ++i) {
       int64_t d = -1;
       if (!v[i].IsScalar() || !YAML::convert<int64_t>::decode(v[i], d) || d < 0)
         fail("key '" + key + "': expected non-negative integer dimensions");
+      if (d > 0 && numel > kMaxNumel / d) fail("key '" + key + "': tensor too large");
+      numel *= d;
       out.push_back(d);
     }
     return out;
@@ -216,8 +219,6 @@ class YamlReader {
   uint32_t crc(const YAML::Node& n) const {
     return static_cast<uint32_t>(integer(n, "crc32c", 0, 0xFFFFFFFFll));
   }
-
-  const std::string& file() const { return file_; }
 
  private:
   std::string what() const {
@@ -334,9 +335,24 @@ void remove_strays(const std::string& dir, int world) {
 // ---------------------------------------------------------------------------------------------
 // Shard writing
 
+// Saving a step that is already committed (a run restarted with resume: never) replaces it.
+// Its manifest goes first, durably, so that no moment exists where a manifest describes shard
+// files that are being rewritten. Every rank does this; whichever comes first removes it.
+void uncommit(const std::string& dir) {
+  const fs::path manifest = fs::path(dir) / kManifest;
+  std::error_code ec;
+  if (!fs::exists(manifest)) return;
+  if (fs::remove(manifest, ec))
+    log_warn("checkpoint: replacing the existing checkpoint in " + dir);
+  else if (ec)
+    throw StrataError("cannot remove " + manifest.string() + ": " + ec.message());
+  fsync_dir(dir);
+}
+
 void check_slice(const TensorSlice& s) {
   const int64_t total = product(s.global_shape);
-  STRATA_CHECK(!s.name.empty(), "checkpoint slice without a name");
+  STRATA_CHECK(!s.name.empty() && valid_utf8(s.name),
+               "bad checkpoint tensor name '" + s.name + "'");
   STRATA_CHECK(s.global_offset >= 0 && s.numel >= 0 && s.global_offset + s.numel <= total,
                "slice of '" + s.name + "' outside its tensor");
   STRATA_CHECK(s.data != nullptr || s.numel == 0, "null data for slice of '" + s.name + "'");
@@ -471,11 +487,10 @@ void write_shard(const std::string& root, int64_t step, int rank,
                  const std::vector<TensorSlice>& slices) {
   STRATA_CHECK(step >= 0 && rank >= 0, "bad checkpoint step or rank");
   const std::string dir = join(root, step_dir_name(step));
-  if (is_committed(root, step))
-    throw StrataError(dir + ": checkpoint already committed; refusing to overwrite it");
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw StrataError("cannot create checkpoint directory " + dir + ": " + ec.message());
+  uncommit(dir);
   for (const TensorSlice& s : slices) check_slice(s);
 
   Shard shard;

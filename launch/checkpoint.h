@@ -48,7 +48,9 @@ std::string shard_file_name(int rank);
 std::string shard_index_name(int rank);
 
 // Every rank: writes root/step_XXXXXXXX/shard_rNNNNN.bin and then its index. Creates the
-// directories as needed. Refuses (StrataError) to overwrite a step that is already committed.
+// directories as needed. If that step is already committed (a run restarted from scratch into
+// the same directory), its manifest is removed first: the step is replaced, and until the new
+// commit find_latest falls back to the newest other committed step.
 void write_shard(const std::string& root, int64_t step, int rank,
                  const std::vector<TensorSlice>& slices);
 

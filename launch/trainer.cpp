@@ -6,6 +6,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -18,7 +19,7 @@
 #include "launch/checkpoint.h"
 #include "launch/fs_util.h"
 #include "launch/train_checkpoint.h"
-#include "models/safetensors.h"
+#include "core/atomic_file.h"
 #include "optim/grad_norm.h"
 
 namespace strata {
@@ -53,9 +54,10 @@ Trainer::Trainer(const JobConfig& cfg) : cfg_(cfg), config_yaml_(dump_job_config
     throw InputError(cfg_.source + ": parallel: dp*sp*pp = " +
                      std::to_string(cfg_.parallel.dp * cfg_.parallel.sp * cfg_.parallel.pp) +
                      " but this build trains in one process (world size 1)");
-  // Threads per rank: as configured, else all cores (one rank per node here).
-  omp_set_num_threads(cfg_.train.threads > 0 ? static_cast<int>(cfg_.train.threads)
-                                             : omp_get_num_procs());
+  // Threads per rank: train.threads, else OMP_NUM_THREADS when set, else the node's cores (one
+  // rank per node in a single-process run).
+  if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
+  else if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(omp_get_num_procs());
 
   model_ = std::make_unique<Model>(cfg_.model);
   model_->init(cfg_.train.seed);

@@ -281,11 +281,18 @@ TEST_F(CheckpointTest, LatestFallsBackToNewestCommitted) {
   expect_input_error([&] { CheckpointReader{root_ + "/nowhere"}; }, "nowhere");
 }
 
-TEST_F(CheckpointTest, RefusesToOverwriteCommittedStep) {
+TEST_F(CheckpointTest, RewritingCommittedStepReplacesIt) {
   save(10, 1);
-  EXPECT_TRUE(is_committed(root_, 10));
-  EXPECT_FALSE(is_committed(root_, 11));
-  EXPECT_THROW(write_shard(root_, 10, 0, blocks(0, 1)), StrataError);
+  save(20, 1);
+  EXPECT_TRUE(is_committed(root_, 20));
+  EXPECT_FALSE(is_committed(root_, 21));
+  // A run restarted from scratch saves step 20 again, with different values.
+  for (auto& [name, t] : tensors_)
+    for (float& x : t.data) x += 1.f;
+  write_shard(root_, 20, 0, blocks(0, 1));
+  EXPECT_FALSE(is_committed(root_, 20));        // uncommitted while being rewritten,
+  EXPECT_EQ(find_latest(root_), step_dir(10));  // so a crash now resumes from step 10
+  commit_checkpoint(root_, 20, 1, {}, "", 0);
   EXPECT_EQ(CheckpointReader(root_).read("adam.m"), tensors_.at("adam.m").data);
 }
 
