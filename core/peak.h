@@ -10,9 +10,9 @@ namespace strata {
 // returns the best GFLOP/s. Note: the calls add to gemm_flops(); take FLOP deltas around steps.
 double measure_sgemm_peak_gflops(int64_t n = 2048, int reps = 3);
 
-// measure_sgemm_peak_gflops(1024, 3), measured on the first call and cached for the process.
-// n = 1024 rather than 2048 keeps start-up short (~0.1 s instead of ~0.5 s on 2 cores) at the
-// cost of reading a few percent below the 2048^3 figure that bench/gemm_peak reports.
+// measure_sgemm_peak_gflops(2048, 5), measured on the first call and cached for the process:
+// the same 2048^3 figure bench/gemm_peak reports. Best of 5 so that a busy neighbour during
+// one repetition does not understate the peak (~0.5 s at start-up on 2 cores).
 double cached_sgemm_peak_gflops();
 
 }  // namespace strata

@@ -56,25 +56,31 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
         "cublasSgemm");
 }
 
-__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64_t n, float lr,
-                             float b1, float b2, float eps, float wd, float bc1, float bc2) {
+__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64_t n,
+                             float decay_factor, float b1, float b2, float eps, float step_size,
+                             float bc2_sqrt) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const float gi = g[i];
-  m[i] = b1 * m[i] + (1.f - b1) * gi;
-  v[i] = b2 * v[i] + (1.f - b2) * gi * gi;
-  const float mh = m[i] / bc1, vh = v[i] / bc2;
-  p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+  const float pi = p[i] * decay_factor;  // decoupled weight decay first
+  const float mi = m[i] + (1.f - b1) * (gi - m[i]);
+  const float vi = v[i] * b2 + ((1.f - b2) * gi) * gi;
+  m[i] = mi;
+  v[i] = vi;
+  p[i] = pi + ((-step_size) * mi) / (sqrtf(vi) / bc2_sqrt + eps);
 }
 
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
                 float beta2, float eps, float weight_decay, int64_t step) {
-  const float bc1 = 1.f - std::pow(beta1, static_cast<float>(step));
-  const float bc2 = 1.f - std::pow(beta2, static_cast<float>(step));
+  const double bc1 = 1.0 - std::pow(double(beta1), double(step));
+  const double bc2 = 1.0 - std::pow(double(beta2), double(step));
+  const float decay_factor = static_cast<float>(1.0 - double(lr) * double(weight_decay));
+  const float step_size = static_cast<float>(double(lr) / bc1);
+  const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
   const int threads = 256;
   const int64_t blocks = (n + threads - 1) / threads;
-  adamw_kernel<<<static_cast<unsigned>(blocks), threads>>>(p, g, m, v, n, lr, beta1, beta2, eps,
-                                                           weight_decay, bc1, bc2);
+  adamw_kernel<<<static_cast<unsigned>(blocks), threads>>>(p, g, m, v, n, decay_factor, beta1,
+                                                           beta2, eps, step_size, bc2_sqrt);
   check(cudaGetLastError(), "adamw_kernel launch");
 }
 

@@ -18,7 +18,9 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc);
 
-// Fused AdamW on device: p -= lr*(m_hat/(sqrt(v_hat)+eps) + wd*p).
+// Fused AdamW on device over one decay segment, in the CPU optimizer's order (optim/adamw.cpp,
+// = torch.optim.AdamW): p -= lr*wd*p first (decoupled; pass weight_decay 0 for norm gains), then
+// m, v updates and p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps), bias corrections in double.
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
                 float beta2, float eps, float weight_decay, int64_t step);
 

@@ -110,15 +110,14 @@ expect_stderr_matches "two_docs\\.yaml:[34]:1: expected one YAML document, found
 
 with_file no_train.yaml '/^  train: data/d'
 expect_rejected "data.train missing" -- "$STRATA" train no_train.yaml
-expect_stderr_contains "no_train.yaml"
-expect_stderr_contains "data.train"
+expect_stderr_contains "no_train.yaml:7:1: data.train: expected the training token shards"
 
 expect_rejected "missing job file" -- "$STRATA" train does_not_exist.yaml
 expect_stderr_contains "cannot read job file 'does_not_exist.yaml'"
 
 mkdir a_directory.yaml
 expect_rejected "job file is a directory" -- "$STRATA" train a_directory.yaml
-expect_stderr_contains "a_directory.yaml"
+expect_stderr_contains "cannot read job file 'a_directory.yaml'"
 rmdir a_directory.yaml
 
 expect_rejected "two job files" -- "$STRATA" train job.yaml job.yaml
@@ -155,7 +154,7 @@ expect_rejected "data.train pointing at nothing" -- "$STRATA" train job.yaml --s
 expect_stderr_contains "data spec 'nothing/here': no token shards found"
 
 expect_rejected "data.val pointing at nothing" -- "$STRATA" train job.yaml --set data.val=no_val_data
-expect_stderr_contains "no_val_data"
+expect_stderr_contains "data spec 'no_val_data': no token shards found"
 
 mkdir bad
 head -c 5000 data/train_000000.bin > bad/truncated.bin
@@ -175,10 +174,23 @@ expect_rejected "validation shard with a bad magic" -- "$STRATA" train job.yaml 
 expect_stderr_contains "bad/magic.bin: bad magic"
 
 expect_rejected "token >= vocab_size" -- "$STRATA" train job.yaml --set model.vocab_size=16
-expect_stderr_contains "data/train_000000.bin"
+expect_stderr_contains "data/train_000000.bin: token at index"
 
-expect_rejected "sequence longer than the shard" -- "$STRATA" train job.yaml --set data.train=bad/short.bin --set data.seq_len=100000
-expect_stderr_contains "bad/short.bin"
+expect_rejected "sequence longer than every shard" -- "$STRATA" train job.yaml --set data.seq_len=10000000
+expect_stderr_contains "data/train_000000.bin"
+expect_stderr_contains "seq_len+1 = 10000001"
+
+# checkpoint.resume naming no checkpoint: refused, exit 2, naming the path. The run directory
+# should not be created (Trainer::run writes config.yaml before it looks for the checkpoint).
+BEFORE=$(tree_snapshot)
+run "$STRATA" train job.yaml --set checkpoint.resume=no/such/checkpoint
+expect_exit 2 "checkpoint.resume naming nothing"
+expect_stderr_contains "checkpoint.resume: no checkpoint found at 'no/such/checkpoint'"
+if [[ "$(tree_snapshot)" != "$BEFORE" ]]; then
+  known_bug "a run refused for checkpoint.resume=no/such/checkpoint still wrote: " \
+    "$(diff <(echo "$BEFORE") <(tree_snapshot) | grep '^>' | cut -d' ' -f2 | grep -vx '[.]' | tr '\n' ' ')"
+  rm -rf runs
+fi
 
 # ---- command line -----------------------------------------------------------------------------
 

@@ -29,6 +29,9 @@ e2e_init() {
   cd "$E2E_WORK"
   # Keep the runs light and reproducible whatever the machine: 2 threads per process.
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+  # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine (parallel builds,
+  # other tests) spinning threads made a 0.6 s run take 20 s.
+  export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 }
 
 e2e_cleanup() {
@@ -50,13 +53,14 @@ TINY_SETS=(
   --set train.micro_batch=2 --set train.threads=2
 )
 
-# make_corpus DIR: a few hundred KB of text. Fortune files when installed, else generated.
+# make_corpus DIR: a few hundred KB of text. Fortune files when installed (STRATA_E2E_FORTUNES
+# overrides their directory), else generated text.
 make_corpus() {
-  local dir=$1 f n=0
+  local dir=$1 f n=0 src=${STRATA_E2E_FORTUNES:-/usr/share/games/fortunes}
   mkdir -p "$dir"
   for f in computers science art; do
-    if [[ -f /usr/share/games/fortunes/$f ]]; then
-      cp "/usr/share/games/fortunes/$f" "$dir/$f.txt"
+    if [[ -f $src/$f ]]; then
+      cp "$src/$f" "$dir/$f.txt"
       n=$((n + 1))
     fi
   done
@@ -112,6 +116,15 @@ fail() {
     fi
   } >&2
   exit 1
+}
+
+# known_bug TEXT: a reported, not yet fixed bug. Warns by default so the suite stays usable;
+# STRATA_E2E_STRICT=1 turns it into a failure (make it a plain `fail` once the bug is fixed).
+known_bug() {
+  if [[ "${STRATA_E2E_STRICT:-0}" == 1 ]]; then
+    fail "$*"
+  fi
+  echo "KNOWN BUG (reported; STRATA_E2E_STRICT=1 makes this fail): $*" >&2
 }
 
 # expect_exit N [WHAT]: the last `run` exited with N.
