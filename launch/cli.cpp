@@ -16,6 +16,7 @@
 #include "launch/trainer.h"
 #include "models/model.h"
 #include "models/safetensors.h"
+#include "parallel/world.h"
 
 namespace strata {
 
@@ -158,7 +159,8 @@ int cmd_train(const std::vector<std::string>& args) {
     std::fputs(dump_job_config(cfg).c_str(), stdout);
     return 0;
   }
-  Trainer trainer(cfg);
+  World world(nullptr, nullptr);  // MPI when started by mpirun/srun, else one process
+  Trainer trainer(cfg, &world.comm());
   return trainer.run();
 }
 
@@ -183,8 +185,9 @@ int cmd_eval(const std::vector<std::string>& args) {
   }
   if (cfg.data.val.empty()) throw InputError("strata eval: data.val is empty: no validation data");
   cfg.checkpoint.resume = "never";
-  Trainer trainer(cfg);
-  load_model_params(ckpt, trainer.model());
+  World world(nullptr, nullptr);
+  Trainer trainer(cfg, &world.comm());
+  trainer.load_weights(ckpt);
   const double loss = trainer.evaluate();
   std::printf("step %lld val_loss %.6f batches %lld\n", static_cast<long long>(ckpt.step()), loss,
               static_cast<long long>(cfg.train.eval_batches));
@@ -212,7 +215,7 @@ int cmd_export(const std::vector<std::string>& args) {
   CheckpointReader ckpt(*dir);
   const JobConfig cfg = parse_job_config(ckpt.config_yaml(), *dir + "/manifest.yaml");
   Model model(cfg.model);
-  load_model_params(ckpt, model);
+  for (auto& u : model.units()) read_unit_range(ckpt, u, u.params().data(), 0, u.numel());
   std::vector<SafeTensor> tensors;
   for (const auto& u : model.units())
     for (const auto& t : u.tensors()) tensors.push_back({t.name, t.shape, u.params().data() + t.offset});

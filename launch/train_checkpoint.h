@@ -1,29 +1,25 @@
 #pragma once
 // What a training checkpoint holds, in terms of the model: every parameter tensor under its
-// export name and every optimizer state as "<tensor name>.<state>" (e.g. ".exp_avg"), so a
-// checkpoint is independent of how units are laid out or sharded.
+// export name and every optimizer state as "<tensor name>.<state>" (e.g. ".exp_avg"). Each rank
+// writes the elements it owns, as slices at their global offsets, so a checkpoint is independent
+// of how units are laid out or sharded and loads under another data-parallel size or ZeRO stage.
 #include <cstdint>
-#include <map>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "launch/checkpoint.h"
-#include "models/model.h"
-#include "optim/optimizer.h"
+#include "models/param_unit.h"
 
 namespace strata {
 
-// Single-rank save: writes the shard, then commits (manifest last, `latest` moved atomically).
-void save_training_checkpoint(const std::string& root, int64_t step, const Model& model,
-                              const std::vector<std::unique_ptr<Optimizer>>& optimizers,
-                              const std::map<std::string, std::string>& state,
-                              const std::string& config_yaml, int64_t keep_last);
+// Elements [begin, end) of a unit's flat layout as per-tensor slices; data points at element
+// `begin`. Tensor names get `suffix` appended (e.g. ".exp_avg").
+std::vector<TensorSlice> unit_slices(const ParamUnit& unit, const float* data, int64_t begin,
+                                     int64_t end, const std::string& suffix = "");
 
-// Loads parameters into `model`; InputError if a tensor is missing or has another shape.
-void load_model_params(const CheckpointReader& ckpt, Model& model);
-// Loads optimizer states (and step counts from state "optim.steps").
-void load_optimizer_state(const CheckpointReader& ckpt, const Model& model,
-                          std::vector<std::unique_ptr<Optimizer>>& optimizers);
+// Reads elements [begin, end) of a unit's flat layout from the checkpoint into dst (element
+// `begin` at dst[0]). InputError if a tensor is missing or has another shape.
+void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float* dst,
+                     int64_t begin, int64_t end, const std::string& suffix = "");
 
 }  // namespace strata

@@ -21,6 +21,7 @@
 #include "launch/train_checkpoint.h"
 #include "core/atomic_file.h"
 #include "optim/grad_norm.h"
+#include "parallel/self_comm.h"
 
 namespace strata {
 
@@ -47,13 +48,34 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
+// The model's unit boundaries, forwarded to the ZeRO engine (gather, prefetch, reduce, free).
+class ZeroHooks final : public BlockHooks {
+ public:
+  explicit ZeroHooks(ZeroEngine& z) : z_(z) {}
+  void before_forward(int64_t u) override { z_.before_forward(u); }
+  void after_forward(int64_t u) override { z_.after_forward(u); }
+  void before_backward(int64_t u) override { z_.before_backward(u); }
+  void after_backward(int64_t u) override { z_.after_backward(u); }
+
+ private:
+  ZeroEngine& z_;
+};
+
 }  // namespace
 
-Trainer::Trainer(const JobConfig& cfg) : cfg_(cfg), config_yaml_(dump_job_config(cfg)) {
-  if (cfg_.parallel.dp * cfg_.parallel.sp * cfg_.parallel.pp != 1)
-    throw InputError(cfg_.source + ": parallel: dp*sp*pp = " +
-                     std::to_string(cfg_.parallel.dp * cfg_.parallel.sp * cfg_.parallel.pp) +
-                     " but this build trains in one process (world size 1)");
+Trainer::Trainer(const JobConfig& cfg, Comm* world)
+    : cfg_(cfg), config_yaml_(dump_job_config(cfg)) {
+  if (!world) {
+    own_world_ = std::make_unique<SelfComm>("world");
+    world = own_world_.get();
+  }
+  // Checked before any work: a layout that does not match the processes is an input error.
+  mesh_ = std::make_unique<Mesh>(*world, static_cast<int>(cfg_.parallel.pp),
+                                 static_cast<int>(cfg_.parallel.dp), static_cast<int>(cfg_.parallel.sp));
+  if (cfg_.parallel.sp != 1 || cfg_.parallel.pp != 1)
+    throw InputError(cfg_.source + ": parallel.sp and parallel.pp must be 1 for now: sequence "
+                     "and pipeline parallelism are not available yet (use dp)");
+  set_log_rank(mesh_->world_rank(), mesh_->world_size());
   // Threads per rank: train.threads, else OMP_NUM_THREADS when set, else the node's cores (one
   // rank per node in a single-process run).
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
@@ -61,8 +83,14 @@ Trainer::Trainer(const JobConfig& cfg) : cfg_(cfg), config_yaml_(dump_job_config
 
   model_ = std::make_unique<Model>(cfg_.model);
   model_->init(cfg_.train.seed);
+  std::vector<ZeroUnit> units;
   for (auto& unit : model_->units())
-    optimizers_.push_back(make_optimizer(cfg_.optim.name, unit.numel(), optimizer_options(cfg_.optim)));
+    units.push_back({&unit.params(), &unit.grads(), unit.numel(), unit.decay_segments(), false});
+  units.front().pinned = cfg_.model.tie_embeddings;  // the head reads the embedding too
+  zero_ = std::make_unique<ZeroEngine>(mesh_->dp_comm(), static_cast<int>(cfg_.parallel.zero_stage),
+                                       std::move(units), cfg_.optim.name,
+                                       optimizer_options(cfg_.optim));
+  hooks_ = std::make_unique<ZeroHooks>(*zero_);
   store_ = std::make_unique<ActivationStore>(cfg_.model.n_layers,
                                              parse_activation_policy(cfg_.offload.policy));
   train_data_ = std::make_unique<DataLoader>(cfg_.data.train, cfg_.data.seq_len,
@@ -88,36 +116,34 @@ std::string Trainer::checkpoint_root() const {
 StepResult Trainer::train_step() {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t flops0 = gemm_flops();
-  const int64_t T = cfg_.data.seq_len, mb = cfg_.train.micro_batch;
-  const int64_t n_micro = cfg_.train.global_batch / mb;
+  const int64_t T = cfg_.data.seq_len, mb = cfg_.train.micro_batch, dp = mesh_->dp();
+  // Every rank loads the same global batch and takes its contiguous share of the sequences.
   train_data_->next_batch(cfg_.train.global_batch, inputs_.data(), targets_.data());
   int64_t counted = 0;
   for (int32_t t : targets_) counted += t >= 0;
   STRATA_CHECK(counted > 0, "a global batch with no counted targets");
-  // The loss is normalised by the token count of the whole global batch (MODEL.md).
+  // The loss is normalised by the token count of the whole global batch (MODEL.md), so
+  // micro-batches and ranks sum to the gradient of the same loss.
   const float loss_scale = 1.f / static_cast<float>(counted);
 
+  const int64_t local = cfg_.train.global_batch / dp, n_micro = local / mb;
+  const int32_t* my_inputs = inputs_.data() + mesh_->dp_rank() * local * T;
+  const int32_t* my_targets = targets_.data() + mesh_->dp_rank() * local * T;
   double loss_sum = 0;
   const BlockShape shape{mb, T, 0};
   for (int64_t m = 0; m < n_micro; ++m) {
-    const size_t off = static_cast<size_t>(m * mb * T);
-    loss_sum += model_->forward_backward(inputs_.data() + off, targets_.data() + off, shape,
-                                         loss_scale, *store_, m);
+    zero_->begin_micro_batch(m == n_micro - 1);
+    loss_sum += model_->forward_backward(my_inputs + m * mb * T, my_targets + m * mb * T, shape,
+                                         loss_scale, *store_, m, hooks_.get());
+    zero_->end_micro_batch();
   }
   STRATA_CHECK(store_->empty(), "activations left in the store after the backward pass");
+  mesh_->dp_comm().all_reduce_sum_double(&loss_sum, 1);
 
-  double sq = 0;
-  for (const auto& u : model_->units()) sq += sum_of_squares(u.grads().data(), u.numel());
+  const double sq = zero_->grad_sq_norm();
   const float clip = clip_coefficient(sq, cfg_.optim.grad_clip);
-  if (clip < 1.f)
-    for (auto& u : model_->units()) scale(u.grads().data(), u.numel(), clip);
-
   const float lr = schedule_.at(step_);
-  auto& units = model_->units();
-  for (size_t u = 0; u < units.size(); ++u)
-    optimizers_[u]->step(units[u].params().data(), units[u].grads().data(), units[u].numel(),
-                         units[u].decay_segments(), lr);
-  model_->zero_grads();
+  zero_->step(lr, clip);
   ++step_;
 
   StepResult r;
@@ -139,48 +165,99 @@ double Trainer::evaluate() {
   val_data_->reset();
   const int64_t mb = cfg_.train.micro_batch, T = cfg_.data.seq_len;
   std::vector<int32_t> in(static_cast<size_t>(mb * T)), tg(in.size());
-  double loss = 0;
-  int64_t count = 0;
-  for (int64_t b = 0; b < cfg_.train.eval_batches; ++b) {
+  // Micro-batch b is evaluated by data-parallel rank b % dp and the sums meet in an all-reduce.
+  // Every rank runs the same number of forwards so that ZeRO-3 gathers stay matched.
+  double sums[2] = {0, 0};  // loss, counted targets
+  zero_->set_training(false);
+  const int64_t dp = mesh_->dp(), rounds = (cfg_.train.eval_batches + dp - 1) / dp;
+  for (int64_t b = 0; b < rounds * dp; ++b) {
     val_data_->next_batch(mb, in.data(), tg.data());
+    if (b % dp != mesh_->dp_rank()) continue;
     int64_t c = 0;
-    loss += model_->forward_loss(in.data(), tg.data(), BlockShape{mb, T, 0}, &c);
-    count += c;
+    const double l = model_->forward_loss(in.data(), tg.data(), BlockShape{mb, T, 0}, &c, hooks_.get());
+    if (b < cfg_.train.eval_batches) {  // padding rounds only keep the gathers matched
+      sums[0] += l;
+      sums[1] += static_cast<double>(c);
+    }
   }
-  return loss / static_cast<double>(count);
+  zero_->set_training(true);
+  mesh_->dp_comm().all_reduce_sum_double(sums, 2);
+  return sums[0] / sums[1];
 }
 
 void Trainer::save_checkpoint() {
+  // Every rank writes the elements it owns of every unit: parameters and optimizer states.
+  std::vector<TensorSlice> slices;
+  auto& units = model_->units();
+  for (int64_t u = 0; u < zero_->num_units(); ++u) {
+    const ShardRange own = zero_->owned(u), opt = zero_->optimizer_range(u);
+    auto add = [&](std::vector<TensorSlice> more) {
+      slices.insert(slices.end(), more.begin(), more.end());
+    };
+    add(unit_slices(units[u], zero_->owned_params(u), own.begin, own.end));
+    for (const auto& [name, buf] : zero_->optimizer(u).state())
+      add(unit_slices(units[u], buf->data() + (own.begin - opt.begin), own.begin, own.end,
+                      "." + name));
+  }
   const LoaderState ls = train_data_->state();
-  std::map<std::string, std::string> state = {
+  const std::map<std::string, std::string> state = {
       {"step", std::to_string(step_)},
-      {"optim.steps", std::to_string(optimizers_.front()->steps())},
+      {"optim.steps", std::to_string(zero_->optimizer(0).steps())},
       {"loader.epoch", std::to_string(ls.epoch)},
       {"loader.index", std::to_string(ls.index)},
       {"seed", std::to_string(cfg_.train.seed)},
+      {"parallel.dp", std::to_string(mesh_->dp())},
+      {"parallel.zero_stage", std::to_string(zero_->stage())},
   };
-  save_training_checkpoint(checkpoint_root(), step_, *model_, optimizers_, state, config_yaml_,
-                           cfg_.checkpoint.keep_last);
+  Comm& world = mesh_->world();
+  write_shard(checkpoint_root(), step_, world.rank(), slices);
+  world.barrier();  // every shard and index is durable before the manifest names them
+  if (world.rank() == 0)
+    commit_checkpoint(checkpoint_root(), step_, world.size(), state, config_yaml_,
+                      cfg_.checkpoint.keep_last);
+  world.barrier();
   log_info("checkpoint: saved step " + std::to_string(step_) + " to " + checkpoint_root() + "/" +
            step_dir_name(step_));
 }
 
+void Trainer::load_weights(const CheckpointReader& ckpt) {
+  auto& units = model_->units();
+  for (int64_t u = 0; u < zero_->num_units(); ++u) {
+    // Stages 0-2 hold whole parameters; stage 3 only its shard.
+    if (zero_->stage() == 3) {
+      const ShardRange own = zero_->owned(u);
+      read_unit_range(ckpt, units[u], zero_->owned_params_mut(u), own.begin, own.end);
+    } else {
+      read_unit_range(ckpt, units[u], units[u].params().data(), 0, units[u].numel());
+    }
+  }
+}
+
 bool Trainer::resume(const std::string& where) {
   std::string dir = where;
-  if (fs::exists(fs::path(where) / "manifest.yaml")) {
-    dir = where;
-  } else {
+  if (!fs::exists(fs::path(where) / "manifest.yaml")) {
     auto latest = find_latest(where);
     if (!latest) return false;
     dir = *latest;
   }
   CheckpointReader ckpt(dir);
-  load_model_params(ckpt, *model_);
-  load_optimizer_state(ckpt, *model_, optimizers_);
+  load_weights(ckpt);
+  auto& units = model_->units();
+  const int64_t steps = std::stoll(ckpt.state("optim.steps"));
+  for (int64_t u = 0; u < zero_->num_units(); ++u) {
+    const ShardRange opt = zero_->optimizer_range(u);
+    for (const auto& [name, buf] : zero_->optimizer(u).state())
+      read_unit_range(ckpt, units[u], buf->data(), opt.begin, opt.end, "." + name);
+    zero_->optimizer(u).set_steps(steps);
+  }
   step_ = std::stoll(ckpt.state("step"));
   train_data_->restore(LoaderState{std::stoll(ckpt.state("loader.epoch")),
                                    std::stoll(ckpt.state("loader.index"))});
-  log_info("resumed from " + dir + " at step " + std::to_string(step_));
+  log_info("resumed from " + dir + " at step " + std::to_string(step_) + " (written by " +
+           std::to_string(ckpt.world()) + " ranks)");
+  if (step_ >= cfg_.train.steps)
+    log_warn("the checkpoint is at step " + std::to_string(step_) + ", at or past train.steps = " +
+             std::to_string(cfg_.train.steps) + ": nothing to train");
   return true;
 }
 
@@ -196,11 +273,15 @@ std::string Trainer::log_line(const StepResult& r) const {
 }
 
 int Trainer::run() {
-  fs::create_directories(cfg_.train.run_dir);
-  write_file_atomic(cfg_.train.run_dir + "/config.yaml", config_yaml_);
+  // Resume first: a refused checkpoint must leave the run directory as it was.
   if (cfg_.checkpoint.resume == "auto") resume(checkpoint_root());
   else if (cfg_.checkpoint.resume != "never" && !resume(cfg_.checkpoint.resume))
     throw InputError("checkpoint.resume: no checkpoint found at '" + cfg_.checkpoint.resume + "'");
+  const int64_t first_step = step_ + 1;
+  if (is_logger()) {
+    fs::create_directories(cfg_.train.run_dir);
+    write_file_atomic(cfg_.train.run_dir + "/config.yaml", config_yaml_);
+  }
 
   sgemm_peak_ = cached_sgemm_peak_gflops();
   log_info("strata: " + std::to_string(model_->num_parameters()) + " parameters, " +
@@ -209,9 +290,11 @@ int Trainer::run() {
            fmt("%.1f", sgemm_peak_) + " GFLOP/s, train data " +
            std::to_string(train_data_->num_tokens()) + " tokens");
 
-  std::ofstream metrics(cfg_.log.metrics_file.empty() ? cfg_.train.run_dir + "/metrics.jsonl"
-                                                      : cfg_.log.metrics_file,
-                        std::ios::app);
+  std::ofstream metrics;  // rank 0 only: one record per step
+  if (is_logger())
+    metrics.open(cfg_.log.metrics_file.empty() ? cfg_.train.run_dir + "/metrics.jsonl"
+                                               : cfg_.log.metrics_file,
+                 std::ios::app);
   auto old_term = std::signal(SIGTERM, on_stop_signal);
   auto old_int = std::signal(SIGINT, on_stop_signal);
   int exit_code = 0;
@@ -224,16 +307,22 @@ int Trainer::run() {
        << ",\"grad_norm\":" << fmt("%.6g", r.grad_norm) << ",\"lr\":" << fmt("%.6g", r.lr)
        << ",\"ms\":" << fmt("%.3f", r.seconds * 1e3) << ",\"tokens_per_s\":"
        << fmt("%.1f", r.tokens_per_s) << ",\"gflops\":" << fmt("%.2f", r.gflops);
-    if (r.step % cfg_.log.every == 0 || last || r.step == 1) log_info(log_line(r));
+    if (r.step % cfg_.log.every == 0 || last || r.step == first_step) log_info(log_line(r));
     if (val_data_ && ((cfg_.train.eval_every > 0 && r.step % cfg_.train.eval_every == 0) || last)) {
       const double vl = evaluate();
       log_info("step " + std::to_string(r.step) + " | val loss " + fmt("%.4f", vl));
       js << ",\"val_loss\":" << fmt("%.9g", vl);
     }
-    metrics << js.str() << "}\n" << std::flush;
-    if ((cfg_.checkpoint.every > 0 && r.step % cfg_.checkpoint.every == 0) || last) save_checkpoint();
-    else if (g_stop_signal) save_checkpoint();
-    if (g_stop_signal) {
+    if (is_logger()) metrics << js.str() << "}\n" << std::flush;
+    const bool saved_this_step =
+        (cfg_.checkpoint.every > 0 && r.step % cfg_.checkpoint.every == 0) || last;
+    if (saved_this_step) save_checkpoint();
+    // Ranks may see a signal at different steps: agree on it (one tiny all-reduce per step).
+    int64_t stop = g_stop_signal;
+    mesh_->world().all_reduce_max_int64(&stop, 1);
+    if (stop) g_stop_signal = static_cast<int>(stop);
+    if (stop && !saved_this_step) save_checkpoint();
+    if (stop) {
       log_info("stopped by signal " + std::to_string(g_stop_signal) + " after step " +
                std::to_string(step_) + " (checkpoint saved)");
       exit_code = 128 + g_stop_signal;

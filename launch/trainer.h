@@ -7,12 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "launch/checkpoint.h"
 #include "launch/data.h"
 #include "launch/job_config.h"
 #include "models/model.h"
 #include "offload/activation_store.h"
 #include "optim/lr_schedule.h"
-#include "optim/optimizer.h"
+#include "parallel/comm.h"
+#include "parallel/mesh.h"
+#include "parallel/zero.h"
 
 namespace strata {
 
@@ -28,7 +31,9 @@ struct StepResult {
 
 class Trainer {
  public:
-  explicit Trainer(const JobConfig& cfg);
+  // `world` spans every process of the job (MPI under mpirun, else the size-1 communicator);
+  // nullptr means a single process. parallel.dp * sp * pp must equal its size.
+  explicit Trainer(const JobConfig& cfg, Comm* world = nullptr);
   ~Trainer();
 
   // The whole run: resume if asked, train to train.steps, evaluate, checkpoint. Returns the
@@ -40,7 +45,11 @@ class Trainer {
   double evaluate();
 
   Model& model() { return *model_; }
+  Mesh& mesh() { return *mesh_; }
+  ZeroEngine& zero() { return *zero_; }
   int64_t step() const { return step_; }
+  // Loads only the model weights of a checkpoint (evaluation, export).
+  void load_weights(const CheckpointReader& ckpt);
   void save_checkpoint();
   // Restores from the checkpoint root or step dir; returns false when none exists.
   bool resume(const std::string& where);
@@ -48,18 +57,22 @@ class Trainer {
  private:
   std::string checkpoint_root() const;
   std::string log_line(const StepResult& r) const;
+  bool is_logger() const { return mesh_->world_rank() == 0; }
 
   JobConfig cfg_;
   std::string config_yaml_;
+  std::unique_ptr<Comm> own_world_;  // the size-1 world when none is given
+  std::unique_ptr<Mesh> mesh_;
   std::unique_ptr<Model> model_;
-  std::vector<std::unique_ptr<Optimizer>> optimizers_;  // one per parameter unit
+  std::unique_ptr<ZeroEngine> zero_;
+  std::unique_ptr<BlockHooks> hooks_;  // forwards the model's unit boundaries to zero_
   std::unique_ptr<ActivationStore> store_;
   std::unique_ptr<DataLoader> train_data_;
   std::unique_ptr<EvalLoader> val_data_;
   LrSchedule schedule_;
   int64_t step_ = 0;
   double sgemm_peak_ = 0;
-  std::vector<int32_t> inputs_, targets_;  // [global_batch, seq_len]
+  std::vector<int32_t> inputs_, targets_;  // [global_batch, seq_len], every rank the same
 };
 
 }  // namespace strata

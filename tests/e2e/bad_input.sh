@@ -5,6 +5,7 @@
 # Also: `strata --help` and `strata <command> --help` exit 0 and describe their options.
 #
 # usage: bash tests/e2e/bad_input.sh STRATA_BINARY [SOURCE_DIR]
+set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 e2e_init "$@"
 

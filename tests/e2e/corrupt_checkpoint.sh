@@ -7,6 +7,7 @@
 #     train with checkpoint.resume=auto resumes from it and finishes.
 #
 # usage: bash tests/e2e/corrupt_checkpoint.sh STRATA_BINARY [SOURCE_DIR]
+set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 e2e_init "$@"
 

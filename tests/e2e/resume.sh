@@ -5,6 +5,7 @@
 # uninterrupted run of the same job.
 #
 # usage: bash tests/e2e/resume.sh STRATA_BINARY [SOURCE_DIR]
+set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 e2e_init "$@"
 

@@ -9,6 +9,7 @@
 #   - determinism: the same job run twice from scratch gives identical losses.
 #
 # usage: bash tests/e2e/train_eval_export.sh STRATA_BINARY [SOURCE_DIR]
+set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 e2e_init "$@"
 

@@ -66,7 +66,9 @@ TEST(Model, RecomputeGivesBitIdenticalGradients) {
     ActivationStore store(cfg.n_layers, p ? ActivationPolicy::recompute : ActivationPolicy::keep);
     losses[p] = model.forward_backward(tok.data(), tgt.data(), s, 0.05f, store, 0);
     for (auto& u : model.units()) grads[p].emplace_back(u.grads().data(), u.grads().data() + u.numel());
-    if (p) EXPECT_EQ(store.recomputed_blocks(), cfg.n_layers);
+    if (p) {
+      EXPECT_EQ(store.recomputed_blocks(), cfg.n_layers);
+    }
   }
   EXPECT_EQ(losses[0], losses[1]);
   ASSERT_EQ(grads[0].size(), grads[1].size());
@@ -90,8 +92,12 @@ TEST(Model, CausalAcrossChunkBoundaries) {
       std::vector<int32_t> tgt(T, -1);
       tgt[t] = all_tgt[t];  // the loss at position t alone
       const double a = loss_of(model, tok, tgt, s), b = loss_of(model, perturbed, tgt, s);
-      if (t < p) EXPECT_EQ(a, b) << "perturbing token " << p << " changed position " << t;
-      if (t == p) EXPECT_NE(a, b) << "perturbing token " << p << " left its own output unchanged";
+      if (t < p) {
+        EXPECT_EQ(a, b) << "perturbing token " << p << " changed position " << t;
+      }
+      if (t == p) {
+        EXPECT_NE(a, b) << "perturbing token " << p << " left its own output unchanged";
+      }
     }
   }
 }

@@ -1,0 +1,56 @@
+// main() for the multi-rank GoogleTest executables (run as mpirun -np N exe). Every rank runs
+// every test; rank 0 prints the usual report, the other ranks print only their failures, prefixed
+// with the rank. The results are reduced so that a failure on ANY rank makes every rank exit 1.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cstdio>
+
+#include "parallel/mpi_env.h"
+#include "tests/mpi/mpi_test_env.h"
+
+namespace strata {
+
+namespace {
+
+MpiEnv* g_env = nullptr;
+
+class RankFailurePrinter : public ::testing::EmptyTestEventListener {
+ public:
+  explicit RankFailurePrinter(int rank) : rank_(rank) {}
+  void OnTestPartResult(const ::testing::TestPartResult& r) override {
+    if (!r.failed()) return;
+    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::fprintf(stderr, "[rank %d] FAILED %s.%s at %s:%d\n%s\n", rank_,
+                 test ? test->test_suite_name() : "?", test ? test->name() : "?",
+                 r.file_name() ? r.file_name() : "?", r.line_number(), r.message());
+    std::fflush(stderr);
+  }
+
+ private:
+  int rank_;
+};
+
+}  // namespace
+
+MpiEnv& test_mpi_env() { return *g_env; }
+
+}  // namespace strata
+
+int main(int argc, char** argv) {
+  strata::MpiEnv env(&argc, &argv);
+  strata::g_env = &env;
+  ::testing::InitGoogleTest(&argc, argv);
+  auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+  if (env.world_rank() != 0) {
+    delete listeners.Release(listeners.default_result_printer());
+    listeners.Append(new strata::RankFailurePrinter(env.world_rank()));
+  }
+  int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
+  int failed_ranks = failed;
+  MPI_Allreduce(MPI_IN_PLACE, &failed_ranks, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  if (env.world_rank() == 0 && failed_ranks > 0)
+    std::fprintf(stderr, "%d of %d ranks had failures (see the [rank N] lines)\n", failed_ranks,
+                 env.world_size());
+  return failed_ranks > 0 ? 1 : 0;
+}
