@@ -31,7 +31,10 @@ Linear attention comes in two formulations (--la-form):
 Both compute the same function; --reference --la-form chunked is a useful cross-check.
 
 Needs Debian's python3-torch (1.13) for the system interpreter: always run /usr/bin/python3.
-No other dependency than numpy (which python3-torch pulls in).
+No other dependency than numpy (which python3-torch pulls in). For --bench also install
+libopenblas0-openmp: `apt-get install --no-install-recommends python3-torch` leaves Debian's
+libblas.so.3 on the reference (netlib) BLAS, with which a bench step takes minutes, not seconds;
+the bench prints the BLAS library it loaded.
 """
 import argparse
 import glob
@@ -386,6 +389,20 @@ def init_params(cfg, gen):
     return W
 
 
+def loaded_blas():
+    """The BLAS library torch actually loaded (Debian selects it via update-alternatives)."""
+    libs = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1] if len(line.split()) >= 6 else ""
+                if "blas" in os.path.basename(path).lower() or "mkl" in path.lower():
+                    libs.add(os.path.realpath(path))
+    except OSError:
+        pass
+    return sorted(libs)
+
+
 def cmd_bench(args):
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
@@ -406,6 +423,11 @@ def cmd_bench(args):
     print(f"torch_peer setup: torch {torch.__version__} fp32 CPU threads {threads} batch {B}x{T} "
           f"linear_attention {form}" + (f" chunk {chunk}" if form == "chunked" else "") +
           " (silu, retnet), AdamW + grad clip 1.0")
+    blas = loaded_blas()
+    print("torch_peer blas: " + (", ".join(blas) or "unknown"))
+    if any("/blas/libblas" in b for b in blas) and not any("openblas" in b for b in blas):
+        print("warning: torch uses the reference (netlib) BLAS, which is ~20x slower than OpenBLAS;"
+              " install libopenblas0-openmp (Debian switches libblas.so.3 to it)", file=sys.stderr)
     times = []
     for step in range(args.warmup + args.steps):
         x = torch.randint(0, cfg["vocab_size"], (B, T), generator=gen)

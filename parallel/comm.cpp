@@ -58,9 +58,12 @@ bool CommHandle::test() {
 
 int64_t comm_type_size(CommType t) {
   switch (t) {
-    case CommType::f32: return 4;
-    case CommType::f64: return 8;
-    case CommType::i64: return 8;
+    case CommType::f32:
+      return 4;
+    case CommType::f64:
+      return 8;
+    case CommType::i64:
+      return 8;
   }
   return 0;
 }
@@ -73,8 +76,8 @@ std::string Comm::describe() const {
 }
 
 void Comm::check_count(int64_t n, const char* op) const {
-  STRATA_CHECK(n >= 0, std::string(op) + " on " + describe() + ": negative count " +
-                           std::to_string(n));
+  STRATA_CHECK(n >= 0,
+               std::string(op) + " on " + describe() + ": negative count " + std::to_string(n));
 }
 
 void Comm::check_peer(int peer, const char* what, const char* op) const {

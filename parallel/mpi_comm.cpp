@@ -10,9 +10,12 @@ namespace {
 
 MPI_Datatype mpi_type(CommType t) {
   switch (t) {
-    case CommType::f32: return MPI_FLOAT;
-    case CommType::f64: return MPI_DOUBLE;
-    case CommType::i64: return MPI_INT64_T;
+    case CommType::f32:
+      return MPI_FLOAT;
+    case CommType::f64:
+      return MPI_DOUBLE;
+    case CommType::i64:
+      return MPI_INT64_T;
   }
   return MPI_DATATYPE_NULL;
 }
@@ -54,8 +57,7 @@ class MpiRequest final : public CommRequest {
       MPI_Get_count(&st, MPI_FLOAT, &got);
       if (got != expected_)
         throw StrataError(std::string(op_) + " on " + where_ + ": expected " +
-                          std::to_string(expected_) + " floats, received " +
-                          std::to_string(got));
+                          std::to_string(expected_) + " floats, received " + std::to_string(got));
     }
   }
 
@@ -72,8 +74,7 @@ std::string mpi_error_message(int rc, const std::string& op, const std::string& 
   int len = 0;
   if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) len = 0;
   return op + " failed on " + where + ": " +
-         (len > 0 ? std::string(msg, static_cast<size_t>(len))
-                  : "MPI error " + std::to_string(rc));
+         (len > 0 ? std::string(msg, static_cast<size_t>(len)) : "MPI error " + std::to_string(rc));
 }
 
 MpiComm::MpiComm(MPI_Comm comm, std::string axis) : Comm(std::move(axis)), comm_(comm) {
@@ -106,8 +107,7 @@ int MpiComm::count(int64_t n, const char* op) const {
 }
 
 void MpiComm::do_all_reduce(void* buf, int64_t n, CommType t, ReduceOp op) {
-  check(MPI_Allreduce(MPI_IN_PLACE, buf, count(n, "MPI_Allreduce"), mpi_type(t), mpi_op(op),
-                      comm_),
+  check(MPI_Allreduce(MPI_IN_PLACE, buf, count(n, "MPI_Allreduce"), mpi_type(t), mpi_op(op), comm_),
         "MPI_Allreduce");
 }
 
@@ -173,8 +173,7 @@ CommHandle MpiComm::do_iall_reduce_sum(float* buf, int64_t n) {
 CommHandle MpiComm::do_ireduce_scatter_sum(const float* send, float* recv, int64_t n) {
   count(n * size_, "MPI_Ireduce_scatter_block");
   MPI_Request req;
-  check(MPI_Ireduce_scatter_block(send, recv, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_,
-                                  &req),
+  check(MPI_Ireduce_scatter_block(send, recv, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_, &req),
         "MPI_Ireduce_scatter_block");
   return CommHandle(std::make_unique<MpiRequest>(req, "MPI_Ireduce_scatter_block", describe()));
 }

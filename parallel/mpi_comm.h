@@ -32,8 +32,8 @@ class MpiComm final : public Comm {
   void do_barrier() override;
   void do_send(const float* buf, int64_t n, int dst, int tag) override;
   void do_recv(float* buf, int64_t n, int src, int tag) override;
-  void do_send_recv(const float* send_buf, int64_t send_n, int dst, float* recv_buf,
-                    int64_t recv_n, int src, int tag) override;
+  void do_send_recv(const float* send_buf, int64_t send_n, int dst, float* recv_buf, int64_t recv_n,
+                    int src, int tag) override;
   CommHandle do_iall_reduce_sum(float* buf, int64_t n) override;
   CommHandle do_ireduce_scatter_sum(const float* send, float* recv, int64_t n) override;
   CommHandle do_iall_gather(const float* send, float* recv, int64_t n) override;

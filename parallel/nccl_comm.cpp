@@ -10,9 +10,12 @@ namespace {
 
 ncclDataType_t nccl_type(CommType t) {
   switch (t) {
-    case CommType::f32: return ncclFloat32;
-    case CommType::f64: return ncclFloat64;
-    case CommType::i64: return ncclInt64;
+    case CommType::f32:
+      return ncclFloat32;
+    case CommType::f64:
+      return ncclFloat64;
+    case CommType::i64:
+      return ncclInt64;
   }
   return ncclFloat32;
 }
@@ -59,8 +62,7 @@ class NcclRequest final : public CommRequest {
 
 }  // namespace
 
-NcclComm::NcclComm(Comm& bootstrap, std::string axis, cudaStream_t stream)
-    : Comm(std::move(axis)) {
+NcclComm::NcclComm(Comm& bootstrap, std::string axis, cudaStream_t stream) : Comm(std::move(axis)) {
   STRATA_CHECK(std::string(bootstrap.backend()) != "nccl",
                "an NCCL communicator is bootstrapped over a host communicator");
   ncclUniqueId id{};
@@ -117,8 +119,7 @@ void NcclComm::sync(const char* op) {
 
 CommHandle NcclComm::pending(const char* op) {
   cudaEvent_t ev = nullptr;
-  check_cuda(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate",
-             describe());
+  check_cuda(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate", describe());
   const cudaError_t rc = cudaEventRecord(ev, stream());
   if (rc != cudaSuccess) cudaEventDestroy(ev);
   check_cuda(rc, "cudaEventRecord", describe());
@@ -126,16 +127,15 @@ CommHandle NcclComm::pending(const char* op) {
 }
 
 void NcclComm::do_all_reduce(void* buf, int64_t n, CommType t, ReduceOp op) {
-  check(ncclAllReduce(buf, buf, static_cast<size_t>(n), nccl_type(t), nccl_op(op), comm_,
-                      stream()),
+  check(ncclAllReduce(buf, buf, static_cast<size_t>(n), nccl_type(t), nccl_op(op), comm_, stream()),
         "ncclAllReduce");
   sync("ncclAllReduce");
 }
 
 void NcclComm::do_reduce_scatter_sum(const float* send, float* recv, int64_t n) {
-  check(ncclReduceScatter(send, recv, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_,
-                          stream()),
-        "ncclReduceScatter");
+  check(
+      ncclReduceScatter(send, recv, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_, stream()),
+      "ncclReduceScatter");
   sync("ncclReduceScatter");
 }
 
@@ -188,9 +188,9 @@ CommHandle NcclComm::do_iall_reduce_sum(float* buf, int64_t n) {
 }
 
 CommHandle NcclComm::do_ireduce_scatter_sum(const float* send, float* recv, int64_t n) {
-  check(ncclReduceScatter(send, recv, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_,
-                          stream()),
-        "ncclReduceScatter");
+  check(
+      ncclReduceScatter(send, recv, static_cast<size_t>(n), ncclFloat32, ncclSum, comm_, stream()),
+      "ncclReduceScatter");
   return pending("ncclReduceScatter");
 }
 

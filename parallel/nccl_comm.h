@@ -45,8 +45,8 @@ class NcclComm final : public Comm {
   void do_barrier() override;
   void do_send(const float* buf, int64_t n, int dst, int tag) override;
   void do_recv(float* buf, int64_t n, int src, int tag) override;
-  void do_send_recv(const float* send_buf, int64_t send_n, int dst, float* recv_buf,
-                    int64_t recv_n, int src, int tag) override;
+  void do_send_recv(const float* send_buf, int64_t send_n, int dst, float* recv_buf, int64_t recv_n,
+                    int src, int tag) override;
   CommHandle do_iall_reduce_sum(float* buf, int64_t n) override;
   CommHandle do_ireduce_scatter_sum(const float* send, float* recv, int64_t n) override;
   CommHandle do_iall_gather(const float* send, float* recv, int64_t n) override;
@@ -59,7 +59,7 @@ class NcclComm final : public Comm {
   NcclComm(ncclComm_t comm, Stream stream, std::string axis);
   void init_common();
   void check(ncclResult_t rc, const char* op) const;
-  void sync(const char* op);            // blocking forms: wait for the stream
+  void sync(const char* op);           // blocking forms: wait for the stream
   CommHandle pending(const char* op);  // nonblocking forms: an event after the op
 
   ncclComm_t comm_ = nullptr;

@@ -118,15 +118,6 @@ fail() {
   exit 1
 }
 
-# known_bug TEXT: a reported, not yet fixed bug. Warns by default so the suite stays usable;
-# STRATA_E2E_STRICT=1 turns it into a failure (make it a plain `fail` once the bug is fixed).
-known_bug() {
-  if [[ "${STRATA_E2E_STRICT:-0}" == 1 ]]; then
-    fail "$*"
-  fi
-  echo "KNOWN BUG (reported; STRATA_E2E_STRICT=1 makes this fail): $*" >&2
-}
-
 # expect_exit N [WHAT]: the last `run` exited with N.
 expect_exit() {
   local want=$1 what=${2:-}

@@ -74,8 +74,10 @@ void check_reduce_scatter(Comm& c, bool nonblocking) {
   for (int64_t n : {int64_t{1}, int64_t{5}, int64_t{40000}}) {
     std::vector<float> send(static_cast<size_t>(S * n)), recv(static_cast<size_t>(n), -1.f);
     for (int64_t j = 0; j < S * n; ++j) send[j] = static_cast<float>(1000 * r + j % 4096);
-    if (nonblocking) c.ireduce_scatter_sum(send.data(), recv.data(), n).wait();
-    else c.reduce_scatter_sum(send.data(), recv.data(), n);
+    if (nonblocking)
+      c.ireduce_scatter_sum(send.data(), recv.data(), n).wait();
+    else
+      c.reduce_scatter_sum(send.data(), recv.data(), n);
     int bad = 0;
     for (int64_t i = 0; i < n; ++i)
       bad += recv[i] != static_cast<float>(1000 * S * (S - 1) / 2 + S * ((r * n + i) % 4096));
@@ -111,7 +113,8 @@ void check_all_gather(Comm& c, bool nonblocking, bool in_place) {
     }
     int bad = 0;
     for (int q = 0; q < S; ++q)
-      for (int64_t i = 0; i < n; ++i) bad += recv[q * n + i] != static_cast<float>(100 * q + i % 50);
+      for (int64_t i = 0; i < n; ++i)
+        bad += recv[q * n + i] != static_cast<float>(100 * q + i % 50);
     EXPECT_EQ(bad, 0) << "n=" << n << (in_place ? " in place" : "");
   }
 }
@@ -227,7 +230,7 @@ TEST(Comm, RecvOfWrongLengthIsAnError) {
   auto w = world();
   std::vector<float> buf(8, 1.f);
   if (w->rank() == 0) {
-    w->send(buf.data(), 3, 1, 9);  // shorter than expected: legal in MPI, an error for us
+    w->send(buf.data(), 3, 1, 9);   // shorter than expected: legal in MPI, an error for us
     w->send(buf.data(), 8, 1, 10);  // longer than the receive buffer: MPI_ERR_TRUNCATE
   } else if (w->rank() == 1) {
     EXPECT_THROW(w->recv(buf.data(), 4, 0, 9), StrataError);
@@ -406,10 +409,9 @@ TEST(Mesh, EveryLayoutOfTheWorld) {
     EXPECT_EQ(mesh.pp_comm().rank(), mesh.pp_rank());
     EXPECT_EQ(&mesh.comm("world"), w.get());
     EXPECT_EQ(&mesh.comm("dp"), &mesh.dp_comm());
-    EXPECT_EQ(mesh.rank_name(), "rank " + std::to_string(r) + " (pp " +
-                                    std::to_string(mesh.pp_rank()) + ", dp " +
-                                    std::to_string(mesh.dp_rank()) + ", sp " +
-                                    std::to_string(mesh.sp_rank()) + ")");
+    EXPECT_EQ(mesh.rank_name(),
+              "rank " + std::to_string(r) + " (pp " + std::to_string(mesh.pp_rank()) + ", dp " +
+                  std::to_string(mesh.dp_rank()) + ", sp " + std::to_string(mesh.sp_rank()) + ")");
     EXPECT_EQ(mesh.layout(), "pp " + std::to_string(L.pp) + " x dp " + std::to_string(L.dp) +
                                  " x sp " + std::to_string(L.sp) + " = " + std::to_string(S) +
                                  " ranks");
