@@ -1,7 +1,10 @@
 #include "launch/cli.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <optional>
@@ -160,8 +163,19 @@ int cmd_train(const std::vector<std::string>& args) {
     return 0;
   }
   World world(nullptr, nullptr);  // MPI when started by mpirun/srun, else one process
-  Trainer trainer(cfg, &world.comm());
-  return trainer.run();
+  // Threads per rank: train.threads, else OMP_NUM_THREADS, else cores on the node / ranks on it.
+  if (cfg.train.threads == 0 && !std::getenv("OMP_NUM_THREADS"))
+    omp_set_num_threads(world.default_threads_per_rank());
+  try {
+    Trainer trainer(cfg, &world.comm());
+    return trainer.run();
+  } catch (const StrataError& e) {
+    // One failing rank must not leave the others waiting in a collective: name the rank and
+    // abort the whole job with the error's exit code.
+    if (world.size() == 1) throw;
+    std::fprintf(stderr, "strata: rank %d of %d: error: %s\n", world.rank(), world.size(), e.what());
+    world.abort(static_cast<int>(e.code()));
+  }
 }
 
 int cmd_eval(const std::vector<std::string>& args) {

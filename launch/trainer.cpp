@@ -76,10 +76,9 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
     throw InputError(cfg_.source + ": parallel.sp and parallel.pp must be 1 for now: sequence "
                      "and pipeline parallelism are not available yet (use dp)");
   set_log_rank(mesh_->world_rank(), mesh_->world_size());
-  // Threads per rank: train.threads, else OMP_NUM_THREADS when set, else the node's cores (one
-  // rank per node in a single-process run).
+  // Threads per rank: train.threads when set; otherwise the launcher's choice stands (the CLI
+  // sets cores on the node / ranks on the node unless OMP_NUM_THREADS is given).
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
-  else if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(omp_get_num_procs());
 
   model_ = std::make_unique<Model>(cfg_.model);
   model_->init(cfg_.train.seed);

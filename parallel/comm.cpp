@@ -49,9 +49,15 @@ void CommHandle::wait() {
 
 bool CommHandle::test() {
   if (!req_) return true;
-  if (!req_->test()) return false;
-  req_.reset();
-  return true;
+  bool complete = false;
+  try {
+    complete = req_->test();
+  } catch (...) {
+    req_.reset();  // failed is finished: the destructor must not report it a second time
+    throw;
+  }
+  if (complete) req_.reset();
+  return complete;
 }
 
 // ---- Comm ----------------------------------------------------------------------------------

@@ -146,6 +146,11 @@ void ZeroEngine::drain_reductions() {
   s_->reductions.clear();
 }
 
+void ZeroEngine::progress() {
+  for (auto& r : s_->reductions) r.handle.test();
+  for (auto& h : s_->gathers) h.test();
+}
+
 void ZeroEngine::begin_micro_batch(bool last) {
   last_micro_ = last;
   // A pinned unit's gradient is written by two units' backward passes (the tied embedding by
@@ -159,6 +164,7 @@ void ZeroEngine::end_micro_batch() { drain_reductions(); }
 // ---- hooks ------------------------------------------------------------------------------------
 
 void ZeroEngine::before_forward(int64_t u) {
+  progress();
   gather(u, false);
   gather(u + 1, true);  // prefetch the next unit while this one computes
 }
@@ -169,6 +175,7 @@ void ZeroEngine::after_forward(int64_t u) {
 }
 
 void ZeroEngine::before_backward(int64_t u) {
+  progress();
   gather(u, false);
   gather(u - 1, true);
   ensure_full_grads(u);

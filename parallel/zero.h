@@ -90,6 +90,9 @@ class ZeroEngine {
   void ensure_full_grads(int64_t u);
   void reduce_grads(int64_t u);
   void drain_reductions();
+  // Polls every request in flight: MPI advances nonblocking collectives only inside MPI calls,
+  // so each unit boundary gives the reductions and prefetches running behind compute a push.
+  void progress();
   int64_t shard(int64_t u) const;
 
   Comm& dp_;

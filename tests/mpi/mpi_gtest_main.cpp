@@ -1,6 +1,9 @@
 // main() for the multi-rank GoogleTest executables (run as mpirun -np N exe). Every rank runs
 // every test; rank 0 prints the usual report, the other ranks print only their failures, prefixed
 // with the rank. The results are reduced so that a failure on ANY rank makes every rank exit 1.
+// A test must keep every rank on the same sequence of collectives: a fatal ASSERT that returns on
+// one rank only leaves the others waiting in the next collective until ctest's TIMEOUT, so tests
+// compare with EXPECT after their collectives.
 #include <gtest/gtest.h>
 #include <mpi.h>
 

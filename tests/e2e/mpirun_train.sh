@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# strata train under mpirun as a user runs it: data parallelism with ZeRO gives the losses of one
+# process, every rank writes its own checkpoint shard, the checkpoint resumes under another rank
+# count, and a layout that does not match the processes is refused before any work.
+set -euo pipefail
+source "$(dirname "$0")/lib.bash"
+e2e_init "$@"
+
+command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY=PASSIVE)
+prepare_corpus .
+SETS=("${TINY_SETS[@]}" --set data.train=data/train --set data.val=data/val
+      --set train.global_batch=4 --set train.micro_batch=1 --set train.steps=8 --set train.threads=1
+      --set train.eval_every=4 --set checkpoint.every=4 --set log.every=1)
+
+run "$STRATA" train "${SETS[@]}" --set train.run_dir=one
+expect_exit 0 "one process"
+
+for stage in 1 3; do
+  run "${MPIRUN[@]}" -np 2 "$STRATA" train "${SETS[@]}" --set parallel.dp=2 \
+    --set parallel.zero_stage=$stage --set train.run_dir=two$stage
+  expect_exit 0 "mpirun -np 2, ZeRO-$stage"
+  expect_file two$stage/checkpoints/step_00000008/shard_r00000.bin
+  expect_file two$stage/checkpoints/step_00000008/shard_r00001.bin
+  # Same losses as one process within fp32 tolerance (sums over ranks round differently).
+  /usr/bin/env python3 - one/metrics.jsonl two$stage/metrics.jsonl <<'PY' || fail "ZeRO-$stage losses differ from one process"
+import json, sys
+a = {d["step"]: d for d in map(json.loads, open(sys.argv[1]))}
+b = {d["step"]: d for d in map(json.loads, open(sys.argv[2]))}
+assert sorted(a) == sorted(b) == list(range(1, 9)), (sorted(a), sorted(b))
+for s in a:
+    for k in ("loss", "val_loss"):
+        if k in a[s]:
+            assert abs(a[s][k] - b[s][k]) <= 2e-5 * abs(a[s][k]), (s, k, a[s][k], b[s][k])
+PY
+done
+
+# Resume the 2-rank ZeRO-3 checkpoint of step 4 in one process: steps 5-8 as before.
+rm -rf two3/checkpoints/step_00000008 && echo step_00000004 > two3/checkpoints/latest
+run "$STRATA" train "${SETS[@]}" --set train.run_dir=resumed --set checkpoint.dir=two3/checkpoints
+expect_exit 0 "one process resuming a 2-rank ZeRO-3 checkpoint"
+expect_stderr_contains "written by 2 ranks" "resume names the writer's rank count"
+/usr/bin/env python3 - one/metrics.jsonl resumed/metrics.jsonl <<'PY' || fail "resumed losses differ"
+import json, sys
+a = {d["step"]: d["loss"] for d in map(json.loads, open(sys.argv[1]))}
+b = {d["step"]: d["loss"] for d in map(json.loads, open(sys.argv[2]))}
+assert sorted(b) == [5, 6, 7, 8], sorted(b)
+for s in b:
+    assert abs(a[s] - b[s]) <= 2e-5 * abs(a[s]), (s, a[s], b[s])
+PY
+
+# A layout that does not match the processes: exit 2 naming it, nothing written.
+BEFORE=$(tree_snapshot)
+run "${MPIRUN[@]}" -np 2 "$STRATA" train "${SETS[@]}" --set parallel.dp=3 --set train.global_batch=3 \
+  --set train.run_dir=bad
+[[ $E2E_RC -ne 0 ]] || fail "dp=3 on 2 processes was accepted"
+expect_stderr_contains "parallel: pp*dp*sp = 3" "the mismatch is named"
+[[ "$(tree_snapshot)" == "$BEFORE" ]] || fail "a refused layout wrote files"
