@@ -408,3 +408,14 @@ TEST(JobConfig, LoadNamesTheFileInErrors) {
 
 }  // namespace
 }  // namespace strata
+
+// Every shipped example job file parses (and so stays in step with the parser).
+TEST(JobConfigExamples, EveryConfigInConfigsParses) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(STRATA_SOURCE_DIR "/configs")) {
+    if (e.path().extension() != ".yaml") continue;
+    EXPECT_NO_THROW(strata::load_job_config(e.path().string())) << e.path();
+    ++n;
+  }
+  EXPECT_GE(n, 2);
+}
