@@ -132,18 +132,21 @@ void ZeroEngine::reduce_grads(int64_t u) {
   s_->reductions.push_back(std::move(r));
 }
 
-void ZeroEngine::drain_reductions() {
-  for (auto& r : s_->reductions) {
+void ZeroEngine::drain_reductions(size_t keep) {
+  auto& pending = s_->reductions;
+  const size_t done = pending.size() > keep ? pending.size() - keep : 0;
+  for (size_t i = 0; i < done; ++i) {
+    PendingReduce& r = pending[i];
     r.handle.wait();
     if (stage_ >= 2) {
       float* acc = s_->shard_grads[static_cast<size_t>(r.unit)].data();
       const float* part = r.scratch.data();
       const int64_t s = r.scratch.size();
-      for (int64_t i = 0; i < s; ++i) acc[i] += part[i];
+      for (int64_t j = 0; j < s; ++j) acc[j] += part[j];
       units_[static_cast<size_t>(r.unit)].grads->reset();  // the full gradient is gone
     }
   }
-  s_->reductions.clear();
+  pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(done));
 }
 
 void ZeroEngine::progress() {
@@ -183,6 +186,7 @@ void ZeroEngine::before_backward(int64_t u) {
 
 void ZeroEngine::after_backward(int64_t u) {
   reduce_grads(u);
+  drain_reductions(/*keep=*/1);
   release_params(u);
 }
 

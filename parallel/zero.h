@@ -89,7 +89,9 @@ class ZeroEngine {
   void release_params(int64_t u);
   void ensure_full_grads(int64_t u);
   void reduce_grads(int64_t u);
-  void drain_reductions();
+  // Completes reductions in flight, all but the newest `keep` (so a unit's reduction overlaps the
+  // next unit's backward while at most keep+1 full gradients are alive).
+  void drain_reductions(size_t keep = 0);
   // Polls every request in flight: MPI advances nonblocking collectives only inside MPI calls,
   // so each unit boundary gives the reductions and prefetches running behind compute a push.
   void progress();
