@@ -47,15 +47,24 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--steps") steps = std::stoll(next());
-    else if (a == "--warmup") warmup = std::stoll(next());
-    else if (a == "--threads") threads = std::stoll(next());
-    else if (a == "--policy") policy = next();
-    else if (a == "--micro-batch") micro = std::stoll(next());
-    else if (a == "--dim") cfg.dim = std::stoll(next());
-    else if (a == "--layers") cfg.n_layers = std::stoll(next());
-    else if (a == "--seq") T = std::stoll(next());
-    else if (a == "--vocab") cfg.vocab_size = std::stoll(next());
+    if (a == "--steps")
+      steps = std::stoll(next());
+    else if (a == "--warmup")
+      warmup = std::stoll(next());
+    else if (a == "--threads")
+      threads = std::stoll(next());
+    else if (a == "--policy")
+      policy = next();
+    else if (a == "--micro-batch")
+      micro = std::stoll(next());
+    else if (a == "--dim")
+      cfg.dim = std::stoll(next());
+    else if (a == "--layers")
+      cfg.n_layers = std::stoll(next());
+    else if (a == "--seq")
+      T = std::stoll(next());
+    else if (a == "--vocab")
+      cfg.vocab_size = std::stoll(next());
     else {
       std::fprintf(stderr, "step_bench: unknown option %s\n", a.c_str());
       return 2;
@@ -67,14 +76,16 @@ int main(int argc, char** argv) {
   Model model(cfg);
   model.init(1);
   std::vector<std::unique_ptr<Optimizer>> opts;
-  for (auto& u : model.units()) opts.push_back(make_optimizer("adamw", u.numel(), OptimizerOptions{}));
+  for (auto& u : model.units())
+    opts.push_back(make_optimizer("adamw", u.numel(), OptimizerOptions{}));
   ActivationStore store(cfg.n_layers, parse_activation_policy(policy));
 
   // Random tokens: the speed does not depend on the text.
   const int64_t N = batch * T;
   std::vector<int32_t> tokens(static_cast<size_t>(N + 1));
   RngStream rng{rng_key(7, "bench/tokens"), 0};
-  for (auto& t : tokens) t = static_cast<int32_t>(rng.next_below(static_cast<uint64_t>(cfg.vocab_size)));
+  for (auto& t : tokens)
+    t = static_cast<int32_t>(rng.next_below(static_cast<uint64_t>(cfg.vocab_size)));
   const float scale = 1.f / static_cast<float>(N);
 
   auto step = [&] {
@@ -99,22 +110,27 @@ int main(int argc, char** argv) {
   const int64_t f0 = gemm_flops();
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < steps; ++i) step();
-  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
+  const double sec =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
   const double gemm_gflops = static_cast<double>(gemm_flops() - f0) / steps / sec * 1e-9;
   // Model FLOPs by the usual 6 * params * tokens rule (embedding lookups excluded).
   const double p_matmul = static_cast<double>(model.num_parameters() - cfg.vocab_size * cfg.dim);
   const double model_gflops = 6.0 * p_matmul * static_cast<double>(N) / sec * 1e-9;
 
-  std::printf("step_bench: %lld params (dim %lld, %lld layers %s, vocab %lld), batch %lld x %lld tokens, micro-batch %lld, policy %s, %lld threads\n",
-              static_cast<long long>(model.num_parameters()), static_cast<long long>(cfg.dim),
-              static_cast<long long>(cfg.n_layers), cfg.layer_pattern.c_str(),
-              static_cast<long long>(cfg.vocab_size), static_cast<long long>(batch),
-              static_cast<long long>(T), static_cast<long long>(micro), policy.c_str(),
-              static_cast<long long>(threads));
+  std::printf(
+      "step_bench: %lld params (dim %lld, %lld layers %s, vocab %lld), batch %lld x %lld tokens, "
+      "micro-batch %lld, policy %s, %lld threads\n",
+      static_cast<long long>(model.num_parameters()), static_cast<long long>(cfg.dim),
+      static_cast<long long>(cfg.n_layers), cfg.layer_pattern.c_str(),
+      static_cast<long long>(cfg.vocab_size), static_cast<long long>(batch),
+      static_cast<long long>(T), static_cast<long long>(micro), policy.c_str(),
+      static_cast<long long>(threads));
   std::printf("sgemm peak (2048^3, this run): %.1f GFLOP/s\n", peak);
-  std::printf("step: %.1f ms | %.0f tokens/s | GEMM %.1f GFLOP/s achieved (%.1f%% of peak) | 6ND model %.1f GFLOP/s (%.1f%% of peak)\n",
-              sec * 1e3, static_cast<double>(N) / sec, gemm_gflops, 100 * gemm_gflops / peak,
-              model_gflops, 100 * model_gflops / peak);
+  std::printf(
+      "step: %.1f ms | %.0f tokens/s | GEMM %.1f GFLOP/s achieved (%.1f%% of peak) | 6ND model "
+      "%.1f GFLOP/s (%.1f%% of peak)\n",
+      sec * 1e3, static_cast<double>(N) / sec, gemm_gflops, 100 * gemm_gflops / peak, model_gflops,
+      100 * model_gflops / peak);
   std::printf("peak memory: %s\n", format_memory(MemoryTracker::instance().snapshot()).c_str());
   return 0;
 }

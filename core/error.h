@@ -27,9 +27,9 @@ class InputError : public StrataError {
 }  // namespace strata
 
 // Internal invariant check: a failure is a bug in Strata, not bad input.
-#define STRATA_CHECK(cond, msg)                                                          \
-  do {                                                                                   \
-    if (!(cond))                                                                         \
-      throw ::strata::StrataError(std::string("internal check failed: ") + #cond + " (" + \
+#define STRATA_CHECK(cond, msg)                                                               \
+  do {                                                                                        \
+    if (!(cond))                                                                              \
+      throw ::strata::StrataError(std::string("internal check failed: ") + #cond + " (" +     \
                                   __FILE__ + ":" + std::to_string(__LINE__) + "): " + (msg)); \
   } while (0)

@@ -7,9 +7,8 @@
 
 namespace strata {
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc);
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // Y[M,N] (+)= X[M,K] W[N,K]^T  -- a Linear layer with PyTorch [out,in] weights.
 inline void linear_forward(const float* X, const float* W, float* Y, int64_t M, int64_t N,
@@ -17,12 +16,12 @@ inline void linear_forward(const float* X, const float* W, float* Y, int64_t M, 
   sgemm(false, true, M, N, K, 1.f, X, K, W, K, accumulate ? 1.f : 0.f, Y, N);
 }
 // dX[M,K] (+)= dY[M,N] W[N,K];   dW[N,K] += dY^T X.
-inline void linear_backward_input(const float* dY, const float* W, float* dX, int64_t M,
-                                  int64_t N, int64_t K, bool accumulate = false) {
+inline void linear_backward_input(const float* dY, const float* W, float* dX, int64_t M, int64_t N,
+                                  int64_t K, bool accumulate = false) {
   sgemm(false, false, M, K, N, 1.f, dY, N, W, K, accumulate ? 1.f : 0.f, dX, K);
 }
-inline void linear_backward_weight(const float* dY, const float* X, float* dW, int64_t M,
-                                   int64_t N, int64_t K) {
+inline void linear_backward_weight(const float* dY, const float* X, float* dW, int64_t M, int64_t N,
+                                   int64_t K) {
   sgemm(true, false, N, K, M, 1.f, dY, N, X, K, 1.f, dW, K);
 }
 

@@ -18,14 +18,18 @@ void log_info(const std::string& msg) {
 }
 
 void log_warn(const std::string& msg) {
-  if (g_world > 1) std::fprintf(stderr, "[rank %d] warning: %s\n", g_rank, msg.c_str());
-  else std::fprintf(stderr, "warning: %s\n", msg.c_str());
+  if (g_world > 1)
+    std::fprintf(stderr, "[rank %d] warning: %s\n", g_rank, msg.c_str());
+  else
+    std::fprintf(stderr, "warning: %s\n", msg.c_str());
   std::fflush(stderr);
 }
 
 void log_all(const std::string& msg) {
-  if (g_world > 1) std::fprintf(stderr, "[rank %d] %s\n", g_rank, msg.c_str());
-  else std::fprintf(stderr, "%s\n", msg.c_str());
+  if (g_world > 1)
+    std::fprintf(stderr, "[rank %d] %s\n", g_rank, msg.c_str());
+  else
+    std::fprintf(stderr, "%s\n", msg.c_str());
   std::fflush(stderr);
 }
 

@@ -5,8 +5,8 @@
 namespace strata {
 
 void set_log_rank(int rank, int world);
-void log_info(const std::string& msg);   // printed by rank 0 only
-void log_warn(const std::string& msg);   // printed by every rank, prefixed with it
-void log_all(const std::string& msg);    // every rank
+void log_info(const std::string& msg);  // printed by rank 0 only
+void log_warn(const std::string& msg);  // printed by every rank, prefixed with it
+void log_all(const std::string& msg);   // every rank
 
 }  // namespace strata

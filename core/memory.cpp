@@ -10,14 +10,22 @@ namespace strata {
 
 const char* mem_category_name(MemCategory c) {
   switch (c) {
-    case MemCategory::params: return "params";
-    case MemCategory::grads: return "grads";
-    case MemCategory::optimizer: return "optimizer";
-    case MemCategory::activations: return "activations";
-    case MemCategory::comm: return "comm";
-    case MemCategory::io: return "io";
-    case MemCategory::other: return "other";
-    default: return "?";
+    case MemCategory::params:
+      return "params";
+    case MemCategory::grads:
+      return "grads";
+    case MemCategory::optimizer:
+      return "optimizer";
+    case MemCategory::activations:
+      return "activations";
+    case MemCategory::comm:
+      return "comm";
+    case MemCategory::io:
+      return "io";
+    case MemCategory::other:
+      return "other";
+    default:
+      return "?";
   }
 }
 
@@ -62,10 +70,14 @@ void MemoryTracker::reset_peaks() {
 std::string format_bytes(int64_t b) {
   char buf[32];
   const double v = static_cast<double>(b);
-  if (b >= (1LL << 30)) std::snprintf(buf, sizeof buf, "%.2fGiB", v / (1LL << 30));
-  else if (b >= (1LL << 20)) std::snprintf(buf, sizeof buf, "%.1fMiB", v / (1LL << 20));
-  else if (b >= (1LL << 10)) std::snprintf(buf, sizeof buf, "%.1fKiB", v / (1LL << 10));
-  else std::snprintf(buf, sizeof buf, "%lldB", static_cast<long long>(b));
+  if (b >= (1LL << 30))
+    std::snprintf(buf, sizeof buf, "%.2fGiB", v / (1LL << 30));
+  else if (b >= (1LL << 20))
+    std::snprintf(buf, sizeof buf, "%.1fMiB", v / (1LL << 20));
+  else if (b >= (1LL << 10))
+    std::snprintf(buf, sizeof buf, "%.1fKiB", v / (1LL << 10));
+  else
+    std::snprintf(buf, sizeof buf, "%lldB", static_cast<long long>(b));
   return buf;
 }
 

@@ -54,7 +54,8 @@ void fill_normal(float* dst, int64_t n, uint64_t seed, std::string_view name, fl
                  uint64_t offset) {
   const auto key = rng_key(seed, name);
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) dst[i] = normal_at(key, offset + static_cast<uint64_t>(i), 0.f, std);
+  for (int64_t i = 0; i < n; ++i)
+    dst[i] = normal_at(key, offset + static_cast<uint64_t>(i), 0.f, std);
 }
 
 uint64_t RngStream::next_below(uint64_t n) {

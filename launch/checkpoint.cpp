@@ -15,10 +15,10 @@
 #include <mutex>
 #include <set>
 
+#include "core/atomic_file.h"
 #include "core/crc32c.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "core/atomic_file.h"
 
 namespace strata {
 namespace fs = std::filesystem;

@@ -25,7 +25,8 @@ namespace strata {
 
 namespace {
 
-constexpr const char* kMainHelp = R"(strata: pretrain hybrid linear-attention LLMs (ZeRO, LASP-2, pipeline, offload)
+constexpr const char* kMainHelp =
+    R"(strata: pretrain hybrid linear-attention LLMs (ZeRO, LASP-2, pipeline, offload)
 
 usage: strata <command> [options]
 
@@ -47,7 +48,8 @@ Resumes from the newest checkpoint under checkpoint.dir when checkpoint.resume i
 The resolved config is saved as <train.run_dir>/config.yaml; metrics go to metrics.jsonl.
 )";
 
-constexpr const char* kEvalHelp = R"(usage: strata eval [JOB.yaml] --checkpoint PATH [--batches N] [--set ...]
+constexpr const char* kEvalHelp =
+    R"(usage: strata eval [JOB.yaml] --checkpoint PATH [--batches N] [--set ...]
 
 Prints the mean validation loss of a checkpoint (a step directory or a checkpoint root, which
 means its latest step). Without JOB.yaml, the job config saved in the checkpoint is used.
@@ -55,13 +57,15 @@ means its latest step). Without JOB.yaml, the job config saved in the checkpoint
   --batches N         micro-batches of validation data (default: train.eval_batches)
 )";
 
-constexpr const char* kExportHelp = R"(usage: strata export --format safetensors --checkpoint PATH --output FILE [--dtype f32|bf16]
+constexpr const char* kExportHelp =
+    R"(usage: strata export --format safetensors --checkpoint PATH --output FILE [--dtype f32|bf16]
 
 Writes the model weights of a checkpoint with the Llama-style names of docs/MODEL.md; the model
 configuration is stored as JSON in the header's __metadata__ under 'strata_config'.
 )";
 
-constexpr const char* kPrepareHelp = R"(usage: strata prepare-data --input PATH [--input PATH]... --output DIR
+constexpr const char* kPrepareHelp =
+    R"(usage: strata prepare-data --input PATH [--input PATH]... --output DIR
                            [--val-fraction F] [--version 1|2] [--shard-tokens N]
 
 Tokenizes text files (directories are searched recursively; binary files are skipped) with the
@@ -173,7 +177,8 @@ int cmd_train(const std::vector<std::string>& args) {
     // One failing rank must not leave the others waiting in a collective: name the rank and
     // abort the whole job with the error's exit code.
     if (world.size() == 1) throw;
-    std::fprintf(stderr, "strata: rank %d of %d: error: %s\n", world.rank(), world.size(), e.what());
+    std::fprintf(stderr, "strata: rank %d of %d: error: %s\n", world.rank(), world.size(),
+                 e.what());
     world.abort(static_cast<int>(e.code()));
   }
 }
@@ -232,7 +237,8 @@ int cmd_export(const std::vector<std::string>& args) {
   for (auto& u : model.units()) read_unit_range(ckpt, u, u.params().data(), 0, u.numel());
   std::vector<SafeTensor> tensors;
   for (const auto& u : model.units())
-    for (const auto& t : u.tensors()) tensors.push_back({t.name, t.shape, u.params().data() + t.offset});
+    for (const auto& t : u.tensors())
+      tensors.push_back({t.name, t.shape, u.params().data() + t.offset});
   export_safetensors(*out, tensors,
                      {{"strata_config", model_config_json(cfg.model)},
                       {"step", std::to_string(ckpt.step())},
@@ -276,14 +282,16 @@ int cmd_prepare_data(const std::vector<std::string>& args) {
   }
   if (const auto s = a.get("shard-tokens")) {
     opt.shard_tokens = parse_int_flag("prepare-data", "shard-tokens", *s);
-    if (opt.shard_tokens < 2) throw InputError("strata prepare-data: --shard-tokens: expected >= 2");
+    if (opt.shard_tokens < 2)
+      throw InputError("strata prepare-data: --shard-tokens: expected >= 2");
   }
   const PrepareDataSummary s = prepare_data(opt);
-  std::printf("prepare-data: %lld documents (%lld skipped) -> %lld train tokens in %zu shards, "
-              "%lld val tokens in %zu shards under %s\n",
-              static_cast<long long>(s.files), static_cast<long long>(s.skipped_files),
-              static_cast<long long>(s.train_tokens), s.train_shards.size(),
-              static_cast<long long>(s.val_tokens), s.val_shards.size(), opt.output_dir.c_str());
+  std::printf(
+      "prepare-data: %lld documents (%lld skipped) -> %lld train tokens in %zu shards, "
+      "%lld val tokens in %zu shards under %s\n",
+      static_cast<long long>(s.files), static_cast<long long>(s.skipped_files),
+      static_cast<long long>(s.train_tokens), s.train_shards.size(),
+      static_cast<long long>(s.val_tokens), s.val_shards.size(), opt.output_dir.c_str());
   return 0;
 }
 

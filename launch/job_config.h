@@ -10,24 +10,24 @@
 namespace strata {
 
 struct DataConfig {
-  std::string train;       // token shards: a .bin file, a directory of them, or a glob
-  std::string val;         // validation shards (same forms); empty = none
-  int64_t seq_len = 128;   // tokens per sequence (targets are the next tokens)
+  std::string train;      // token shards: a .bin file, a directory of them, or a glob
+  std::string val;        // validation shards (same forms); empty = none
+  int64_t seq_len = 128;  // tokens per sequence (targets are the next tokens)
 };
 
 struct TrainConfig {
   int64_t steps = 100;
-  int64_t global_batch = 8;   // sequences per optimizer step, over all data-parallel ranks
-  int64_t micro_batch = 8;    // sequences per forward/backward on one rank
+  int64_t global_batch = 8;  // sequences per optimizer step, over all data-parallel ranks
+  int64_t micro_batch = 8;   // sequences per forward/backward on one rank
   uint64_t seed = 1234;
-  int64_t eval_every = 50;    // 0 = never
+  int64_t eval_every = 50;  // 0 = never
   int64_t eval_batches = 4;
   std::string run_dir = "runs/tiny";
-  int64_t threads = 0;        // per rank; 0 = cores on the node / ranks on the node
+  int64_t threads = 0;  // per rank; 0 = cores on the node / ranks on the node
 };
 
 struct OptimConfig {
-  std::string name = "adamw";     // adamw | sgd
+  std::string name = "adamw";  // adamw | sgd
   float lr = 3e-3f;
   float min_lr = 3e-4f;
   int64_t warmup_steps = 10;
@@ -35,9 +35,9 @@ struct OptimConfig {
   float beta1 = 0.9f;
   float beta2 = 0.95f;
   float eps = 1e-8f;
-  float weight_decay = 0.1f;      // decoupled; not applied to norm gains
-  float momentum = 0.9f;          // sgd
-  float grad_clip = 1.0f;         // global L2 norm; 0 = off
+  float weight_decay = 0.1f;  // decoupled; not applied to norm gains
+  float momentum = 0.9f;      // sgd
+  float grad_clip = 1.0f;     // global L2 norm; 0 = off
 };
 
 struct ParallelConfig {
@@ -52,19 +52,20 @@ struct OffloadConfig {
 };
 
 struct CheckpointConfig {
-  std::string dir;          // default: <run_dir>/checkpoints
-  int64_t every = 0;        // steps between checkpoints; 0 = only at the end
-  int64_t keep_last = 2;    // older step directories are removed; 0 = keep all
+  std::string dir;              // default: <run_dir>/checkpoints
+  int64_t every = 0;            // steps between checkpoints; 0 = only at the end
+  int64_t keep_last = 2;        // older step directories are removed; 0 = keep all
   std::string resume = "auto";  // auto (latest if present) | never | <checkpoint dir>
 };
 
 struct LogConfig {
-  int64_t every = 1;        // steps between log lines
-  std::string metrics_file; // default: <run_dir>/metrics.jsonl
+  int64_t every = 1;         // steps between log lines
+  std::string metrics_file;  // default: <run_dir>/metrics.jsonl
 };
 
 struct JobConfig {
-  std::string source;  // file the config was read from ("<embedded configs/tiny.yaml>" for the default)
+  std::string
+      source;  // file the config was read from ("<embedded configs/tiny.yaml>" for the default)
   ModelConfig model;
   DataConfig data;
   TrainConfig train;

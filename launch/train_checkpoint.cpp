@@ -17,14 +17,13 @@ std::vector<TensorSlice> unit_slices(const ParamUnit& unit, const float* data, i
   return slices;
 }
 
-void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float* dst,
-                     int64_t begin, int64_t end, const std::string& suffix) {
+void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float* dst, int64_t begin,
+                     int64_t end, const std::string& suffix) {
   for (const auto& t : unit.tensors()) {
     const int64_t b = std::max(begin, t.offset), e = std::min(end, t.offset + t.numel);
     if (b >= e) continue;
     const std::string name = t.name + suffix;
-    if (!ckpt.has(name))
-      throw InputError(ckpt.dir() + ": checkpoint has no tensor '" + name + "'");
+    if (!ckpt.has(name)) throw InputError(ckpt.dir() + ": checkpoint has no tensor '" + name + "'");
     if (ckpt.global_shape(name) != t.shape)
       throw InputError(ckpt.dir() + ": tensor '" + name +
                        "' has another shape than the model (was the model config changed?)");

@@ -19,7 +19,7 @@ std::vector<TensorSlice> unit_slices(const ParamUnit& unit, const float* data, i
 
 // Reads elements [begin, end) of a unit's flat layout from the checkpoint into dst (element
 // `begin` at dst[0]). InputError if a tensor is missing or has another shape.
-void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float* dst,
-                     int64_t begin, int64_t end, const std::string& suffix = "");
+void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float* dst, int64_t begin,
+                     int64_t end, const std::string& suffix = "");
 
 }  // namespace strata

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/log.h"
@@ -19,7 +20,6 @@
 #include "launch/checkpoint.h"
 #include "launch/fs_util.h"
 #include "launch/train_checkpoint.h"
-#include "core/atomic_file.h"
 #include "optim/grad_norm.h"
 #include "parallel/self_comm.h"
 
@@ -71,9 +71,11 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
   }
   // Checked before any work: a layout that does not match the processes is an input error.
   mesh_ = std::make_unique<Mesh>(*world, static_cast<int>(cfg_.parallel.pp),
-                                 static_cast<int>(cfg_.parallel.dp), static_cast<int>(cfg_.parallel.sp));
+                                 static_cast<int>(cfg_.parallel.dp),
+                                 static_cast<int>(cfg_.parallel.sp));
   if (cfg_.parallel.sp != 1 || cfg_.parallel.pp != 1)
-    throw InputError(cfg_.source + ": parallel.sp and parallel.pp must be 1 for now: sequence "
+    throw InputError(cfg_.source +
+                     ": parallel.sp and parallel.pp must be 1 for now: sequence "
                      "and pipeline parallelism are not available yet (use dp)");
   set_log_rank(mesh_->world_rank(), mesh_->world_size());
   // Threads per rank: train.threads when set; otherwise the launcher's choice stands (the CLI
@@ -95,7 +97,8 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
   train_data_ = std::make_unique<DataLoader>(cfg_.data.train, cfg_.data.seq_len,
                                              cfg_.model.vocab_size, cfg_.train.seed);
   if (!cfg_.data.val.empty())
-    val_data_ = std::make_unique<EvalLoader>(cfg_.data.val, cfg_.data.seq_len, cfg_.model.vocab_size);
+    val_data_ =
+        std::make_unique<EvalLoader>(cfg_.data.val, cfg_.data.seq_len, cfg_.model.vocab_size);
   schedule_.kind = cfg_.optim.schedule;
   schedule_.lr = cfg_.optim.lr;
   schedule_.min_lr = cfg_.optim.min_lr;
@@ -173,7 +176,8 @@ double Trainer::evaluate() {
     val_data_->next_batch(mb, in.data(), tg.data());
     if (b % dp != mesh_->dp_rank()) continue;
     int64_t c = 0;
-    const double l = model_->forward_loss(in.data(), tg.data(), BlockShape{mb, T, 0}, &c, hooks_.get());
+    const double l =
+        model_->forward_loss(in.data(), tg.data(), BlockShape{mb, T, 0}, &c, hooks_.get());
     if (b < cfg_.train.eval_batches) {  // padding rounds only keep the gathers matched
       sums[0] += l;
       sums[1] += static_cast<double>(c);
@@ -250,8 +254,8 @@ bool Trainer::resume(const std::string& where) {
     zero_->optimizer(u).set_steps(steps);
   }
   step_ = std::stoll(ckpt.state("step"));
-  train_data_->restore(LoaderState{std::stoll(ckpt.state("loader.epoch")),
-                                   std::stoll(ckpt.state("loader.index"))});
+  train_data_->restore(
+      LoaderState{std::stoll(ckpt.state("loader.epoch")), std::stoll(ckpt.state("loader.index"))});
   log_info("resumed from " + dir + " at step " + std::to_string(step_) + " (written by " +
            std::to_string(ckpt.world()) + " ranks)");
   if (step_ >= cfg_.train.steps)
@@ -273,7 +277,8 @@ std::string Trainer::log_line(const StepResult& r) const {
 
 int Trainer::run() {
   // Resume first: a refused checkpoint must leave the run directory as it was.
-  if (cfg_.checkpoint.resume == "auto") resume(checkpoint_root());
+  if (cfg_.checkpoint.resume == "auto")
+    resume(checkpoint_root());
   else if (cfg_.checkpoint.resume != "never" && !resume(cfg_.checkpoint.resume))
     throw InputError("checkpoint.resume: no checkpoint found at '" + cfg_.checkpoint.resume + "'");
   const int64_t first_step = step_ + 1;
@@ -304,8 +309,9 @@ int Trainer::run() {
     std::ostringstream js;
     js << "{\"step\":" << r.step << ",\"loss\":" << fmt("%.9g", r.loss)
        << ",\"grad_norm\":" << fmt("%.6g", r.grad_norm) << ",\"lr\":" << fmt("%.6g", r.lr)
-       << ",\"ms\":" << fmt("%.3f", r.seconds * 1e3) << ",\"tokens_per_s\":"
-       << fmt("%.1f", r.tokens_per_s) << ",\"gflops\":" << fmt("%.2f", r.gflops);
+       << ",\"ms\":" << fmt("%.3f", r.seconds * 1e3)
+       << ",\"tokens_per_s\":" << fmt("%.1f", r.tokens_per_s)
+       << ",\"gflops\":" << fmt("%.2f", r.gflops);
     if (r.step % cfg_.log.every == 0 || last || r.step == first_step) log_info(log_line(r));
     if (val_data_ && ((cfg_.train.eval_every > 0 && r.step % cfg_.train.eval_every == 0) || last)) {
       const double vl = evaluate();

@@ -77,21 +77,23 @@ void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y
   const int64_t N = s.tokens();
   float* xs = saved.add("x", N * D_);  // [N, D] block input (recompute starts here)
   std::memcpy(xs, x, sizeof(float) * N * D_);
-  float* a = saved.add("a", N * D_);         // [N, D] RMSNorm(x; g_in)
-  float* inv1 = saved.add("inv1", N);        // [N]
+  float* a = saved.add("a", N * D_);   // [N, D] RMSNorm(x; g_in)
+  float* inv1 = saved.add("inv1", N);  // [N]
   rmsnorm_forward(x, W("input_layernorm.weight"), a, inv1, N, D_, cfg_.norm_eps);
 
-  float* h1 = saved.add("h1", N * D_);       // [N, D] x + mixer(a)
-  if (mixer_ == 'L') linear_mixer_forward(u, w, a, h1, s, saved);
-  else softmax_mixer_forward(u, w, a, h1, s, saved);
+  float* h1 = saved.add("h1", N * D_);  // [N, D] x + mixer(a)
+  if (mixer_ == 'L')
+    linear_mixer_forward(u, w, a, h1, s, saved);
+  else
+    softmax_mixer_forward(u, w, a, h1, s, saved);
   add_inplace(h1, x, N * D_);
 
-  float* m = saved.add("m", N * D_);         // [N, D] RMSNorm(h1; g_post)
-  float* inv2 = saved.add("inv2", N);        // [N]
+  float* m = saved.add("m", N * D_);   // [N, D] RMSNorm(h1; g_post)
+  float* inv2 = saved.add("inv2", N);  // [N]
   rmsnorm_forward(h1, W("post_attention_layernorm.weight"), m, inv2, N, D_, cfg_.norm_eps);
-  float* gate = saved.add("gate", N * F_);   // [N, F]
-  float* up = saved.add("up", N * F_);       // [N, F]
-  float* act = saved.add("act", N * F_);     // [N, F] SiLU(gate) * up
+  float* gate = saved.add("gate", N * F_);  // [N, F]
+  float* up = saved.add("up", N * F_);      // [N, F]
+  float* act = saved.add("act", N * F_);    // [N, F] SiLU(gate) * up
   linear_forward(m, W("mlp.gate_proj.weight"), gate, N, F_, D_);
   linear_forward(m, W("mlp.up_proj.weight"), up, N, F_, D_);
   swiglu_forward(gate, up, act, N * F_);
@@ -126,8 +128,10 @@ void Block::backward(const ParamUnit& u, const float* w, float* dw, const SavedT
   }
   // Mixer: h1 = x + mixer(a)
   FloatBuffer da(N * D_, MemCategory::activations);  // [N, D]
-  if (mixer_ == 'L') linear_mixer_backward(u, w, dw, saved, dh1.data(), da.data(), s);
-  else softmax_mixer_backward(u, w, dw, saved, dh1.data(), da.data(), s);
+  if (mixer_ == 'L')
+    linear_mixer_backward(u, w, dw, saved, dh1.data(), da.data(), s);
+  else
+    softmax_mixer_backward(u, w, dw, saved, dh1.data(), da.data(), s);
   rmsnorm_backward(saved.get("x"), W("input_layernorm.weight"), saved.get("inv1"), da.data(), dx,
                    DW("input_layernorm.weight"), N, D_);
   add_inplace(dx, dh1.data(), N * D_);
@@ -144,7 +148,7 @@ void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const float
   const float kscale = 1.f / std::sqrt(static_cast<float>(dh_));
   float* qp = saved.add("qp", N * E);  // [N, H*dh] pre-feature-map projections
   float* kp = saved.add("kp", N * E);
-  float* q = saved.add("q", N * E);    // [B, T, H, dh]
+  float* q = saved.add("q", N * E);  // [B, T, H, dh]
   float* k = saved.add("k", N * E);
   float* v = saved.add("v", N * E);
   linear_forward(a, W("q_proj.weight"), qp, N, E, D_);
@@ -152,7 +156,7 @@ void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const float
   linear_forward(a, W("v_proj.weight"), v, N, E, D_);
   feature_map_forward(qp, q, N * E, silu, 1.f);
   feature_map_forward(kp, k, N * E, silu, kscale);
-  float* o = saved.add("o", N * E);           // [B, T, H, dh]
+  float* o = saved.add("o", N * E);  // [B, T, H, dh]
   const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size};
   linear_attention_forward<float>(shape, q, k, v, gammas_.data(), o, nullptr, nullptr);
   float* un = saved.add("u", N * E);          // [N*H, dh] per-head RMS-normalised o
@@ -214,7 +218,7 @@ void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const floa
   linear_forward(a, W("v_proj.weight"), v, N, Ekv, D_);
   rope_forward<float>(q, s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
   rope_forward<float>(k, s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
-  float* o = saved.add("o", N * E);          // [B, T, H, dh]
+  float* o = saved.add("o", N * E);               // [B, T, H, dh]
   float* lse = saved.add("lse", s.B * H_ * s.T);  // [B, H, T]
   const SoftmaxAttentionShape shape{s.B, s.T, s.T, H_, Hkv_, dh_, s.pos0, s.pos0};
   softmax_attention_forward<float>(shape, q, k, v, o, lse);

@@ -1,6 +1,7 @@
 #pragma once
 // One transformer block of the hybrid Linear-Llama (shared/MODEL.md):
-//   h = x + Mixer(RMSNorm(x; g_in));  y = h + W_down(SiLU(W_gate m) * (W_up m)),  m = RMSNorm(h; g_post)
+//   h = x + Mixer(RMSNorm(x; g_in));  y = h + W_down(SiLU(W_gate m) * (W_up m)),  m = RMSNorm(h;
+//   g_post)
 // Mixer is linear attention ('L') or softmax attention ('S'). Hand-written forward and backward;
 // the block knows nothing of ranks: weights come in as a pointer to its flat buffer.
 #include <cstdint>

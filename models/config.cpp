@@ -39,10 +39,10 @@ int64_t ModelConfig::num_parameters() const {
   if (!tie_embeddings) n += vocab_size * dim;
   for (int64_t i = 0; i < n_layers; ++i) {
     const int64_t kv = (mixer(i) == 'S' ? n_kv_heads : n_heads) * dh;
-    n += 2 * dim;                                   // two norms
+    n += 2 * dim;                                                 // two norms
     n += n_heads * dh * dim + 2 * kv * dim + dim * n_heads * dh;  // q k v o
-    if (mixer(i) == 'L') n += dim;                  // out_norm
-    n += 3 * ffn_dim * dim;                         // SwiGLU
+    if (mixer(i) == 'L') n += dim;                                // out_norm
+    n += 3 * ffn_dim * dim;                                       // SwiGLU
   }
   return n;
 }
@@ -57,13 +57,14 @@ std::string model_config_json(const ModelConfig& c) {
   std::snprintf(theta, sizeof theta, "%.9g", static_cast<double>(c.rope_theta));
   return std::string("{\"vocab_size\":") + std::to_string(c.vocab_size) +
          ",\"dim\":" + std::to_string(c.dim) + ",\"n_layers\":" + std::to_string(c.n_layers) +
-         ",\"n_heads\":" + std::to_string(c.n_heads) + ",\"n_kv_heads\":" +
-         std::to_string(c.n_kv_heads) + ",\"ffn_dim\":" + std::to_string(c.ffn_dim) +
-         ",\"layer_pattern\":\"" + c.layer_pattern + "\",\"norm_eps\":" + eps +
-         ",\"rope_theta\":" + theta + ",\"linear_attention\":{\"feature_map\":\"" +
-         feature_map_name(c.feature_map) + "\",\"decay\":\"" + decay_name(c.decay) +
-         "\",\"chunk_size\":" + std::to_string(c.chunk_size) + "},\"tie_embeddings\":" +
-         (c.tie_embeddings ? "true" : "false") + "}";
+         ",\"n_heads\":" + std::to_string(c.n_heads) +
+         ",\"n_kv_heads\":" + std::to_string(c.n_kv_heads) +
+         ",\"ffn_dim\":" + std::to_string(c.ffn_dim) + ",\"layer_pattern\":\"" + c.layer_pattern +
+         "\",\"norm_eps\":" + eps + ",\"rope_theta\":" + theta +
+         ",\"linear_attention\":{\"feature_map\":\"" + feature_map_name(c.feature_map) +
+         "\",\"decay\":\"" + decay_name(c.decay) +
+         "\",\"chunk_size\":" + std::to_string(c.chunk_size) +
+         "},\"tie_embeddings\":" + (c.tie_embeddings ? "true" : "false") + "}";
 }
 
 }  // namespace strata

@@ -35,7 +35,9 @@ double cross_entropy_forward_backward(const T* logits, const int32_t* targets, T
   return total;
 }
 
-template double cross_entropy_forward_backward<float>(const float*, const int32_t*, float*, int64_t, int64_t, float);
-template double cross_entropy_forward_backward<double>(const double*, const int32_t*, double*, int64_t, int64_t, double);
+template double cross_entropy_forward_backward<float>(const float*, const int32_t*, float*, int64_t,
+                                                      int64_t, float);
+template double cross_entropy_forward_backward<double>(const double*, const int32_t*, double*,
+                                                       int64_t, int64_t, double);
 
 }  // namespace strata

@@ -46,13 +46,15 @@ void Model::zero_grads() {
 }
 
 const float* Model::output_weight() const {
-  return cfg_.tie_embeddings ? units_.front().params().data()
-                             : units_.back().params().data() + units_.back().find("lm_head.weight").offset;
+  return cfg_.tie_embeddings
+             ? units_.front().params().data()
+             : units_.back().params().data() + units_.back().find("lm_head.weight").offset;
 }
 
 float* Model::output_weight_grad() {
-  return cfg_.tie_embeddings ? units_.front().grads().data()
-                             : units_.back().grads().data() + units_.back().find("lm_head.weight").offset;
+  return cfg_.tie_embeddings
+             ? units_.front().grads().data()
+             : units_.back().grads().data() + units_.back().find("lm_head.weight").offset;
 }
 
 double Model::head_loss(const float* h, const int32_t* targets, int64_t N, float loss_scale,
@@ -63,17 +65,17 @@ double Model::head_loss(const float* h, const int32_t* targets, int64_t N, float
   float* dg = hu.grads().data() + hu.find("model.norm.weight").offset;
   const float* Wout = output_weight();
   const int64_t rows = std::min(N, kHeadRows);
-  FloatBuffer hn(rows * D, MemCategory::activations);      // [rows, D] RMSNorm(h; g_final)
-  FloatBuffer inv(rows, MemCategory::activations);         // [rows]
-  FloatBuffer logits(rows * V, MemCategory::activations);  // [rows, V], then dlogits in place
+  FloatBuffer hn(rows * D, MemCategory::activations);            // [rows, D] RMSNorm(h; g_final)
+  FloatBuffer inv(rows, MemCategory::activations);               // [rows]
+  FloatBuffer logits(rows * V, MemCategory::activations);        // [rows, V], then dlogits in place
   FloatBuffer dhn(dh ? rows * D : 0, MemCategory::activations);  // [rows, D]
   double loss = 0;
   for (int64_t r0 = 0; r0 < N; r0 += rows) {
     const int64_t n = std::min(rows, N - r0);
     rmsnorm_forward(h + r0 * D, g, hn.data(), inv.data(), n, D, cfg_.norm_eps);
     linear_forward(hn.data(), Wout, logits.data(), n, V, D);
-    loss += cross_entropy_forward_backward(logits.data(), targets + r0, dh ? logits.data() : nullptr,
-                                           n, V, loss_scale);
+    loss += cross_entropy_forward_backward(logits.data(), targets + r0,
+                                           dh ? logits.data() : nullptr, n, V, loss_scale);
     if (!dh) continue;
     linear_backward_input(logits.data(), Wout, dhn.data(), n, V, D);
     linear_backward_weight(logits.data(), hn.data(), output_weight_grad(), n, V, D);

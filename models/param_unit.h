@@ -17,8 +17,8 @@ struct TensorSpec {
   std::vector<int64_t> shape;  // row-major [out, in] for matrices
   int64_t offset = 0;          // in elements, within the unit's flat buffer
   int64_t numel = 0;
-  float init_std = 0.f;        // N(0, init_std); 0 means a norm gain initialised to 1
-  bool decay = true;           // weight decay applies (matrices), not to norm gains
+  float init_std = 0.f;  // N(0, init_std); 0 means a norm gain initialised to 1
+  bool decay = true;     // weight decay applies (matrices), not to norm gains
 };
 
 class ParamUnit {

@@ -51,9 +51,13 @@ void rmsnorm_backward(const T* x, const T* g, const T* inv_rms, const T* dy, T* 
   }
 }
 
-template void rmsnorm_forward<float>(const float*, const float*, float*, float*, int64_t, int64_t, float);
-template void rmsnorm_forward<double>(const double*, const double*, double*, double*, int64_t, int64_t, float);
-template void rmsnorm_backward<float>(const float*, const float*, const float*, const float*, float*, float*, int64_t, int64_t);
-template void rmsnorm_backward<double>(const double*, const double*, const double*, const double*, double*, double*, int64_t, int64_t);
+template void rmsnorm_forward<float>(const float*, const float*, float*, float*, int64_t, int64_t,
+                                     float);
+template void rmsnorm_forward<double>(const double*, const double*, double*, double*, int64_t,
+                                      int64_t, float);
+template void rmsnorm_backward<float>(const float*, const float*, const float*, const float*,
+                                      float*, float*, int64_t, int64_t);
+template void rmsnorm_backward<double>(const double*, const double*, const double*, const double*,
+                                       double*, double*, int64_t, int64_t);
 
 }  // namespace strata

@@ -17,7 +17,6 @@
 
 namespace strata {
 
-
 // fp32 -> bf16 with round-to-nearest-even (NaN stays a quiet NaN); bf16 -> fp32 is exact.
 uint16_t fp32_to_bf16(float x);
 float bf16_to_fp32(uint16_t h);

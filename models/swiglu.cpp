@@ -33,11 +33,14 @@ void feature_map_backward(const T* x, const T* dy, T* dx, int64_t n, bool use_si
 
 template void swiglu_forward<float>(const float*, const float*, float*, int64_t);
 template void swiglu_forward<double>(const double*, const double*, double*, int64_t);
-template void swiglu_backward<float>(const float*, const float*, const float*, float*, float*, int64_t);
-template void swiglu_backward<double>(const double*, const double*, const double*, double*, double*, int64_t);
+template void swiglu_backward<float>(const float*, const float*, const float*, float*, float*,
+                                     int64_t);
+template void swiglu_backward<double>(const double*, const double*, const double*, double*, double*,
+                                      int64_t);
 template void feature_map_forward<float>(const float*, float*, int64_t, bool, float);
 template void feature_map_forward<double>(const double*, double*, int64_t, bool, double);
 template void feature_map_backward<float>(const float*, const float*, float*, int64_t, bool, float);
-template void feature_map_backward<double>(const double*, const double*, double*, int64_t, bool, double);
+template void feature_map_backward<double>(const double*, const double*, double*, int64_t, bool,
+                                           double);
 
 }  // namespace strata

@@ -46,10 +46,14 @@ ZeroEngine::ZeroEngine(Comm& dp, int stage, std::vector<ZeroUnit> units,
     } else {
       *z.params = std::move(full);
     }
-    if (stage_ <= 1) *z.grads = FloatBuffer(padded, MemCategory::grads);
-    else z.grads->reset();
-    if (stage_ >= 1) s_->shard_grads[u] = FloatBuffer(shard(static_cast<int64_t>(u)), MemCategory::grads);
-    optimizers_.push_back(make_optimizer(optimizer, optimizer_range(static_cast<int64_t>(u)).size(), options));
+    if (stage_ <= 1)
+      *z.grads = FloatBuffer(padded, MemCategory::grads);
+    else
+      z.grads->reset();
+    if (stage_ >= 1)
+      s_->shard_grads[u] = FloatBuffer(shard(static_cast<int64_t>(u)), MemCategory::grads);
+    optimizers_.push_back(
+        make_optimizer(optimizer, optimizer_range(static_cast<int64_t>(u)).size(), options));
   }
 }
 
@@ -124,7 +128,8 @@ void ZeroEngine::reduce_grads(int64_t u) {
     r.handle = dp_.iall_reduce_sum(z.grads->data(), s * dp_.size());
   } else if (stage_ == 1) {
     if (!last_micro_) return;
-    r.handle = dp_.ireduce_scatter_sum(z.grads->data(), s_->shard_grads[static_cast<size_t>(u)].data(), s);
+    r.handle =
+        dp_.ireduce_scatter_sum(z.grads->data(), s_->shard_grads[static_cast<size_t>(u)].data(), s);
   } else {
     r.scratch = FloatBuffer(s, MemCategory::comm);
     r.handle = dp_.ireduce_scatter_sum(z.grads->data(), r.scratch.data(), s);
@@ -211,9 +216,11 @@ void ZeroEngine::step(float lr, float clip) {
     ZeroUnit& z = units_[static_cast<size_t>(u)];
     const ShardRange r = optimizer_range(u);
     float* g = stage_ == 0 ? z.grads->data() : s_->shard_grads[static_cast<size_t>(u)].data();
-    float* p = stage_ == 3 ? s_->shard_params[static_cast<size_t>(u)].data() : z.params->data() + r.begin;
+    float* p =
+        stage_ == 3 ? s_->shard_params[static_cast<size_t>(u)].data() : z.params->data() + r.begin;
     if (clip < 1.f) scale(g, r.size(), clip);
-    optimizers_[static_cast<size_t>(u)]->step(p, g, r.size(), clip_segments(z.segments, r.begin, r.end), lr);
+    optimizers_[static_cast<size_t>(u)]->step(p, g, r.size(),
+                                              clip_segments(z.segments, r.begin, r.end), lr);
   }
   // Re-assemble full parameters from the updated shards, all units in flight together.
   if (stage_ == 1 || stage_ == 2) {
@@ -227,8 +234,10 @@ void ZeroEngine::step(float lr, float clip) {
   }
   for (int64_t u = 0; u < num_units(); ++u) {
     ZeroUnit& z = units_[static_cast<size_t>(u)];
-    if (stage_ <= 1) z.grads->zero();
-    else z.grads->reset();
+    if (stage_ <= 1)
+      z.grads->zero();
+    else
+      z.grads->reset();
     if (stage_ >= 1) s_->shard_grads[static_cast<size_t>(u)].zero();
     if (stage_ == 3 && z.pinned) {  // stale after the update: gathered again on next use
       wait_gather(u);

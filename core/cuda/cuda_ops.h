@@ -14,9 +14,8 @@ void copy_to_host(void* dst, const void* src, int64_t bytes);
 void synchronize();
 
 // Row-major C[M,N] = alpha op(A) op(B) + beta C on device pointers (fp32, TF32 off).
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc);
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // Fused AdamW on device over one decay segment, in the CPU optimizer's order (optim/adamw.cpp,
 // = torch.optim.AdamW): p -= lr*wd*p first (decoupled; pass weight_decay 0 for norm gains), then

@@ -46,7 +46,8 @@ class ZeroTest : public ::testing::Test {
         text += "row " + std::to_string(i * 7919 % 997) + (i % 3 ? " alpha beta\n" : " gamma.\n");
       const auto toks = encode_bytes(text);
       write_token_shard(dir_ + "/train_000000.bin", toks);
-      write_token_shard(dir_ + "/val_000000.bin", std::vector<int32_t>(toks.begin(), toks.begin() + 3000));
+      write_token_shard(dir_ + "/val_000000.bin",
+                        std::vector<int32_t>(toks.begin(), toks.begin() + 3000));
     }
     world_->barrier();
   }
@@ -56,7 +57,8 @@ class ZeroTest : public ::testing::Test {
   }
 
   // global_batch 8: 4 ranks x 2 micro-batches of 1, or 2 ranks x 4 — accumulation is exercised.
-  JobConfig config(int dp, int stage, const std::string& run, std::vector<std::string> sets = {}) const {
+  JobConfig config(int dp, int stage, const std::string& run,
+                   std::vector<std::string> sets = {}) const {
     const std::string yaml = R"(
 model: {vocab_size: 256, dim: 32, n_layers: 3, n_heads: 4, n_kv_heads: 2, ffn_dim: 48,
         layer_pattern: LLS, linear_attention: {chunk_size: 8}}
@@ -116,7 +118,8 @@ TEST_P(ZeroStage, TrainsLikeOneProcess) {
 
 TEST_P(ZeroStage, TiedEmbeddingsTrainLikeOneProcess) {
   const int stage = GetParam(), n = world_->size();
-  Trainer ref(config(1, 0, "tref_r" + std::to_string(world_->rank()), {"model.tie_embeddings=true"}));
+  Trainer ref(
+      config(1, 0, "tref_r" + std::to_string(world_->rank()), {"model.tie_embeddings=true"}));
   Trainer par(config(n, stage, "tpar", {"model.tie_embeddings=true"}), world_.get());
   const auto lr = train(ref, 8), lp = train(par, 8);
   for (int i = 0; i < 8; ++i) EXPECT_NEAR(lp[i], lr[i], 2e-5 * lr[i]) << "step " << i + 1;
@@ -134,7 +137,9 @@ TEST_F(ZeroTest, CommunicationVolumePerStep) {
   int64_t psi = 0, psi_head = 0;
   for (int stage = 0; stage < 4; ++stage) {
     // One micro-batch per rank: volumes per step without accumulation.
-    Trainer t(config(n, stage, "vol" + std::to_string(stage), {"train.micro_batch=" + std::to_string(8 / n)}), world_.get());
+    Trainer t(config(n, stage, "vol" + std::to_string(stage),
+                     {"train.micro_batch=" + std::to_string(8 / n)}),
+              world_.get());
     psi = 0;  // bytes of all units, each padded to a multiple of the rank count
     for (auto& u : t.model().units()) {
       const int64_t shard = (u.numel() + n - 1) / n;
@@ -162,7 +167,7 @@ TEST_F(ZeroTest, CommunicationVolumePerStep) {
   EXPECT_EQ(bytes[0], 2 * psi);
   EXPECT_EQ(bytes[1], bytes[0]);  // reduce-scatter + all-gather == all-reduce
   EXPECT_EQ(bytes[2], bytes[0]);
-  EXPECT_LE(bytes[3], 3 * psi);   // 1.5x the all-reduce volume
+  EXPECT_LE(bytes[3], 3 * psi);  // 1.5x the all-reduce volume
   EXPECT_GT(bytes[3], 2 * psi);
 }
 
@@ -194,7 +199,8 @@ TEST_P(ZeroReshard, ResumesUnderAnotherLayout) {
   world_->barrier();
   auto sub = first_ranks(*world_, kb);
   if (world_->rank() < kb) {
-    Trainer b(config(kb, p.stage_b, "rb", {"checkpoint.dir=" + dir_ + "/ra/checkpoints"}), sub.get());
+    Trainer b(config(kb, p.stage_b, "rb", {"checkpoint.dir=" + dir_ + "/ra/checkpoints"}),
+              sub.get());
     EXPECT_TRUE(b.resume(dir_ + "/ra/checkpoints"));
     EXPECT_EQ(b.step(), 6);
     const auto lb = train(b, 6);
@@ -205,11 +211,11 @@ TEST_P(ZeroReshard, ResumesUnderAnotherLayout) {
 
 // ranks_a/ranks_b are fractions of the world: 1 = all ranks, 2 = half, N = one rank.
 INSTANTIATE_TEST_SUITE_P(Layouts, ZeroReshard,
-                         ::testing::Values(Reshard{2, 2, 1, 2},   // half -> all (2->4 at -np 4)
-                                           Reshard{1, 2, 2, 2},   // all -> half (4->2)
-                                           Reshard{1, 2, 4, 0},   // all -> one process (stage 0)
-                                           Reshard{1, 3, 2, 1},   // stage 3 -> stage 1, fewer ranks
-                                           Reshard{4, 0, 1, 3})); // one process -> all, stage 3
+                         ::testing::Values(Reshard{2, 2, 1, 2},  // half -> all (2->4 at -np 4)
+                                           Reshard{1, 2, 2, 2},  // all -> half (4->2)
+                                           Reshard{1, 2, 4, 0},  // all -> one process (stage 0)
+                                           Reshard{1, 3, 2, 1},  // stage 3 -> stage 1, fewer ranks
+                                           Reshard{4, 0, 1, 3}));  // one process -> all, stage 3
 
 }  // namespace
 }  // namespace strata

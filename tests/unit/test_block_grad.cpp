@@ -7,8 +7,8 @@
 #include <string>
 #include <tuple>
 
-#include "models/block.h"
 #include "model_test_util.h"
+#include "models/block.h"
 
 using namespace strata;
 using namespace strata::test;
@@ -40,7 +40,8 @@ TEST_P(BlockGrad, EveryTensorMatchesFiniteDifferences) {
   // Perturb the norm gains away from 1 so their gradients are generic.
   for (const auto& t : unit.tensors())
     if (t.init_std == 0.f)
-      for (int64_t i = 0; i < t.numel; ++i) unit.params()[t.offset + i] += 0.1f * std::sin(float(i));
+      for (int64_t i = 0; i < t.numel; ++i)
+        unit.params()[t.offset + i] += 0.1f * std::sin(float(i));
   // Larger weights than init so every path contributes visibly to the loss.
   for (int64_t i = 0; i < unit.numel(); ++i) unit.params()[i] *= unit.params()[i] == 0 ? 1.f : 5.f;
 
@@ -73,15 +74,14 @@ TEST_P(BlockGrad, EveryTensorMatchesFiniteDifferences) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Mixers, BlockGrad,
-    ::testing::Values(Case{'L', Decay::retnet, FeatureMap::silu, 13, 4},
-                      Case{'L', Decay::none, FeatureMap::silu, 13, 4},
-                      Case{'L', Decay::retnet, FeatureMap::identity, 9, 16},
-                      Case{'L', Decay::none, FeatureMap::identity, 8, 3},
-                      Case{'S', Decay::retnet, FeatureMap::silu, 13, 4},
-                      Case{'S', Decay::retnet, FeatureMap::silu, 70, 64}),
-    [](const auto& info) { return info.param.name(); });
+INSTANTIATE_TEST_SUITE_P(Mixers, BlockGrad,
+                         ::testing::Values(Case{'L', Decay::retnet, FeatureMap::silu, 13, 4},
+                                           Case{'L', Decay::none, FeatureMap::silu, 13, 4},
+                                           Case{'L', Decay::retnet, FeatureMap::identity, 9, 16},
+                                           Case{'L', Decay::none, FeatureMap::identity, 8, 3},
+                                           Case{'S', Decay::retnet, FeatureMap::silu, 13, 4},
+                                           Case{'S', Decay::retnet, FeatureMap::silu, 70, 64}),
+                         [](const auto& info) { return info.param.name(); });
 
 TEST(Block, DeclaresMODELmdNamesAndShapes) {
   ModelConfig cfg = tiny_model("LS", Decay::retnet, 4);

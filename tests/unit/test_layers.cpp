@@ -114,9 +114,11 @@ TEST(CrossEntropy, MatchesFiniteDifferencesAndIgnoresMinusOne) {
   const double scale = 1.0 / 3.0;  // three counted targets
   auto loss = [&] {
     return cross_entropy_forward_backward<double>(logits.data(), targets.data(), nullptr, N, V,
-                                                  1.0) * scale;
+                                                  1.0) *
+           scale;
   };
-  cross_entropy_forward_backward<double>(logits.data(), targets.data(), dlogits.data(), N, V, scale);
+  cross_entropy_forward_backward<double>(logits.data(), targets.data(), dlogits.data(), N, V,
+                                         scale);
   expect_grad(logits, dlogits, loss);
   for (int64_t j = 0; j < V; ++j) EXPECT_EQ(dlogits[V + j], 0.0);  // the ignored row
 }
@@ -125,8 +127,8 @@ TEST(CrossEntropy, UniformLogitsGiveLogV) {
   const int64_t N = 2, V = 256;
   std::vector<float> logits(N * V, 0.f);
   std::vector<int32_t> targets = {3, 200};
-  const double loss = cross_entropy_forward_backward<float>(logits.data(), targets.data(), nullptr,
-                                                            N, V, 1.f);
+  const double loss =
+      cross_entropy_forward_backward<float>(logits.data(), targets.data(), nullptr, N, V, 1.f);
   EXPECT_NEAR(loss / N, std::log(256.0), 1e-6);
 }
 

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "core/rng.h"
-#include "models/model.h"
 #include "model_test_util.h"
+#include "models/model.h"
 
 using namespace strata;
 using namespace strata::test;
@@ -48,8 +48,8 @@ TEST_P(ModelGrad, EveryUnitMatchesFiniteDifferences) {
   uint32_t seed = 10;
   for (auto& u : model.units()) {
     const auto c = directional_check(u.params().data(), u.grads().data(), u.numel(), seed++, f);
-    EXPECT_LT(c.rel_error(), 2e-3) << u.name() << ": analytic " << c.analytic << " numeric "
-                                   << c.numeric;
+    EXPECT_LT(c.rel_error(), 2e-3)
+        << u.name() << ": analytic " << c.analytic << " numeric " << c.numeric;
   }
 }
 INSTANTIATE_TEST_SUITE_P(Tied, ModelGrad, ::testing::Values(false, true));
@@ -65,7 +65,8 @@ TEST(Model, RecomputeGivesBitIdenticalGradients) {
     model.init(9);
     ActivationStore store(cfg.n_layers, p ? ActivationPolicy::recompute : ActivationPolicy::keep);
     losses[p] = model.forward_backward(tok.data(), tgt.data(), s, 0.05f, store, 0);
-    for (auto& u : model.units()) grads[p].emplace_back(u.grads().data(), u.grads().data() + u.numel());
+    for (auto& u : model.units())
+      grads[p].emplace_back(u.grads().data(), u.grads().data() + u.numel());
     if (p) {
       EXPECT_EQ(store.recomputed_blocks(), cfg.n_layers);
     }

@@ -61,7 +61,8 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
 
   static std::vector<float> all_params(Trainer& t) {
     std::vector<float> p;
-    for (const auto& u : t.model().units()) p.insert(p.end(), u.params().data(), u.params().data() + u.numel());
+    for (const auto& u : t.model().units())
+      p.insert(p.end(), u.params().data(), u.params().data() + u.numel());
     return p;
   }
 
