@@ -2,7 +2,7 @@
 // communication per step and step time of full Trainer steps at ZeRO stages 0, 1, 2 and 3, next
 // to what the ZeRO paper (Rajbhandari et al., 2020) predicts for model states per rank.
 //
-//   mpirun --allow-run-as-root --oversubscribe -np N -x OMP_NUM_THREADS=1 \
+//   mpirun --allow-run-as-root --oversubscribe -np N -x OMP_NUM_THREADS=1
 //       build/bench/zero_bench [--dim 256] [--layers 4] [--vocab 4096] [--seq 128]
 //       [--global-batch 8] [--micro-batch 1] [--steps 2] [--heads H] [--kv-heads K] [--ffn F]
 //       [--pattern LLLS] [--keep-data]
@@ -271,7 +271,7 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
   const int64_t psi = psi_elems * 4;  // padded parameter bytes
   const int64_t m = global_batch / N / micro;
   std::printf("zero_bench: %lld params (dim %lld, %lld layers %s, heads %lld/%lld, ffn %lld, vocab %lld), "
-              "%lld ranks, global batch %lld x %lld tokens, micro-batch %lld (%lld per rank per step), "
+              "%d ranks, global batch %lld x %lld tokens, micro-batch %lld (%lld per rank per step), "
               "%lld timed steps after 1 warm-up, %s\n",
               static_cast<long long>(params), static_cast<long long>(dim),
               static_cast<long long>(layers), pattern.c_str(), static_cast<long long>(heads),
