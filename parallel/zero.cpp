@@ -18,7 +18,7 @@ struct PendingReduce {
 
 struct ZeroEngine::State {
   std::vector<FloatBuffer> shard_params;  // stage 3: [shard] owned parameters
-  std::vector<FloatBuffer> shard_grads;   // stages 1-3: [shard] reduced gradients
+  std::vector<FloatBuffer> shard_grads;   // stages 2-3: [shard] reduced gradients
   std::vector<CommHandle> gathers;        // stage 3: all-gather in flight per unit
   std::vector<PendingReduce> reductions;  // gradient reductions in flight
 };
@@ -50,7 +50,8 @@ ZeroEngine::ZeroEngine(Comm& dp, int stage, std::vector<ZeroUnit> units,
       *z.grads = FloatBuffer(padded, MemCategory::grads);
     else
       z.grads->reset();
-    if (stage_ >= 1)
+    // Stage 1 reduces into its own slice of the full gradient; stages 2-3 keep only the shard.
+    if (stage_ >= 2)
       s_->shard_grads[u] = FloatBuffer(shard(static_cast<int64_t>(u)), MemCategory::grads);
     optimizers_.push_back(
         make_optimizer(optimizer, optimizer_range(static_cast<int64_t>(u)).size(), options));
@@ -126,11 +127,8 @@ void ZeroEngine::reduce_grads(int64_t u) {
   if (stage_ == 0) {
     if (!last_micro_) return;  // accumulate locally; one all-reduce per step
     r.handle = dp_.iall_reduce_sum(z.grads->data(), s * dp_.size());
-  } else if (stage_ == 1) {
-    if (!last_micro_) return;
-    r.handle =
-        dp_.ireduce_scatter_sum(z.grads->data(), s_->shard_grads[static_cast<size_t>(u)].data(), s);
   } else {
+    if (stage_ == 1 && !last_micro_) return;  // stage 1 accumulates locally like stage 0
     r.scratch = FloatBuffer(s, MemCategory::comm);
     r.handle = dp_.ireduce_scatter_sum(z.grads->data(), r.scratch.data(), s);
   }
@@ -143,12 +141,16 @@ void ZeroEngine::drain_reductions(size_t keep) {
   for (size_t i = 0; i < done; ++i) {
     PendingReduce& r = pending[i];
     r.handle.wait();
-    if (stage_ >= 2) {
+    ZeroUnit& z = units_[static_cast<size_t>(r.unit)];
+    const float* part = r.scratch.data();
+    if (stage_ == 1) {  // the reduced shard goes into this rank's slice of the full gradient
+      const ShardRange own = owned(r.unit);
+      std::memcpy(z.grads->data() + own.begin, part, sizeof(float) * own.size());
+    } else if (stage_ >= 2) {
       float* acc = s_->shard_grads[static_cast<size_t>(r.unit)].data();
-      const float* part = r.scratch.data();
       const int64_t s = r.scratch.size();
       for (int64_t j = 0; j < s; ++j) acc[j] += part[j];
-      units_[static_cast<size_t>(r.unit)].grads->reset();  // the full gradient is gone
+      z.grads->reset();  // the full gradient is gone
     }
   }
   pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(done));
@@ -202,7 +204,7 @@ double ZeroEngine::grad_sq_norm() {
   double sq = 0;
   for (int64_t u = 0; u < num_units(); ++u) {
     const ShardRange own = owned(u);
-    const float* g = stage_ == 0 ? units_[static_cast<size_t>(u)].grads->data() + own.begin
+    const float* g = stage_ <= 1 ? units_[static_cast<size_t>(u)].grads->data() + own.begin
                                  : s_->shard_grads[static_cast<size_t>(u)].data();
     sq += sum_of_squares(g, own.size());
   }
@@ -215,7 +217,8 @@ void ZeroEngine::step(float lr, float clip) {
   for (int64_t u = 0; u < num_units(); ++u) {
     ZeroUnit& z = units_[static_cast<size_t>(u)];
     const ShardRange r = optimizer_range(u);
-    float* g = stage_ == 0 ? z.grads->data() : s_->shard_grads[static_cast<size_t>(u)].data();
+    float* g =
+        stage_ <= 1 ? z.grads->data() + r.begin : s_->shard_grads[static_cast<size_t>(u)].data();
     float* p =
         stage_ == 3 ? s_->shard_params[static_cast<size_t>(u)].data() : z.params->data() + r.begin;
     if (clip < 1.f) scale(g, r.size(), clip);
@@ -238,7 +241,7 @@ void ZeroEngine::step(float lr, float clip) {
       z.grads->zero();
     else
       z.grads->reset();
-    if (stage_ >= 1) s_->shard_grads[static_cast<size_t>(u)].zero();
+    if (stage_ >= 2) s_->shard_grads[static_cast<size_t>(u)].zero();
     if (stage_ == 3 && z.pinned) {  // stale after the update: gathered again on next use
       wait_gather(u);
       z.params->reset();

@@ -5,7 +5,8 @@
 // dp * shard elements (shard = ceil(n / dp)); data-parallel rank r owns [r*shard, (r+1)*shard).
 //   stage 0: full params, grads and optimizer states everywhere; grads all-reduced.
 //   stage 1: optimizer states (the fp32 master state) only for the owned shard; grads
-//            reduce-scattered into the shard, the updated shard all-gathered back into params.
+//            reduce-scattered into the rank's slice of the full gradient, the updated shard
+//            all-gathered back into params.
 //   stage 2: as 1, and the full gradient of a unit lives only while its backward runs: it is
 //            reduce-scattered right after (overlapping the next unit's backward) and freed.
 //   stage 3: as 2, and params are sharded too: a unit is all-gathered just before its forward
