@@ -5,10 +5,10 @@
 #include <string>
 
 #include "core/gemm.h"
-#include "models/linear_attention.h"
+#include "core/linear_attention.h"
 #include "models/rmsnorm.h"
-#include "models/rope.h"
-#include "models/softmax_attention.h"
+#include "core/rope.h"
+#include "core/softmax_attention.h"
 #include "models/swiglu.h"
 
 namespace strata {

@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "models/linear_attention.h"
+#include "core/linear_attention.h"
 
 namespace strata {
 namespace {

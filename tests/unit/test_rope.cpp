@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "models/rope.h"
+#include "core/rope.h"
 
 namespace strata {
 namespace {

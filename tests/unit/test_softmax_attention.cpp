@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "models/softmax_attention.h"
+#include "core/softmax_attention.h"
 
 namespace strata {
 namespace {

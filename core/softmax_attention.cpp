@@ -1,4 +1,4 @@
-#include "models/softmax_attention.h"
+#include "core/softmax_attention.h"
 
 #include <algorithm>
 #include <cmath>

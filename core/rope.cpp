@@ -1,4 +1,4 @@
-#include "models/rope.h"
+#include "core/rope.h"
 
 #include <cmath>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "models/linear_attention.h"
+#include "core/linear_attention.h"
 
 #include <algorithm>
 #include <cmath>
