@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -73,10 +74,15 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
   mesh_ = std::make_unique<Mesh>(*world, static_cast<int>(cfg_.parallel.pp),
                                  static_cast<int>(cfg_.parallel.dp),
                                  static_cast<int>(cfg_.parallel.sp));
-  if (cfg_.parallel.sp != 1 || cfg_.parallel.pp != 1)
-    throw InputError(cfg_.source +
-                     ": parallel.sp and parallel.pp must be 1 for now: sequence "
-                     "and pipeline parallelism are not available yet (use dp)");
+  if (cfg_.parallel.pp != 1)
+    throw InputError(cfg_.source + ": parallel.pp must be 1 for now: pipeline parallelism is not "
+                     "available yet (use dp and sp)");
+  if (cfg_.data.seq_len % cfg_.parallel.sp != 0)
+    throw InputError(cfg_.source + ": data.seq_len (" + std::to_string(cfg_.data.seq_len) +
+                     ") must be divisible by parallel.sp (" + std::to_string(cfg_.parallel.sp) +
+                     "): each sequence-parallel rank takes an equal contiguous chunk");
+  if (mesh_->sp() > 1)
+    replicas_ = mesh_->world().split(mesh_->pp_rank(), mesh_->world_rank(), "dp*sp");
   set_log_rank(mesh_->world_rank(), mesh_->world_size());
   // Threads per rank: train.threads when set; otherwise the launcher's choice stands (the CLI
   // sets cores on the node / ranks on the node unless OMP_NUM_THREADS is given).
@@ -88,7 +94,7 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
   for (auto& unit : model_->units())
     units.push_back({&unit.params(), &unit.grads(), unit.numel(), unit.decay_segments(), false});
   units.front().pinned = cfg_.model.tie_embeddings;  // the head reads the embedding too
-  zero_ = std::make_unique<ZeroEngine>(mesh_->dp_comm(), static_cast<int>(cfg_.parallel.zero_stage),
+  zero_ = std::make_unique<ZeroEngine>(replica_comm(), static_cast<int>(cfg_.parallel.zero_stage),
                                        std::move(units), cfg_.optim.name,
                                        optimizer_options(cfg_.optim));
   hooks_ = std::make_unique<ZeroHooks>(*zero_);
@@ -107,6 +113,8 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
   schedule_.validate();
   inputs_.resize(static_cast<size_t>(cfg_.train.global_batch * cfg_.data.seq_len));
   targets_.resize(inputs_.size());
+  my_inputs_.resize(inputs_.size() / static_cast<size_t>(mesh_->dp() * mesh_->sp()));
+  my_targets_.resize(my_inputs_.size());
 }
 
 Trainer::~Trainer() = default;
@@ -128,19 +136,25 @@ StepResult Trainer::train_step() {
   // micro-batches and ranks sum to the gradient of the same loss.
   const float loss_scale = 1.f / static_cast<float>(counted);
 
+  // This rank's share: sequences of its dp index, the contiguous chunk of its sp index.
   const int64_t local = cfg_.train.global_batch / dp, n_micro = local / mb;
-  const int32_t* my_inputs = inputs_.data() + mesh_->dp_rank() * local * T;
-  const int32_t* my_targets = targets_.data() + mesh_->dp_rank() * local * T;
+  const int64_t n = T / mesh_->sp(), pos0 = mesh_->sp_rank() * n;
+  for (int64_t b = 0; b < local; ++b) {
+    const int64_t src = (mesh_->dp_rank() * local + b) * T + pos0;
+    std::copy_n(inputs_.begin() + src, n, my_inputs_.begin() + b * n);
+    std::copy_n(targets_.begin() + src, n, my_targets_.begin() + b * n);
+  }
   double loss_sum = 0;
-  const BlockShape shape{mb, T, 0};
+  const BlockShape shape{mb, n, pos0, &mesh_->sp_comm()};
   for (int64_t m = 0; m < n_micro; ++m) {
     zero_->begin_micro_batch(m == n_micro - 1);
-    loss_sum += model_->forward_backward(my_inputs + m * mb * T, my_targets + m * mb * T, shape,
-                                         loss_scale, *store_, m, hooks_.get());
+    loss_sum += model_->forward_backward(my_inputs_.data() + m * mb * n,
+                                         my_targets_.data() + m * mb * n, shape, loss_scale,
+                                         *store_, m, hooks_.get());
     zero_->end_micro_batch();
   }
   STRATA_CHECK(store_->empty(), "activations left in the store after the backward pass");
-  mesh_->dp_comm().all_reduce_sum_double(&loss_sum, 1);
+  replica_comm().all_reduce_sum_double(&loss_sum, 1);
 
   const double sq = zero_->grad_sq_norm();
   const float clip = clip_coefficient(sq, cfg_.optim.grad_clip);
@@ -166,25 +180,33 @@ double Trainer::evaluate() {
   if (!val_data_) return NAN;
   val_data_->reset();
   const int64_t mb = cfg_.train.micro_batch, T = cfg_.data.seq_len;
+  const int64_t n = T / mesh_->sp(), pos0 = mesh_->sp_rank() * n;
   std::vector<int32_t> in(static_cast<size_t>(mb * T)), tg(in.size());
-  // Micro-batch b is evaluated by data-parallel rank b % dp and the sums meet in an all-reduce.
-  // Every rank runs the same number of forwards so that ZeRO-3 gathers stay matched.
+  std::vector<int32_t> my_in(static_cast<size_t>(mb * n)), my_tg(my_in.size());
+  // Micro-batch b is evaluated by data-parallel rank b % dp (each sequence-parallel rank its
+  // chunk) and the sums meet in an all-reduce. Every rank runs the same number of forwards so
+  // that ZeRO-3 gathers and the sequence-parallel collectives stay matched.
   double sums[2] = {0, 0};  // loss, counted targets
   zero_->set_training(false);
   const int64_t dp = mesh_->dp(), rounds = (cfg_.train.eval_batches + dp - 1) / dp;
   for (int64_t b = 0; b < rounds * dp; ++b) {
     val_data_->next_batch(mb, in.data(), tg.data());
     if (b % dp != mesh_->dp_rank()) continue;
+    for (int64_t i = 0; i < mb; ++i) {
+      std::copy_n(in.begin() + i * T + pos0, n, my_in.begin() + i * n);
+      std::copy_n(tg.begin() + i * T + pos0, n, my_tg.begin() + i * n);
+    }
     int64_t c = 0;
-    const double l =
-        model_->forward_loss(in.data(), tg.data(), BlockShape{mb, T, 0}, &c, hooks_.get());
-    if (b < cfg_.train.eval_batches) {  // padding rounds only keep the gathers matched
+    const double l = model_->forward_loss(my_in.data(), my_tg.data(),
+                                          BlockShape{mb, n, pos0, &mesh_->sp_comm()}, &c,
+                                          hooks_.get());
+    if (b < cfg_.train.eval_batches) {  // padding rounds only keep the collectives matched
       sums[0] += l;
       sums[1] += static_cast<double>(c);
     }
   }
   zero_->set_training(true);
-  mesh_->dp_comm().all_reduce_sum_double(sums, 2);
+  replica_comm().all_reduce_sum_double(sums, 2);
   return sums[0] / sums[1];
 }
 
@@ -210,6 +232,7 @@ void Trainer::save_checkpoint() {
       {"loader.index", std::to_string(ls.index)},
       {"seed", std::to_string(cfg_.train.seed)},
       {"parallel.dp", std::to_string(mesh_->dp())},
+      {"parallel.sp", std::to_string(mesh_->sp())},
       {"parallel.zero_stage", std::to_string(zero_->stage())},
   };
   Comm& world = mesh_->world();

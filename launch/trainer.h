@@ -46,6 +46,8 @@ class Trainer {
 
   Model& model() { return *model_; }
   Mesh& mesh() { return *mesh_; }
+  // The ranks holding the same parameters (dp x sp): ZeRO shards and reduces over them.
+  Comm& replica_comm() { return replicas_ ? *replicas_ : mesh_->dp_comm(); }
   ZeroEngine& zero() { return *zero_; }
   int64_t step() const { return step_; }
   // Loads only the model weights of a checkpoint (evaluation, export).
@@ -63,6 +65,7 @@ class Trainer {
   std::string config_yaml_;
   std::unique_ptr<Comm> own_world_;  // the size-1 world when none is given
   std::unique_ptr<Mesh> mesh_;
+  std::unique_ptr<Comm> replicas_;  // dp x sp group when sp > 1 (else the dp group is used)
   std::unique_ptr<Model> model_;
   std::unique_ptr<ZeroEngine> zero_;
   std::unique_ptr<BlockHooks> hooks_;  // forwards the model's unit boundaries to zero_
@@ -73,6 +76,7 @@ class Trainer {
   int64_t step_ = 0;
   double sgemm_peak_ = 0;
   std::vector<int32_t> inputs_, targets_;  // [global_batch, seq_len], every rank the same
+  std::vector<int32_t> my_inputs_, my_targets_;  // [global_batch/dp, seq_len/sp] this rank's share
 };
 
 }  // namespace strata

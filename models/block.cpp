@@ -8,8 +8,9 @@
 #include "core/linear_attention.h"
 #include "models/rmsnorm.h"
 #include "core/rope.h"
-#include "core/softmax_attention.h"
 #include "models/swiglu.h"
+#include "parallel/self_comm.h"
+#include "parallel/sequence.h"
 
 namespace strata {
 
@@ -26,6 +27,13 @@ void accumulate_column_products(const float* a, const float* b, float* out, int6
       for (int64_t j = j0; j < j1; ++j) acc[j - j0] += a[n * D + j] * b[n * D + j];
     for (int64_t j = j0; j < j1; ++j) out[j] += acc[j - j0];
   }
+}
+
+// The mixers always run the sequence-parallel ops: a block alone on its sequence uses them
+// over a size-1 group, which is exactly the single-rank math (one code path, any layout).
+Comm& sequence_group(const BlockShape& s) {
+  static SelfComm alone("sp");
+  return s.sp ? *s.sp : alone;
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {
@@ -157,8 +165,10 @@ void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const float
   feature_map_forward(qp, q, N * E, silu, 1.f);
   feature_map_forward(kp, k, N * E, silu, kscale);
   float* o = saved.add("o", N * E);  // [B, T, H, dh]
+  // [B, H, dh, dh] the state entering this chunk from earlier sequence-parallel ranks (LASP-2)
+  float* prefix = saved.add("prefix", s.B * H_ * dh_ * dh_);
   const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size};
-  linear_attention_forward<float>(shape, q, k, v, gammas_.data(), o, nullptr, nullptr);
+  sequence::linear_attention_forward(sequence_group(s), shape, q, k, v, gammas_.data(), o, prefix);
   float* un = saved.add("u", N * E);          // [N*H, dh] per-head RMS-normalised o
   float* inv_o = saved.add("inv_o", N * H_);  // [N*H]
   rmsnorm_forward<float>(o, nullptr, un, inv_o, N * H_, dh_, cfg_.norm_eps);
@@ -189,9 +199,9 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, float* dw,
   FloatBuffer dq(N * E, MemCategory::activations), dk(N * E, MemCategory::activations),
       dv(N * E, MemCategory::activations);
   const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size};
-  linear_attention_backward<float>(shape, saved.get("q"), saved.get("k"), saved.get("v"),
-                                   gammas_.data(), dO.data(), dq.data(), dk.data(), dv.data(),
-                                   nullptr, nullptr, nullptr);
+  sequence::linear_attention_backward(sequence_group(s), shape, saved.get("q"), saved.get("k"),
+                                      saved.get("v"), gammas_.data(), saved.get("prefix"),
+                                      dO.data(), dq.data(), dk.data(), dv.data());
   // Through the feature maps, in place.
   feature_map_backward(saved.get("qp"), dq.data(), dq.data(), N * E, silu, 1.f);
   feature_map_backward(saved.get("kp"), dk.data(), dk.data(), N * E, silu, kscale);
@@ -210,18 +220,22 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, float* dw,
 void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
                                   const BlockShape& s, SavedTensors& saved) const {
   const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
-  float* q = saved.add("q", N * E);    // [B, T, H, dh] after RoPE
-  float* k = saved.add("k", N * Ekv);  // [B, T, Hkv, dh] after RoPE
-  float* v = saved.add("v", N * Ekv);  // [B, T, Hkv, dh]
+  const int64_t Tall = s.T * sequence_group(s).size();  // the whole sequence
+  float* q = saved.add("q", N * E);                       // [B, T, H, dh] after RoPE
+  FloatBuffer k(N * Ekv, MemCategory::activations);       // [B, T, Hkv, dh] after RoPE
+  FloatBuffer v(N * Ekv, MemCategory::activations);       // [B, T, Hkv, dh]
   linear_forward(a, W("q_proj.weight"), q, N, E, D_);
-  linear_forward(a, W("k_proj.weight"), k, N, Ekv, D_);
-  linear_forward(a, W("v_proj.weight"), v, N, Ekv, D_);
+  linear_forward(a, W("k_proj.weight"), k.data(), N, Ekv, D_);
+  linear_forward(a, W("v_proj.weight"), v.data(), N, Ekv, D_);
   rope_forward<float>(q, s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
-  rope_forward<float>(k, s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
-  float* o = saved.add("o", N * E);               // [B, T, H, dh]
-  float* lse = saved.add("lse", s.B * H_ * s.T);  // [B, H, T]
-  const SoftmaxAttentionShape shape{s.B, s.T, s.T, H_, Hkv_, dh_, s.pos0, s.pos0};
-  softmax_attention_forward<float>(shape, q, k, v, o, lse);
+  rope_forward<float>(k.data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
+  // LASP-2H: keys and values of the whole sequence, gathered over the sequence-parallel group
+  float* k_all = saved.add("k_all", s.B * Tall * Ekv);  // [B, Tall, Hkv, dh]
+  float* v_all = saved.add("v_all", s.B * Tall * Ekv);  // [B, Tall, Hkv, dh]
+  float* o = saved.add("o", N * E);                     // [B, T, H, dh]
+  float* lse = saved.add("lse", s.B * H_ * s.T);        // [B, H, T]
+  sequence::softmax_attention_forward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, q, k.data(),
+                                      v.data(), k_all, v_all, o, lse);
   linear_forward(o, W("o_proj.weight"), out, N, D_, E);
 }
 
@@ -234,10 +248,9 @@ void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw
   linear_backward_weight(dout, saved.get("o"), DW("o_proj.weight"), N, D_, E);
   FloatBuffer dq(N * E, MemCategory::activations), dk(N * Ekv, MemCategory::activations),
       dv(N * Ekv, MemCategory::activations);
-  const SoftmaxAttentionShape shape{s.B, s.T, s.T, H_, Hkv_, dh_, s.pos0, s.pos0};
-  softmax_attention_backward<float>(shape, saved.get("q"), saved.get("k"), saved.get("v"),
-                                    saved.get("o"), saved.get("lse"), dO.data(), dq.data(),
-                                    dk.data(), dv.data());
+  sequence::softmax_attention_backward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, saved.get("q"),
+                                       saved.get("k_all"), saved.get("v_all"), saved.get("o"),
+                                       saved.get("lse"), dO.data(), dq.data(), dk.data(), dv.data());
   rope_backward<float>(dq.data(), s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
   rope_backward<float>(dk.data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
   const float* a = saved.get("a");

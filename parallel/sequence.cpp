@@ -1,0 +1,287 @@
+#include "parallel/sequence.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/gemm.h"
+#include "core/softmax_attention.h"
+
+namespace strata::sequence {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// LASP-2 math: per (batch, head) dh×dh products with row weights. No communication here.
+// Row weights of a chunk of n rows: λ_i = γ^(i+1) (how much of the entering state row i sees)
+// and μ_j = γ^(n-1-j) (how much of row j survives to the chunk's end).
+// ---------------------------------------------------------------------------------------------
+
+// Same threshold as the core ops: an OpenMP fork/join costs microseconds, far more when ranks
+// oversubscribe the cores, which would dominate the tiny calls of tests and toy models.
+bool worth_threads(int64_t multiply_adds) { return multiply_adds >= (int64_t{1} << 18); }
+
+// Decay weights below this are flushed to 0. A term weighted by 1e-30 cannot show in an fp32 sum
+// of O(1) terms, while subnormal weights (retnet head 0 reaches them after ~2800 tokens) make
+// every product in the weighted GEMMs take the slow subnormal path: 3-4x slower chunk states at
+// n = 8K.
+constexpr double kTinyWeight = 1e-30;
+
+// γ^e in double, rounded once to fp32. One pow per exponent (no running product), so the error
+// does not grow with the exponent. For long sequences and strong decays it goes to 0, which is
+// the right limit.
+float decay_power(float gamma, int64_t e) {
+  const double w = std::pow(static_cast<double>(gamma), static_cast<double>(e));
+  return w < kTinyWeight ? 0.f : static_cast<float>(w);
+}
+
+// pw[h*(n+1) + e] = γ_h^e for e = 0..n. [H, n+1]
+std::vector<float> decay_table(const float* gamma, int64_t H, int64_t n) {
+  std::vector<float> pw(static_cast<size_t>(H * (n + 1)));
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t e = 0; e <= n; ++e) {
+      pw[h * (n + 1) + e] = decay_power(gamma[h], e);
+      if (pw[h * (n + 1) + e] == 0.f) break;  // γ <= 1: every later power is flushed too
+    }
+  return pw;
+}
+
+// Y[n, dh] (contiguous) = diag(w) X, X: [n, dh] with row stride ld.
+template <class W>
+void scaled_rows(const float* X, int64_t n, int64_t dh, int64_t ld, W w, float* Y) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = w(i);
+    for (int64_t c = 0; c < dh; ++c) Y[i * dh + c] = a * X[i * ld + c];
+  }
+}
+
+// Runs f(b, h, pw_h, scratch) over every (batch, head); scratch is [n, dh] per thread and pw_h
+// the head's [n+1] decay powers.
+template <class F>
+void for_each_head(const LinearAttentionShape& s, const std::vector<float>& pw, int64_t work,
+                   F f) {
+  const int64_t B = s.B, H = s.H, n = s.T, dh = s.dh;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      std::vector<float> X(static_cast<size_t>(n * dh));  // [n, dh] row-scaled copy
+      f(b, h, pw.data() + h * (n + 1), X.data());
+    }
+}
+
+// M[b,h] = Kᵀ diag(μ) V: the chunk's final state when it starts from zero. M: [B, H, dh, dh]
+void chunk_states(const LinearAttentionShape& s, const std::vector<float>& pw, const float* k,
+                  const float* v, float* M) {
+  const int64_t n = s.T, H = s.H, dh = s.dh, ld = H * dh;
+  for_each_head(s, pw, s.B * H * n * dh * dh, [&](int64_t b, int64_t h, const float* p, float* X) {
+    const int64_t ofs = (b * n * H + h) * dh;
+    scaled_rows(v + ofs, n, dh, ld, [&](int64_t j) { return p[n - 1 - j]; }, X);
+    sgemm(true, false, dh, dh, n, 1.f, k + ofs, ld, X, dh, 0.f, M + (b * H + h) * dh * dh, dh);
+  });
+}
+
+// dP[b,h] = Qᵀ diag(λ) dO: the gradient w.r.t. the state entering the chunk. dP: [B, H, dh, dh]
+void prefix_grads(const LinearAttentionShape& s, const std::vector<float>& pw, const float* q,
+                  const float* dout, float* dP) {
+  const int64_t n = s.T, H = s.H, dh = s.dh, ld = H * dh;
+  for_each_head(s, pw, s.B * H * n * dh * dh, [&](int64_t b, int64_t h, const float* p, float* X) {
+    const int64_t ofs = (b * n * H + h) * dh;
+    scaled_rows(dout + ofs, n, dh, ld, [&](int64_t i) { return p[i + 1]; }, X);
+    sgemm(true, false, dh, dh, n, 1.f, q + ofs, ld, X, dh, 0.f, dP + (b * H + h) * dh * dh, dh);
+  });
+}
+
+// out = Σ_{s in [s0, s1)} γ_h^(n·e(s)) parts[s] over per-rank [B, H, dh, dh] blocks, summed in
+// increasing s (a fixed order: the same numbers on every run). parts: [sp][B, H, dh, dh].
+template <class E>
+void decayed_sum(const float* parts, int64_t s0, int64_t s1, const float* gamma, int64_t B,
+                 int64_t H, int64_t dh, int64_t n, E e, float* out) {
+  const int64_t per = B * H * dh * dh, dd = dh * dh;
+  std::fill(out, out + per, 0.f);
+  for (int64_t sr = s0; sr < s1; ++sr)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h) {
+        const float c = decay_power(gamma[h], n * e(sr));
+        const float* src = parts + sr * per + (b * H + h) * dd;
+        float* dst = out + (b * H + h) * dd;
+        for (int64_t i = 0; i < dd; ++i) dst[i] += c * src[i];
+      }
+}
+
+// o += diag(λ) Q P: what the state P entering the chunk adds to its outputs.
+void add_prefix_outputs(const LinearAttentionShape& s, const std::vector<float>& pw,
+                        const float* q, const float* P, float* o) {
+  const int64_t n = s.T, H = s.H, dh = s.dh, ld = H * dh;
+  for_each_head(s, pw, s.B * H * n * dh * dh, [&](int64_t b, int64_t h, const float* p, float* X) {
+    const int64_t ofs = (b * n * H + h) * dh;
+    scaled_rows(q + ofs, n, dh, ld, [&](int64_t i) { return p[i + 1]; }, X);
+    sgemm(false, false, n, dh, dh, 1.f, X, dh, P + (b * H + h) * dh * dh, dh, 1.f, o + ofs, ld);
+  });
+}
+
+// dq += diag(λ) dO Pᵀ: the prefix's path from the chunk's queries to its outputs.
+void add_prefix_query_grads(const LinearAttentionShape& s, const std::vector<float>& pw,
+                            const float* dout, const float* P, float* dq) {
+  const int64_t n = s.T, H = s.H, dh = s.dh, ld = H * dh;
+  for_each_head(s, pw, s.B * H * n * dh * dh, [&](int64_t b, int64_t h, const float* p, float* X) {
+    const int64_t ofs = (b * n * H + h) * dh;
+    scaled_rows(dout + ofs, n, dh, ld, [&](int64_t i) { return p[i + 1]; }, X);
+    sgemm(false, true, n, dh, dh, 1.f, X, dh, P + (b * H + h) * dh * dh, dh, 1.f, dq + ofs, ld);
+  });
+}
+
+// dk += diag(μ) V Dᵀ, dv += diag(μ) K D with D = dL/dM (the later ranks' suffix): the chunk's
+// keys and values reach the later ranks' outputs only through M = Kᵀ diag(μ) V.
+void add_suffix_kv_grads(const LinearAttentionShape& s, const std::vector<float>& pw,
+                         const float* k, const float* v, const float* D, float* dk, float* dv) {
+  const int64_t n = s.T, H = s.H, dh = s.dh, ld = H * dh;
+  for_each_head(s, pw, 2 * s.B * H * n * dh * dh,
+                [&](int64_t b, int64_t h, const float* p, float* X) {
+                  const int64_t ofs = (b * n * H + h) * dh;
+                  const float* Dh = D + (b * H + h) * dh * dh;
+                  auto mu = [&](int64_t j) { return p[n - 1 - j]; };
+                  scaled_rows(v + ofs, n, dh, ld, mu, X);
+                  sgemm(false, true, n, dh, dh, 1.f, X, dh, Dh, dh, 1.f, dk + ofs, ld);
+                  scaled_rows(k + ofs, n, dh, ld, mu, X);
+                  sgemm(false, false, n, dh, dh, 1.f, X, dh, Dh, dh, 1.f, dv + ofs, ld);
+                });
+}
+
+// Frees a scratch buffer now rather than at scope end (assigning {} would keep the capacity):
+// the full-sequence buffers of LASP-2H are the large ones.
+void release(std::vector<float>& x) { std::vector<float>().swap(x); }
+
+void check_linear(const Comm& sp, const LinearAttentionShape& s) {
+  STRATA_CHECK(s.B >= 0 && s.T >= 1 && s.H >= 1 && s.dh >= 1 && s.chunk >= 1,
+               "bad LASP-2 shape on " + sp.describe());
+}
+
+// ---------------------------------------------------------------------------------------------
+// LASP-2H layout: the all-gather and reduce-scatter move equal per-rank blocks
+// [sp][2][B, n, Hkv, dh] (this rank's K then V); the kernels want [B, sp*n, Hkv, dh].
+// ---------------------------------------------------------------------------------------------
+
+// Packs one rank's block: blk = [2][B, n, Hkv, dh] from x, y (rows of length row = Hkv*dh).
+void pack_kv(const float* x, const float* y, int64_t chunk, float* blk) {
+  std::copy(x, x + chunk, blk);
+  std::copy(y, y + chunk, blk + chunk);
+}
+
+// blocks [sp][2][B, n, row] <-> (X, Y) [B, sp*n, row]. to_full: blocks -> X, Y; else the reverse.
+void rearrange_kv(float* blocks, float* X, float* Y, int64_t sp, int64_t B, int64_t n, int64_t row,
+                  bool to_full) {
+  const int64_t chunk = B * n * row, seg = n * row;  // one rank's K (or V); one sequence's rows
+  for (int64_t r = 0; r < sp; ++r)
+    for (int64_t b = 0; b < B; ++b) {
+      float* bk = blocks + r * 2 * chunk + b * seg;  // rank r's K rows of sequence b
+      float* bv = bk + chunk;                        // rank r's V rows of sequence b
+      float* fk = X + (b * sp + r) * seg;            // global rows [r*n, (r+1)*n) of sequence b
+      float* fv = Y + (b * sp + r) * seg;
+      if (to_full) {
+        std::copy(bk, bk + seg, fk);
+        std::copy(bv, bv + seg, fv);
+      } else {
+        std::copy(fk, fk + seg, bk);
+        std::copy(fv, fv + seg, bv);
+      }
+    }
+}
+
+}  // namespace
+
+void linear_attention_forward(Comm& sp, const LinearAttentionShape& s, const float* q,
+                              const float* k, const float* v, const float* gamma, float* o,
+                              float* prefix) {
+  check_linear(sp, s);
+  const int64_t R = sp.size(), r = sp.rank(), per = s.B * s.H * s.dh * s.dh;
+  const std::vector<float> pw = decay_table(gamma, s.H, s.T);
+
+  // This chunk's state from zero, written straight into its slot of the gather buffer (the
+  // all-gather runs in place).
+  std::vector<float> states(static_cast<size_t>(R * per));  // [sp][B, H, dh, dh]
+  chunk_states(s, pw, k, v, states.data() + r * per);
+  CommHandle gather = sp.iall_gather(states.data() + r * per, states.data(), per);
+
+  // Overlapped with the gather: the chunk's own (intra-rank) attention from a zero state.
+  strata::linear_attention_forward(s, q, k, v, gamma, o, nullptr, nullptr);
+
+  gather.wait();
+  decayed_sum(states.data(), 0, r, gamma, s.B, s.H, s.dh, s.T,
+              [&](int64_t sr) { return r - 1 - sr; }, prefix);
+  // Rank 0's prefix is exactly zero: skipping it keeps sp = 1 bit-identical to the plain op.
+  if (r > 0) add_prefix_outputs(s, pw, q, prefix, o);
+}
+
+void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const float* q,
+                               const float* k, const float* v, const float* gamma,
+                               const float* prefix, const float* dout, float* dq, float* dk,
+                               float* dv) {
+  check_linear(sp, s);
+  const int64_t R = sp.size(), r = sp.rank(), per = s.B * s.H * s.dh * s.dh;
+  const std::vector<float> pw = decay_table(gamma, s.H, s.T);
+
+  std::vector<float> grads(static_cast<size_t>(R * per));  // [sp][B, H, dh, dh] dP of each rank
+  prefix_grads(s, pw, q, dout, grads.data() + r * per);
+  CommHandle gather = sp.iall_gather(grads.data() + r * per, grads.data(), per);
+
+  // Overlapped with the gather: the chunk's own backward, as if it started from a zero state
+  // and no later rank read its state.
+  strata::linear_attention_backward(s, q, k, v, gamma, dout, dq, dk, dv, nullptr, nullptr,
+                                    nullptr);
+
+  gather.wait();
+  if (r > 0) add_prefix_query_grads(s, pw, dout, prefix, dq);
+  if (r + 1 < R) {
+    std::vector<float> suffix(static_cast<size_t>(per));  // [B, H, dh, dh] dL/dM_r
+    decayed_sum(grads.data(), r + 1, R, gamma, s.B, s.H, s.dh, s.T,
+                [&](int64_t sr) { return sr - 1 - r; }, suffix.data());
+    add_suffix_kv_grads(s, pw, k, v, suffix.data(), dk, dv);
+  }
+}
+
+void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
+                               const float* q, const float* k, const float* v, float* k_all,
+                               float* v_all, float* o, float* lse) {
+  STRATA_CHECK(B >= 0 && n >= 1 && dh >= 1, "bad LASP-2H shape on " + sp.describe());
+  const int64_t R = sp.size(), r = sp.rank(), chunk = B * n * Hkv * dh;
+
+  // One all-gather of K and V together (one latency instead of two), in place.
+  std::vector<float> blocks(static_cast<size_t>(R * 2 * chunk));  // [sp][2][B, n, Hkv, dh]
+  pack_kv(k, v, chunk, blocks.data() + r * 2 * chunk);
+  sp.all_gather(blocks.data() + r * 2 * chunk, blocks.data(), 2 * chunk);
+  rearrange_kv(blocks.data(), k_all, v_all, R, B, n, Hkv * dh, true);
+  release(blocks);
+
+  // Local queries at global positions [r*n, (r+1)*n) against every key; the kernel skips the
+  // keys past each query tile's causal horizon, so later ranks' keys cost nothing.
+  const SoftmaxAttentionShape shape{B, n, R * n, H, Hkv, dh, r * n, 0};
+  strata::softmax_attention_forward(shape, q, k_all, v_all, o, lse);
+}
+
+void softmax_attention_backward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
+                                const float* q, const float* k_all, const float* v_all,
+                                const float* o, const float* lse, const float* dout, float* dq,
+                                float* dk, float* dv) {
+  STRATA_CHECK(B >= 0 && n >= 1 && dh >= 1, "bad LASP-2H shape on " + sp.describe());
+  const int64_t R = sp.size(), r = sp.rank(), chunk = B * n * Hkv * dh;
+
+  std::vector<float> dk_all(static_cast<size_t>(R * chunk));  // [B, sp*n, Hkv, dh]
+  std::vector<float> dv_all(static_cast<size_t>(R * chunk));  // [B, sp*n, Hkv, dh]
+  const SoftmaxAttentionShape shape{B, n, R * n, H, Hkv, dh, r * n, 0};
+  strata::softmax_attention_backward(shape, q, k_all, v_all, o, lse, dout, dq, dk_all.data(),
+                                     dv_all.data());
+
+  // Every rank holds a partial dK, dV of the whole sequence; the sum over ranks of the rows
+  // [s*n, (s+1)*n) is rank s's gradient: one reduce-scatter of dK and dV together.
+  std::vector<float> blocks(static_cast<size_t>(R * 2 * chunk));  // [sp][2][B, n, Hkv, dh]
+  rearrange_kv(blocks.data(), dk_all.data(), dv_all.data(), R, B, n, Hkv * dh, false);
+  release(dk_all);
+  release(dv_all);
+  std::vector<float> mine(static_cast<size_t>(2 * chunk));  // [2][B, n, Hkv, dh]
+  sp.reduce_scatter_sum(blocks.data(), mine.data(), 2 * chunk);
+  std::copy(mine.begin(), mine.begin() + chunk, dk);
+  std::copy(mine.begin() + chunk, mine.end(), dv);
+}
+
+}  // namespace strata::sequence
