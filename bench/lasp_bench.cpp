@@ -17,8 +17,8 @@
 //           backward reduce-scatters full-length dK, dV. Volume grows with the sequence.
 //
 // Timing: the best of --iters timed iterations after one warm-up, each between barriers, so a
-// row is the slowest rank's fwd+bwd. Bytes: one more iteration with the sp communicator's counters
-// reset, in the comm_stats.h convention (an all-gather of Psi counts Psi on every rank, a
+// row is the slowest rank's fwd+bwd. Bytes: the warm-up iteration's, counted by the sp
+// communicator in the comm_stats.h convention (an all-gather of Psi counts Psi on every rank, a
 // send/recv its size on the sender/receiver), the maximum over ranks. "max rel diff" compares the
 // outputs and input gradients of ring and kv-gath with lasp2's (max over ranks and tensors of
 // max|x - x_lasp2| / max|x_lasp2|): all three compute the same function.
@@ -78,7 +78,8 @@ void accumulate_state(const LinearAttentionShape& s, const float* gamma, const f
   const int64_t n = s.T, dh = s.dh, ld = s.H * dh;
   for_each_head(s, gamma, [&](int64_t b, int64_t h, const float* pw, float* X) {
     const int64_t ofs = (b * n * s.H + h) * dh;
-    scaled_rows(v + ofs, n, dh, ld, [&](int64_t j) { return pw[n - 1 - j]; }, X);
+    scaled_rows(
+        v + ofs, n, dh, ld, [&](int64_t j) { return pw[n - 1 - j]; }, X);
     sgemm(true, false, dh, dh, n, 1.f, k + ofs, ld, X, dh, decay ? pw[n] : 0.f,
           S + (b * s.H + h) * dh * dh, dh);
   });
@@ -90,14 +91,15 @@ void entering_state_grad(const LinearAttentionShape& s, const float* gamma, cons
   const int64_t n = s.T, dh = s.dh, ld = s.H * dh;
   for_each_head(s, gamma, [&](int64_t b, int64_t h, const float* pw, float* X) {
     const int64_t ofs = (b * n * s.H + h) * dh;
-    scaled_rows(dout + ofs, n, dh, ld, [&](int64_t i) { return pw[i + 1]; }, X);
+    scaled_rows(
+        dout + ofs, n, dh, ld, [&](int64_t i) { return pw[i + 1]; }, X);
     sgemm(true, false, dh, dh, n, 1.f, q + ofs, ld, X, dh, 0.f, dP + (b * s.H + h) * dh * dh, dh);
   });
 }
 
 // out = γ^n S + M per (b, h): the state after a chunk that started from S and built M.
-void chain_state(const LinearAttentionShape& s, const float* gamma, const float* S,
-                 const float* M, float* out) {
+void chain_state(const LinearAttentionShape& s, const float* gamma, const float* S, const float* M,
+                 float* out) {
   const int64_t dd = s.dh * s.dh;
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t h = 0; h < s.H; ++h) {
@@ -163,9 +165,9 @@ void run_lasp2(Comm& sp, Layer& L) {
   Vec prefix(static_cast<size_t>(L.s.B * L.s.H * L.s.dh * L.s.dh));  // [B, H, dh, dh]
   sequence::linear_attention_forward(sp, L.s, L.q.data(), L.k.data(), L.v.data(), L.gamma.data(),
                                      L.o.data(), prefix.data());
-  sequence::linear_attention_backward(sp, L.s, L.q.data(), L.k.data(), L.v.data(),
-                                      L.gamma.data(), prefix.data(), L.dout.data(), L.dq.data(),
-                                      L.dk.data(), L.dv.data());
+  sequence::linear_attention_backward(sp, L.s, L.q.data(), L.k.data(), L.v.data(), L.gamma.data(),
+                                      prefix.data(), L.dout.data(), L.dq.data(), L.dk.data(),
+                                      L.dv.data());
 }
 
 void run_ring(Comm& sp, Layer& L) {
@@ -184,8 +186,7 @@ void run_ring(Comm& sp, Layer& L) {
     chain_state(s, g, P.data(), M.data(), next.data());
     fwd_send = sp.isend(next.data(), per, r + 1, kFwdTag);
   }
-  linear_attention_forward(s, L.q.data(), L.k.data(), L.v.data(), g, L.o.data(), nullptr,
-                           nullptr);
+  linear_attention_forward(s, L.q.data(), L.k.data(), L.v.data(), g, L.o.data(), nullptr, nullptr);
   if (r > 0) add_prefix_terms(s, g, L.q.data(), nullptr, P.data(), L.o.data(), nullptr);
   fwd_send.wait();
 
@@ -202,8 +203,8 @@ void run_ring(Comm& sp, Layer& L) {
                             L.dk.data(), L.dv.data(), nullptr, nullptr, nullptr);
   if (r > 0) add_prefix_terms(s, g, nullptr, L.dout.data(), P.data(), nullptr, L.dq.data());
   if (r + 1 < R)
-    add_state_kv_terms(s, g, L.k.data(), L.v.data(), D.data(), 0, true, L.dk.data(),
-                       L.dv.data(), s.H * s.dh);
+    add_state_kv_terms(s, g, L.k.data(), L.v.data(), D.data(), 0, true, L.dk.data(), L.dv.data(),
+                       s.H * s.dh);
   bwd_send.wait();
 }
 
@@ -223,8 +224,7 @@ void run_kv_gather(Comm& sp, Layer& L) {
   for (int q = 0; q < r; ++q)
     accumulate_state(s, g, kv.data() + q * 2 * chunk, kv.data() + q * 2 * chunk + chunk, q > 0,
                      P.data());
-  linear_attention_forward(s, L.q.data(), L.k.data(), L.v.data(), g, L.o.data(), P.data(),
-                           nullptr);
+  linear_attention_forward(s, L.q.data(), L.k.data(), L.v.data(), g, L.o.data(), P.data(), nullptr);
 
   // Backward: the local op from P gives dL/dP; the earlier ranks' keys and values get their
   // share of it, the whole-sequence dK, dV are summed over ranks by a reduce-scatter.
@@ -236,8 +236,8 @@ void run_kv_gather(Comm& sp, Layer& L) {
   for (int q = 0; q < r; ++q) {
     float* blk = dkv.data() + q * 2 * chunk;
     const float* kq = kv.data() + q * 2 * chunk;
-    add_state_kv_terms(s, g, kq, kq + chunk, dP.data(), (r - 1 - q) * s.T, false, blk,
-                       blk + chunk, s.H * s.dh);
+    add_state_kv_terms(s, g, kq, kq + chunk, dP.data(), (r - 1 - q) * s.T, false, blk, blk + chunk,
+                       s.H * s.dh);
   }
   Vec out(static_cast<size_t>(2 * chunk));  // [2][B, n, H, dh]
   sp.reduce_scatter_sum(dkv.data(), out.data(), 2 * chunk);
@@ -282,12 +282,18 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--lens") lens = parse_list(next());
-    else if (a == "--heads") heads = std::stoll(next());
-    else if (a == "--dh") dh = std::stoll(next());
-    else if (a == "--chunk") chunk = std::stoll(next());
-    else if (a == "--batch") batch = std::stoll(next());
-    else if (a == "--iters") iters = std::max<int64_t>(1, std::stoll(next()));
+    if (a == "--lens")
+      lens = parse_list(next());
+    else if (a == "--heads")
+      heads = std::stoll(next());
+    else if (a == "--dh")
+      dh = std::stoll(next());
+    else if (a == "--chunk")
+      chunk = std::stoll(next());
+    else if (a == "--batch")
+      batch = std::stoll(next());
+    else if (a == "--iters")
+      iters = std::max<int64_t>(1, std::stoll(next()));
     else {
       std::fprintf(stderr, "lasp_bench: unknown option %s\n", a.c_str());
       return 2;
@@ -299,11 +305,11 @@ int main(int argc, char** argv) {
   const int R = sp->size(), r = sp->rank();
   const bool root = r == 0;
   if (root)
-    std::printf("lasp_bench: sp=%d B=%lld H=%lld dh=%lld chunk=%lld decay=retnet, best of %lld\n"
-                "%8s  %-8s  %12s  %14s  %6s  %13s\n",
-                R, (long long)batch, (long long)heads, (long long)dh, (long long)chunk,
-                (long long)iters, "seq len", "method", "ms fwd+bwd", "bytes/rank", "calls",
-                "max rel diff");
+    std::printf(
+        "lasp_bench: sp=%d B=%lld H=%lld dh=%lld chunk=%lld decay=retnet, best of %lld\n"
+        "%8s  %-8s  %12s  %14s  %6s  %13s\n",
+        R, (long long)batch, (long long)heads, (long long)dh, (long long)chunk, (long long)iters,
+        "seq len", "method", "ms fwd+bwd", "bytes/rank", "calls", "max rel diff");
 
   for (int64_t T : lens) {
     if (T % R != 0) {
@@ -333,7 +339,10 @@ int main(int argc, char** argv) {
     const Method methods[] = {{"lasp2", run_lasp2}, {"ring", run_ring}, {"kv-gath", run_kv_gather}};
     Vec ref[4];
     for (const Method& m : methods) {
-      m.run(*sp, L);  // warm-up
+      // The warm-up run is also the one whose communication is counted.
+      sp->reset_stats();
+      m.run(*sp, L);
+      double stats[3] = {double(sp->stats().total_bytes()), double(sp->stats().total_calls()), 0};
       double best = 1e30;
       for (int64_t it = 0; it < iters; ++it) {
         sp->barrier();
@@ -345,10 +354,7 @@ int main(int argc, char** argv) {
                 .count();
         best = std::min(best, ms);
       }
-      sp->reset_stats();
-      m.run(*sp, L);
-      double stats[3] = {double(sp->stats().total_bytes()), double(sp->stats().total_calls()),
-                         best};
+      stats[2] = best;
       double diff = 0;
       if (m.run == run_lasp2) {
         ref[0] = L.o, ref[1] = L.dq, ref[2] = L.dk, ref[3] = L.dv;

@@ -15,6 +15,7 @@
 #include "launch/embedded_config.h"
 #include "launch/job_config.h"
 #include "launch/prepare_data.h"
+#include "launch/stop_signals.h"
 #include "launch/train_checkpoint.h"
 #include "launch/trainer.h"
 #include "models/model.h"
@@ -156,6 +157,9 @@ JobConfig load_config_arg(const Args& a, const std::string& command) {
 }
 
 int cmd_train(const std::vector<std::string>& args) {
+  // Before any thread exists (MPI, OpenMP, oneDNN): SIGTERM/SIGINT are then taken by the
+  // trainer's watcher thread only, between steps.
+  block_stop_signals();
   const Args a = parse_args(args, 2, {"set"}, {"print-config"}, "train");
   if (a.help) {
     std::fputs(kTrainHelp, stdout);

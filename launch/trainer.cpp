@@ -20,6 +20,7 @@
 #include "core/peak.h"
 #include "launch/checkpoint.h"
 #include "launch/fs_util.h"
+#include "launch/stop_signals.h"
 #include "launch/train_checkpoint.h"
 #include "optim/grad_norm.h"
 #include "parallel/self_comm.h"
@@ -29,9 +30,6 @@ namespace strata {
 namespace fs = std::filesystem;
 
 namespace {
-
-volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 OptimizerOptions optimizer_options(const OptimConfig& o) {
   OptimizerOptions opt;
@@ -75,7 +73,8 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
                                  static_cast<int>(cfg_.parallel.dp),
                                  static_cast<int>(cfg_.parallel.sp));
   if (cfg_.parallel.pp != 1)
-    throw InputError(cfg_.source + ": parallel.pp must be 1 for now: pipeline parallelism is not "
+    throw InputError(cfg_.source +
+                     ": parallel.pp must be 1 for now: pipeline parallelism is not "
                      "available yet (use dp and sp)");
   if (cfg_.data.seq_len % cfg_.parallel.sp != 0)
     throw InputError(cfg_.source + ": data.seq_len (" + std::to_string(cfg_.data.seq_len) +
@@ -148,9 +147,9 @@ StepResult Trainer::train_step() {
   const BlockShape shape{mb, n, pos0, &mesh_->sp_comm()};
   for (int64_t m = 0; m < n_micro; ++m) {
     zero_->begin_micro_batch(m == n_micro - 1);
-    loss_sum += model_->forward_backward(my_inputs_.data() + m * mb * n,
-                                         my_targets_.data() + m * mb * n, shape, loss_scale,
-                                         *store_, m, hooks_.get());
+    loss_sum +=
+        model_->forward_backward(my_inputs_.data() + m * mb * n, my_targets_.data() + m * mb * n,
+                                 shape, loss_scale, *store_, m, hooks_.get());
     zero_->end_micro_batch();
   }
   STRATA_CHECK(store_->empty(), "activations left in the store after the backward pass");
@@ -197,9 +196,8 @@ double Trainer::evaluate() {
       std::copy_n(tg.begin() + i * T + pos0, n, my_tg.begin() + i * n);
     }
     int64_t c = 0;
-    const double l = model_->forward_loss(my_in.data(), my_tg.data(),
-                                          BlockShape{mb, n, pos0, &mesh_->sp_comm()}, &c,
-                                          hooks_.get());
+    const double l = model_->forward_loss(
+        my_in.data(), my_tg.data(), BlockShape{mb, n, pos0, &mesh_->sp_comm()}, &c, hooks_.get());
     if (b < cfg_.train.eval_batches) {  // padding rounds only keep the collectives matched
       sums[0] += l;
       sums[1] += static_cast<double>(c);
@@ -322,8 +320,7 @@ int Trainer::run() {
     metrics.open(cfg_.log.metrics_file.empty() ? cfg_.train.run_dir + "/metrics.jsonl"
                                                : cfg_.log.metrics_file,
                  std::ios::app);
-  auto old_term = std::signal(SIGTERM, on_stop_signal);
-  auto old_int = std::signal(SIGINT, on_stop_signal);
+  StopSignalWatcher signals;  // SIGTERM/SIGINT are blocked by the CLI and arrive here
   int exit_code = 0;
   while (step_ < cfg_.train.steps) {
     MemoryTracker::instance().reset_peaks();
@@ -346,19 +343,16 @@ int Trainer::run() {
         (cfg_.checkpoint.every > 0 && r.step % cfg_.checkpoint.every == 0) || last;
     if (saved_this_step) save_checkpoint();
     // Ranks may see a signal at different steps: agree on it (one tiny all-reduce per step).
-    int64_t stop = g_stop_signal;
+    int64_t stop = signals.received();
     mesh_->world().all_reduce_max_int64(&stop, 1);
-    if (stop) g_stop_signal = static_cast<int>(stop);
     if (stop && !saved_this_step) save_checkpoint();
     if (stop) {
-      log_info("stopped by signal " + std::to_string(g_stop_signal) + " after step " +
+      log_info("stopped by signal " + std::to_string(stop) + " after step " +
                std::to_string(step_) + " (checkpoint saved)");
-      exit_code = 128 + g_stop_signal;
+      exit_code = 128 + static_cast<int>(stop);
       break;
     }
   }
-  std::signal(SIGTERM, old_term);
-  std::signal(SIGINT, old_int);
   return exit_code;
 }
 

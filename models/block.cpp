@@ -6,8 +6,8 @@
 
 #include "core/gemm.h"
 #include "core/linear_attention.h"
-#include "models/rmsnorm.h"
 #include "core/rope.h"
+#include "models/rmsnorm.h"
 #include "models/swiglu.h"
 #include "parallel/self_comm.h"
 #include "parallel/sequence.h"
@@ -221,9 +221,9 @@ void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const floa
                                   const BlockShape& s, SavedTensors& saved) const {
   const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
   const int64_t Tall = s.T * sequence_group(s).size();  // the whole sequence
-  float* q = saved.add("q", N * E);                       // [B, T, H, dh] after RoPE
-  FloatBuffer k(N * Ekv, MemCategory::activations);       // [B, T, Hkv, dh] after RoPE
-  FloatBuffer v(N * Ekv, MemCategory::activations);       // [B, T, Hkv, dh]
+  float* q = saved.add("q", N * E);                     // [B, T, H, dh] after RoPE
+  FloatBuffer k(N * Ekv, MemCategory::activations);     // [B, T, Hkv, dh] after RoPE
+  FloatBuffer v(N * Ekv, MemCategory::activations);     // [B, T, Hkv, dh]
   linear_forward(a, W("q_proj.weight"), q, N, E, D_);
   linear_forward(a, W("k_proj.weight"), k.data(), N, Ekv, D_);
   linear_forward(a, W("v_proj.weight"), v.data(), N, Ekv, D_);
@@ -250,7 +250,8 @@ void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw
       dv(N * Ekv, MemCategory::activations);
   sequence::softmax_attention_backward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, saved.get("q"),
                                        saved.get("k_all"), saved.get("v_all"), saved.get("o"),
-                                       saved.get("lse"), dO.data(), dq.data(), dk.data(), dv.data());
+                                       saved.get("lse"), dO.data(), dq.data(), dk.data(),
+                                       dv.data());
   rope_backward<float>(dq.data(), s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
   rope_backward<float>(dk.data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
   const float* a = saved.get("a");

@@ -9,16 +9,16 @@
 
 #include "models/config.h"
 #include "models/param_unit.h"
-#include "parallel/comm.h"
 #include "offload/saved_tensors.h"
+#include "parallel/comm.h"
 
 namespace strata {
 
 struct BlockShape {
-  int64_t B = 0;        // sequences
-  int64_t T = 0;        // tokens per sequence (this rank's chunk)
-  int64_t pos0 = 0;     // global position of the first token (RoPE, causal mask)
-  Comm* sp = nullptr;   // sequence-parallel group holding the other chunks; nullptr = none
+  int64_t B = 0;       // sequences
+  int64_t T = 0;       // tokens per sequence (this rank's chunk)
+  int64_t pos0 = 0;    // global position of the first token (RoPE, causal mask)
+  Comm* sp = nullptr;  // sequence-parallel group holding the other chunks; nullptr = none
   int64_t tokens() const { return B * T; }
 };
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <cstdlib>
 #include <vector>
 
 #include "core/error.h"
@@ -59,8 +59,7 @@ void scaled_rows(const float* X, int64_t n, int64_t dh, int64_t ld, W w, float* 
 // Runs f(b, h, pw_h, scratch) over every (batch, head); scratch is [n, dh] per thread and pw_h
 // the head's [n+1] decay powers.
 template <class F>
-void for_each_head(const LinearAttentionShape& s, const std::vector<float>& pw, int64_t work,
-                   F f) {
+void for_each_head(const LinearAttentionShape& s, const std::vector<float>& pw, int64_t work, F f) {
   const int64_t B = s.B, H = s.H, n = s.T, dh = s.dh;
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
   for (int64_t b = 0; b < B; ++b)
@@ -76,7 +75,8 @@ void chunk_states(const LinearAttentionShape& s, const std::vector<float>& pw, c
   const int64_t n = s.T, H = s.H, dh = s.dh, ld = H * dh;
   for_each_head(s, pw, s.B * H * n * dh * dh, [&](int64_t b, int64_t h, const float* p, float* X) {
     const int64_t ofs = (b * n * H + h) * dh;
-    scaled_rows(v + ofs, n, dh, ld, [&](int64_t j) { return p[n - 1 - j]; }, X);
+    scaled_rows(
+        v + ofs, n, dh, ld, [&](int64_t j) { return p[n - 1 - j]; }, X);
     sgemm(true, false, dh, dh, n, 1.f, k + ofs, ld, X, dh, 0.f, M + (b * H + h) * dh * dh, dh);
   });
 }
@@ -87,35 +87,37 @@ void prefix_grads(const LinearAttentionShape& s, const std::vector<float>& pw, c
   const int64_t n = s.T, H = s.H, dh = s.dh, ld = H * dh;
   for_each_head(s, pw, s.B * H * n * dh * dh, [&](int64_t b, int64_t h, const float* p, float* X) {
     const int64_t ofs = (b * n * H + h) * dh;
-    scaled_rows(dout + ofs, n, dh, ld, [&](int64_t i) { return p[i + 1]; }, X);
+    scaled_rows(
+        dout + ofs, n, dh, ld, [&](int64_t i) { return p[i + 1]; }, X);
     sgemm(true, false, dh, dh, n, 1.f, q + ofs, ld, X, dh, 0.f, dP + (b * H + h) * dh * dh, dh);
   });
 }
 
-// out = Σ_{s in [s0, s1)} γ_h^(n·e(s)) parts[s] over per-rank [B, H, dh, dh] blocks, summed in
-// increasing s (a fixed order: the same numbers on every run). parts: [sp][B, H, dh, dh].
-template <class E>
-void decayed_sum(const float* parts, int64_t s0, int64_t s1, const float* gamma, int64_t B,
-                 int64_t H, int64_t dh, int64_t n, E e, float* out) {
-  const int64_t per = B * H * dh * dh, dd = dh * dh;
+// out = Σ_{q in [q0, q1)} γ_h^(n·|q - anchor|) parts[q] over per-rank blocks
+// parts: [sp][B, H, dh, dh], summed in increasing q (a fixed order: the same numbers on every
+// run). The prefix of rank r is anchor r-1 over [0, r); its suffix anchor r+1 over [r+1, sp).
+void decayed_sum(const LinearAttentionShape& s, const float* gamma, const float* parts, int64_t q0,
+                 int64_t q1, int64_t anchor, float* out) {
+  const int64_t dd = s.dh * s.dh, per = s.B * s.H * dd;
   std::fill(out, out + per, 0.f);
-  for (int64_t sr = s0; sr < s1; ++sr)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < H; ++h) {
-        const float c = decay_power(gamma[h], n * e(sr));
-        const float* src = parts + sr * per + (b * H + h) * dd;
-        float* dst = out + (b * H + h) * dd;
+  for (int64_t q = q0; q < q1; ++q)
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t h = 0; h < s.H; ++h) {
+        const float c = decay_power(gamma[h], s.T * std::abs(q - anchor));
+        const float* src = parts + q * per + (b * s.H + h) * dd;
+        float* dst = out + (b * s.H + h) * dd;
         for (int64_t i = 0; i < dd; ++i) dst[i] += c * src[i];
       }
 }
 
 // o += diag(λ) Q P: what the state P entering the chunk adds to its outputs.
-void add_prefix_outputs(const LinearAttentionShape& s, const std::vector<float>& pw,
-                        const float* q, const float* P, float* o) {
+void add_prefix_outputs(const LinearAttentionShape& s, const std::vector<float>& pw, const float* q,
+                        const float* P, float* o) {
   const int64_t n = s.T, H = s.H, dh = s.dh, ld = H * dh;
   for_each_head(s, pw, s.B * H * n * dh * dh, [&](int64_t b, int64_t h, const float* p, float* X) {
     const int64_t ofs = (b * n * H + h) * dh;
-    scaled_rows(q + ofs, n, dh, ld, [&](int64_t i) { return p[i + 1]; }, X);
+    scaled_rows(
+        q + ofs, n, dh, ld, [&](int64_t i) { return p[i + 1]; }, X);
     sgemm(false, false, n, dh, dh, 1.f, X, dh, P + (b * H + h) * dh * dh, dh, 1.f, o + ofs, ld);
   });
 }
@@ -126,7 +128,8 @@ void add_prefix_query_grads(const LinearAttentionShape& s, const std::vector<flo
   const int64_t n = s.T, H = s.H, dh = s.dh, ld = H * dh;
   for_each_head(s, pw, s.B * H * n * dh * dh, [&](int64_t b, int64_t h, const float* p, float* X) {
     const int64_t ofs = (b * n * H + h) * dh;
-    scaled_rows(dout + ofs, n, dh, ld, [&](int64_t i) { return p[i + 1]; }, X);
+    scaled_rows(
+        dout + ofs, n, dh, ld, [&](int64_t i) { return p[i + 1]; }, X);
     sgemm(false, true, n, dh, dh, 1.f, X, dh, P + (b * H + h) * dh * dh, dh, 1.f, dq + ofs, ld);
   });
 }
@@ -207,8 +210,7 @@ void linear_attention_forward(Comm& sp, const LinearAttentionShape& s, const flo
   strata::linear_attention_forward(s, q, k, v, gamma, o, nullptr, nullptr);
 
   gather.wait();
-  decayed_sum(states.data(), 0, r, gamma, s.B, s.H, s.dh, s.T,
-              [&](int64_t sr) { return r - 1 - sr; }, prefix);
+  decayed_sum(s, gamma, states.data(), 0, r, r - 1, prefix);
   // Rank 0's prefix is exactly zero: skipping it keeps sp = 1 bit-identical to the plain op.
   if (r > 0) add_prefix_outputs(s, pw, q, prefix, o);
 }
@@ -227,15 +229,13 @@ void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const fl
 
   // Overlapped with the gather: the chunk's own backward, as if it started from a zero state
   // and no later rank read its state.
-  strata::linear_attention_backward(s, q, k, v, gamma, dout, dq, dk, dv, nullptr, nullptr,
-                                    nullptr);
+  strata::linear_attention_backward(s, q, k, v, gamma, dout, dq, dk, dv, nullptr, nullptr, nullptr);
 
   gather.wait();
   if (r > 0) add_prefix_query_grads(s, pw, dout, prefix, dq);
   if (r + 1 < R) {
     std::vector<float> suffix(static_cast<size_t>(per));  // [B, H, dh, dh] dL/dM_r
-    decayed_sum(grads.data(), r + 1, R, gamma, s.B, s.H, s.dh, s.T,
-                [&](int64_t sr) { return sr - 1 - r; }, suffix.data());
+    decayed_sum(s, gamma, grads.data(), r + 1, R, r + 1, suffix.data());
     add_suffix_kv_grads(s, pw, k, v, suffix.data(), dk, dv);
   }
 }

@@ -4,8 +4,6 @@
 // reference's rows. Also: causality across rank boundaries (exact), the communication volume per
 // layer (LASP-2's does not grow with the chunk length, LASP-2H's does), and sp = 1 being the
 // plain core op bit for bit (on split size-1 MPI communicators and on SelfComm).
-#include "parallel/sequence.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,6 +19,7 @@
 #include "core/softmax_attention.h"
 #include "parallel/comm.h"
 #include "parallel/self_comm.h"
+#include "parallel/sequence.h"
 #include "tests/mpi/mpi_test_env.h"
 
 namespace strata {
@@ -74,7 +73,9 @@ constexpr double kTol = 2e-5;
 // LASP-2
 // ----------------------------------------------------------------------------------------------
 
-enum class Decay { retnet, none, strong };
+// strong: 0.7, 0.6, ... so powers of γ matter; steep: 0.3, 0.5 so γ^n underflows (n = 96:
+// 0.3^96 ~ 1e-50) and the sp op's weights below 1e-30 are flushed to zero.
+enum class Decay { retnet, none, strong, steep };
 
 struct LinCase {
   int64_t B, H, dh, n, chunk;
@@ -82,16 +83,21 @@ struct LinCase {
 };
 
 std::string name(const LinCase& c) {
-  const char* d = c.decay == Decay::retnet ? "retnet" : c.decay == Decay::none ? "none" : "strong";
-  return "B=" + std::to_string(c.B) + " H=" + std::to_string(c.H) + " dh=" +
-         std::to_string(c.dh) + " n=" + std::to_string(c.n) + " chunk=" +
-         std::to_string(c.chunk) + " decay=" + d;
+  const char* names[] = {"retnet", "none", "strong", "steep"};
+  const char* d = names[static_cast<int>(c.decay)];
+  return "B=" + std::to_string(c.B) + " H=" + std::to_string(c.H) + " dh=" + std::to_string(c.dh) +
+         " n=" + std::to_string(c.n) + " chunk=" + std::to_string(c.chunk) + " decay=" + d;
 }
 
 Vec gammas(const LinCase& c) {
   if (c.decay == Decay::strong) {  // 0.7, 0.6, 0.5, ...: γ^(n·k) spans many orders
     Vec g(static_cast<size_t>(c.H));
     for (int64_t h = 0; h < c.H; ++h) g[h] = 0.7f - 0.1f * float(h % 5);
+    return g;
+  }
+  if (c.decay == Decay::steep) {
+    Vec g(static_cast<size_t>(c.H));
+    for (int64_t h = 0; h < c.H; ++h) g[h] = h % 2 == 0 ? 0.3f : 0.5f;
     return g;
   }
   return linear_attention_gammas(c.H, c.decay == Decay::retnet);
@@ -146,8 +152,7 @@ LinOut run_core_linear(const LinCase& c, int64_t T, const LinData& d, const Vec&
 }
 
 void check_linear_against_reference(Comm& sp, const LinCase& c, uint32_t seed) {
-  SCOPED_TRACE(name(c) + " sp=" + std::to_string(sp.size()) + " rank=" +
-               std::to_string(sp.rank()));
+  SCOPED_TRACE(name(c) + " sp=" + std::to_string(sp.size()) + " rank=" + std::to_string(sp.rank()));
   const int64_t R = sp.size(), r = sp.rank(), T = R * c.n, t0 = r * c.n, row = c.H * c.dh;
   const Vec g = gammas(c);
   const LinData full = lin_data(c, T, seed);
@@ -180,7 +185,7 @@ const LinCase kLinCases[] = {
     {2, 3, 8, 13, 4, Decay::strong},  {1, 2, 16, 1, 4, Decay::retnet},
     {2, 2, 8, 1, 4, Decay::none},     {2, 3, 8, 1, 1, Decay::strong},
     {1, 2, 16, 32, 8, Decay::strong}, {1, 4, 8, 5, 64, Decay::retnet},
-    {3, 2, 4, 24, 7, Decay::none},
+    {3, 2, 4, 24, 7, Decay::none},    {1, 2, 8, 96, 16, Decay::steep},
 };
 
 TEST(Lasp2, MatchesSingleRankOp) {
@@ -263,8 +268,9 @@ struct SmCase {
 };
 
 std::string name(const SmCase& c) {
-  return "B=" + std::to_string(c.B) + " H=" + std::to_string(c.H) + " Hkv=" +
-         std::to_string(c.Hkv) + " dh=" + std::to_string(c.dh) + " n=" + std::to_string(c.n);
+  return "B=" + std::to_string(c.B) + " H=" + std::to_string(c.H) +
+         " Hkv=" + std::to_string(c.Hkv) + " dh=" + std::to_string(c.dh) +
+         " n=" + std::to_string(c.n);
 }
 
 struct SmData {
@@ -293,9 +299,8 @@ SmOut run_lasp2h(Comm& sp, const SmCase& c, const SmData& full) {
   r.dq.resize(q.size());
   r.dk.resize(k.size());
   r.dv.resize(k.size());
-  sequence::softmax_attention_forward(sp, c.B, c.n, c.H, c.Hkv, c.dh, q.data(), k.data(),
-                                      v.data(), r.k_all.data(), r.v_all.data(), r.o.data(),
-                                      r.lse.data());
+  sequence::softmax_attention_forward(sp, c.B, c.n, c.H, c.Hkv, c.dh, q.data(), k.data(), v.data(),
+                                      r.k_all.data(), r.v_all.data(), r.o.data(), r.lse.data());
   sequence::softmax_attention_backward(sp, c.B, c.n, c.H, c.Hkv, c.dh, q.data(), r.k_all.data(),
                                        r.v_all.data(), r.o.data(), r.lse.data(), dout.data(),
                                        r.dq.data(), r.dk.data(), r.dv.data());
@@ -317,8 +322,7 @@ SmOut run_core_softmax(const SmCase& c, int64_t T, const SmData& d) {
 }
 
 void check_softmax_against_reference(Comm& sp, const SmCase& c, uint32_t seed) {
-  SCOPED_TRACE(name(c) + " sp=" + std::to_string(sp.size()) + " rank=" +
-               std::to_string(sp.rank()));
+  SCOPED_TRACE(name(c) + " sp=" + std::to_string(sp.size()) + " rank=" + std::to_string(sp.rank()));
   const int64_t R = sp.size(), T = R * c.n, t0 = sp.rank() * c.n;
   const int64_t rq = c.H * c.dh, rk = c.Hkv * c.dh;
   const SmData full = sm_data(c, T, seed);

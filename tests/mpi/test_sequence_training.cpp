@@ -37,7 +37,8 @@ class SequenceTraining : public ::testing::Test {
     if (world_->rank() == 0) {
       std::string text;
       for (int i = 0; i < 2000; ++i)
-        text += "line " + std::to_string(i * 31 % 101) + (i % 2 ? ": linear state.\n" : ": softmax!\n");
+        text +=
+            "line " + std::to_string(i * 31 % 101) + (i % 2 ? ": linear state.\n" : ": softmax!\n");
       const auto toks = encode_bytes(text);
       write_token_shard(dir_ + "/train_000000.bin", toks);
       write_token_shard(dir_ + "/val_000000.bin",
@@ -102,9 +103,9 @@ TEST_F(SequenceTraining, AllRanksSequenceParallel) {
 }
 
 TEST_F(SequenceTraining, NoDecayIdentityFeatureMap) {
-  expect_like_one_process(1, world_->size(), 0,
-                          {"model.linear_attention.decay=none",
-                           "model.linear_attention.feature_map=identity"});
+  expect_like_one_process(
+      1, world_->size(), 0,
+      {"model.linear_attention.decay=none", "model.linear_attention.feature_map=identity"});
 }
 
 TEST_F(SequenceTraining, SequenceTimesDataParallelWithZero) {
