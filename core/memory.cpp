@@ -1,5 +1,7 @@
 #include "core/memory.h"
 
+#include "core/error.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -41,6 +43,13 @@ static void raise_peak(std::atomic<int64_t>& peak, int64_t v) {
 }
 
 void MemoryTracker::charge(MemCategory c, int64_t bytes) {
+  const int64_t limit = limit_.load(std::memory_order_relaxed);
+  if (limit > 0 && total_current_.load(std::memory_order_relaxed) + bytes > limit)
+    throw StrataError("memory cap exceeded: allocating " + format_bytes(bytes) + " of " +
+                      mem_category_name(c) + " would exceed train.max_memory_mb = " +
+                      format_bytes(limit) + " (now held: " + format_memory(snapshot(), false) +
+                      "); raise the cap, use offload.policy: recompute, or split the sequence "
+                      "over more ranks (parallel.sp)");
   const int i = static_cast<int>(c);
   raise_peak(peak_[i], current_[i].fetch_add(bytes, std::memory_order_relaxed) + bytes);
   raise_peak(total_peak_, total_current_.fetch_add(bytes, std::memory_order_relaxed) + bytes);
@@ -97,11 +106,14 @@ FloatBuffer::FloatBuffer(int64_t n, MemCategory cat) : n_(n), cat_(cat) {
     n_ = 0;
     return;
   }
+  MemoryTracker::instance().charge(cat_, this->bytes());  // first: it may refuse (memory cap)
   const size_t bytes = ((static_cast<size_t>(n_) * sizeof(float) + 63) / 64) * 64;
   data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (!data_) throw std::bad_alloc();
+  if (!data_) {
+    MemoryTracker::instance().release(cat_, this->bytes());
+    throw std::bad_alloc();
+  }
   std::memset(data_, 0, bytes);
-  MemoryTracker::instance().charge(cat_, this->bytes());
 }
 
 FloatBuffer::~FloatBuffer() { reset(); }

@@ -28,12 +28,17 @@ class MemoryTracker {
   MemorySnapshot snapshot() const;
   // Peaks restart from the current values (e.g. per step).
   void reset_peaks();
+  // Cap on the total tracked bytes (0 = none): a charge past it throws StrataError naming the
+  // category and the current bytes by category, before anything is allocated.
+  void set_limit(int64_t bytes) { limit_.store(bytes); }
+  int64_t limit() const { return limit_.load(); }
 
  private:
   std::array<std::atomic<int64_t>, kNumMemCategories> current_{};
   std::array<std::atomic<int64_t>, kNumMemCategories> peak_{};
   std::atomic<int64_t> total_current_{0};
   std::atomic<int64_t> total_peak_{0};
+  std::atomic<int64_t> limit_{0};
 };
 
 // "params 1.2 MiB, grads ..." for log lines.

@@ -244,6 +244,7 @@ const std::vector<Field>& schema() {
       field("train.eval_batches", STRATA_REF(train.eval_batches)),
       field("train.run_dir", STRATA_REF(train.run_dir)),
       field("train.threads", STRATA_REF(train.threads)),
+      field("train.max_memory_mb", STRATA_REF(train.max_memory_mb)),
       string_choice("optim.name", STRATA_REF(optim.name), {"adamw", "sgd"}),
       field("optim.lr", STRATA_REF(optim.lr)),
       field("optim.min_lr", STRATA_REF(optim.min_lr)),
@@ -494,6 +495,7 @@ void Parser::check_ranges() const {
   at_least("train.eval_every", c.train.eval_every, 0);
   at_least("train.eval_batches", c.train.eval_batches, 1);
   at_least("train.threads", c.train.threads, 0);
+  at_least("train.max_memory_mb", c.train.max_memory_mb, 0);
   positive("optim.lr", c.optim.lr);
   non_negative("optim.min_lr", c.optim.min_lr);
   at_least("optim.warmup_steps", c.optim.warmup_steps, 0);

@@ -23,7 +23,8 @@ struct TrainConfig {
   int64_t eval_every = 50;  // 0 = never
   int64_t eval_batches = 4;
   std::string run_dir = "runs/tiny";
-  int64_t threads = 0;  // per rank; 0 = cores on the node / ranks on the node
+  int64_t threads = 0;        // per rank; 0 = OMP_NUM_THREADS, else cores / ranks on the node
+  int64_t max_memory_mb = 0;  // cap on the tracked bytes of one rank (MiB); 0 = none
 };
 
 struct OptimConfig {

@@ -87,6 +87,8 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
   // sets cores on the node / ranks on the node unless OMP_NUM_THREADS is given).
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
 
+  // The cap applies to everything this rank allocates from here on (0 = none).
+  MemoryTracker::instance().set_limit(cfg_.train.max_memory_mb << 20);
   model_ = std::make_unique<Model>(cfg_.model);
   model_->init(cfg_.train.seed);
   std::vector<ZeroUnit> units;
