@@ -29,4 +29,18 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   g_flops.fetch_add(2 * M * N * K, std::memory_order_relaxed);
 }
 
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+          int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0 ? 0.0 : beta * C[i * ldc + j];
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t p = 0; p < K; ++p) {
+      const double a = alpha * (ta ? A[p * lda + i] : A[i * lda + p]);
+      if (tb)
+        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] += a * B[j * ldb + p];
+      else
+        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] += a * B[p * ldb + j];
+    }
+}
+
 }  // namespace strata

@@ -25,6 +25,16 @@ inline void linear_backward_weight(const float* dY, const float* X, float* dW, i
   sgemm(true, false, N, K, M, 1.f, dY, N, X, K, 1.f, dW, K);
 }
 
+// The same contract overloaded by scalar type, for kernels written as templates: float is
+// sgemm (oneDNN; single-threaded when called from an OpenMP worker), double a plain loop that
+// exists only so gradient checks run at double precision through the very same algorithm.
+inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+          int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
+
 // Total GEMM FLOPs issued by this process since start.
 int64_t gemm_flops();
 

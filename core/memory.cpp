@@ -1,12 +1,12 @@
 #include "core/memory.h"
 
-#include "core/error.h"
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <sstream>
+
+#include "core/error.h"
 
 namespace strata {
 

@@ -7,35 +7,10 @@
 
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/threads.h"
 
 namespace strata {
 namespace {
-
-// Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C. Float goes to the oneDNN sgemm (which
-// runs single-threaded when called from an OpenMP worker); double is a plain loop that exists
-// only so gradient checks can run at double precision through the very same algorithm.
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
-          int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0 ? 0.0 : beta * C[i * ldc + j];
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t p = 0; p < K; ++p) {
-      const double a = alpha * (ta ? A[p * lda + i] : A[i * lda + p]);
-      if (tb)
-        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] += a * B[j * ldb + p];
-      else
-        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] += a * B[p * ldb + j];
-    }
-}
-
-// Threads only pay off above a minimum of work: an OpenMP fork/join costs microseconds, and far
-// more when the cores are oversubscribed (several ranks or test binaries on one machine), which
-// would dominate the tiny calls of tests and toy models.
-bool worth_threads(int64_t multiply_adds) { return multiply_adds >= (int64_t{1} << 18); }
 
 void check_shape(const SoftmaxAttentionShape& s) {
   STRATA_CHECK(s.B >= 0 && s.Tq >= 0 && s.Tk >= 0 && s.dh >= 1, "bad softmax attention shape");

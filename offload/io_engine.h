@@ -30,9 +30,9 @@ enum class IoFault { none, short_transfer, eagain };
 struct IoOptions {
   // automatic: io_uring, else threads (warned once). STRATA_IO_BACKEND overrides `automatic`.
   IoBackend backend = IoBackend::automatic;
-  int queue_depth = 32;             // most block requests in flight
-  int64_t block_size = 1 << 20;     // requests are split into pieces of at most this many bytes
-  int threads = 4;                  // workers of the threads backend (capped by queue_depth)
+  int queue_depth = 32;          // most block requests in flight
+  int64_t block_size = 1 << 20;  // requests are split into pieces of at most this many bytes
+  int threads = 4;               // workers of the threads backend (capped by queue_depth)
   IoFault fault = IoFault::none;
   int64_t fault_nth = 0;
   bool fault_repeat = false;
@@ -43,12 +43,12 @@ struct IoOptions {
 using IoTicket = uint64_t;
 
 struct IoStats {
-  int64_t requests = 0;         // write()/read() calls
-  int64_t pieces = 0;           // block requests submitted (resubmissions included)
-  int64_t bytes = 0;            // bytes completed
-  int64_t short_retries = 0;    // short transfers resubmitted
-  int64_t eagain_retries = 0;   // -EAGAIN resubmitted
-  int64_t submit_batches = 0;   // submission calls (io_uring_submit / worker wake-ups)
+  int64_t requests = 0;        // write()/read() calls
+  int64_t pieces = 0;          // block requests submitted (resubmissions included)
+  int64_t bytes = 0;           // bytes completed
+  int64_t short_retries = 0;   // short transfers resubmitted
+  int64_t eagain_retries = 0;  // -EAGAIN resubmitted
+  int64_t submit_batches = 0;  // submission calls (io_uring_submit / worker wake-ups)
 };
 
 // How a file's direct-I/O alignment was found, in order of preference.

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/softmax_attention.h"
+#include "core/threads.h"
 
 namespace strata::sequence {
 namespace {
@@ -17,10 +18,6 @@ namespace {
 // Row weights of a chunk of n rows: λ_i = γ^(i+1) (how much of the entering state row i sees)
 // and μ_j = γ^(n-1-j) (how much of row j survives to the chunk's end).
 // ---------------------------------------------------------------------------------------------
-
-// Same threshold as the core ops: an OpenMP fork/join costs microseconds, far more when ranks
-// oversubscribe the cores, which would dominate the tiny calls of tests and toy models.
-bool worth_threads(int64_t multiply_adds) { return multiply_adds >= (int64_t{1} << 18); }
 
 // Decay weights below this are flushed to 0. A term weighted by 1e-30 cannot show in an fp32 sum
 // of O(1) terms, while subnormal weights (retnet head 0 reaches them after ~2800 tokens) make
