@@ -73,17 +73,23 @@ void* HostPool::alloc(int64_t bytes) {
     fl->second.pop_back();
     --stats_.blocks_free;
   } else {
+    // Charge first: a memory cap refuses the block before anything is mapped.
+    MemoryTracker::instance().charge(opt_.category, size);
     p = mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE,
              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      MemoryTracker::instance().release(opt_.category, size);
       throw StrataError("HostPool: mmap of " + format_bytes(size) +
-                        " failed: " + std::strerror(errno));
+                        " failed: " + std::strerror(err));
+    }
     Block b;
     b.size = size;
     try {
       b.locked = lock_block(p, size);
     } catch (...) {
       munmap(p, static_cast<size_t>(size));
+      MemoryTracker::instance().release(opt_.category, size);
       throw;
     }
 #ifdef STRATA_HAVE_CUDA
@@ -91,8 +97,7 @@ void* HostPool::alloc(int64_t bytes) {
       // Without a device (or driver) this fails; the memory is still good for host I/O.
       b.cuda =
           cudaHostRegister(p, static_cast<size_t>(size), cudaHostRegisterDefault) == cudaSuccess;
-      if (!b.cuda)
-        cudaGetLastError();  // reset the (non-sticky) error so later CUDA calls do not report it
+      if (!b.cuda) cudaGetLastError();  // reset the (non-sticky) error so later calls miss it
     }
 #endif
     blocks_[p] = b;
@@ -100,7 +105,6 @@ void* HostPool::alloc(int64_t bytes) {
     stats_.bytes_locked += b.locked ? size : 0;
     ++stats_.blocks_held;
     ++stats_.maps;
-    MemoryTracker::instance().charge(opt_.category, size);
   }
   blocks_[p].served = bytes;
   stats_.bytes_served += bytes;

@@ -312,7 +312,7 @@ class EngineBase : public IoEngine {
         opt_.fault_repeat ? completions_ % opt_.fault_nth == 0 : completions_ == opt_.fault_nth;
     if (!hit || res <= 0) return res;
     if (opt_.fault == IoFault::eagain) return -EAGAIN;
-    return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(res, len) / 2));
+    return static_cast<int>(std::min<int64_t>(res, len) / 2 + 1);
   }
 
   void fail(Piece* p, const std::string& why) {
@@ -474,7 +474,11 @@ class UringEngine final : public EngineBase {
         else
           io_uring_prep_read(sqe, fd, p->buf, len, static_cast<uint64_t>(p->offset));
       }
-      if (fixed_file) sqe->flags |= IOSQE_FIXED_FILE;
+      if (fixed_file) {
+        sqe->flags |= IOSQE_FIXED_FILE;
+        ++stats_.fixed_file_pieces;
+      }
+      if (bi >= 0) ++stats_.fixed_buffer_pieces;
       io_uring_sqe_set_data(sqe, p);
     }
     for (;;) {

@@ -24,7 +24,8 @@ IoBackend parse_io_backend(const std::string& s);  // "auto" | "io_uring" | "thr
 
 // Test-only fault injection, applied to the fault_nth-th completion (1-based) the engine sees
 // (and every fault_nth-th when fault_repeat): `short_transfer` reports half the bytes the kernel
-// moved, `eagain` reports -EAGAIN. Both must be recovered from transparently.
+// moved plus one (so the stop point is never aligned and the resume must round down to the
+// alignment), `eagain` reports -EAGAIN. Both must be recovered from transparently.
 enum class IoFault { none, short_transfer, eagain };
 
 struct IoOptions {

@@ -39,7 +39,9 @@ TEST(HostPool, ClassRoundingBound) {
       ASSERT_EQ(c % HostPool::kAlignment, 0);
       ASSERT_LT(c - m, std::max<int64_t>(4096, m / 4)) << m;
       ASSERT_EQ(HostPool::class_size(c), c) << m;  // classes are fixed points
-      if (m >= (16 << 10)) ASSERT_LE(static_cast<double>(c), 1.25 * static_cast<double>(m));
+      if (m >= (16 << 10)) {
+        ASSERT_LE(static_cast<double>(c), 1.25 * static_cast<double>(m));
+      }
     }
   }
   EXPECT_EQ(HostPool::class_size(1), 4096);
@@ -156,7 +158,7 @@ TEST(HostPool, MemlockLimitIsExplained) {
       FAIL() << "mlock of 4 MiB under a 64 KiB RLIMIT_MEMLOCK succeeded";
     } catch (const StrataError& e) {
       const std::string msg = e.what();
-      EXPECT_NE(msg.find("RLIMIT_MEMLOCK is 64.0 KiB"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("RLIMIT_MEMLOCK is 64.0KiB"), std::string::npos) << msg;
       EXPECT_NE(msg.find("ulimit -l"), std::string::npos) << msg;
     }
     EXPECT_EQ(strict_pool.stats().bytes_held, 0);  // nothing leaked by the failed alloc

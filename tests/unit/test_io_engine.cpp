@@ -158,6 +158,10 @@ TEST_P(IoEngineTest, ManyConcurrentRequests) {
   EXPECT_EQ(std::memcmp(src, dst, kN * kSize), 0);
   EXPECT_EQ(e->stats().pieces, 2 * kN * (kSize / o.block_size));
   EXPECT_EQ(e->stats().bytes, 2 * kN * kSize);
+  if (GetParam() == IoBackend::io_uring) {  // every piece used the registered buffer and file
+    EXPECT_EQ(e->stats().fixed_buffer_pieces, e->stats().pieces);
+    EXPECT_EQ(e->stats().fixed_file_pieces, e->stats().pieces);
+  }
   EXPECT_TRUE(e->register_buffers({}));
 }
 
@@ -282,7 +286,9 @@ TEST(IoEngineFallback, RefusedUringFallsBackToThreads) {
   ASSERT_EQ(setenv("STRATA_IO_BACKEND", "threads", 1), 0);
   EXPECT_STREQ(IoEngine::create({})->backend(), "threads");
   unsetenv("STRATA_IO_BACKEND");
-  if (uring_available()) EXPECT_STREQ(IoEngine::create({})->backend(), "io_uring");
+  if (uring_available()) {
+    EXPECT_STREQ(IoEngine::create({})->backend(), "io_uring");
+  }
 }
 
 }  // namespace
