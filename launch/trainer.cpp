@@ -19,7 +19,6 @@
 #include "core/memory.h"
 #include "core/peak.h"
 #include "launch/checkpoint.h"
-#include "launch/fs_util.h"
 #include "launch/stop_signals.h"
 #include "launch/train_checkpoint.h"
 #include "optim/grad_norm.h"
@@ -188,7 +187,6 @@ double Trainer::evaluate() {
   // chunk) and the sums meet in an all-reduce. Every rank runs the same number of forwards so
   // that ZeRO-3 gathers and the sequence-parallel collectives stay matched.
   double sums[2] = {0, 0};  // loss, counted targets
-  zero_->set_training(false);
   const int64_t dp = mesh_->dp(), rounds = (cfg_.train.eval_batches + dp - 1) / dp;
   for (int64_t b = 0; b < rounds * dp; ++b) {
     val_data_->next_batch(mb, in.data(), tg.data());
@@ -205,7 +203,6 @@ double Trainer::evaluate() {
       sums[1] += static_cast<double>(c);
     }
   }
-  zero_->set_training(true);
   replica_comm().all_reduce_sum_double(sums, 2);
   return sums[0] / sums[1];
 }

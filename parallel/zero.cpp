@@ -249,13 +249,4 @@ void ZeroEngine::step(float lr, float clip) {
   }
 }
 
-void ZeroEngine::sync_params() {
-  if (stage_ == 0 || stage_ == 3) return;  // stage 0 holds full params; stage 3 gathers on use
-  for (int64_t u = 0; u < num_units(); ++u) {
-    const int64_t s = shard(u);
-    float* full = units_[static_cast<size_t>(u)].params->data();
-    dp_.all_gather(full + s * dp_.rank(), full, s);
-  }
-}
-
 }  // namespace strata

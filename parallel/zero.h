@@ -70,8 +70,6 @@ class ZeroEngine {
   void after_forward(int64_t u);
   void before_backward(int64_t u);
   void after_backward(int64_t u);
-  // Forward-only passes (evaluation) have no backward: stage 3 frees after the forward.
-  void set_training(bool training) { training_ = training; }
 
   // After the last micro-batch: waits for reductions, then returns this rank's partial sum of
   // squared gradients over what it owns (already summed over dp for the caller).
@@ -79,9 +77,6 @@ class ZeroEngine {
   // Scales gradients by `clip`, runs the optimizer on this rank's range at `lr`, re-assembles
   // parameters (stages 1-2: all-gather) and clears gradients.
   void step(float lr, float clip);
-
-  // Re-assembles full params from owned shards (after loading a checkpoint into owned_params).
-  void sync_params();
 
  private:
   struct State;
@@ -104,7 +99,6 @@ class ZeroEngine {
   std::vector<std::unique_ptr<Optimizer>> optimizers_;
   std::unique_ptr<State> s_;
   bool last_micro_ = true;
-  bool training_ = true;
 };
 
 }  // namespace strata
