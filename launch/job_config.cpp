@@ -260,7 +260,14 @@ const std::vector<Field>& schema() {
       field("parallel.sp", STRATA_REF(parallel.sp)),
       field("parallel.pp", STRATA_REF(parallel.pp)),
       field("parallel.zero_stage", STRATA_REF(parallel.zero_stage)),
-      string_choice("offload.policy", STRATA_REF(offload.policy), {"keep", "recompute"}),
+      string_choice("offload.policy", STRATA_REF(offload.policy), {"keep", "recompute", "swap"}),
+      string_choice("offload.tier", STRATA_REF(offload.tier), {"host", "nvme", "cxl"}),
+      field("offload.dir", STRATA_REF(offload.dir)),
+      field("offload.capacity_gb", STRATA_REF(offload.capacity_gb)),
+      field("offload.cxl_node", STRATA_REF(offload.cxl_node)),
+      field("offload.keep_last", STRATA_REF(offload.keep_last)),
+      field("offload.queue_depth", STRATA_REF(offload.queue_depth)),
+      field("offload.block_kb", STRATA_REF(offload.block_kb)),
       field("checkpoint.dir", STRATA_REF(checkpoint.dir)),
       field("checkpoint.every", STRATA_REF(checkpoint.every)),
       field("checkpoint.keep_last", STRATA_REF(checkpoint.keep_last)),
@@ -510,6 +517,25 @@ void Parser::check_ranges() const {
   at_least("parallel.pp", c.parallel.pp, 1);
   check(c.parallel.zero_stage >= 0 && c.parallel.zero_stage <= 3, "parallel.zero_stage",
         "expected a value in [0, 3], got " + format_value(c.parallel.zero_stage));
+  check(!c.offload.dir.empty(), "offload.dir",
+        "expected a directory for the swap files, got nothing");
+  at_least("offload.capacity_gb", c.offload.capacity_gb, 1);
+  {
+    // Whether the node exists is a property of the machine, checked when the tier is built.
+    const std::string& n = c.offload.cxl_node;
+    const bool number = !n.empty() && n.size() <= 9 && std::all_of(n.begin(), n.end(), [](char ch) {
+      return ch >= '0' && ch <= '9';
+    });
+    check(n == "auto" || number, "offload.cxl_node",
+          "expected auto or a NUMA node number, got '" + n + "'");
+  }
+  at_least("offload.keep_last", c.offload.keep_last, 0);
+  check(c.offload.queue_depth >= 1 && c.offload.queue_depth <= 4096, "offload.queue_depth",
+        "expected a value in [1, 4096], got " + format_value(c.offload.queue_depth));
+  // Direct I/O moves whole aligned units: a request size of whole 4 KiB pages fits every device.
+  check(c.offload.block_kb >= 4 && c.offload.block_kb % 4 == 0 && c.offload.block_kb <= (1 << 20),
+        "offload.block_kb",
+        "expected a multiple of 4 in [4, 1048576], got " + format_value(c.offload.block_kb));
   check(!c.checkpoint.resume.empty(), "checkpoint.resume",
         "expected auto, never or a checkpoint directory, got nothing");
   at_least("checkpoint.every", c.checkpoint.every, 0);

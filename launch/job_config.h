@@ -49,7 +49,15 @@ struct ParallelConfig {
 };
 
 struct OffloadConfig {
-  std::string policy = "keep";  // keep | recompute  (swap, auto: later)
+  std::string policy = "keep";  // keep | recompute | swap  (auto: later)
+  // swap only:
+  std::string tier = "nvme";             // host | nvme | cxl
+  std::string dir = "/tmp/strata_swap";  // nvme: directory of the per-rank swap files
+  int64_t capacity_gb = 16;              // most bytes (GiB) the tier holds per rank
+  std::string cxl_node = "auto";         // cxl: auto (a CPU-less NUMA node) or a node number
+  int64_t keep_last = 1;     // the last blocks stay in memory (their backward comes first)
+  int64_t queue_depth = 32;  // nvme: block requests in flight
+  int64_t block_kb = 1024;   // nvme: I/O request size (KiB)
 };
 
 struct CheckpointConfig {

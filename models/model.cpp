@@ -106,6 +106,7 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, co
     hk.after_forward(ui);
   }
 
+  if (L > 0) store.prefetch(micro_batch, L - 1);  // overlaps the head (swap only)
   hk.before_forward(L + 1);
   hk.before_backward(L + 1);
   FloatBuffer dh(N * D, MemCategory::activations);  // [N, D]
@@ -120,6 +121,9 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, co
     SavedTensors saved = store.take(micro_batch, i, [&](const float* x, SavedTensors& out) {
       blocks_[i].forward(units_[ui], w, x, next.data(), s, out);
     });
+    // Swapped activations of the next block to run backward start coming back now, overlapping
+    // this block's backward (a no-op under keep/recompute).
+    if (i > 0) store.prefetch(micro_batch, i - 1);
     blocks_[i].backward(units_[ui], w, units_[ui].grads().data(), saved, dh.data(), next.data(), s);
     std::swap(dh, next);
     hk.after_backward(ui);

@@ -20,6 +20,9 @@ class SavedTensors {
   // Drops every buffer except `keep` (the block input, from which the rest is recomputed).
   void keep_only(const std::string& keep);
   void clear() { items_.clear(); }
+  // Hands every (name, buffer) over in the order they were added, leaving the set empty (the
+  // swap policy copies each out and frees it, one at a time).
+  std::vector<std::pair<std::string, FloatBuffer>> release() { return std::move(items_); }
   bool empty() const { return items_.empty(); }
 
  private:

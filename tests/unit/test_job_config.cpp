@@ -225,8 +225,8 @@ TEST(JobConfig, WrongTypeNamesKeyAndValue) {
                   "'adamw'?)");
   EXPECT_CONTAINS(error_of(base + "optim:\n  schedule: step\n"),
                   "optim.schedule: expected one of cosine|linear|constant, got 'step'");
-  EXPECT_CONTAINS(error_of(base + "offload:\n  policy: swap\n"),
-                  "offload.policy: expected one of keep|recompute, got 'swap'");
+  EXPECT_CONTAINS(error_of(base + "offload:\n  policy: auto\n"),
+                  "offload.policy: expected one of keep|recompute|swap, got 'auto'");
   EXPECT_CONTAINS(error_of(base + "model:\n  linear_attention:\n    feature_map: relu\n"),
                   "job.yaml:5:5: model.linear_attention.feature_map: expected one of "
                   "silu|identity, got 'relu'");

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/memory.h"
 #include "launch/data.h"
 #include "launch/job_config.h"
 #include "launch/prepare_data.h"
@@ -95,6 +96,33 @@ TEST_F(TrainerTest, RecomputeTrainsBitIdenticallyToKeep) {
   Trainer keep(config("keep")), recompute(config("re", {"offload.policy=recompute"}));
   EXPECT_EQ(train(keep, 4), train(recompute, 4));
   EXPECT_EQ(all_params(keep), all_params(recompute));
+}
+
+TEST_F(TrainerTest, SwapTrainsBitIdenticallyToKeep) {
+  const std::string swap_dir = dir_ + "/swap";
+  auto activation_peak = [](Trainer& t) {
+    MemoryTracker::instance().reset_peaks();
+    const double loss = t.train_step().loss;
+    const auto s = MemoryTracker::instance().snapshot();
+    return std::make_pair(loss, s.peak[static_cast<int>(MemCategory::activations)]);
+  };
+  {
+    // keep_last=0: every block goes through the swap file (the default keeps the last one).
+    Trainer keep(config("keep")),
+        swap(config("sw", {"offload.policy=swap", "offload.tier=nvme", "offload.dir=" + swap_dir,
+                           "offload.keep_last=0"}));
+    int files = 0;
+    for (const auto& e : fs::directory_iterator(swap_dir))
+      files += e.path().filename().string().starts_with("strata_swap_");
+    EXPECT_EQ(files, 1);
+    const auto [keep_loss, keep_peak] = activation_peak(keep);
+    const auto [swap_loss, swap_peak] = activation_peak(swap);
+    EXPECT_EQ(keep_loss, swap_loss);
+    EXPECT_LT(swap_peak, keep_peak);  // the saved sets left activation memory
+    EXPECT_EQ(train(keep, 3), train(swap, 3));
+    EXPECT_EQ(all_params(keep), all_params(swap));
+  }
+  EXPECT_TRUE(fs::is_empty(swap_dir));  // the swap file went with the trainer
 }
 
 TEST_F(TrainerTest, GradientAccumulationEqualsOneBatch) {

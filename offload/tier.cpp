@@ -1,0 +1,421 @@
+#include "offload/tier.h"
+
+#include <numa.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <iterator>
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/memory.h"
+#include "offload/host_pool.h"
+
+namespace strata {
+
+namespace fs = std::filesystem;
+
+SwapTierKind parse_swap_tier(const std::string& s) {
+  if (s == "host") return SwapTierKind::host;
+  if (s == "nvme") return SwapTierKind::nvme;
+  if (s == "cxl") return SwapTierKind::cxl;
+  throw InputError("offload.tier: expected host, nvme or cxl, got '" + s + "'");
+}
+
+const char* swap_tier_name(SwapTierKind k) {
+  switch (k) {
+    case SwapTierKind::host:
+      return "host";
+    case SwapTierKind::nvme:
+      return "nvme";
+    case SwapTierKind::cxl:
+      return "cxl";
+  }
+  return "?";
+}
+
+void SwapTier::throw_full(int64_t more) const {
+  const std::string file = path().empty() ? "" : " (file '" + path() + "')";
+  throw StrataError("swap tier " + std::string(name()) + file +
+                    " is full: " + format_bytes(bytes_used()) + " held + " + format_bytes(more) +
+                    " requested exceeds its capacity of " + format_bytes(capacity_) +
+                    " (offload.capacity_gb)");
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// host and cxl: the payload is copied into memory the tier owns; nothing is asynchronous (a
+// memcpy has no completion to wait for), so prefetch is a no-op.
+class MemoryTier : public SwapTier {
+ public:
+  // node < 0: HostPool memory; else memory bound to that NUMA node.
+  MemoryTier(int64_t capacity, int node) : SwapTier(capacity), node_(node) {}
+  ~MemoryTier() override {
+    for (auto& [h, b] : live_) release(b);
+  }
+
+  Handle write(const float* src, int64_t bytes) override {
+    check_capacity(bytes);
+    Block b{nullptr, bytes};
+    if (node_ < 0) {
+      b.p = pool_.alloc(bytes);
+    } else {
+      // Charged as io like the host tier: it is memory, only not activation memory.
+      MemoryTracker::instance().charge(MemCategory::io, bytes);
+      b.p = numa_alloc_onnode(static_cast<size_t>(bytes), node_);
+      if (!b.p) {
+        MemoryTracker::instance().release(MemCategory::io, bytes);
+        throw StrataError("swap tier cxl: numa_alloc_onnode(" + format_bytes(bytes) + ", node " +
+                          std::to_string(node_) + ") failed");
+      }
+    }
+    std::memcpy(b.p, src, static_cast<size_t>(bytes));
+    used_ += bytes;
+    live_.emplace(next_, b);
+    return next_++;
+  }
+  void prefetch(Handle) override {}
+  void read(Handle h, float* dst) override {
+    auto it = live_.find(h);
+    STRATA_CHECK(it != live_.end(), "unknown swap handle " + std::to_string(h));
+    std::memcpy(dst, it->second.p, static_cast<size_t>(it->second.bytes));
+    release(it->second);
+    live_.erase(it);
+  }
+  void discard(Handle h) override {
+    auto it = live_.find(h);
+    STRATA_CHECK(it != live_.end(), "unknown swap handle " + std::to_string(h));
+    release(it->second);
+    live_.erase(it);
+  }
+  const char* name() const override { return node_ < 0 ? "host" : "cxl"; }
+  int64_t bytes_used() const override { return used_; }
+
+ private:
+  struct Block {
+    void* p;
+    int64_t bytes;
+  };
+  void release(const Block& b) {
+    used_ -= b.bytes;
+    if (node_ < 0) {
+      pool_.free(b.p);
+    } else {
+      numa_free(b.p, static_cast<size_t>(b.bytes));
+      MemoryTracker::instance().release(MemCategory::io, b.bytes);
+    }
+  }
+
+  int node_;
+  HostPool pool_;
+  std::unordered_map<Handle, Block> live_;
+  Handle next_ = 0;
+  int64_t used_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// nvme: one O_DIRECT file; space is handed out in aligned extents (first fit, freed extents
+// coalesce, the file's high-water mark shrinks back when its last extent is freed). A write
+// copies into a page-aligned HostPool staging block padded to the file's alignment and submits;
+// the staging block is freed when the write completes (poll). A read of a handle whose write has
+// not been retired yet copies from the staging block instead of going to the device.
+class NvmeTier : public SwapTier {
+ public:
+  explicit NvmeTier(const SwapOptions& o) : SwapTier(o.capacity_bytes) {
+    std::error_code ec;
+    fs::create_directories(o.dir, ec);
+    if (ec)
+      throw StrataError("offload.dir: cannot create swap directory '" + o.dir +
+                        "': " + ec.message());
+    remove_stale_swap_files(o.dir);
+    path_ = swap_file_path(o.dir, o.rank);
+    engine_ = IoEngine::create(o.io);
+    try {
+      // No preallocation: capacity is a cap, not a reservation of offload.capacity_gb on disk.
+      slot_ = engine_->register_file(path_, true, 0);
+    } catch (...) {
+      ::unlink(path_.c_str());  // open may have created it before failing
+      throw;
+    }
+    const DioAlignment& a = engine_->alignment(slot_);
+    align_ = a.offset;
+    if (a.mem > HostPool::kAlignment) {
+      engine_.reset();
+      ::unlink(path_.c_str());
+      throw StrataError("swap file '" + path_ + "' needs " + std::to_string(a.mem) +
+                        "-byte aligned buffers; staging blocks are 4096-byte aligned");
+    }
+  }
+
+  ~NvmeTier() override {
+    // Everything in flight must land before its staging block goes back to the pool and before
+    // the file is removed; a failure here is moot (the data is being thrown away).
+    try {
+      engine_->wait_all();
+    } catch (const std::exception& e) {
+      log_warn(std::string("swap tier nvme: I/O failed while closing: ") + e.what());
+    }
+    for (auto& [h, x] : live_) {
+      if (x.wstage) pool_.free(x.wstage);
+      if (x.rstage) pool_.free(x.rstage);
+    }
+    engine_.reset();  // closes the file
+    ::unlink(path_.c_str());
+  }
+
+  Handle write(const float* src, int64_t bytes) override {
+    poll();
+    const int64_t padded = io_padded_size(bytes, align_);
+    Extent x;
+    x.bytes = bytes;
+    x.padded = padded;
+    x.offset = alloc_extent(padded);
+    try {
+      x.wstage = pool_.alloc(padded);
+      std::memcpy(x.wstage, src, static_cast<size_t>(bytes));
+      // The padding goes to disk too: zero it rather than write stale pool bytes.
+      std::memset(static_cast<char*>(x.wstage) + bytes, 0, static_cast<size_t>(padded - bytes));
+      x.wticket = engine_->write(slot_, x.offset, x.wstage, padded);
+    } catch (...) {
+      if (x.wstage) pool_.free(x.wstage);
+      free_extent(x.offset, padded);
+      throw;
+    }
+    live_.emplace(next_, x);
+    writing_.push_back(next_);
+    return next_++;
+  }
+
+  void prefetch(Handle h) override {
+    Extent& x = at(h);
+    if (x.wstage || x.rstage) return;  // still staged, or already on its way
+    x.rstage = pool_.alloc(x.padded);
+    try {
+      x.rticket = engine_->read(slot_, x.offset, x.rstage, x.padded);
+    } catch (...) {
+      pool_.free(x.rstage);
+      x.rstage = nullptr;
+      throw;
+    }
+  }
+
+  void read(Handle h, float* dst) override {
+    Extent& x = at(h);
+    if (x.wstage) {
+      engine_->wait(x.wticket);
+      std::memcpy(dst, x.wstage, static_cast<size_t>(x.bytes));
+    } else {
+      if (!x.rstage) prefetch(h);
+      engine_->wait(x.rticket);
+      std::memcpy(dst, x.rstage, static_cast<size_t>(x.bytes));
+    }
+    drop(h);
+  }
+
+  void discard(Handle h) override {
+    Extent& x = at(h);
+    // The transfers cannot be cancelled: let them finish before the extent and staging are reused.
+    if (x.wstage) engine_->wait(x.wticket);
+    if (x.rstage) engine_->wait(x.rticket);
+    drop(h);
+  }
+
+  void poll() override {
+    std::erase_if(writing_, [&](Handle h) {
+      auto it = live_.find(h);
+      if (it == live_.end() || !it->second.wstage) return true;  // read or discarded meanwhile
+      if (!engine_->poll(it->second.wticket)) return false;
+      engine_->wait(it->second.wticket);
+      pool_.free(it->second.wstage);
+      it->second.wstage = nullptr;
+      return true;
+    });
+  }
+
+  const char* name() const override { return "nvme"; }
+  std::string path() const override { return path_; }
+  int64_t bytes_used() const override { return used_; }
+
+ private:
+  struct Extent {
+    int64_t offset = 0, bytes = 0, padded = 0;
+    void* wstage = nullptr;  // the write's staging block until the write is retired
+    IoTicket wticket = 0;
+    void* rstage = nullptr;  // the read's staging block once a read is issued
+    IoTicket rticket = 0;
+  };
+
+  Extent& at(Handle h) {
+    auto it = live_.find(h);
+    STRATA_CHECK(it != live_.end(), "unknown swap handle " + std::to_string(h));
+    return it->second;
+  }
+
+  // Frees the staging blocks (their transfers are complete) and the extent.
+  void drop(Handle h) {
+    auto it = live_.find(h);
+    Extent& x = it->second;
+    if (x.wstage) pool_.free(x.wstage);
+    if (x.rstage) pool_.free(x.rstage);
+    free_extent(x.offset, x.padded);
+    live_.erase(it);
+  }
+
+  int64_t alloc_extent(int64_t padded) {
+    check_capacity(padded);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < padded) continue;
+      const int64_t off = it->first, len = it->second;
+      free_.erase(it);
+      if (len > padded) free_.emplace(off + padded, len - padded);
+      used_ += padded;
+      return off;
+    }
+    // Fragmentation can leave no hole large enough even below capacity: the file must not grow
+    // past the capacity either.
+    if (end_ + padded > capacity()) throw_full(padded);
+    const int64_t off = end_;
+    end_ += padded;
+    used_ += padded;
+    return off;
+  }
+
+  void free_extent(int64_t off, int64_t len) {
+    used_ -= len;
+    auto next = free_.lower_bound(off);
+    if (next != free_.end() && next->first == off + len) {
+      len += next->second;
+      next = free_.erase(next);
+    }
+    if (next != free_.begin()) {
+      auto prev = std::prev(next);
+      if (prev->first + prev->second == off) {
+        off = prev->first;
+        len += prev->second;
+        free_.erase(prev);
+      }
+    }
+    if (off + len == end_)
+      end_ = off;
+    else
+      free_.emplace(off, len);
+  }
+
+  std::string path_;
+  std::unique_ptr<IoEngine> engine_;
+  int slot_ = -1;
+  int64_t align_ = 4096;
+  HostPool pool_;
+  std::map<Handle, Extent> live_;
+  std::vector<Handle> writing_;      // handles whose write has not been retired
+  std::map<int64_t, int64_t> free_;  // offset -> length, below end_
+  int64_t end_ = 0;                  // file high-water mark
+  int64_t used_ = 0;
+  Handle next_ = 0;
+};
+
+// The NUMA node of the cxl tier, or -1 to fall back to host memory (auto without a CPU-less
+// node). CXL memory expanders show up as NUMA nodes with memory and no CPUs.
+int resolve_cxl_node(const std::string& spec) {
+  const bool automatic = spec == "auto";
+  if (numa_available() < 0) {
+    if (automatic) {
+      log_warn("offload.cxl_node=auto: NUMA is not available here; the cxl tier uses host memory");
+      return -1;
+    }
+    throw InputError("offload.cxl_node: node " + spec +
+                     " does not exist: NUMA is not available on this machine");
+  }
+  const int max_node = numa_max_node();
+  auto exists = [&](int n) {
+    return n >= 0 && n <= max_node && numa_bitmask_isbitset(numa_all_nodes_ptr, n);
+  };
+  if (!automatic) {
+    int n = -1;
+    const auto [end, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), n);
+    if (ec != std::errc() || end != spec.data() + spec.size() || !exists(n))
+      throw InputError("offload.cxl_node: NUMA node " + spec +
+                       " does not exist (this machine has " +
+                       (max_node == 0 ? "node 0" : "nodes 0.." + std::to_string(max_node)) + ")");
+    return n;
+  }
+  for (int n = 0; n <= max_node; ++n) {
+    if (!exists(n)) continue;
+    bitmask* cpus = numa_allocate_cpumask();
+    const bool has_cpu = numa_node_to_cpus(n, cpus) != 0 || numa_bitmask_weight(cpus) > 0;
+    numa_free_cpumask(cpus);
+    if (!has_cpu && numa_node_size64(n, nullptr) > 0) {
+      log_info("offload.cxl_node=auto: using CPU-less NUMA node " + std::to_string(n));
+      return n;
+    }
+  }
+  log_warn(
+      "offload.cxl_node=auto: no CPU-less NUMA node on this machine; the cxl tier uses host "
+      "memory");
+  return -1;
+}
+
+}  // namespace
+
+std::unique_ptr<SwapTier> SwapTier::create(const SwapOptions& o) {
+  switch (o.tier) {
+    case SwapTierKind::host:
+      return std::make_unique<MemoryTier>(o.capacity_bytes, -1);
+    case SwapTierKind::cxl:
+      return std::make_unique<MemoryTier>(o.capacity_bytes, resolve_cxl_node(o.cxl_node));
+    case SwapTierKind::nvme:
+      return std::make_unique<NvmeTier>(o);
+  }
+  return nullptr;
+}
+
+std::string swap_file_path(const std::string& dir, int rank) {
+  static std::atomic<int> seq{0};
+  const int n = seq++;
+  std::string name = "strata_swap_";
+  name += std::to_string(getpid());
+  name += "_r";
+  name += std::to_string(rank);
+  if (n) {
+    name += '_';
+    name += std::to_string(n);
+  }
+  name += ".bin";
+  return (fs::path(dir) / name).string();
+}
+
+int remove_stale_swap_files(const std::string& dir) {
+  // Only files that match our naming are considered; a PID from another PID namespace sharing
+  // the directory would look dead, so keep offload.dir per container (as /tmp usually is).
+  static const std::string prefix = "strata_swap_";
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with(prefix) || !name.ends_with(".bin")) continue;
+    long pid = 0;
+    const char* b = name.data() + prefix.size();
+    const auto [end, perr] = std::from_chars(b, name.data() + name.size(), pid);
+    if (perr != std::errc() || end == b || *end != '_' || pid <= 0) continue;
+    if (pid == getpid()) continue;
+    if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours)
+    std::error_code rec;
+    if (fs::remove(entry.path(), rec)) {
+      ++removed;
+      log_info("removed stale swap file " + entry.path().string() + " (process " +
+               std::to_string(pid) + " is gone)");
+    }
+  }
+  return removed;
+}
+
+}  // namespace strata

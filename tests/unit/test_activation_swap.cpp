@@ -1,0 +1,334 @@
+// The `swap` activation policy: saved sets of odd-sized tensors round-trip bit for bit through
+// every tier (host, nvme on both I/O backends, cxl falling back to host here), a full tier is a
+// clear error, the swap file goes away with the store (also while an exception unwinds) and
+// swap files of dead processes are cleaned up at start.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/memory.h"
+#include "launch/job_config.h"
+#include "offload/activation_store.h"
+#include "offload/tier.h"
+
+namespace strata {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool uring_available() {
+  static const bool ok = [] {
+    IoOptions o;
+    o.backend = IoBackend::io_uring;
+    try {
+      IoEngine::create(o);
+      return true;
+    } catch (const StrataError&) {
+      return false;
+    }
+  }();
+  return ok;
+}
+
+int swap_files_in(const std::string& dir) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir))
+    n += e.path().filename().string().starts_with("strata_swap_");
+  return n;
+}
+
+// Odd sizes on purpose: none is a multiple of the 4 KiB direct-I/O unit, one is empty.
+const std::vector<std::pair<std::string, int64_t>> kTensors = {
+    {"x", 1027}, {"h1", 1}, {"qkv", 3 * 4099}, {"empty", 0}, {"ffn", 100003}};
+
+// Random bit patterns (NaN payloads and denormals included): only a byte copy survives.
+void fill(SavedTensors& s, uint32_t seed) {
+  std::mt19937 rng(seed);
+  for (const auto& [name, n] : kTensors) {
+    float* p = s.add(name, n);
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t bits = rng();
+      std::memcpy(p + i, &bits, 4);
+    }
+  }
+}
+
+void expect_same(const SavedTensors& got, uint32_t seed) {
+  SavedTensors want;
+  fill(want, seed);
+  EXPECT_EQ(got.bytes(), want.bytes());
+  for (const auto& [name, n] : kTensors) {
+    ASSERT_TRUE(got.has(name)) << name;
+    EXPECT_EQ(std::memcmp(got.get(name), want.get(name), static_cast<size_t>(n) * 4), 0) << name;
+  }
+}
+
+class SwapTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/strata_swap_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // "host", "nvme-threads", "nvme-io_uring", "cxl-auto", "cxl-0"
+  SwapOptions options(const std::string& kind) const {
+    SwapOptions o;
+    o.dir = dir_;
+    o.capacity_bytes = 64 << 20;
+    o.io.block_size = 64 << 10;  // several pieces per tensor
+    if (kind == "host") o.tier = SwapTierKind::host;
+    if (kind.starts_with("nvme")) {
+      o.tier = SwapTierKind::nvme;
+      o.io.backend = kind == "nvme-threads" ? IoBackend::threads : IoBackend::io_uring;
+    }
+    if (kind.starts_with("cxl")) {
+      o.tier = SwapTierKind::cxl;
+      o.cxl_node = kind == "cxl-auto" ? "auto" : "0";
+    }
+    return o;
+  }
+
+  std::string dir_;
+};
+
+TEST_P(SwapTest, RoundTripsBitForBit) {
+  if (GetParam() == "nvme-io_uring" && !uring_available()) GTEST_SKIP() << "io_uring refused here";
+  const int64_t blocks = 4, micro_batches = 2;
+  ActivationStore store(blocks, ActivationPolicy::swap, "x", SwapTier::create(options(GetParam())));
+  store.set_policy(blocks - 1, ActivationPolicy::keep);  // like offload.keep_last = 1
+  for (int64_t mb = 0; mb < micro_batches; ++mb)
+    for (int64_t b = 0; b < blocks; ++b) {
+      SavedTensors s;
+      fill(s, static_cast<uint32_t>(mb * 100 + b));
+      store.save(mb, b, std::move(s));
+    }
+  SavedTensors one;
+  fill(one, 0);
+  // Only the kept block is still activation memory; the rest lives in the tier.
+  EXPECT_EQ(store.bytes_held(), micro_batches * one.bytes());
+  EXPECT_GE(store.bytes_swapped(), micro_batches * (blocks - 1) * one.bytes());
+  EXPECT_EQ(store.swapped_blocks(), micro_batches * (blocks - 1));
+
+  const auto no_rebuild = [](const float*, SavedTensors&) { FAIL() << "swap never recomputes"; };
+  for (int64_t mb = micro_batches - 1; mb >= 0; --mb)
+    for (int64_t b = blocks - 1; b >= 0; --b) {
+      // Prefetch one ahead like Model::forward_backward; block 1 is taken without one.
+      if (b > 0 && b != 2) store.prefetch(mb, b - 1);
+      expect_same(store.take(mb, b, no_rebuild), static_cast<uint32_t>(mb * 100 + b));
+    }
+  EXPECT_TRUE(store.empty());
+  EXPECT_EQ(store.bytes_swapped(), 0);
+  EXPECT_STREQ(store.tier()->name(), GetParam() == "host" || GetParam().starts_with("cxl-auto")
+                                         ? "host"
+                                         : GetParam().substr(0, GetParam().find('-')).c_str());
+}
+
+// The file's extents are reused after reads and discards: many rounds in a small capacity.
+TEST_P(SwapTest, ReusesSpaceAcrossRounds) {
+  if (GetParam() == "nvme-io_uring" && !uring_available()) GTEST_SKIP() << "io_uring refused here";
+  SwapOptions o = options(GetParam());
+  o.capacity_bytes = 1 << 20;
+  auto tier = SwapTier::create(o);
+  std::vector<float> src(50000), dst(50000);
+  for (int round = 0; round < 20; ++round) {
+    for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>(round * 7 + i);
+    const auto a = tier->write(src.data(), 200000);
+    const auto b = tier->write(src.data(), 12345 * 4);
+    const auto c = tier->write(src.data(), 4);
+    tier->discard(b);
+    tier->prefetch(a);
+    tier->read(a, dst.data());
+    EXPECT_EQ(std::memcmp(dst.data(), src.data(), 200000), 0) << round;
+    tier->poll();
+    tier->read(c, dst.data());
+    EXPECT_EQ(dst[0], src[0]);
+    EXPECT_EQ(tier->bytes_used(), 0);
+  }
+}
+
+TEST_P(SwapTest, FullTierNamesTierFileAndCapacity) {
+  if (GetParam() == "nvme-io_uring" && !uring_available()) GTEST_SKIP() << "io_uring refused here";
+  SwapOptions o = options(GetParam());
+  o.capacity_bytes = 64 << 10;
+  auto tier = SwapTier::create(o);
+  std::vector<float> buf(10000);
+  tier->write(buf.data(), 40000);
+  try {
+    tier->write(buf.data(), 40000);
+    FAIL() << "expected the tier to be full";
+  } catch (const StrataError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(std::string("swap tier ") + tier->name()), std::string::npos) << msg;
+    EXPECT_NE(msg.find("capacity of 64"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("offload.capacity_gb"), std::string::npos) << msg;
+    if (GetParam().starts_with("nvme")) {
+      EXPECT_NE(msg.find(tier->path()), std::string::npos) << msg;
+    }
+  }
+  // A failed write leaves the tier usable.
+  EXPECT_LE(tier->bytes_used(), 64 << 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiers, SwapTest,
+                         ::testing::Values("host", "nvme-threads", "nvme-io_uring", "cxl-auto",
+                                           "cxl-0"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n)
+                             if (c == '-') c = '_';
+                           return n;
+                         });
+
+class SwapFileTest : public SwapTest {};
+
+TEST_F(SwapFileTest, RemovedWhenTheStoreIsDestroyed) {
+  SwapOptions o = options("nvme-threads");
+  {
+    ActivationStore store(2, ActivationPolicy::swap, "x", SwapTier::create(o));
+    const std::string path = store.tier()->path();
+    EXPECT_TRUE(path.starts_with(dir_ + "/strata_swap_" + std::to_string(getpid()) + "_r0"));
+    EXPECT_TRUE(fs::exists(path));
+    SavedTensors s;
+    fill(s, 1);
+    store.save(0, 0, std::move(s));  // still held (and maybe in flight) at destruction
+  }
+  EXPECT_EQ(swap_files_in(dir_), 0);
+}
+
+TEST_F(SwapFileTest, RemovedWhenAnExceptionUnwinds) {
+  SwapOptions o = options("nvme-threads");
+  o.rank = 3;
+  std::string path;
+  try {
+    ActivationStore store(2, ActivationPolicy::swap, "x", SwapTier::create(o));
+    path = store.tier()->path();
+    SavedTensors s;
+    fill(s, 2);
+    store.save(0, 0, std::move(s));
+    EXPECT_EQ(swap_files_in(dir_), 1);
+    throw std::runtime_error("step failed");
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_NE(path.find("_r3"), std::string::npos) << path;
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_EQ(swap_files_in(dir_), 0);
+}
+
+TEST_F(SwapFileTest, StaleFilesOfDeadProcessesAreRemovedAtStart) {
+  // A PID that is certainly gone: a child that has exited and been reaped.
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(0);
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  const std::string stale = dir_ + "/strata_swap_" + std::to_string(child) + "_r0.bin";
+  const std::string stale2 = dir_ + "/strata_swap_" + std::to_string(child) + "_r1_2.bin";
+  const std::string live = dir_ + "/strata_swap_" + std::to_string(getppid()) + "_r0.bin";
+  const std::string other = dir_ + "/notes.bin";
+  for (const auto& p : {stale, stale2, live, other}) std::ofstream(p) << "x";
+
+  {
+    auto tier = SwapTier::create(options("nvme-threads"));
+    EXPECT_FALSE(fs::exists(stale));
+    EXPECT_FALSE(fs::exists(stale2));
+    EXPECT_TRUE(fs::exists(live));   // its process is alive
+    EXPECT_TRUE(fs::exists(other));  // not a swap file
+    EXPECT_TRUE(fs::exists(tier->path()));
+  }
+  EXPECT_EQ(swap_files_in(dir_), 1);  // only the live process's file is left
+  EXPECT_EQ(remove_stale_swap_files(dir_), 0);
+}
+
+TEST_F(SwapFileTest, MissingCxlNodeIsAnInputError) {
+  SwapOptions o = options("cxl-0");
+  o.cxl_node = "999";
+  try {
+    SwapTier::create(o);
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("offload.cxl_node"), std::string::npos) << e.what();
+  }
+}
+
+TEST(SwapPolicy, ParsesNames) {
+  EXPECT_EQ(parse_activation_policy("swap"), ActivationPolicy::swap);
+  EXPECT_STREQ(activation_policy_name(ActivationPolicy::swap), "swap");
+  EXPECT_EQ(parse_swap_tier("cxl"), SwapTierKind::cxl);
+  EXPECT_THROW(parse_swap_tier("disk"), InputError);
+}
+
+// Without a tier the store swaps to host memory, so `swap` works wherever a store is built.
+TEST(SwapPolicy, DefaultsToTheHostTier) {
+  ActivationStore store(1, ActivationPolicy::swap);
+  SavedTensors s;
+  fill(s, 9);
+  store.save(0, 0, std::move(s));
+  EXPECT_EQ(store.bytes_held(), 0);
+  ASSERT_NE(store.tier(), nullptr);
+  EXPECT_STREQ(store.tier()->name(), "host");
+  expect_same(store.take(0, 0, nullptr), 9);
+}
+
+// The offload section: defaults, strict validation, and a dump that parses back the same.
+TEST(SwapJobConfig, DefaultsValidationAndDump) {
+  const std::string base = "data:\n  train: x\n";
+  const JobConfig d = parse_job_config(base, "job.yaml");
+  EXPECT_EQ(d.offload.tier, "nvme");
+  EXPECT_EQ(d.offload.dir, "/tmp/strata_swap");
+  EXPECT_EQ(d.offload.capacity_gb, 16);
+  EXPECT_EQ(d.offload.cxl_node, "auto");
+  EXPECT_EQ(d.offload.keep_last, 1);
+  EXPECT_EQ(d.offload.queue_depth, 32);
+  EXPECT_EQ(d.offload.block_kb, 1024);
+
+  auto error_of = [&](const std::string& set) -> std::string {
+    try {
+      parse_job_config(base, "job.yaml", {set});
+    } catch (const InputError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(error_of("offload.tier=disk").find("offload.tier=disk: expected one of host|nvme|cxl"),
+            std::string::npos);
+  EXPECT_NE(error_of("offload.capacity_gb=0").find("offload.capacity_gb"), std::string::npos);
+  EXPECT_NE(
+      error_of("offload.cxl_node=first").find("offload.cxl_node=first: expected auto or a NUMA"),
+      std::string::npos);
+  EXPECT_NE(error_of("offload.cxl_node=-1").find("offload.cxl_node"), std::string::npos);
+  EXPECT_NE(error_of("offload.keep_last=-1").find("offload.keep_last"), std::string::npos);
+  EXPECT_NE(error_of("offload.queue_depth=0").find("offload.queue_depth"), std::string::npos);
+  EXPECT_NE(error_of("offload.block_kb=6").find("offload.block_kb=6: expected a multiple of 4"),
+            std::string::npos);
+  EXPECT_NE(error_of("offload.dir=").find("offload.dir"), std::string::npos);
+  EXPECT_EQ(error_of("offload.cxl_node=2"), "");  // existence is checked when the tier is built
+
+  const JobConfig c =
+      parse_job_config(base, "job.yaml",
+                       {"offload.policy=swap", "offload.tier=cxl", "offload.dir=/mnt/nvme/swap",
+                        "offload.capacity_gb=3", "offload.cxl_node=1", "offload.keep_last=2",
+                        "offload.queue_depth=8", "offload.block_kb=256"});
+  const JobConfig back = parse_job_config(dump_job_config(c), "dump.yaml");
+  EXPECT_EQ(back.offload.policy, "swap");
+  EXPECT_EQ(back.offload.tier, "cxl");
+  EXPECT_EQ(back.offload.dir, "/mnt/nvme/swap");
+  EXPECT_EQ(back.offload.capacity_gb, 3);
+  EXPECT_EQ(back.offload.cxl_node, "1");
+  EXPECT_EQ(back.offload.keep_last, 2);
+  EXPECT_EQ(back.offload.queue_depth, 8);
+  EXPECT_EQ(back.offload.block_kb, 256);
+}
+
+}  // namespace
+}  // namespace strata
