@@ -4,6 +4,7 @@
 //
 //   build/bench/step_bench [--steps 3] [--warmup 1] [--threads N] [--policy keep|recompute]
 //                          [--micro-batch 4] [--dim 512] [--layers 8] [--seq 512] [--vocab 8192]
+//                          [--tier nvme|host|cxl] [--dir /tmp/strata_swap]   (with --policy swap)
 #include <omp.h>
 
 #include <chrono>
@@ -21,13 +22,14 @@
 #include "core/rng.h"
 #include "models/model.h"
 #include "optim/grad_norm.h"
+#include "offload/tier.h"
 #include "optim/optimizer.h"
 
 using namespace strata;
 
 int main(int argc, char** argv) {
   int64_t steps = 3, warmup = 1, threads = omp_get_num_procs(), micro = 4, batch = 4;
-  std::string policy = "keep";
+  std::string policy = "keep", tier = "nvme", dir = "/tmp/strata_swap";
   ModelConfig cfg;
   cfg.vocab_size = 8192;
   cfg.dim = 512;
@@ -78,7 +80,16 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<Optimizer>> opts;
   for (auto& u : model.units())
     opts.push_back(make_optimizer("adamw", u.numel(), OptimizerOptions{}));
-  ActivationStore store(cfg.n_layers, parse_activation_policy(policy));
+  // swap: every block but the last goes to the tier (the last one's backward comes first).
+  std::unique_ptr<SwapTier> swap_tier;
+  if (policy == "swap") {
+    SwapOptions so;
+    so.tier = parse_swap_tier(tier);
+    so.dir = dir;
+    swap_tier = SwapTier::create(so);
+  }
+  ActivationStore store(cfg.n_layers, parse_activation_policy(policy), "x", std::move(swap_tier));
+  if (policy == "swap") store.set_policy(cfg.n_layers - 1, ActivationPolicy::keep);
 
   // Random tokens: the speed does not depend on the text.
   const int64_t N = batch * T;

@@ -21,6 +21,7 @@ packages=(build-essential cmake ninja-build pkg-config
           fortunes)  # fortunes: the English text corpus of configs/tiny.yaml
 if [ "$want_tests" = 1 ]; then
   packages+=(python3 python3-torch)  # e2e checks parse JSON; PyTorch is the independent reference
+  packages+=(slurm-wlm munge)  # tests/e2e/slurm_train.sh: a private single-node Slurm on localhost
 fi
 
 missing=()
