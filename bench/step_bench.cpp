@@ -2,7 +2,7 @@
 // global-norm clip, AdamW) of a ~34M-parameter hybrid model, against the machine's sgemm peak
 // measured in the same run, plus peak memory by category.
 //
-//   build/bench/step_bench [--steps 3] [--warmup 1] [--threads N] [--policy keep|recompute]
+//   build/bench/step_bench [--steps 3] [--warmup 1] [--threads N] [--policy keep|recompute|swap]
 //                          [--micro-batch 4] [--dim 512] [--layers 8] [--seq 512] [--vocab 8192]
 //                          [--tier nvme|host|cxl] [--dir /tmp/strata_swap]   (with --policy swap)
 #include <omp.h>
@@ -57,6 +57,10 @@ int main(int argc, char** argv) {
       threads = std::stoll(next());
     else if (a == "--policy")
       policy = next();
+    else if (a == "--tier")
+      tier = next();
+    else if (a == "--dir")
+      dir = next();
     else if (a == "--micro-batch")
       micro = std::stoll(next());
     else if (a == "--dim")
