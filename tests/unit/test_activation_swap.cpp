@@ -69,6 +69,7 @@ void expect_same(const SavedTensors& got, uint32_t seed) {
   EXPECT_EQ(got.bytes(), want.bytes());
   for (const auto& [name, n] : kTensors) {
     ASSERT_TRUE(got.has(name)) << name;
+    if (n == 0) continue;  // an empty tensor has no buffer (memcmp of null pointers is UB)
     EXPECT_EQ(std::memcmp(got.get(name), want.get(name), static_cast<size_t>(n) * 4), 0) << name;
   }
 }
