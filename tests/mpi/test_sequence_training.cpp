@@ -17,6 +17,7 @@
 #include "launch/prepare_data.h"
 #include "launch/trainer.h"
 #include "mpi_test_env.h"
+#include "tests/test_corpus.h"
 
 namespace strata {
 namespace {
@@ -27,22 +28,13 @@ class SequenceTraining : public ::testing::Test {
  protected:
   void SetUp() override {
     world_ = test_mpi_env().world();
-    char path[256] = {};
-    if (world_->rank() == 0) {
-      std::strcpy(path, "/tmp/strata_sp_XXXXXX");
-      if (!mkdtemp(path)) path[0] = 0;
-    }
-    world_->broadcast_bytes(path, sizeof path, 0);
-    dir_ = path;
+    dir_ = shared_temp_dir(*world_, "strata_sp");
     if (world_->rank() == 0) {
       std::string text;
       for (int i = 0; i < 2000; ++i)
         text +=
             "line " + std::to_string(i * 31 % 101) + (i % 2 ? ": linear state.\n" : ": softmax!\n");
-      const auto toks = encode_bytes(text);
-      write_token_shard(dir_ + "/train_000000.bin", toks);
-      write_token_shard(dir_ + "/val_000000.bin",
-                        std::vector<int32_t>(toks.begin(), toks.begin() + 4000));
+      test::write_test_corpus(dir_, text, 4000);
     }
     world_->barrier();
   }

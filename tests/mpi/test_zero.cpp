@@ -17,37 +17,24 @@
 #include "launch/prepare_data.h"
 #include "launch/trainer.h"
 #include "mpi_test_env.h"
+#include "tests/test_corpus.h"
 
 namespace strata {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A directory every rank sees: made by rank 0, its name broadcast.
-std::string shared_temp_dir(Comm& world) {
-  char path[256] = {};
-  if (world.rank() == 0) {
-    std::strcpy(path, "/tmp/strata_zero_XXXXXX");
-    if (!mkdtemp(path)) path[0] = 0;
-  }
-  world.broadcast_bytes(path, sizeof path, 0);
-  return path;
-}
-
 class ZeroTest : public ::testing::Test {
  protected:
   void SetUp() override {
     world_ = test_mpi_env().world();
-    dir_ = shared_temp_dir(*world_);
+    dir_ = shared_temp_dir(*world_, "strata_zero");
     ASSERT_FALSE(dir_.empty());
     if (world_->rank() == 0) {
       std::string text;
       for (int i = 0; i < 2000; ++i)
         text += "row " + std::to_string(i * 7919 % 997) + (i % 3 ? " alpha beta\n" : " gamma.\n");
-      const auto toks = encode_bytes(text);
-      write_token_shard(dir_ + "/train_000000.bin", toks);
-      write_token_shard(dir_ + "/val_000000.bin",
-                        std::vector<int32_t>(toks.begin(), toks.begin() + 3000));
+      test::write_test_corpus(dir_, text, 3000);
     }
     world_->barrier();
   }

@@ -15,6 +15,7 @@
 #include "launch/job_config.h"
 #include "launch/prepare_data.h"
 #include "launch/trainer.h"
+#include "tests/test_corpus.h"
 
 using namespace strata;
 namespace fs = std::filesystem;
@@ -32,10 +33,7 @@ class TrainerTest : public ::testing::Test {
     for (int i = 0; i < 3000; ++i)
       text += "line " + std::to_string(i * 7919 % 1000) + ": the quick brown fox " +
               (i % 3 ? "jumps over the lazy dog.\n" : "naps.\n");
-    const auto toks = encode_bytes(text);
-    write_token_shard(dir_ + "/train_000000.bin", toks);
-    write_token_shard(dir_ + "/val_000000.bin",
-                      std::vector<int32_t>(toks.begin(), toks.begin() + 4000));
+    test::write_test_corpus(dir_, text, 4000);
   }
   void TearDown() override { fs::remove_all(dir_); }
 
