@@ -20,7 +20,8 @@ packages=(build-essential cmake ninja-build pkg-config
           libnuma-dev numactl libboost-dev libgtest-dev
           fortunes)  # fortunes: the English text corpus of configs/tiny.yaml
 if [ "$want_tests" = 1 ]; then
-  packages+=(python3 python3-torch)  # e2e checks parse JSON; PyTorch is the independent reference
+  packages+=(python3 python3-torch libopenblas0-openmp)  # PyTorch: the independent reference
+  # (OpenBLAS: with the reference BLAS its checks take minutes, not seconds)
   packages+=(slurm-wlm munge)  # tests/e2e/slurm_train.sh: a private single-node Slurm on localhost
 fi
 
