@@ -638,4 +638,18 @@ std::unique_ptr<IoEngine> IoEngine::create(const IoOptions& options) {
   return uring;
 }
 
+bool io_uring_supported() {
+  static const bool ok = [] {
+    IoOptions o;
+    o.backend = IoBackend::io_uring;
+    try {
+      IoEngine::create(o);
+      return true;
+    } catch (const StrataError&) {
+      return false;
+    }
+  }();
+  return ok;
+}
+
 }  // namespace strata

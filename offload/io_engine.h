@@ -109,4 +109,8 @@ class IoEngine {
   virtual int64_t in_flight() const = 0;
 };
 
+// Whether this kernel/container lets a process create an io_uring at all (containers often
+// forbid it); probed once and cached. Where it does not, IoBackend::automatic uses threads.
+bool io_uring_supported();
+
 }  // namespace strata

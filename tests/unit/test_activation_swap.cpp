@@ -26,20 +26,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool uring_available() {
-  static const bool ok = [] {
-    IoOptions o;
-    o.backend = IoBackend::io_uring;
-    try {
-      IoEngine::create(o);
-      return true;
-    } catch (const StrataError&) {
-      return false;
-    }
-  }();
-  return ok;
-}
-
 int swap_files_in(const std::string& dir) {
   int n = 0;
   for (const auto& e : fs::directory_iterator(dir))
@@ -105,7 +91,8 @@ class SwapTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(SwapTest, RoundTripsBitForBit) {
-  if (GetParam() == "nvme-io_uring" && !uring_available()) GTEST_SKIP() << "io_uring refused here";
+  if (GetParam() == "nvme-io_uring" && !io_uring_supported())
+    GTEST_SKIP() << "io_uring refused here";
   const int64_t blocks = 4, micro_batches = 2;
   ActivationStore store(blocks, ActivationPolicy::swap, "x", SwapTier::create(options(GetParam())));
   store.set_policy(blocks - 1, ActivationPolicy::keep);  // like offload.keep_last = 1
@@ -138,7 +125,8 @@ TEST_P(SwapTest, RoundTripsBitForBit) {
 
 // The file's extents are reused after reads and discards: many rounds in a small capacity.
 TEST_P(SwapTest, ReusesSpaceAcrossRounds) {
-  if (GetParam() == "nvme-io_uring" && !uring_available()) GTEST_SKIP() << "io_uring refused here";
+  if (GetParam() == "nvme-io_uring" && !io_uring_supported())
+    GTEST_SKIP() << "io_uring refused here";
   SwapOptions o = options(GetParam());
   o.capacity_bytes = 1 << 20;
   auto tier = SwapTier::create(o);
@@ -160,7 +148,8 @@ TEST_P(SwapTest, ReusesSpaceAcrossRounds) {
 }
 
 TEST_P(SwapTest, FullTierNamesTierFileAndCapacity) {
-  if (GetParam() == "nvme-io_uring" && !uring_available()) GTEST_SKIP() << "io_uring refused here";
+  if (GetParam() == "nvme-io_uring" && !io_uring_supported())
+    GTEST_SKIP() << "io_uring refused here";
   SwapOptions o = options(GetParam());
   o.capacity_bytes = 64 << 10;
   auto tier = SwapTier::create(o);

@@ -19,29 +19,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Whether this kernel/container lets us create an io_uring at all; tests of the io_uring
-// backend skip (rather than fail) where it is refused, the threads backend still runs.
-bool uring_available() {
-  static const bool ok = [] {
-    IoOptions o;
-    o.backend = IoBackend::io_uring;
-    try {
-      IoEngine::create(o);
-      return true;
-    } catch (const StrataError&) {
-      return false;
-    }
-  }();
-  return ok;
-}
-
 class IoEngineTest : public ::testing::TestWithParam<IoBackend> {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/strata_io_XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    if (GetParam() == IoBackend::io_uring && !uring_available())
+    if (GetParam() == IoBackend::io_uring && !io_uring_supported())
       GTEST_SKIP() << "io_uring refused here";
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -286,7 +270,7 @@ TEST(IoEngineFallback, RefusedUringFallsBackToThreads) {
   ASSERT_EQ(setenv("STRATA_IO_BACKEND", "threads", 1), 0);
   EXPECT_STREQ(IoEngine::create({})->backend(), "threads");
   unsetenv("STRATA_IO_BACKEND");
-  if (uring_available()) {
+  if (io_uring_supported()) {
     EXPECT_STREQ(IoEngine::create({})->backend(), "io_uring");
   }
 }

@@ -9,31 +9,15 @@
 #include <vector>
 
 #include "core/linear_attention.h"
+#include "op_test_util.h"
 
 namespace strata {
 namespace {
 
+using test::randn;
+using test::rel_err;
+
 using Vec = std::vector<double>;
-
-template <class T>
-std::vector<T> randn(size_t n, uint64_t seed, double scale = 1.0) {
-  std::mt19937_64 gen(seed);
-  std::normal_distribution<double> d(0.0, scale);
-  std::vector<T> x(n);
-  for (auto& e : x) e = static_cast<T>(d(gen));
-  return x;
-}
-
-// max |a - b| / max |b|: a relative error that does not blow up on entries near zero.
-template <class A, class B>
-double rel_err(const A& a, const B& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num = std::max(num, std::abs(double(a[i]) - double(b[i])));
-    den = std::max(den, std::abs(double(b[i])));
-  }
-  return num / std::max(den, 1e-300);
-}
 
 Vec gammas(int64_t H, int decay) {
   // decay 0: none, 1: retnet, 2: strong (γ well below 1, so every power γ^e matters).

@@ -8,18 +8,13 @@
 
 #include "core/error.h"
 #include "core/rope.h"
+#include "op_test_util.h"
 
 namespace strata {
 namespace {
 
-template <class T>
-std::vector<T> randn(size_t n, uint64_t seed) {
-  std::mt19937_64 gen(seed);
-  std::normal_distribution<double> d(0.0, 1.0);
-  std::vector<T> x(n);
-  for (auto& e : x) e = static_cast<T>(d(gen));
-  return x;
-}
+using test::randn;
+using test::rel_err;
 
 double dot(const std::vector<double>& a, const std::vector<double>& b) {
   double s = 0;
