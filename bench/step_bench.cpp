@@ -5,6 +5,7 @@
 //   build/bench/step_bench [--steps 3] [--warmup 1] [--threads N] [--policy keep|recompute|swap]
 //                          [--micro-batch 4] [--dim 512] [--layers 8] [--seq 512] [--vocab 8192]
 //                          [--tier nvme|host|cxl] [--dir /tmp/strata_swap]   (with --policy swap)
+//                          [--queue-depth 32] [--block-kb 1024]              (nvme tier)
 #include <omp.h>
 
 #include <chrono>
@@ -21,8 +22,8 @@
 #include "core/peak.h"
 #include "core/rng.h"
 #include "models/model.h"
-#include "optim/grad_norm.h"
 #include "offload/tier.h"
+#include "optim/grad_norm.h"
 #include "optim/optimizer.h"
 
 using namespace strata;
@@ -30,6 +31,8 @@ using namespace strata;
 int main(int argc, char** argv) {
   int64_t steps = 3, warmup = 1, threads = omp_get_num_procs(), micro = 4, batch = 4;
   std::string policy = "keep", tier = "nvme", dir = "/tmp/strata_swap";
+  int queue_depth = 32;
+  int64_t block_kb = 1024;
   ModelConfig cfg;
   cfg.vocab_size = 8192;
   cfg.dim = 512;
@@ -61,6 +64,10 @@ int main(int argc, char** argv) {
       tier = next();
     else if (a == "--dir")
       dir = next();
+    else if (a == "--queue-depth")
+      queue_depth = std::stoi(next());
+    else if (a == "--block-kb")
+      block_kb = std::stoll(next());
     else if (a == "--micro-batch")
       micro = std::stoll(next());
     else if (a == "--dim")
@@ -90,6 +97,8 @@ int main(int argc, char** argv) {
     SwapOptions so;
     so.tier = parse_swap_tier(tier);
     so.dir = dir;
+    so.io.queue_depth = queue_depth;
+    so.io.block_size = block_kb << 10;
     swap_tier = SwapTier::create(so);
   }
   ActivationStore store(cfg.n_layers, parse_activation_policy(policy), "x", std::move(swap_tier));
@@ -147,5 +156,12 @@ int main(int argc, char** argv) {
       sec * 1e3, static_cast<double>(N) / sec, gemm_gflops, 100 * gemm_gflops / peak, model_gflops,
       100 * model_gflops / peak);
   std::printf("peak memory: %s\n", format_memory(MemoryTracker::instance().snapshot()).c_str());
+  if (policy == "swap")
+    std::printf(
+        "swap: %.1f MiB written per step; blocked %.1f ms per step handing writes over and %.1f "
+        "ms waiting for reads\n",
+        static_cast<double>(store.bytes_written()) / (steps + warmup) / (1 << 20),
+        store.write_seconds() * 1e3 / (steps + warmup),
+        store.read_wait_seconds() * 1e3 / (steps + warmup));
   return 0;
 }

@@ -60,6 +60,12 @@ void MemoryTracker::release(MemCategory c, int64_t bytes) {
   total_current_.fetch_sub(bytes, std::memory_order_relaxed);
 }
 
+void MemoryTracker::move(MemCategory from, MemCategory to, int64_t bytes) {
+  current_[static_cast<int>(from)].fetch_sub(bytes, std::memory_order_relaxed);
+  const int i = static_cast<int>(to);
+  raise_peak(peak_[i], current_[i].fetch_add(bytes, std::memory_order_relaxed) + bytes);
+}
+
 MemorySnapshot MemoryTracker::snapshot() const {
   MemorySnapshot s;
   for (int i = 0; i < kNumMemCategories; ++i) {
@@ -101,35 +107,47 @@ std::string format_memory(const MemorySnapshot& s, bool peaks) {
   return os.str();
 }
 
-FloatBuffer::FloatBuffer(int64_t n, MemCategory cat) : n_(n), cat_(cat) {
+FloatBuffer::FloatBuffer(int64_t n, MemCategory cat, int64_t alignment)
+    : n_(n), align_(alignment), cat_(cat) {
+  STRATA_CHECK(alignment >= 64 && (alignment & (alignment - 1)) == 0,
+               "FloatBuffer alignment must be a power of two >= 64");
   if (n_ <= 0) {
     n_ = 0;
     return;
   }
-  MemoryTracker::instance().charge(cat_, this->bytes());  // first: it may refuse (memory cap)
-  const size_t bytes = ((static_cast<size_t>(n_) * sizeof(float) + 63) / 64) * 64;
-  data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+  cap_ = (bytes() + align_ - 1) / align_ * align_;
+  MemoryTracker::instance().charge(cat_, charged());  // first: it may refuse (memory cap)
+  data_ = static_cast<float*>(
+      std::aligned_alloc(static_cast<size_t>(align_), static_cast<size_t>(cap_)));
   if (!data_) {
-    MemoryTracker::instance().release(cat_, this->bytes());
+    MemoryTracker::instance().release(cat_, charged());
     throw std::bad_alloc();
   }
-  std::memset(data_, 0, bytes);
+  std::memset(data_, 0, static_cast<size_t>(cap_));
 }
 
 FloatBuffer::~FloatBuffer() { reset(); }
 
 void FloatBuffer::reset() {
   if (data_) {
-    MemoryTracker::instance().release(cat_, bytes());
+    MemoryTracker::instance().release(cat_, charged());
     std::free(data_);
   }
   data_ = nullptr;
   n_ = 0;
+  cap_ = 0;
 }
 
-FloatBuffer::FloatBuffer(FloatBuffer&& o) noexcept : data_(o.data_), n_(o.n_), cat_(o.cat_) {
+void FloatBuffer::set_category(MemCategory cat) {
+  if (data_ && cat != cat_) MemoryTracker::instance().move(cat_, cat, charged());
+  cat_ = cat;
+}
+
+FloatBuffer::FloatBuffer(FloatBuffer&& o) noexcept
+    : data_(o.data_), n_(o.n_), cap_(o.cap_), align_(o.align_), cat_(o.cat_) {
   o.data_ = nullptr;
   o.n_ = 0;
+  o.cap_ = 0;
 }
 
 FloatBuffer& FloatBuffer::operator=(FloatBuffer&& o) noexcept {
@@ -137,9 +155,12 @@ FloatBuffer& FloatBuffer::operator=(FloatBuffer&& o) noexcept {
     reset();
     data_ = o.data_;
     n_ = o.n_;
+    cap_ = o.cap_;
+    align_ = o.align_;
     cat_ = o.cat_;
     o.data_ = nullptr;
     o.n_ = 0;
+    o.cap_ = 0;
   }
   return *this;
 }

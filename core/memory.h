@@ -28,6 +28,9 @@ class MemoryTracker {
   MemorySnapshot snapshot() const;
   // Peaks restart from the current values (e.g. per step).
   void reset_peaks();
+  // Moves `bytes` from one category to another (the total is unchanged, so the cap is not
+  // consulted): a buffer that changes hands, e.g. an activation handed to an I/O transfer.
+  void move(MemCategory from, MemCategory to, int64_t bytes);
   // Cap on the total tracked bytes (0 = none): a charge past it throws StrataError naming the
   // category and the current bytes by category, before anything is allocated.
   void set_limit(int64_t bytes) { limit_.store(bytes); }
@@ -46,10 +49,14 @@ std::string format_memory(const MemorySnapshot& s, bool peaks = true);
 std::string format_bytes(int64_t bytes);
 
 // Owning, aligned, zeroed, accounted float buffer. Move-only.
+// The default alignment is 64 bytes (AVX-512 lines). With kPageAlign the allocation is also
+// padded to a whole number of pages, so the buffer can be the source or destination of direct
+// I/O as it is (no staging copy); such a buffer is charged its padded size, which is real memory.
 class FloatBuffer {
  public:
+  static constexpr int64_t kPageAlign = 4096;
   FloatBuffer() = default;
-  FloatBuffer(int64_t n, MemCategory cat);
+  FloatBuffer(int64_t n, MemCategory cat, int64_t alignment = 64);
   ~FloatBuffer();
   FloatBuffer(FloatBuffer&& o) noexcept;
   FloatBuffer& operator=(FloatBuffer&& o) noexcept;
@@ -60,15 +67,24 @@ class FloatBuffer {
   const float* data() const { return data_; }
   int64_t size() const { return n_; }
   int64_t bytes() const { return n_ * static_cast<int64_t>(sizeof(float)); }
+  // Bytes allocated: bytes() rounded up to the alignment (zeroed past bytes() at allocation).
+  int64_t capacity_bytes() const { return cap_; }
+  int64_t alignment() const { return align_; }
   MemCategory category() const { return cat_; }
+  // Re-charges the buffer to another category (the memory stays where it is).
+  void set_category(MemCategory cat);
   float& operator[](int64_t i) { return data_[i]; }
   float operator[](int64_t i) const { return data_[i]; }
   void zero();
   void reset();  // free now
 
  private:
+  int64_t charged() const { return align_ > 64 ? cap_ : bytes(); }
+
   float* data_ = nullptr;
   int64_t n_ = 0;
+  int64_t cap_ = 0;
+  int64_t align_ = 64;
   MemCategory cat_ = MemCategory::other;
 };
 

@@ -109,30 +109,33 @@ void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y
   linear_forward(act, W("mlp.down_proj.weight"), y, N, D_, F_, /*accumulate=*/true);
 }
 
-void Block::backward(const ParamUnit& u, const float* w, float* dw, const SavedTensors& saved,
+void Block::backward(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
                      const float* dy, float* dx, const BlockShape& s) const {
   const int64_t N = s.tokens();
-  // MLP: y = h1 + act Wd^T
+  // MLP: y = h1 + act Wd^T. The [N, F] gradients live in the saved [N, F] buffers they replace:
+  // dact in act (after the weight gradient has read act), dgate in gate, dup in up.
   FloatBuffer dh1(N * D_, MemCategory::activations);  // [N, D]
   std::memcpy(dh1.data(), dy, sizeof(float) * N * D_);
   {
-    FloatBuffer dact(N * F_, MemCategory::activations);   // [N, F]
-    FloatBuffer dgate(N * F_, MemCategory::activations);  // [N, F]
-    FloatBuffer dup(N * F_, MemCategory::activations);    // [N, F]
-    FloatBuffer dm(N * D_, MemCategory::activations);     // [N, D]
-    linear_backward_input(dy, W("mlp.down_proj.weight"), dact.data(), N, D_, F_);
-    linear_backward_weight(dy, saved.get("act"), DW("mlp.down_proj.weight"), N, D_, F_);
-    swiglu_backward(saved.get("gate"), saved.get("up"), dact.data(), dgate.data(), dup.data(),
-                    N * F_);
+    float* act = saved.mutable_get("act");    // [N, F] -> dact
+    float* gate = saved.mutable_get("gate");  // [N, F] -> dgate
+    float* up = saved.mutable_get("up");      // [N, F] -> dup
+    linear_backward_weight(dy, act, DW("mlp.down_proj.weight"), N, D_, F_);
+    linear_backward_input(dy, W("mlp.down_proj.weight"), act, N, D_, F_);
+    swiglu_backward(gate, up, act, gate, up, N * F_);
+    saved.drop("act");
+    FloatBuffer dm(N * D_, MemCategory::activations);  // [N, D]
     const float* m = saved.get("m");
-    linear_backward_input(dgate.data(), W("mlp.gate_proj.weight"), dm.data(), N, F_, D_);
-    linear_backward_input(dup.data(), W("mlp.up_proj.weight"), dm.data(), N, F_, D_, true);
-    linear_backward_weight(dgate.data(), m, DW("mlp.gate_proj.weight"), N, F_, D_);
-    linear_backward_weight(dup.data(), m, DW("mlp.up_proj.weight"), N, F_, D_);
+    linear_backward_input(gate, W("mlp.gate_proj.weight"), dm.data(), N, F_, D_);
+    linear_backward_input(up, W("mlp.up_proj.weight"), dm.data(), N, F_, D_, true);
+    linear_backward_weight(gate, m, DW("mlp.gate_proj.weight"), N, F_, D_);
+    linear_backward_weight(up, m, DW("mlp.up_proj.weight"), N, F_, D_);
+    for (const char* t : {"gate", "up", "m"}) saved.drop(t);
     FloatBuffer dh1_norm(N * D_, MemCategory::activations);  // [N, D]
     rmsnorm_backward(saved.get("h1"), W("post_attention_layernorm.weight"), saved.get("inv2"),
                      dm.data(), dh1_norm.data(), DW("post_attention_layernorm.weight"), N, D_);
     add_inplace(dh1.data(), dh1_norm.data(), N * D_);
+    for (const char* t : {"h1", "inv2"}) saved.drop(t);
   }
   // Mixer: h1 = x + mixer(a)
   FloatBuffer da(N * D_, MemCategory::activations);  // [N, D]
@@ -143,6 +146,7 @@ void Block::backward(const ParamUnit& u, const float* w, float* dw, const SavedT
   rmsnorm_backward(saved.get("x"), W("input_layernorm.weight"), saved.get("inv1"), da.data(), dx,
                    DW("input_layernorm.weight"), N, D_);
   add_inplace(dx, dh1.data(), N * D_);
+  saved.clear();
 }
 
 // ---- linear attention mixer ------------------------------------------------------------------
@@ -178,33 +182,41 @@ void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const float
 }
 
 void Block::linear_mixer_backward(const ParamUnit& u, const float* w, float* dw,
-                                  const SavedTensors& saved, const float* dout, float* da,
+                                  SavedTensors& saved, const float* dout, float* da,
                                   const BlockShape& s) const {
   const int64_t N = s.tokens(), E = H_ * dh_;
   const bool silu = cfg_.feature_map == FeatureMap::silu;
   const float kscale = 1.f / std::sqrt(static_cast<float>(dh_));
-  const float* un = saved.get("u");
-  const float* g_out = W("out_norm.weight");
-  FloatBuffer z(N * E, MemCategory::activations);   // [N, D] recomputed u * g_out
-  FloatBuffer dz(N * E, MemCategory::activations);  // [N, D]
-  scale_columns(un, g_out, z.data(), N, E);
-  linear_backward_input(dout, W("o_proj.weight"), dz.data(), N, D_, E);
-  linear_backward_weight(dout, z.data(), DW("o_proj.weight"), N, D_, E);
-  accumulate_column_products(dz.data(), un, DW("out_norm.weight"), N, E);
-  FloatBuffer du(N * E, MemCategory::activations);  // [N, D]
-  scale_columns(dz.data(), g_out, du.data(), N, E);
   FloatBuffer dO(N * E, MemCategory::activations);  // [B, T, H, dh]
-  rmsnorm_backward<float>(saved.get("o"), nullptr, saved.get("inv_o"), du.data(), dO.data(),
-                          nullptr, N * H_, dh_);
+  {
+    const float* un = saved.get("u");
+    const float* g_out = W("out_norm.weight");
+    FloatBuffer z(N * E, MemCategory::activations);   // [N, D] recomputed u * g_out
+    FloatBuffer dz(N * E, MemCategory::activations);  // [N, D]
+    scale_columns(un, g_out, z.data(), N, E);
+    linear_backward_input(dout, W("o_proj.weight"), dz.data(), N, D_, E);
+    linear_backward_weight(dout, z.data(), DW("o_proj.weight"), N, D_, E);
+    accumulate_column_products(dz.data(), un, DW("out_norm.weight"), N, E);
+    saved.drop("u");
+    z.reset();
+    // du in place of dz
+    scale_columns(dz.data(), g_out, dz.data(), N, E);
+    rmsnorm_backward<float>(saved.get("o"), nullptr, saved.get("inv_o"), dz.data(), dO.data(),
+                            nullptr, N * H_, dh_);
+    for (const char* t : {"o", "inv_o"}) saved.drop(t);
+  }
   FloatBuffer dq(N * E, MemCategory::activations), dk(N * E, MemCategory::activations),
       dv(N * E, MemCategory::activations);
   const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size};
   sequence::linear_attention_backward(sequence_group(s), shape, saved.get("q"), saved.get("k"),
                                       saved.get("v"), gammas_.data(), saved.get("prefix"),
                                       dO.data(), dq.data(), dk.data(), dv.data());
+  dO.reset();
+  for (const char* t : {"q", "k", "v", "prefix"}) saved.drop(t);
   // Through the feature maps, in place.
   feature_map_backward(saved.get("qp"), dq.data(), dq.data(), N * E, silu, 1.f);
   feature_map_backward(saved.get("kp"), dk.data(), dk.data(), N * E, silu, kscale);
+  for (const char* t : {"qp", "kp"}) saved.drop(t);
   const float* a = saved.get("a");
   linear_backward_input(dq.data(), W("q_proj.weight"), da, N, E, D_);
   linear_backward_input(dk.data(), W("k_proj.weight"), da, N, E, D_, true);
@@ -240,7 +252,7 @@ void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const floa
 }
 
 void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw,
-                                   const SavedTensors& saved, const float* dout, float* da,
+                                   SavedTensors& saved, const float* dout, float* da,
                                    const BlockShape& s) const {
   const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
   FloatBuffer dO(N * E, MemCategory::activations);  // [B, T, H, dh]
@@ -252,6 +264,8 @@ void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw
                                        saved.get("k_all"), saved.get("v_all"), saved.get("o"),
                                        saved.get("lse"), dO.data(), dq.data(), dk.data(),
                                        dv.data());
+  dO.reset();
+  for (const char* t : {"q", "k_all", "v_all", "o", "lse"}) saved.drop(t);
   rope_backward<float>(dq.data(), s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
   rope_backward<float>(dk.data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
   const float* a = saved.get("a");

@@ -36,20 +36,20 @@ class Block {
   void forward(const ParamUnit& layout, const float* w, const float* x, float* y,
                const BlockShape& s, SavedTensors& saved) const;
   // dy: [B*T, D] -> dx: [B*T, D] (overwritten); parameter gradients accumulate into `dw`.
-  void backward(const ParamUnit& layout, const float* w, float* dw, const SavedTensors& saved,
+  // Consumes `saved`: the MLP's saved buffers double as its gradient scratch, and each tensor
+  // is released after its last use, so activation memory falls through the backward.
+  void backward(const ParamUnit& layout, const float* w, float* dw, SavedTensors& saved,
                 const float* dy, float* dx, const BlockShape& s) const;
 
  private:
   void linear_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
                             const BlockShape& s, SavedTensors& saved) const;
-  void linear_mixer_backward(const ParamUnit& u, const float* w, float* dw,
-                             const SavedTensors& saved, const float* dout, float* da,
-                             const BlockShape& s) const;
+  void linear_mixer_backward(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
+                             const float* dout, float* da, const BlockShape& s) const;
   void softmax_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
                              const BlockShape& s, SavedTensors& saved) const;
-  void softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw,
-                              const SavedTensors& saved, const float* dout, float* da,
-                              const BlockShape& s) const;
+  void softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
+                              const float* dout, float* da, const BlockShape& s) const;
 
   ModelConfig cfg_;
   int64_t index_;

@@ -14,8 +14,10 @@ template <class T>
 void swiglu_backward(const T* gate, const T* up, const T* dact, T* dgate, T* dup, int64_t n) {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    dup[i] = dact[i] * silu(gate[i]);
-    dgate[i] = dact[i] * up[i] * silu_grad(gate[i]);
+    // Read everything first: dgate/dup may alias gate/up/dact (the backward works in place).
+    const T g = gate[i], u = up[i], d = dact[i];
+    dup[i] = d * silu(g);
+    dgate[i] = d * u * silu_grad(g);
   }
 }
 

@@ -7,7 +7,7 @@ namespace strata {
 // gate, up, act: [n]
 template <class T>
 void swiglu_forward(const T* gate, const T* up, T* act, int64_t n);
-// dact: [n] -> dgate, dup: [n] (overwritten)
+// dact: [n] -> dgate, dup: [n] (overwritten; they may be gate, up or dact themselves)
 template <class T>
 void swiglu_backward(const T* gate, const T* up, const T* dact, T* dgate, T* dup, int64_t n);
 

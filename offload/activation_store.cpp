@@ -1,8 +1,17 @@
 #include "offload/activation_store.h"
 
+#include <chrono>
+#include <unordered_set>
+
 #include "core/error.h"
 
 namespace strata {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
 
 ActivationPolicy parse_activation_policy(const std::string& s) {
   if (s == "keep") return ActivationPolicy::keep;
@@ -27,13 +36,55 @@ ActivationStore::ActivationStore(int64_t n_blocks, ActivationPolicy policy, std:
                                  std::unique_ptr<SwapTier> tier)
     : policies_(static_cast<size_t>(n_blocks), policy),
       input_name_(std::move(input_name)),
-      tier_(std::move(tier)) {}
+      tier_(std::move(tier)),
+      measures_(static_cast<size_t>(n_blocks)) {}
 
-// Held sets are dropped before the tier (members go in reverse order); their handles die with it.
+// Held sets and tier entries are dropped before the tier (members go in reverse order); their
+// handles die with it.
 ActivationStore::~ActivationStore() = default;
 
 void ActivationStore::set_policy(int64_t block, ActivationPolicy p) {
   policies_.at(static_cast<size_t>(block)) = p;
+}
+
+SwapTier& ActivationStore::swap_tier() {
+  if (!tier_) {
+    SwapOptions host;
+    host.tier = SwapTierKind::host;
+    tier_ = SwapTier::create(host);
+  }
+  return *tier_;
+}
+
+void ActivationStore::release(const std::shared_ptr<SwapEntry>& e) {
+  if (--e->refs > 0) return;
+  if (e->handle >= 0) tier_->discard(e->handle);  // never read back: it stayed in memory
+  e->handle = -1;
+  written_.erase(e->origin);
+}
+
+void ActivationStore::put_on_tier(Held& held, const std::string& name, SharedBuffer buf) {
+  auto found = written_.find(std::weak_ptr<FloatBuffer>(buf));
+  if (found != written_.end()) {  // shared with a set saved before: already on the tier
+    ++found->second->refs;
+    held.out.push_back({name, found->second});
+    return;
+  }
+  auto e = std::make_shared<SwapEntry>();
+  e->origin = buf;
+  e->refs = 1;
+  const int64_t bytes = buf->bytes();
+  const auto t0 = std::chrono::steady_clock::now();
+  // Sole owner: the buffer itself goes to the tier (zero-copy on nvme). Held elsewhere too (by
+  // the caller or a kept set): the tier gets a copy and the others keep theirs.
+  if (buf.use_count() == 1)
+    e->handle = swap_tier().write_buffer(std::move(*buf));
+  else
+    e->handle = swap_tier().write(buf->data(), bytes);
+  write_s_ += seconds_since(t0);
+  bytes_written_ += bytes;
+  written_.emplace(e->origin, e);
+  held.out.push_back({name, std::move(e)});
 }
 
 void ActivationStore::save(int64_t micro_batch, int64_t block, SavedTensors&& saved) {
@@ -50,22 +101,20 @@ void ActivationStore::save(int64_t micro_batch, int64_t block, SavedTensors&& sa
       held.mem = std::move(saved);
       break;
     case ActivationPolicy::swap: {
-      if (!tier_) {
-        SwapOptions host;
-        host.tier = SwapTierKind::host;
-        tier_ = SwapTier::create(host);
-      }
       auto items = saved.release();
       try {
         for (auto& [name, buf] : items) {
-          Swapped s{name, buf.size(), -1};
-          if (buf.size() > 0) s.handle = tier_->write(buf.data(), buf.bytes());
-          held.out.push_back(std::move(s));
-          buf.reset();  // activation memory drops tensor by tensor, not at the end of the set
+          held.order.push_back(name);
+          if (buf->size() == 0) {
+            held.mem.share(name, std::move(buf));  // nothing to write
+          } else {
+            // Memory drops tensor by tensor, not at the end of the set.
+            SharedBuffer mine = std::move(buf);
+            put_on_tier(held, name, std::move(mine));
+          }
         }
       } catch (...) {
-        for (const Swapped& s : held.out)
-          if (s.handle >= 0) tier_->discard(s.handle);
+        for (const Swapped& s : held.out) release(s.entry);
         throw;
       }
       ++swapped_;
@@ -78,9 +127,17 @@ void ActivationStore::save(int64_t micro_batch, int64_t block, SavedTensors&& sa
 void ActivationStore::prefetch(int64_t micro_batch, int64_t block) {
   if (!tier_) return;
   auto it = held_.find(std::make_pair(micro_batch, block));
-  if (it == held_.end()) return;
-  for (const Swapped& s : it->second.out)
-    if (s.handle >= 0) tier_->prefetch(s.handle);
+  if (it != held_.end()) prefetch_entries(it->second);
+}
+
+void ActivationStore::prefetch_entries(const Held& held) {
+  for (const Swapped& s : held.out) {
+    const SwapEntry& e = *s.entry;
+    if (e.back || e.handle < 0) continue;
+    const SharedBuffer origin = e.origin.lock();
+    if (origin && origin->data()) continue;  // still in memory: nothing to read
+    tier_->prefetch(e.handle);
+  }
 }
 
 SavedTensors ActivationStore::take(int64_t micro_batch, int64_t block, const Rebuild& rebuild) {
@@ -89,22 +146,37 @@ SavedTensors ActivationStore::take(int64_t micro_batch, int64_t block, const Reb
                                       ", block " + std::to_string(block));
   Held held = std::move(it->second);
   held_.erase(it);
-  if (!held.out.empty()) {
+  if (!held.order.empty()) {  // a swapped set
     // Issue every read of the set before waiting on the first, so they overlap each other.
-    for (const Swapped& s : held.out)
-      if (s.handle >= 0) tier_->prefetch(s.handle);
+    prefetch_entries(held);
     SavedTensors full;
-    for (size_t i = 0; i < held.out.size(); ++i) {
-      const Swapped& s = held.out[i];
-      float* dst = full.add(s.name, s.n);
-      if (s.handle < 0) continue;
-      try {
-        tier_->read(s.handle, dst);
-      } catch (...) {
-        for (size_t j = i + 1; j < held.out.size(); ++j)
-          if (held.out[j].handle >= 0) tier_->discard(held.out[j].handle);
-        throw;
+    size_t next_out = 0;
+    try {
+      for (const std::string& name : held.order) {
+        if (next_out < held.out.size() && held.out[next_out].name == name) {
+          SwapEntry& e = *held.out[next_out].entry;
+          if (!e.back) {
+            SharedBuffer origin = e.origin.lock();
+            if (origin && origin->data()) {
+              e.back = std::move(origin);  // a tensor still in memory is not read back
+            } else {
+              const auto t0 = std::chrono::steady_clock::now();
+              e.back = std::make_shared<FloatBuffer>(
+                  tier_->read_buffer(e.handle, MemCategory::activations));
+              e.handle = -1;
+              read_wait_s_ += seconds_since(t0);
+            }
+          }
+          full.share(name, e.back);
+          release(held.out[next_out].entry);
+          ++next_out;
+        } else {
+          full.share(name, held.mem.buffer(name));
+        }
       }
+    } catch (...) {
+      for (size_t j = next_out; j < held.out.size(); ++j) release(held.out[j].entry);
+      throw;
     }
     tier_->poll();
     return full;
@@ -118,9 +190,24 @@ SavedTensors ActivationStore::take(int64_t micro_batch, int64_t block, const Reb
   return std::move(held.mem);
 }
 
+void ActivationStore::record_forward(int64_t block, double seconds, int64_t saved_bytes,
+                                     int64_t input_bytes) {
+  BlockMeasure& m = measures_.at(static_cast<size_t>(block));
+  m.forward_s = seconds;
+  m.saved_bytes = saved_bytes;
+  m.input_bytes = input_bytes;
+}
+
+void ActivationStore::record_backward(int64_t block, double seconds) {
+  measures_.at(static_cast<size_t>(block)).backward_s = seconds;
+}
+
 int64_t ActivationStore::bytes_held() const {
+  std::unordered_set<const FloatBuffer*> seen;  // a buffer shared by several sets counts once
   int64_t total = 0;
-  for (const auto& kv : held_) total += kv.second.mem.bytes();
+  for (const auto& kv : held_)
+    for (const auto& [name, buf] : kv.second.mem.items())
+      if (seen.insert(buf.get()).second) total += buf->capacity_bytes();
   return total;
 }
 

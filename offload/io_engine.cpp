@@ -136,6 +136,13 @@ struct FileEntry {
 
 // Request bookkeeping and completion checking shared by both backends; a backend only submits
 // pieces and reports (piece, result) completions.
+//
+// Progress: a request larger than queue_depth pieces must keep moving while the caller computes,
+// or the overlap the engine exists for is lost (only the first queue_depth pieces would run).
+// So one driver thread owns the backend: it alone submits and reaps, keeping queue_depth pieces
+// in flight for as long as any are pending. Callers only queue requests and wait for them, all
+// under mu_. The driver starts with the first request and stops in stop_driver() (called by the
+// backends' destructors, before their own members go).
 class EngineBase : public IoEngine {
  public:
   explicit EngineBase(const IoOptions& o) : opt_(o) {
@@ -167,6 +174,7 @@ class EngineBase : public IoEngine {
                           " bytes: " + errno_text(err));
       }
     }
+    std::lock_guard<std::mutex> lk(mu_);
     FileEntry f{path, fd, query_dio_alignment(fd)};
     files_.push_back(f);
     const int slot = static_cast<int>(files_.size()) - 1;
@@ -182,25 +190,32 @@ class EngineBase : public IoEngine {
   }
 
   void wait(IoTicket t) override {
+    std::unique_lock<std::mutex> lk(mu_);
     auto it = ops_.find(t);
     STRATA_CHECK(it != ops_.end(), "unknown or already-waited I/O ticket " + std::to_string(t));
     Op* op = it->second.get();
-    while (op->outstanding > 0) progress(true);
+    done_cv_.wait(lk, [&] { return op->outstanding == 0; });
     finish(it);
   }
 
   bool poll(IoTicket t) override {
+    std::lock_guard<std::mutex> lk(mu_);
     auto it = ops_.find(t);
     STRATA_CHECK(it != ops_.end(), "unknown or already-waited I/O ticket " + std::to_string(t));
-    if (it->second->outstanding > 0) progress(false);
     return it->second->outstanding == 0;
   }
 
   void wait_all() override {
     std::string first;
-    while (!ops_.empty()) {
+    for (;;) {
+      IoTicket t;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (ops_.empty()) break;
+        t = ops_.begin()->first;
+      }
       try {
-        wait(ops_.begin()->first);
+        wait(t);
       } catch (const StrataError& e) {
         if (first.empty()) first = e.what();
       }
@@ -210,25 +225,31 @@ class EngineBase : public IoEngine {
 
   const DioAlignment& alignment(int slot) const override { return file(slot).align; }
   const std::string& path(int slot) const override { return file(slot).path; }
-  IoStats stats() const override { return stats_; }
-  int64_t in_flight() const override { return in_flight_; }
+  IoStats stats() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return stats_;
+  }
+  int64_t in_flight() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return in_flight_;
+  }
 
  protected:
-  // Backend hooks.
+  // Backend hooks, called with mu_ held (submit) or by the driver alone (reap).
   virtual void on_file_registered(int slot, int fd) = 0;
   virtual void submit(const std::vector<Piece*>& batch) = 0;
   // Appends completions; blocks for at least one when `block` (and something is in flight).
   virtual void reap(bool block, std::vector<std::pair<Piece*, int>>& out) = 0;
 
-  // Drain everything in flight before the backend tears down (buffers may belong to callers).
-  void drain() {
-    pending_.clear();
-    std::vector<std::pair<Piece*, int>> done;
-    while (in_flight_ > 0) {
-      done.clear();
-      reap(true, done);
-      in_flight_ -= static_cast<int64_t>(done.size());
+  // Lets everything in flight land (buffers may belong to callers), drops what was never
+  // submitted, and stops the driver. Backends call it first thing in their destructors.
+  void stop_driver() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stopping_ = true;
     }
+    work_cv_.notify_all();
+    if (driver_.joinable()) driver_.join();
     ops_.clear();
   }
 
@@ -241,9 +262,11 @@ class EngineBase : public IoEngine {
   IoOptions opt_;
   std::vector<FileEntry> files_;
   IoStats stats_;
+  mutable std::mutex mu_;  // every member above and below, and the backend's submission side
 
  private:
   IoTicket start(bool is_write, int slot, int64_t offset, void* buf, int64_t bytes) {
+    std::unique_lock<std::mutex> lk(mu_);
     const FileEntry& f = file(slot);
     const auto addr = reinterpret_cast<uintptr_t>(buf);
     if (addr % static_cast<uintptr_t>(f.align.mem) != 0 || offset % f.align.offset != 0 ||
@@ -256,6 +279,7 @@ class EngineBase : public IoEngine {
                         " and offsets/lengths to multiples of " + std::to_string(f.align.offset) +
                         " (from " + align_source_name(f.align.source) +
                         "); pad with io_padded_size()");
+    if (!driver_error_.empty()) throw StrataError(driver_error_);
     auto op = std::make_unique<Op>();
     op->ticket = next_ticket_++;
     op->slot = slot;
@@ -280,9 +304,81 @@ class EngineBase : public IoEngine {
     ++stats_.requests;
     const IoTicket t = op->ticket;
     ops_.emplace(t, std::move(op));
-    pump();
+    // Submitted here, at once, up to queue_depth; the driver keeps the rest moving.
+    try {
+      pump();
+    } catch (const StrataError& e) {
+      fail_everything(e.what());
+    }
+    if (!driver_.joinable()) driver_ = std::thread([this] { drive(); });
+    lk.unlock();
+    work_cv_.notify_one();
     return t;
   }
+
+  // The driver: while anything is in flight, wait for completions, check them, refill the queue.
+  void drive() {
+    std::vector<std::pair<Piece*, int>> done;
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      work_cv_.wait(lk, [&] { return stopping_ || in_flight_ > 0 || !pending_.empty(); });
+      if (in_flight_ == 0) {
+        if (stopping_) return;
+        try {
+          pump();
+        } catch (const StrataError& e) {
+          fail_everything(e.what());
+        }
+        if (in_flight_ == 0) {
+          done_cv_.notify_all();
+          continue;
+        }
+      }
+      lk.unlock();
+      done.clear();
+      std::string error;
+      try {
+        reap(true, done);  // the backend's completion side is the driver's alone
+      } catch (const StrataError& e) {
+        error = e.what();
+      }
+      lk.lock();
+      for (auto& [p, res] : done) complete(p, res);
+      if (!error.empty()) fail_everything(error);
+      if (stopping_) {
+        pending_.clear();  // never submitted: nothing to wait for
+      } else {
+        try {
+          pump();
+        } catch (const StrataError& e) {
+          fail_everything(e.what());
+        }
+      }
+      done_cv_.notify_all();
+    }
+  }
+
+  // A backend failure (not a transfer's): every request fails with it, nothing more is issued.
+  void fail_everything(const std::string& why) {
+    if (driver_error_.empty()) driver_error_ = std::string(backend()) + " engine: " + why;
+    for (Piece* p : pending_) {
+      if (p->op->error.empty()) p->op->error = driver_error_;
+      --p->op->outstanding;
+    }
+    pending_.clear();
+    // What is in flight stays counted until it is reaped; if the backend cannot reap any more,
+    // give those up too so no caller waits forever.
+    if (in_flight_ > 0 && !reap_ok_after_failure()) {
+      for (auto& [t, op] : ops_) {
+        if (op->error.empty()) op->error = driver_error_;
+        op->outstanding = 0;
+      }
+      in_flight_ = 0;
+    }
+    done_cv_.notify_all();
+  }
+  // Whether completions can still be collected after a backend failure (threads: yes).
+  virtual bool reap_ok_after_failure() const { return false; }
 
   // Moves pending pieces into flight, up to queue_depth, as one batch.
   void pump() {
@@ -301,14 +397,6 @@ class EngineBase : public IoEngine {
     stats_.pieces += static_cast<int64_t>(batch.size());
     ++stats_.submit_batches;
     submit(batch);
-  }
-
-  void progress(bool block) {
-    pump();
-    done_.clear();
-    reap(block && in_flight_ > 0, done_);
-    for (auto& [p, res] : done_) complete(p, res);
-    pump();
   }
 
   int inject(int res, const Piece& p) {
@@ -397,10 +485,14 @@ class EngineBase : public IoEngine {
 
   std::unordered_map<IoTicket, std::unique_ptr<Op>> ops_;
   std::deque<Piece*> pending_;
-  std::vector<std::pair<Piece*, int>> done_;
   IoTicket next_ticket_ = 1;
   int64_t in_flight_ = 0;
   int64_t completions_ = 0;
+  std::condition_variable work_cv_;  // the driver: work arrived, or stop
+  std::condition_variable done_cv_;  // waiters: pieces completed
+  std::thread driver_;
+  bool stopping_ = false;
+  std::string driver_error_;  // a backend failure: every later request fails with it
 };
 
 // ---- io_uring ------------------------------------------------------------------------------
@@ -424,7 +516,7 @@ class UringEngine final : public EngineBase {
   }
   ~UringEngine() override {
     if (init_rc_ < 0) return;
-    drain();
+    stop_driver();
     io_uring_queue_exit(&ring_);
   }
   int init_rc() const { return init_rc_; }
@@ -432,6 +524,7 @@ class UringEngine final : public EngineBase {
 
   bool register_buffers(const std::vector<iovec>& regions) override {
     STRATA_CHECK(in_flight() == 0, "register_buffers with I/O in flight");
+    std::lock_guard<std::mutex> lk(mu_);
     if (!buffers_.empty()) io_uring_unregister_buffers(&ring_);
     buffers_.clear();
     if (regions.empty()) return true;
@@ -546,34 +639,35 @@ class ThreadEngine final : public EngineBase {
     for (int i = 0; i < n; ++i) workers_.emplace_back([this] { run(); });
   }
   ~ThreadEngine() override {
-    drain();
+    stop_driver();
     {
-      std::lock_guard<std::mutex> lk(mu_);
+      std::lock_guard<std::mutex> lk(pool_mu_);
       stop_ = true;
     }
-    work_cv_.notify_all();
+    pool_work_cv_.notify_all();
     for (auto& t : workers_) t.join();
   }
   const char* backend() const override { return "threads"; }
   bool register_buffers(const std::vector<iovec>&) override { return true; }  // nothing to pin
+  bool reap_ok_after_failure() const override { return true; }
 
  protected:
   void on_file_registered(int, int) override {}
 
   void submit(const std::vector<Piece*>& batch) override {
     {
-      std::lock_guard<std::mutex> lk(mu_);
+      std::lock_guard<std::mutex> lk(pool_mu_);
       for (Piece* p : batch) work_.push_back(p);
     }
     if (batch.size() == 1)
-      work_cv_.notify_one();
+      pool_work_cv_.notify_one();
     else
-      work_cv_.notify_all();
+      pool_work_cv_.notify_all();
   }
 
   void reap(bool block, std::vector<std::pair<Piece*, int>>& out) override {
-    std::unique_lock<std::mutex> lk(mu_);
-    if (block) done_cv_.wait(lk, [&] { return !completed_.empty(); });
+    std::unique_lock<std::mutex> lk(pool_mu_);
+    if (block) pool_done_cv_.wait(lk, [&] { return !completed_.empty(); });
     for (auto& d : completed_) out.push_back(d);
     completed_.clear();
   }
@@ -583,8 +677,8 @@ class ThreadEngine final : public EngineBase {
     for (;;) {
       Piece* p;
       {
-        std::unique_lock<std::mutex> lk(mu_);
-        work_cv_.wait(lk, [&] { return stop_ || !work_.empty(); });
+        std::unique_lock<std::mutex> lk(pool_mu_);
+        pool_work_cv_.wait(lk, [&] { return stop_ || !work_.empty(); });
         if (work_.empty()) return;  // stop_ with nothing left
         p = work_.front();
         work_.pop_front();
@@ -595,15 +689,15 @@ class ThreadEngine final : public EngineBase {
                                         : ::pread(fd, p->buf, len, p->offset);
       const int res = r < 0 ? -errno : static_cast<int>(r);
       {
-        std::lock_guard<std::mutex> lk(mu_);
+        std::lock_guard<std::mutex> lk(pool_mu_);
         completed_.emplace_back(p, res);
       }
-      done_cv_.notify_one();
+      pool_done_cv_.notify_one();
     }
   }
 
-  std::mutex mu_;
-  std::condition_variable work_cv_, done_cv_;
+  std::mutex pool_mu_;  // the workers' queue (not EngineBase::mu_)
+  std::condition_variable pool_work_cv_, pool_done_cv_;
   std::deque<Piece*> work_;
   std::vector<std::pair<Piece*, int>> completed_;  // (piece, result) awaiting reap
   bool stop_ = false;
@@ -622,7 +716,18 @@ void warn_fallback_once(const std::string& why) {
 std::unique_ptr<IoEngine> IoEngine::create(const IoOptions& options) {
   IoOptions o = options;
   if (o.backend == IoBackend::automatic) {
-    if (const char* env = std::getenv("STRATA_IO_BACKEND")) o.backend = parse_io_backend(env);
+    if (const char* env = std::getenv("STRATA_IO_BACKEND")) {
+      o.backend = parse_io_backend(env);
+      // Say so once: a forced backend otherwise leaves no trace in the log of a run.
+      if (o.backend != IoBackend::automatic) {
+        static std::once_flag once;
+        std::call_once(once, [&] {
+          log_info(std::string("STRATA_IO_BACKEND=") + env + ": using the " +
+                   (o.backend == IoBackend::threads ? "pread/pwrite thread-pool" : "io_uring") +
+                   " I/O backend");
+        });
+      }
+    }
   }
   if (o.backend == IoBackend::threads) return std::make_unique<ThreadEngine>(o);
 

@@ -1,41 +1,74 @@
 #include "offload/saved_tensors.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "core/error.h"
 
 namespace strata {
 
-float* SavedTensors::add(const std::string& name, int64_t n) {
+void SavedTensors::insert(const std::string& name, SharedBuffer buf) {
   STRATA_CHECK(!has(name), "activation '" + name + "' saved twice");
-  items_.emplace_back(name, FloatBuffer(n, MemCategory::activations));
-  return items_.back().second.data();
+  STRATA_CHECK(buf != nullptr, "activation '" + name + "' saved without a buffer");
+  items_.emplace_back(name, std::move(buf));
 }
 
-const FloatBuffer* SavedTensors::find(const std::string& name) const {
-  for (const auto& [n, b] : items_)
-    if (n == name) return &b;
+float* SavedTensors::add(const std::string& name, int64_t n) {
+  insert(name, std::make_shared<FloatBuffer>(n, MemCategory::activations, FloatBuffer::kPageAlign));
+  return items_.back().second->data();
+}
+
+void SavedTensors::adopt(const std::string& name, FloatBuffer&& buf) {
+  insert(name, std::make_shared<FloatBuffer>(std::move(buf)));
+}
+
+void SavedTensors::share(const std::string& name, SharedBuffer buf) {
+  insert(name, std::move(buf));
+}
+
+const SavedTensors::Item* SavedTensors::find(const std::string& name) const {
+  for (const Item& item : items_)
+    if (item.first == name) return &item;
   return nullptr;
 }
 
 bool SavedTensors::has(const std::string& name) const { return find(name) != nullptr; }
 
-const float* SavedTensors::get(const std::string& name) const {
-  const FloatBuffer* b = find(name);
-  STRATA_CHECK(b != nullptr, "activation '" + name + "' was not saved");
-  return b->data();
+SharedBuffer SavedTensors::buffer(const std::string& name) const {
+  const Item* item = find(name);
+  STRATA_CHECK(item != nullptr, "activation '" + name + "' was not saved");
+  return item->second;
 }
 
-float* SavedTensors::mutable_get(const std::string& name) { return const_cast<float*>(get(name)); }
+const float* SavedTensors::get(const std::string& name) const {
+  const Item* item = find(name);
+  STRATA_CHECK(item != nullptr, "activation '" + name + "' was not saved");
+  return item->second->data();
+}
+
+float* SavedTensors::mutable_get(const std::string& name) {
+  const Item* item = find(name);
+  STRATA_CHECK(item != nullptr, "activation '" + name + "' was not saved");
+  STRATA_CHECK(item->second.use_count() == 1,
+               "activation '" + name + "' is shared with another set and cannot be overwritten");
+  return item->second->data();
+}
+
+void SavedTensors::drop(const std::string& name) {
+  STRATA_CHECK(has(name), "activation '" + name + "' was not saved");
+  std::erase_if(items_, [&](const Item& item) { return item.first == name; });
+}
 
 int64_t SavedTensors::bytes() const {
+  std::unordered_set<const FloatBuffer*> seen;
   int64_t total = 0;
-  for (const auto& item : items_) total += item.second.bytes();
+  for (const auto& [name, buf] : items_)
+    if (seen.insert(buf.get()).second) total += buf->capacity_bytes();
   return total;
 }
 
 void SavedTensors::keep_only(const std::string& keep) {
-  std::erase_if(items_, [&](const auto& item) { return item.first != keep; });
+  std::erase_if(items_, [&](const Item& item) { return item.first != keep; });
 }
 
 }  // namespace strata

@@ -50,6 +50,12 @@ void SwapTier::throw_full(int64_t more) const {
                     " (offload.capacity_gb)");
 }
 
+SwapTier::Handle SwapTier::write_buffer(FloatBuffer&& buf) {
+  const Handle h = write(buf.data(), buf.bytes());
+  buf.reset();
+  return h;
+}
+
 namespace {
 
 // ---------------------------------------------------------------------------------------------
@@ -91,6 +97,16 @@ class MemoryTier : public SwapTier {
     release(it->second);
     live_.erase(it);
   }
+  FloatBuffer read_buffer(Handle h, MemCategory cat) override {
+    auto it = live_.find(h);
+    STRATA_CHECK(it != live_.end(), "unknown swap handle " + std::to_string(h));
+    FloatBuffer dst(it->second.bytes / static_cast<int64_t>(sizeof(float)), cat,
+                    FloatBuffer::kPageAlign);
+    std::memcpy(dst.data(), it->second.p, static_cast<size_t>(it->second.bytes));
+    release(it->second);
+    live_.erase(it);
+    return dst;
+  }
   void discard(Handle h) override {
     auto it = live_.find(h);
     STRATA_CHECK(it != live_.end(), "unknown swap handle " + std::to_string(h));
@@ -124,10 +140,16 @@ class MemoryTier : public SwapTier {
 
 // ---------------------------------------------------------------------------------------------
 // nvme: one O_DIRECT file; space is handed out in aligned extents (first fit, freed extents
-// coalesce, the file's high-water mark shrinks back when its last extent is freed). A write
-// copies into a page-aligned HostPool staging block padded to the file's alignment and submits;
-// the staging block is freed when the write completes (poll). A read of a handle whose write has
-// not been retired yet copies from the staging block instead of going to the device.
+// coalesce, the file's high-water mark shrinks back when its last extent is freed).
+//
+// Writes come in two ways. write_buffer() of a page-aligned, page-padded FloatBuffer (what
+// SavedTensors allocates) is zero-copy: the I/O goes straight from the buffer, which the tier holds
+// (charged to io) until the write completes and poll() frees it. write(src) copies into a
+// page-aligned HostPool staging block padded to the file's alignment. Until a write is retired,
+// a read of the handle is served from that memory, not the device.
+//
+// Reads land in a fresh page-aligned FloatBuffer (charged to activations: it becomes one) issued
+// by prefetch(); read_buffer() hands it over as it is, read() copies out of it.
 class NvmeTier : public SwapTier {
  public:
   explicit NvmeTier(const SwapOptions& o) : SwapTier(o.capacity_bytes) {
@@ -148,26 +170,28 @@ class NvmeTier : public SwapTier {
     }
     const DioAlignment& a = engine_->alignment(slot_);
     align_ = a.offset;
-    if (a.mem > HostPool::kAlignment) {
+    mem_align_ = a.mem;
+    if (a.mem > HostPool::kAlignment || a.offset > FloatBuffer::kPageAlign ||
+        FloatBuffer::kPageAlign % a.offset != 0) {
       engine_.reset();
       ::unlink(path_.c_str());
       throw StrataError("swap file '" + path_ + "' needs " + std::to_string(a.mem) +
-                        "-byte aligned buffers; staging blocks are 4096-byte aligned");
+                        "-byte aligned buffers and " + std::to_string(a.offset) +
+                        "-byte aligned offsets; swap buffers are 4096-byte aligned");
     }
   }
 
   ~NvmeTier() override {
-    // Everything in flight must land before its staging block goes back to the pool and before
-    // the file is removed; a failure here is moot (the data is being thrown away).
+    // Everything in flight must land before its buffer is freed and before the file is removed;
+    // a failure here is moot (the data is being thrown away).
     try {
       engine_->wait_all();
     } catch (const std::exception& e) {
       log_warn(std::string("swap tier nvme: I/O failed while closing: ") + e.what());
     }
-    for (auto& [h, x] : live_) {
+    for (auto& [h, x] : live_)
       if (x.wstage) pool_.free(x.wstage);
-      if (x.rstage) pool_.free(x.rstage);
-    }
+    live_.clear();
     engine_.reset();  // closes the file
     ::unlink(path_.c_str());
   }
@@ -190,53 +214,102 @@ class NvmeTier : public SwapTier {
       free_extent(x.offset, padded);
       throw;
     }
-    live_.emplace(next_, x);
-    writing_.push_back(next_);
-    return next_++;
+    return add(std::move(x));
+  }
+
+  Handle write_buffer(FloatBuffer&& buf) override {
+    const int64_t bytes = buf.bytes();
+    const int64_t padded = io_padded_size(bytes, align_);
+    const bool direct =
+        reinterpret_cast<uintptr_t>(buf.data()) % mem_align_ == 0 && buf.capacity_bytes() >= padded;
+    if (!direct) return SwapTier::write_buffer(std::move(buf));  // staged copy
+    poll();
+    Extent x;
+    x.bytes = bytes;
+    x.padded = padded;
+    x.offset = alloc_extent(padded);
+    try {
+      // The padding goes to disk too: zero it (it is, from allocation, unless a caller wrote past
+      // the payload) so no stale bytes reach the file.
+      std::memset(reinterpret_cast<char*>(buf.data()) + bytes, 0,
+                  static_cast<size_t>(padded - bytes));
+      x.wticket = engine_->write(slot_, x.offset, buf.data(), padded);
+    } catch (...) {
+      free_extent(x.offset, padded);
+      throw;
+    }
+    buf.set_category(MemCategory::io);
+    x.wbuf = std::move(buf);
+    return add(std::move(x));
   }
 
   void prefetch(Handle h) override {
     Extent& x = at(h);
-    if (x.wstage || x.rstage) return;  // still staged, or already on its way
-    x.rstage = pool_.alloc(x.padded);
+    if (in_memory(x) || x.rbuf.data()) return;  // never left memory, or already on its way
+    x.rbuf = FloatBuffer(x.bytes / static_cast<int64_t>(sizeof(float)), MemCategory::activations,
+                         FloatBuffer::kPageAlign);
     try {
-      x.rticket = engine_->read(slot_, x.offset, x.rstage, x.padded);
+      x.rticket = engine_->read(slot_, x.offset, x.rbuf.data(), x.padded);
     } catch (...) {
-      pool_.free(x.rstage);
-      x.rstage = nullptr;
+      x.rbuf.reset();
       throw;
     }
   }
 
+  FloatBuffer read_buffer(Handle h, MemCategory cat) override {
+    Extent& x = at(h);
+    FloatBuffer out;
+    if (x.wbuf.data()) {
+      engine_->wait(x.wticket);  // the file must not be written into a freed buffer
+      out = std::move(x.wbuf);
+    } else if (x.wstage) {
+      engine_->wait(x.wticket);
+      out =
+          FloatBuffer(x.bytes / static_cast<int64_t>(sizeof(float)), cat, FloatBuffer::kPageAlign);
+      std::memcpy(out.data(), x.wstage, static_cast<size_t>(x.bytes));
+    } else {
+      if (!x.rbuf.data()) prefetch(h);
+      engine_->wait(x.rticket);
+      out = std::move(x.rbuf);
+    }
+    out.set_category(cat);
+    drop(h);
+    return out;
+  }
+
   void read(Handle h, float* dst) override {
     Extent& x = at(h);
-    if (x.wstage) {
+    const void* src = nullptr;
+    if (x.wbuf.data() || x.wstage) {
       engine_->wait(x.wticket);
-      std::memcpy(dst, x.wstage, static_cast<size_t>(x.bytes));
+      src = x.wstage ? x.wstage : x.wbuf.data();
     } else {
-      if (!x.rstage) prefetch(h);
+      if (!x.rbuf.data()) prefetch(h);
       engine_->wait(x.rticket);
-      std::memcpy(dst, x.rstage, static_cast<size_t>(x.bytes));
+      src = x.rbuf.data();
     }
+    std::memcpy(dst, src, static_cast<size_t>(x.bytes));
     drop(h);
   }
 
   void discard(Handle h) override {
     Extent& x = at(h);
-    // The transfers cannot be cancelled: let them finish before the extent and staging are reused.
-    if (x.wstage) engine_->wait(x.wticket);
-    if (x.rstage) engine_->wait(x.rticket);
+    // The transfers cannot be cancelled: let them finish before the extent and buffers are reused.
+    if (in_memory(x)) engine_->wait(x.wticket);
+    if (x.rbuf.data()) engine_->wait(x.rticket);
     drop(h);
   }
 
   void poll() override {
     std::erase_if(writing_, [&](Handle h) {
       auto it = live_.find(h);
-      if (it == live_.end() || !it->second.wstage) return true;  // read or discarded meanwhile
-      if (!engine_->poll(it->second.wticket)) return false;
-      engine_->wait(it->second.wticket);
-      pool_.free(it->second.wstage);
-      it->second.wstage = nullptr;
+      if (it == live_.end() || !in_memory(it->second)) return true;  // read or discarded meanwhile
+      Extent& x = it->second;
+      if (!engine_->poll(x.wticket)) return false;
+      engine_->wait(x.wticket);
+      if (x.wstage) pool_.free(x.wstage);
+      x.wstage = nullptr;
+      x.wbuf.reset();
       return true;
     });
   }
@@ -248,11 +321,22 @@ class NvmeTier : public SwapTier {
  private:
   struct Extent {
     int64_t offset = 0, bytes = 0, padded = 0;
-    void* wstage = nullptr;  // the write's staging block until the write is retired
+    // The write's source until the write is retired: a staging block (write) or the caller's
+    // buffer (write_buffer).
+    void* wstage = nullptr;
+    FloatBuffer wbuf;
     IoTicket wticket = 0;
-    void* rstage = nullptr;  // the read's staging block once a read is issued
+    FloatBuffer rbuf;  // the read's destination once a read is issued
     IoTicket rticket = 0;
   };
+
+  static bool in_memory(const Extent& x) { return x.wstage || x.wbuf.data(); }
+
+  Handle add(Extent&& x) {
+    live_.emplace(next_, std::move(x));
+    writing_.push_back(next_);
+    return next_++;
+  }
 
   Extent& at(Handle h) {
     auto it = live_.find(h);
@@ -260,12 +344,11 @@ class NvmeTier : public SwapTier {
     return it->second;
   }
 
-  // Frees the staging blocks (their transfers are complete) and the extent.
+  // Frees the buffers (their transfers are complete) and the extent.
   void drop(Handle h) {
     auto it = live_.find(h);
     Extent& x = it->second;
     if (x.wstage) pool_.free(x.wstage);
-    if (x.rstage) pool_.free(x.rstage);
     free_extent(x.offset, x.padded);
     live_.erase(it);
   }
@@ -314,6 +397,7 @@ class NvmeTier : public SwapTier {
   std::unique_ptr<IoEngine> engine_;
   int slot_ = -1;
   int64_t align_ = 4096;
+  int64_t mem_align_ = 4096;
   HostPool pool_;
   std::map<Handle, Extent> live_;
   std::vector<Handle> writing_;      // handles whose write has not been retired

@@ -5,13 +5,20 @@
 //   nvme  one O_DIRECT file per rank under offload.dir, written through IoEngine, so the data
 //         leaves RAM entirely (and stays out of the page cache);
 //   cxl   host memory bound to a (usually CPU-less, CXL-attached) NUMA node with libnuma.
-// A write copies the payload out of `src` before returning (src may be freed at once); the tier
-// then finishes the transfer asynchronously where the backend allows (nvme). Each handle is read
-// exactly once: read() returns the bytes and releases the handle's space.
+// Two ways in and out:
+//   write(src)/read(dst)           copy: the payload is copied out of src before write returns;
+//   write_buffer()/read_buffer()   zero-copy where the backend allows (nvme): the tier takes the
+//                                  page-aligned buffer itself, transfers straight from it and frees
+//                                  it when the write completes; the read-back lands in a fresh
+//                                  buffer that is handed over as it is. A buffer whose write has
+//                                  not been retired yet is handed back without any I/O.
+// Writes finish asynchronously where the backend allows (nvme). Each handle is read exactly once:
+// a read returns the bytes and releases the handle's space.
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "core/memory.h"
 #include "offload/io_engine.h"
 
 namespace strata {
@@ -40,6 +47,11 @@ class SwapTier {
   // Copies `bytes` from src into the tier (src is free to reuse on return). StrataError naming
   // the tier, its file and the capacity when the tier is full.
   virtual Handle write(const float* src, int64_t bytes) = 0;
+  // Takes the buffer (any alignment; page-aligned FloatBuffers avoid every copy on nvme). While
+  // the tier holds it in flight it is charged to MemCategory::io.
+  virtual Handle write_buffer(FloatBuffer&& buf);
+  // The handle's data as a buffer charged to `cat` (page-aligned, padded), and releases the handle.
+  virtual FloatBuffer read_buffer(Handle h, MemCategory cat) = 0;
   // Starts bringing the handle back (a no-op for memory tiers) so read() finds it ready.
   virtual void prefetch(Handle h) = 0;
   // Waits for the handle's data, copies it to dst and releases the handle.

@@ -106,7 +106,10 @@ TEST_P(SwapTest, RoundTripsBitForBit) {
   fill(one, 0);
   // Only the kept block is still activation memory; the rest lives in the tier.
   EXPECT_EQ(store.bytes_held(), micro_batches * one.bytes());
-  EXPECT_GE(store.bytes_swapped(), micro_batches * (blocks - 1) * one.bytes());
+  int64_t payload = 0;
+  for (const auto& [name, n] : kTensors) payload += n * 4;
+  EXPECT_EQ(store.bytes_written(), micro_batches * (blocks - 1) * payload);
+  EXPECT_GE(store.bytes_swapped(), micro_batches * (blocks - 1) * payload);
   EXPECT_EQ(store.swapped_blocks(), micro_batches * (blocks - 1));
 
   const auto no_rebuild = [](const float*, SavedTensors&) { FAIL() << "swap never recomputes"; };
@@ -121,6 +124,73 @@ TEST_P(SwapTest, RoundTripsBitForBit) {
   EXPECT_STREQ(store.tier()->name(), GetParam() == "host" || GetParam().starts_with("cxl-auto")
                                          ? "host"
                                          : GetParam().substr(0, GetParam().find('-')).c_str());
+}
+
+// A buffer several sets share (a tensor saved by several layers) goes to the tier once and comes
+// back once, as one buffer shared by every set; while the caller still holds it, it is not read
+// back at all.
+TEST_P(SwapTest, SharedTensorIsWrittenOnce) {
+  if (GetParam() == "nvme-io_uring" && !io_uring_supported())
+    GTEST_SKIP() << "io_uring refused here";
+  ActivationStore store(3, ActivationPolicy::swap, "x", SwapTier::create(options(GetParam())));
+  const int64_t n = 5000;
+  auto shared = std::make_shared<FloatBuffer>(n, MemCategory::activations, FloatBuffer::kPageAlign);
+  for (int64_t i = 0; i < n; ++i) (*shared)[i] = static_cast<float>(i) * 0.5f;
+  for (int64_t b = 0; b < 3; ++b) {
+    SavedTensors s;
+    s.add("own", 100)[0] = static_cast<float>(b);
+    s.share("y", shared);
+    store.save(0, b, std::move(s));
+  }
+  // Written once (with its copy path: the caller still holds it), plus each set's own tensor.
+  EXPECT_EQ(store.bytes_written(), n * 4 + 3 * 100 * 4);
+  const float* caller_copy = shared->data();
+  const auto no_rebuild = [](const float*, SavedTensors&) { FAIL() << "swap never recomputes"; };
+  // Still held by the caller: served from memory, not read back.
+  SavedTensors s2 = store.take(0, 2, no_rebuild);
+  EXPECT_EQ(s2.get("y"), caller_copy);
+  EXPECT_EQ(s2.get("own")[0], 2.f);
+  shared.reset();
+  s2.clear();  // now nobody holds it: the next take reads it back, once
+  SavedTensors s1 = store.take(0, 1, no_rebuild);
+  SavedTensors s0 = store.take(0, 0, no_rebuild);
+  EXPECT_EQ(s1.get("y"), s0.get("y"));  // one buffer read back, shared by both sets
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(s0.get("y")[i], static_cast<float>(i) * 0.5f) << i;
+  EXPECT_EQ(s1.get("own")[0], 1.f);
+  EXPECT_EQ(s0.get("own")[0], 0.f);
+  EXPECT_TRUE(store.empty());
+  EXPECT_EQ(store.bytes_swapped(), 0);
+}
+
+// Zero-copy: a page-aligned buffer handed over whole comes back bit for bit, whether it is still
+// in flight (handed back without I/O) or already on the device (read into a fresh buffer).
+TEST_P(SwapTest, BufferRoundTripWithAndWithoutIo) {
+  if (GetParam() == "nvme-io_uring" && !io_uring_supported())
+    GTEST_SKIP() << "io_uring refused here";
+  auto tier = SwapTier::create(options(GetParam()));
+  for (int64_t n : {int64_t{1}, int64_t{1023}, int64_t{1024}, int64_t{300001}}) {
+    FloatBuffer a(n, MemCategory::activations, FloatBuffer::kPageAlign);
+    for (int64_t i = 0; i < n; ++i) a[i] = static_cast<float>(i ^ 0x5a5a) + 0.25f;
+    const auto h = tier->write_buffer(std::move(a));
+    EXPECT_EQ(a.data(), nullptr);  // the tier has it
+    tier->prefetch(h);
+    FloatBuffer b = tier->read_buffer(h, MemCategory::activations);
+    ASSERT_EQ(b.size(), n);
+    EXPECT_EQ(b.category(), MemCategory::activations);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % 4096, 0u);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(b[i], static_cast<float>(i ^ 0x5a5a) + 0.25f) << i;
+    // Once the write has been retired, the data comes from the device.
+    FloatBuffer c(n, MemCategory::activations, FloatBuffer::kPageAlign);
+    std::memcpy(c.data(), b.data(), static_cast<size_t>(n) * 4);
+    const auto h2 = tier->write_buffer(std::move(c));
+    for (int i = 0; i < 20; ++i) {
+      usleep(1000);
+      tier->poll();
+    }
+    FloatBuffer d = tier->read_buffer(h2, MemCategory::activations);
+    EXPECT_EQ(std::memcmp(d.data(), b.data(), static_cast<size_t>(n) * 4), 0);
+    EXPECT_EQ(tier->bytes_used(), 0);
+  }
 }
 
 // The file's extents are reused after reads and discards: many rounds in a small capacity.
