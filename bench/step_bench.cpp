@@ -155,13 +155,27 @@ int main(int argc, char** argv) {
       "%.1f GFLOP/s (%.1f%% of peak)\n",
       sec * 1e3, static_cast<double>(N) / sec, gemm_gflops, 100 * gemm_gflops / peak, model_gflops,
       100 * model_gflops / peak);
-  std::printf("peak memory: %s\n", format_memory(MemoryTracker::instance().snapshot()).c_str());
-  if (policy == "swap")
+  const MemorySnapshot snap = MemoryTracker::instance().snapshot();
+  std::printf("peak memory: %s\n", format_memory(snap).c_str());
+  // Activations and the swap buffers in flight peak at different moments: their joint peak is
+  // the total's, less the categories that stay flat through a step.
+  int64_t flat = 0;
+  for (MemCategory c : {MemCategory::params, MemCategory::grads, MemCategory::optimizer})
+    flat += snap.current[static_cast<int>(c)];
+  std::printf("peak activations + io together: %s\n", format_bytes(snap.total_peak - flat).c_str());
+  if (policy == "swap") {
+    const HostPoolStats ps = store.tier()->pool_stats();
+    std::printf(
+        "swap tier pool: holds %s, serves %s, beyond what it serves %s (peak io above is the "
+        "in-flight writes plus this)\n",
+        format_bytes(ps.bytes_held).c_str(), format_bytes(ps.bytes_served).c_str(),
+        format_bytes(ps.held_beyond_served).c_str());
     std::printf(
         "swap: %.1f MiB written per step; blocked %.1f ms per step handing writes over and %.1f "
         "ms waiting for reads\n",
         static_cast<double>(store.bytes_written()) / (steps + warmup) / (1 << 20),
         store.write_seconds() * 1e3 / (steps + warmup),
         store.read_wait_seconds() * 1e3 / (steps + warmup));
+  }
   return 0;
 }

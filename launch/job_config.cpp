@@ -260,7 +260,9 @@ const std::vector<Field>& schema() {
       field("parallel.sp", STRATA_REF(parallel.sp)),
       field("parallel.pp", STRATA_REF(parallel.pp)),
       field("parallel.zero_stage", STRATA_REF(parallel.zero_stage)),
-      string_choice("offload.policy", STRATA_REF(offload.policy), {"keep", "recompute", "swap"}),
+      string_choice("offload.policy", STRATA_REF(offload.policy),
+                    {"keep", "recompute", "swap", "auto"}),
+      field("offload.budget_mb", STRATA_REF(offload.budget_mb)),
       string_choice("offload.tier", STRATA_REF(offload.tier), {"host", "nvme", "cxl"}),
       field("offload.dir", STRATA_REF(offload.dir)),
       field("offload.capacity_gb", STRATA_REF(offload.capacity_gb)),
@@ -530,6 +532,11 @@ void Parser::check_ranges() const {
           "expected auto or a NUMA node number, got '" + n + "'");
   }
   at_least("offload.keep_last", c.offload.keep_last, 0);
+  at_least("offload.budget_mb", c.offload.budget_mb, 0);
+  check(c.offload.policy != "auto" || c.offload.budget_mb > 0 || c.train.max_memory_mb > 0,
+        "offload.policy",
+        "auto needs a memory budget: set offload.budget_mb (activation memory) or "
+        "train.max_memory_mb (everything)");
   check(c.offload.queue_depth >= 1 && c.offload.queue_depth <= 4096, "offload.queue_depth",
         "expected a value in [1, 4096], got " + format_value(c.offload.queue_depth));
   // Direct I/O moves whole aligned units: a request size of whole 4 KiB pages fits every device.

@@ -49,7 +49,9 @@ struct ParallelConfig {
 };
 
 struct OffloadConfig {
-  std::string policy = "keep";  // keep | recompute | swap  (auto: later)
+  std::string policy = "keep";  // keep | recompute | swap | auto
+  // auto: activation memory for saved sets (MiB); 0 = what train.max_memory_mb leaves
+  int64_t budget_mb = 0;
   // swap only:
   std::string tier = "nvme";             // host | nvme | cxl
   std::string dir = "/tmp/strata_swap";  // nvme: directory of the per-rank swap files

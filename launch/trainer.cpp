@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/memory.h"
 #include "core/peak.h"
+#include "launch/activation_setup.h"
 #include "launch/checkpoint.h"
 #include "launch/stop_signals.h"
 #include "launch/train_checkpoint.h"
@@ -99,31 +100,10 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
                                        optimizer_options(cfg_.optim));
   hooks_ = std::make_unique<ZeroHooks>(*zero_);
   {
-    const ActivationPolicy policy = parse_activation_policy(cfg_.offload.policy);
-    std::unique_ptr<SwapTier> tier;
-    if (policy == ActivationPolicy::swap) {
-      SwapOptions so;
-      so.tier = parse_swap_tier(cfg_.offload.tier);
-      so.dir = cfg_.offload.dir;
-      so.capacity_bytes = cfg_.offload.capacity_gb << 30;
-      so.cxl_node = cfg_.offload.cxl_node;
-      so.rank = static_cast<int>(mesh_->world_rank());
-      so.io.queue_depth = static_cast<int>(cfg_.offload.queue_depth);
-      so.io.block_size = cfg_.offload.block_kb << 10;
-      tier = SwapTier::create(so);
-      log_info("activations: swap to " + std::string(tier->name()) +
-               (tier->path().empty() ? "" : " file " + tier->path()) + " (capacity " +
-               format_bytes(tier->capacity()) + "), last " +
-               std::to_string(std::min(cfg_.offload.keep_last, cfg_.model.n_layers)) +
-               " block(s) kept in memory");
-    }
-    store_ = std::make_unique<ActivationStore>(cfg_.model.n_layers, policy, "x", std::move(tier));
-    // The last blocks' backward comes first, right after their forward: swapping them out would
-    // only read them straight back.
-    if (policy == ActivationPolicy::swap)
-      for (int64_t b = std::max<int64_t>(0, cfg_.model.n_layers - cfg_.offload.keep_last);
-           b < cfg_.model.n_layers; ++b)
-        store_->set_policy(b, ActivationPolicy::keep);
+    ActivationSetup a = make_activation_store(cfg_, static_cast<int>(mesh_->world_rank()));
+    store_ = std::move(a.store);
+    plan_after_first_step_ = a.plan_after_first_step;
+    swap_bandwidth_ = a.bandwidth;
   }
   train_data_ = std::make_unique<DataLoader>(cfg_.data.train, cfg_.data.seq_len,
                                              cfg_.model.vocab_size, cfg_.train.seed);
@@ -186,6 +166,12 @@ StepResult Trainer::train_step() {
   const float lr = schedule_.at(step_);
   zero_->step(lr, clip);
   ++step_;
+  if (plan_after_first_step_) {
+    // After the optimizer step, so its state is in the peaks. Each rank plans from its own
+    // measurements (every plan trains identically; plans differ only in time and memory).
+    plan_activation_policies(cfg_, *store_, swap_bandwidth_, MemoryTracker::instance().snapshot());
+    plan_after_first_step_ = false;
+  }
 
   StepResult r;
   r.step = step_;

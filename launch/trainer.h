@@ -11,6 +11,7 @@
 #include "launch/data.h"
 #include "launch/job_config.h"
 #include "models/model.h"
+#include "offload/activation_plan.h"
 #include "offload/activation_store.h"
 #include "optim/lr_schedule.h"
 #include "parallel/comm.h"
@@ -49,6 +50,7 @@ class Trainer {
   // The ranks holding the same parameters (dp x sp): ZeRO shards and reduces over them.
   Comm& replica_comm() { return replicas_ ? *replicas_ : mesh_->dp_comm(); }
   ZeroEngine& zero() { return *zero_; }
+  const ActivationStore& activation_store() const { return *store_; }
   int64_t step() const { return step_; }
   // Loads only the model weights of a checkpoint (evaluation, export).
   void load_weights(const CheckpointReader& ckpt);
@@ -70,12 +72,14 @@ class Trainer {
   std::unique_ptr<ZeroEngine> zero_;
   std::unique_ptr<BlockHooks> hooks_;  // forwards the model's unit boundaries to zero_
   std::unique_ptr<ActivationStore> store_;
+  bool plan_after_first_step_ = false;  // offload.policy auto, before its plan
+  TierBandwidth swap_bandwidth_;        // auto: the swap tier's, measured at start
   std::unique_ptr<DataLoader> train_data_;
   std::unique_ptr<EvalLoader> val_data_;
   LrSchedule schedule_;
   int64_t step_ = 0;
   double sgemm_peak_ = 0;
-  std::vector<int32_t> inputs_, targets_;  // [global_batch, seq_len], every rank the same
+  std::vector<int32_t> inputs_, targets_;        // [global_batch, seq_len], every rank the same
   std::vector<int32_t> my_inputs_, my_targets_;  // [global_batch/dp, seq_len/sp] this rank's share
 };
 

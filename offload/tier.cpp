@@ -113,6 +113,8 @@ class MemoryTier : public SwapTier {
     release(it->second);
     live_.erase(it);
   }
+  void trim() override { pool_.trim(); }
+  HostPoolStats pool_stats() const override { return pool_.stats(); }
   const char* name() const override { return node_ < 0 ? "host" : "cxl"; }
   int64_t bytes_used() const override { return used_; }
 
@@ -314,6 +316,11 @@ class NvmeTier : public SwapTier {
     });
   }
 
+  void trim() override {
+    poll();
+    pool_.trim();
+  }
+  HostPoolStats pool_stats() const override { return pool_.stats(); }
   const char* name() const override { return "nvme"; }
   std::string path() const override { return path_; }
   int64_t bytes_used() const override { return used_; }

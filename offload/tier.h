@@ -19,6 +19,7 @@
 #include <string>
 
 #include "core/memory.h"
+#include "offload/host_pool.h"
 #include "offload/io_engine.h"
 
 namespace strata {
@@ -60,6 +61,10 @@ class SwapTier {
   virtual void discard(Handle h) = 0;
   // Retires finished asynchronous work (frees staging buffers) without blocking.
   virtual void poll() {}
+  // Returns cached free staging memory to the system (e.g. after a bandwidth probe).
+  virtual void trim() {}
+  // The tier's page-locked pool (staging blocks, host-tier copies): what it holds and serves.
+  virtual HostPoolStats pool_stats() const { return {}; }
 
   virtual const char* name() const = 0;            // "host", "nvme", "cxl"
   virtual std::string path() const { return ""; }  // the swap file (nvme) or ""

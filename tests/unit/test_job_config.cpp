@@ -225,8 +225,12 @@ TEST(JobConfig, WrongTypeNamesKeyAndValue) {
                   "'adamw'?)");
   EXPECT_CONTAINS(error_of(base + "optim:\n  schedule: step\n"),
                   "optim.schedule: expected one of cosine|linear|constant, got 'step'");
-  EXPECT_CONTAINS(error_of(base + "offload:\n  policy: auto\n"),
-                  "offload.policy: expected one of keep|recompute|swap, got 'auto'");
+  EXPECT_CONTAINS(error_of(base + "offload:\n  policy: swop\n"),
+                  "offload.policy: expected one of keep|recompute|swap|auto, got 'swop'");
+  EXPECT_CONTAINS(
+      error_of(base + "offload:\n  policy: auto\n"),
+      "job.yaml:4:3: offload.policy: auto needs a memory budget: set offload.budget_mb");
+  EXPECT_CONTAINS(error_of(base + "offload:\n  budget_mb: -1\n"), "offload.budget_mb");
   EXPECT_CONTAINS(error_of(base + "model:\n  linear_attention:\n    feature_map: relu\n"),
                   "job.yaml:5:5: model.linear_attention.feature_map: expected one of "
                   "silu|identity, got 'relu'");

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/memory.h"
 #include "launch/data.h"
 #include "launch/job_config.h"
@@ -121,6 +122,44 @@ TEST_F(TrainerTest, SwapTrainsBitIdenticallyToKeep) {
     EXPECT_EQ(all_params(keep), all_params(swap));
   }
   EXPECT_TRUE(fs::is_empty(swap_dir));  // the swap file went with the trainer
+}
+
+// offload.policy auto: step 1 recomputes every block and measures; from step 2 on the plan for a
+// budget below what keeping everything needs mixes policies, and training stays bit-identical.
+TEST_F(TrainerTest, AutoPlansWithinTheBudgetAndTrainsBitIdentically) {
+  const std::vector<std::string> bigger = {"model.dim=64", "model.ffn_dim=176", "data.seq_len=256"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.end(), bigger.begin(), bigger.end());
+    return more;
+  };
+  Trainer keep(config("keep", with({})));
+  Trainer automatic(config("auto", with({"offload.policy=auto", "offload.budget_mb=3",
+                                         "offload.tier=nvme", "offload.dir=" + dir_ + "/swap"})));
+  const auto losses = train(automatic, 4);
+  EXPECT_EQ(train(keep, 4), losses);
+  EXPECT_EQ(all_params(keep), all_params(automatic));
+
+  const ActivationStore& store = automatic.activation_store();
+  int64_t keep_bytes = 0;
+  for (const BlockMeasure& m : store.measures()) {
+    EXPECT_GT(m.saved_bytes, m.input_bytes);
+    EXPECT_GT(m.forward_s, 0);
+    EXPECT_GT(m.backward_s, 0);
+    keep_bytes += m.saved_bytes;
+  }
+  ASSERT_GT(keep_bytes, int64_t{3} << 20) << "the budget must force a plan other than keep";
+  EXPECT_NE(store.policy(0), ActivationPolicy::keep);
+  EXPECT_EQ(store.policy(store.n_blocks() - 1), ActivationPolicy::keep);
+
+  // A budget nothing fits is a clear error naming the key, after the measuring step.
+  Trainer tiny(
+      config("tiny", with({"offload.policy=auto", "offload.budget_mb=1", "offload.tier=host"})));
+  try {
+    tiny.train_step();
+    FAIL() << "expected the plan to fail";
+  } catch (const StrataError& e) {
+    EXPECT_NE(std::string(e.what()).find("offload.budget_mb"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(TrainerTest, GradientAccumulationEqualsOneBatch) {
