@@ -24,6 +24,7 @@ ActivationSetup make_activation_store(const JobConfig& cfg, int rank) {
     so.rank = rank;
     so.io.queue_depth = static_cast<int>(o.queue_depth);
     so.io.block_size = o.block_kb << 10;
+    so.checksums = o.checksums;
     tier = SwapTier::create(so);
     const std::string where =
         std::string(tier->name()) + (tier->path().empty() ? "" : " file " + tier->path());

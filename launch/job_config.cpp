@@ -270,6 +270,7 @@ const std::vector<Field>& schema() {
       field("offload.keep_last", STRATA_REF(offload.keep_last)),
       field("offload.queue_depth", STRATA_REF(offload.queue_depth)),
       field("offload.block_kb", STRATA_REF(offload.block_kb)),
+      field("offload.checksums", STRATA_REF(offload.checksums)),
       field("checkpoint.dir", STRATA_REF(checkpoint.dir)),
       field("checkpoint.every", STRATA_REF(checkpoint.every)),
       field("checkpoint.keep_last", STRATA_REF(checkpoint.keep_last)),

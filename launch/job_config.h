@@ -60,6 +60,7 @@ struct OffloadConfig {
   int64_t keep_last = 1;     // the last blocks stay in memory (their backward comes first)
   int64_t queue_depth = 32;  // nvme: block requests in flight
   int64_t block_kb = 1024;   // nvme: I/O request size (KiB)
+  bool checksums = false;    // nvme: CRC-32C of every swapped tensor, checked when read back
 };
 
 struct CheckpointConfig {

@@ -63,6 +63,16 @@ void ActivationStore::release(const std::shared_ptr<SwapEntry>& e) {
   written_.erase(e->origin);
 }
 
+// While unwinding from an error: a failing discard must not replace the error being reported.
+void ActivationStore::release_quietly(const std::vector<Swapped>& out, size_t from) {
+  for (size_t j = from; j < out.size(); ++j) {
+    try {
+      release(out[j].entry);
+    } catch (...) {
+    }
+  }
+}
+
 void ActivationStore::put_on_tier(Held& held, const std::string& name, SharedBuffer buf) {
   auto found = written_.find(std::weak_ptr<FloatBuffer>(buf));
   if (found != written_.end()) {  // shared with a set saved before: already on the tier
@@ -114,7 +124,7 @@ void ActivationStore::save(int64_t micro_batch, int64_t block, SavedTensors&& sa
           }
         }
       } catch (...) {
-        for (const Swapped& s : held.out) release(s.entry);
+        release_quietly(held.out, 0);
         throw;
       }
       ++swapped_;
@@ -175,7 +185,7 @@ SavedTensors ActivationStore::take(int64_t micro_batch, int64_t block, const Reb
         }
       }
     } catch (...) {
-      for (size_t j = next_out; j < held.out.size(); ++j) release(held.out[j].entry);
+      release_quietly(held.out, next_out);
       throw;
     }
     tier_->poll();

@@ -100,6 +100,7 @@ class ActivationStore {
   void put_on_tier(Held& held, const std::string& name, SharedBuffer buf);
   void release(const std::shared_ptr<SwapEntry>& e);
   void prefetch_entries(const Held& held);
+  void release_quietly(const std::vector<Swapped>& out, size_t from);
 
   std::vector<ActivationPolicy> policies_;
   std::string input_name_;

@@ -225,6 +225,7 @@ class EngineBase : public IoEngine {
 
   const DioAlignment& alignment(int slot) const override { return file(slot).align; }
   const std::string& path(int slot) const override { return file(slot).path; }
+  int native_fd(int slot) const override { return file(slot).fd; }
   IoStats stats() const override {
     std::lock_guard<std::mutex> lk(mu_);
     return stats_;

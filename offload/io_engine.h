@@ -105,6 +105,8 @@ class IoEngine {
   virtual const char* backend() const = 0;  // "io_uring" or "threads"
   virtual const DioAlignment& alignment(int file_slot) const = 0;
   virtual const std::string& path(int file_slot) const = 0;
+  // The file's descriptor, for metadata checks (fstat, lseek SEEK_HOLE); do no I/O through it.
+  virtual int native_fd(int file_slot) const = 0;
   virtual IoStats stats() const = 0;
   virtual int64_t in_flight() const = 0;
 };

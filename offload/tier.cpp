@@ -2,11 +2,14 @@
 
 #include <numa.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
@@ -14,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/crc32c.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/memory.h"
@@ -154,13 +158,26 @@ class MemoryTier : public SwapTier {
 // by prefetch(); read_buffer() hands it over as it is, read() copies out of it.
 class NvmeTier : public SwapTier {
  public:
-  explicit NvmeTier(const SwapOptions& o) : SwapTier(o.capacity_bytes) {
+  explicit NvmeTier(const SwapOptions& o) : SwapTier(o.capacity_bytes), checksums_(o.checksums) {
     std::error_code ec;
     fs::create_directories(o.dir, ec);
     if (ec)
       throw StrataError("offload.dir: cannot create swap directory '" + o.dir +
                         "': " + ec.message());
     remove_stale_swap_files(o.dir);
+    {
+      // The file is not preallocated, so a capacity beyond the free space only shows as ENOSPC
+      // in the middle of a step: say so now.
+      struct statvfs fsinfo {};
+      if (::statvfs(o.dir.c_str(), &fsinfo) == 0) {
+        const int64_t free_bytes =
+            static_cast<int64_t>(fsinfo.f_bavail) * static_cast<int64_t>(fsinfo.f_frsize);
+        if (free_bytes < o.capacity_bytes)
+          log_warn("swap tier nvme: offload.capacity_gb (" + format_bytes(o.capacity_bytes) +
+                   ") is more than the free space of '" + o.dir + "' (" + format_bytes(free_bytes) +
+                   "): a step that swaps more fails with 'No space left on device'");
+      }
+    }
     path_ = swap_file_path(o.dir, o.rank);
     engine_ = IoEngine::create(o.io);
     try {
@@ -181,6 +198,9 @@ class NvmeTier : public SwapTier {
                         "-byte aligned buffers and " + std::to_string(a.offset) +
                         "-byte aligned offsets; swap buffers are 4096-byte aligned");
     }
+    log_info("swap tier nvme: direct I/O through " + std::string(engine_->backend()) + " on " +
+             path_ + " (" + std::to_string(a.offset) + "-byte alignment, from " +
+             align_source_name(a.source) + ")");
   }
 
   ~NvmeTier() override {
@@ -210,6 +230,7 @@ class NvmeTier : public SwapTier {
       std::memcpy(x.wstage, src, static_cast<size_t>(bytes));
       // The padding goes to disk too: zero it rather than write stale pool bytes.
       std::memset(static_cast<char*>(x.wstage) + bytes, 0, static_cast<size_t>(padded - bytes));
+      if (checksums_) x.crc = crc32c(x.wstage, static_cast<size_t>(bytes));
       x.wticket = engine_->write(slot_, x.offset, x.wstage, padded);
     } catch (...) {
       if (x.wstage) pool_.free(x.wstage);
@@ -235,6 +256,7 @@ class NvmeTier : public SwapTier {
       // the payload) so no stale bytes reach the file.
       std::memset(reinterpret_cast<char*>(buf.data()) + bytes, 0,
                   static_cast<size_t>(padded - bytes));
+      if (checksums_) x.crc = crc32c(buf.data(), static_cast<size_t>(bytes));
       x.wticket = engine_->write(slot_, x.offset, buf.data(), padded);
     } catch (...) {
       free_extent(x.offset, padded);
@@ -262,16 +284,17 @@ class NvmeTier : public SwapTier {
     Extent& x = at(h);
     FloatBuffer out;
     if (x.wbuf.data()) {
-      engine_->wait(x.wticket);  // the file must not be written into a freed buffer
+      collect(x.wticket);  // the file must not be written into a freed buffer
       out = std::move(x.wbuf);
     } else if (x.wstage) {
-      engine_->wait(x.wticket);
+      collect(x.wticket);
       out =
           FloatBuffer(x.bytes / static_cast<int64_t>(sizeof(float)), cat, FloatBuffer::kPageAlign);
       std::memcpy(out.data(), x.wstage, static_cast<size_t>(x.bytes));
     } else {
       if (!x.rbuf.data()) prefetch(h);
-      engine_->wait(x.rticket);
+      collect(x.rticket);
+      verify(x);
       out = std::move(x.rbuf);
     }
     out.set_category(cat);
@@ -283,11 +306,12 @@ class NvmeTier : public SwapTier {
     Extent& x = at(h);
     const void* src = nullptr;
     if (x.wbuf.data() || x.wstage) {
-      engine_->wait(x.wticket);
+      collect(x.wticket);
       src = x.wstage ? x.wstage : x.wbuf.data();
     } else {
       if (!x.rbuf.data()) prefetch(h);
-      engine_->wait(x.rticket);
+      collect(x.rticket);
+      verify(x);
       src = x.rbuf.data();
     }
     std::memcpy(dst, src, static_cast<size_t>(x.bytes));
@@ -297,8 +321,13 @@ class NvmeTier : public SwapTier {
   void discard(Handle h) override {
     Extent& x = at(h);
     // The transfers cannot be cancelled: let them finish before the extent and buffers are reused.
-    if (in_memory(x)) engine_->wait(x.wticket);
-    if (x.rbuf.data()) engine_->wait(x.rticket);
+    // Their failure does not matter (the data is not needed), and discard runs while unwinding
+    // from another error, which it must not replace.
+    try {
+      if (in_memory(x)) collect(x.wticket);
+      if (x.rbuf.data()) collect(x.rticket);
+    } catch (const StrataError&) {
+    }
     drop(h);
   }
 
@@ -307,8 +336,8 @@ class NvmeTier : public SwapTier {
       auto it = live_.find(h);
       if (it == live_.end() || !in_memory(it->second)) return true;  // read or discarded meanwhile
       Extent& x = it->second;
-      if (!engine_->poll(x.wticket)) return false;
-      engine_->wait(x.wticket);
+      if (x.wticket && !engine_->poll(x.wticket)) return false;
+      collect(x.wticket);
       if (x.wstage) pool_.free(x.wstage);
       x.wstage = nullptr;
       x.wbuf.reset();
@@ -335,7 +364,54 @@ class NvmeTier : public SwapTier {
     IoTicket wticket = 0;
     FloatBuffer rbuf;  // the read's destination once a read is issued
     IoTicket rticket = 0;
+    uint32_t crc = 0;  // CRC-32C of the payload as written
   };
+
+  // Waits for a transfer. The ticket is consumed (zeroed) first, so that after a failure a later
+  // discard() of the handle does not wait on it again; engine errors get the tier's name.
+  void collect(IoTicket& t) {
+    if (!t) return;
+    const IoTicket ticket = t;
+    t = 0;
+    try {
+      engine_->wait(ticket);
+    } catch (const StrataError& e) {
+      throw StrataError(std::string("swap tier nvme: ") + e.what(), e.code());
+    }
+  }
+
+  // Data read back from the device must be what was written. A swap file truncated under the
+  // run and re-extended by a later write reads back as zeros from a hole, with no I/O error at
+  // all; the read would look fine. Nothing of ours writes into a live extent, so once the read
+  // is done, a hole in the extent (lseek SEEK_HOLE) or a file that ends before it means the data
+  // read may not be ours: an error, never a wrong result. Two system calls per tensor. With
+  // offload.checksums the payload's CRC-32C is checked as well (catches overwrites too).
+  void verify(const Extent& x) const {
+    const int fd = engine_->native_fd(slot_);
+    const int64_t end = x.offset + x.padded;
+    struct stat st {};
+    std::string why;
+    if (::fstat(fd, &st) != 0) {
+      why = std::string("fstat failed: ") + std::strerror(errno);
+    } else if (st.st_size < end) {
+      why = "the file is " + std::to_string(st.st_size) + " bytes long, short of the extent's end";
+    } else {
+      const off_t hole = ::lseek(fd, static_cast<off_t>(x.offset), SEEK_HOLE);
+      if (hole >= 0 && hole < end) why = "the extent has a hole at offset " + std::to_string(hole);
+    }
+    if (why.empty() && checksums_) {
+      const uint32_t got = crc32c(x.rbuf.data(), static_cast<size_t>(x.bytes));
+      if (got != x.crc) {
+        char crcs[64];
+        std::snprintf(crcs, sizeof crcs, "CRC-32C %08x, written %08x", got, x.crc);
+        why = std::string("the data differ from what was written (") + crcs + ")";
+      }
+    }
+    if (why.empty()) return;
+    throw StrataError("swap tier nvme: data read back from '" + path_ + "' at offset " +
+                      std::to_string(x.offset) + " (" + std::to_string(x.bytes) + " bytes): " +
+                      why + "; the swap file was truncated or overwritten under the run");
+  }
 
   static bool in_memory(const Extent& x) { return x.wstage || x.wbuf.data(); }
 
@@ -405,6 +481,7 @@ class NvmeTier : public SwapTier {
   int slot_ = -1;
   int64_t align_ = 4096;
   int64_t mem_align_ = 4096;
+  bool checksums_ = false;
   HostPool pool_;
   std::map<Handle, Extent> live_;
   std::vector<Handle> writing_;      // handles whose write has not been retired

@@ -35,6 +35,8 @@ struct SwapOptions {
   std::string cxl_node = "auto";         // cxl: "auto" (a CPU-less node) or a node number
   int rank = 0;                          // names the swap file
   IoOptions io;                          // nvme: backend, queue depth, block size
+  // nvme: CRC-32C of every payload, checked on read (truncation is detected without it)
+  bool checksums = false;
 };
 
 class SwapTier {
