@@ -110,7 +110,8 @@ void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y
 }
 
 void Block::backward(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
-                     const float* dy, float* dx, const BlockShape& s) const {
+                     const float* dy, float* dx, const BlockShape& s,
+                     const std::function<void()>& after_mlp) const {
   const int64_t N = s.tokens();
   // MLP: y = h1 + act Wd^T. The [N, F] gradients live in the saved [N, F] buffers they replace:
   // dact in act (after the weight gradient has read act), dgate in gate, dup in up.
@@ -137,6 +138,7 @@ void Block::backward(const ParamUnit& u, const float* w, float* dw, SavedTensors
     add_inplace(dh1.data(), dh1_norm.data(), N * D_);
     for (const char* t : {"h1", "inv2"}) saved.drop(t);
   }
+  if (after_mlp) after_mlp();
   // Mixer: h1 = x + mixer(a)
   FloatBuffer da(N * D_, MemCategory::activations);  // [N, D]
   if (mixer_ == 'L')

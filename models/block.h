@@ -5,6 +5,7 @@
 // Mixer is linear attention ('L') or softmax attention ('S'). Hand-written forward and backward;
 // the block knows nothing of ranks: weights come in as a pointer to its flat buffer.
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "models/config.h"
@@ -38,8 +39,11 @@ class Block {
   // dy: [B*T, D] -> dx: [B*T, D] (overwritten); parameter gradients accumulate into `dw`.
   // Consumes `saved`: the MLP's saved buffers double as its gradient scratch, and each tensor
   // is released after its last use, so activation memory falls through the backward.
+  // `after_mlp` (optional) runs once the MLP half is done and its tensors are released: the
+  // caller starts bringing the next block's activations back there, into the room just freed.
   void backward(const ParamUnit& layout, const float* w, float* dw, SavedTensors& saved,
-                const float* dy, float* dx, const BlockShape& s) const;
+                const float* dy, float* dx, const BlockShape& s,
+                const std::function<void()>& after_mlp = nullptr) const;
 
  private:
   void linear_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,

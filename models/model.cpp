@@ -128,11 +128,14 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, co
     SavedTensors saved = store.take(micro_batch, i, [&](const float* x, SavedTensors& out) {
       blocks_[i].forward(units_[ui], w, x, next.data(), s, out);
     });
-    // Swapped activations of the next block to run backward start coming back now, overlapping
-    // this block's backward (a no-op under keep/recompute).
-    if (i > 0) store.prefetch(micro_batch, i - 1);
+    // Swapped activations of the next block to run backward start coming back halfway through
+    // this one, once its MLP tensors are released, and overlap its attention half (a no-op
+    // under keep/recompute).
     const auto t0 = std::chrono::steady_clock::now();
-    blocks_[i].backward(units_[ui], w, units_[ui].grads().data(), saved, dh.data(), next.data(), s);
+    blocks_[i].backward(units_[ui], w, units_[ui].grads().data(), saved, dh.data(), next.data(), s,
+                        [&] {
+                          if (i > 0) store.prefetch(micro_batch, i - 1);
+                        });
     store.record_backward(i, seconds_since(t0));
     std::swap(dh, next);
     hk.after_backward(ui);

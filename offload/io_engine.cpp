@@ -124,8 +124,9 @@ struct Op {
   int64_t offset = 0;
   int64_t bytes = 0;
   std::vector<Piece> pieces;
-  int64_t outstanding = 0;  // pieces neither completed nor dropped
-  std::string error;        // first failure; later pieces are drained, not resubmitted
+  int64_t outstanding = 0;               // pieces neither completed nor dropped
+  std::function<void(bool ok)> on_done;  // run once when outstanding reaches 0
+  std::string error;                     // first failure; later pieces are drained, not resubmitted
 };
 
 struct FileEntry {
@@ -182,11 +183,12 @@ class EngineBase : public IoEngine {
     return slot;
   }
 
-  IoTicket write(int slot, int64_t offset, const void* buf, int64_t bytes) override {
-    return start(true, slot, offset, const_cast<void*>(buf), bytes);
+  IoTicket write(int slot, int64_t offset, const void* buf, int64_t bytes,
+                 std::function<void(bool ok)> on_done) override {
+    return start(true, slot, offset, const_cast<void*>(buf), bytes, std::move(on_done));
   }
   IoTicket read(int slot, int64_t offset, void* buf, int64_t bytes) override {
-    return start(false, slot, offset, buf, bytes);
+    return start(false, slot, offset, buf, bytes, {});
   }
 
   void wait(IoTicket t) override {
@@ -251,6 +253,9 @@ class EngineBase : public IoEngine {
     }
     work_cv_.notify_all();
     if (driver_.joinable()) driver_.join();
+    for (Op* op : notify_) op->outstanding = 0;  // dropped unsubmitted: tell their owners
+    for (Op* op : notify_) op->on_done(false);
+    notify_.clear();
     ops_.clear();
   }
 
@@ -266,7 +271,8 @@ class EngineBase : public IoEngine {
   mutable std::mutex mu_;  // every member above and below, and the backend's submission side
 
  private:
-  IoTicket start(bool is_write, int slot, int64_t offset, void* buf, int64_t bytes) {
+  IoTicket start(bool is_write, int slot, int64_t offset, void* buf, int64_t bytes,
+                 std::function<void(bool ok)> on_done) {
     std::unique_lock<std::mutex> lk(mu_);
     const FileEntry& f = file(slot);
     const auto addr = reinterpret_cast<uintptr_t>(buf);
@@ -302,6 +308,10 @@ class EngineBase : public IoEngine {
       pending_.push_back(&p);
     }
     op->outstanding = n;
+    if (on_done) {
+      op->on_done = std::move(on_done);
+      notify_.push_back(op.get());
+    }
     ++stats_.requests;
     const IoTicket t = op->ticket;
     ops_.emplace(t, std::move(op));
@@ -346,6 +356,7 @@ class EngineBase : public IoEngine {
       lk.lock();
       for (auto& [p, res] : done) complete(p, res);
       if (!error.empty()) fail_everything(error);
+      run_done_callbacks();
       if (stopping_) {
         pending_.clear();  // never submitted: nothing to wait for
       } else {
@@ -357,6 +368,16 @@ class EngineBase : public IoEngine {
       }
       done_cv_.notify_all();
     }
+  }
+
+  // The on_done of every request that has finished (under mu_).
+  void run_done_callbacks() {
+    std::erase_if(notify_, [](Op* op) {
+      if (op->outstanding > 0) return false;
+      auto done = std::move(op->on_done);
+      done(op->error.empty());
+      return true;
+    });
   }
 
   // A backend failure (not a transfer's): every request fails with it, nothing more is issued.
@@ -376,6 +397,7 @@ class EngineBase : public IoEngine {
       }
       in_flight_ = 0;
     }
+    run_done_callbacks();
     done_cv_.notify_all();
   }
   // Whether completions can still be collected after a backend failure (threads: yes).
@@ -479,6 +501,7 @@ class EngineBase : public IoEngine {
   }
 
   void finish(std::unordered_map<IoTicket, std::unique_ptr<Op>>::iterator it) {
+    run_done_callbacks();  // finished ops only; the driver normally got there first
     const std::string err = it->second->error;
     ops_.erase(it);
     if (!err.empty()) throw StrataError(err);
@@ -486,6 +509,7 @@ class EngineBase : public IoEngine {
 
   std::unordered_map<IoTicket, std::unique_ptr<Op>> ops_;
   std::deque<Piece*> pending_;
+  std::vector<Op*> notify_;  // ops whose on_done has not run yet
   IoTicket next_ticket_ = 1;
   int64_t in_flight_ = 0;
   int64_t completions_ = 0;

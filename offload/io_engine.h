@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,7 +94,11 @@ class IoEngine {
 
   // Start a transfer and return at once. buf, offset and bytes must be aligned (alignment(slot));
   // the buffer must stay valid until wait() returns for the ticket.
-  virtual IoTicket write(int file_slot, int64_t offset, const void* buf, int64_t bytes) = 0;
+  // `on_done(ok)`, when given, runs on the engine's driver thread as soon as the transfer has
+  // finished (before wait() returns for it), with the engine's lock held: keep it short and make
+  // no engine calls from it. It lets a caller free a write's source without waiting for it.
+  virtual IoTicket write(int file_slot, int64_t offset, const void* buf, int64_t bytes,
+                         std::function<void(bool ok)> on_done = {}) = 0;
   virtual IoTicket read(int file_slot, int64_t offset, void* buf, int64_t bytes) = 0;
   // Block until the ticket completes; throws StrataError if it failed. Each ticket once.
   virtual void wait(IoTicket ticket) = 0;

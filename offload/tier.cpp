@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <iterator>
 #include <map>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -257,13 +258,23 @@ class NvmeTier : public SwapTier {
       std::memset(reinterpret_cast<char*>(buf.data()) + bytes, 0,
                   static_cast<size_t>(padded - bytes));
       if (checksums_) x.crc = crc32c(buf.data(), static_cast<size_t>(bytes));
-      x.wticket = engine_->write(slot_, x.offset, buf.data(), padded);
+      buf.set_category(MemCategory::io);
+      x.wbuf = std::make_shared<Retiring>();
+      x.wbuf->buf = std::move(buf);
+      // Freed by the engine's driver the moment the write lands, not at the next poll(): that
+      // memory is what swapping is for. A failed write keeps it (read_buffer reports the error).
+      x.wticket =
+          engine_->write(slot_, x.offset, x.wbuf->buf.data(), padded, [r = x.wbuf](bool ok) {
+            if (!ok) return;
+            std::lock_guard<std::mutex> lk(r->mu);
+            r->buf.reset();
+          });
     } catch (...) {
+      if (x.wbuf) buf = std::move(x.wbuf->buf);  // the caller's again (nothing was submitted)
+      buf.set_category(MemCategory::activations);
       free_extent(x.offset, padded);
       throw;
     }
-    buf.set_category(MemCategory::io);
-    x.wbuf = std::move(buf);
     return add(std::move(x));
   }
 
@@ -282,16 +293,16 @@ class NvmeTier : public SwapTier {
 
   FloatBuffer read_buffer(Handle h, MemCategory cat) override {
     Extent& x = at(h);
-    FloatBuffer out;
-    if (x.wbuf.data()) {
-      collect(x.wticket);  // the file must not be written into a freed buffer
-      out = std::move(x.wbuf);
+    FloatBuffer out = take_unretired(x);
+    if (out.data()) {
+      collect(x.wticket);  // the extent must not be reused while the write still runs
     } else if (x.wstage) {
       collect(x.wticket);
       out =
           FloatBuffer(x.bytes / static_cast<int64_t>(sizeof(float)), cat, FloatBuffer::kPageAlign);
       std::memcpy(out.data(), x.wstage, static_cast<size_t>(x.bytes));
     } else {
+      collect(x.wticket);  // landed (its source was freed): collect the ticket
       if (!x.rbuf.data()) prefetch(h);
       collect(x.rticket);
       verify(x);
@@ -304,11 +315,13 @@ class NvmeTier : public SwapTier {
 
   void read(Handle h, float* dst) override {
     Extent& x = at(h);
+    const FloatBuffer still = take_unretired(x);
     const void* src = nullptr;
-    if (x.wbuf.data() || x.wstage) {
+    if (still.data() || x.wstage) {
       collect(x.wticket);
-      src = x.wstage ? x.wstage : x.wbuf.data();
+      src = x.wstage ? x.wstage : still.data();
     } else {
+      collect(x.wticket);  // landed (its source was freed): collect the ticket
       if (!x.rbuf.data()) prefetch(h);
       collect(x.rticket);
       verify(x);
@@ -324,8 +337,11 @@ class NvmeTier : public SwapTier {
     // Their failure does not matter (the data is not needed), and discard runs while unwinding
     // from another error, which it must not replace.
     try {
-      if (in_memory(x)) collect(x.wticket);
-      if (x.rbuf.data()) collect(x.rticket);
+      collect(x.wticket);
+    } catch (const StrataError&) {
+    }
+    try {
+      collect(x.rticket);
     } catch (const StrataError&) {
     }
     drop(h);
@@ -334,13 +350,13 @@ class NvmeTier : public SwapTier {
   void poll() override {
     std::erase_if(writing_, [&](Handle h) {
       auto it = live_.find(h);
-      if (it == live_.end() || !in_memory(it->second)) return true;  // read or discarded meanwhile
+      if (it == live_.end()) return true;  // read or discarded meanwhile
       Extent& x = it->second;
       if (x.wticket && !engine_->poll(x.wticket)) return false;
       collect(x.wticket);
       if (x.wstage) pool_.free(x.wstage);
       x.wstage = nullptr;
-      x.wbuf.reset();
+      x.wbuf.reset();  // already freed by the engine's driver; drop the husk
       return true;
     });
   }
@@ -355,12 +371,17 @@ class NvmeTier : public SwapTier {
   int64_t bytes_used() const override { return used_; }
 
  private:
+  // A write_buffer() source: the engine's driver frees it when the write lands (under mu).
+  struct Retiring {
+    std::mutex mu;
+    FloatBuffer buf;
+  };
   struct Extent {
     int64_t offset = 0, bytes = 0, padded = 0;
     // The write's source until the write is retired: a staging block (write) or the caller's
     // buffer (write_buffer).
     void* wstage = nullptr;
-    FloatBuffer wbuf;
+    std::shared_ptr<Retiring> wbuf;
     IoTicket wticket = 0;
     FloatBuffer rbuf;  // the read's destination once a read is issued
     IoTicket rticket = 0;
@@ -413,7 +434,20 @@ class NvmeTier : public SwapTier {
                       why + "; the swap file was truncated or overwritten under the run");
   }
 
-  static bool in_memory(const Extent& x) { return x.wstage || x.wbuf.data(); }
+  // Whether the write's source is still in memory (then the device is not needed to read it).
+  static bool in_memory(const Extent& x) {
+    if (x.wstage) return true;
+    if (!x.wbuf) return false;
+    std::lock_guard<std::mutex> lk(x.wbuf->mu);
+    return x.wbuf->buf.data() != nullptr;
+  }
+  // The write_buffer() source, if the engine has not freed it yet: taken back (the caller waits
+  // for the write before reusing the extent).
+  static FloatBuffer take_unretired(Extent& x) {
+    if (!x.wbuf) return {};
+    std::lock_guard<std::mutex> lk(x.wbuf->mu);
+    return std::move(x.wbuf->buf);
+  }
 
   Handle add(Extent&& x) {
     live_.emplace(next_, std::move(x));
