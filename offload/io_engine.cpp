@@ -354,7 +354,14 @@ class EngineBase : public IoEngine {
         error = e.what();
       }
       lk.lock();
-      for (auto& [p, res] : done) complete(p, res);
+      // Waiters wake only when a request finished, not for every piece (small blocks would
+      // otherwise cost a wake-up each).
+      bool finished = !error.empty();
+      for (auto& [p, res] : done) {
+        Op* op = p->op;
+        complete(p, res);
+        finished = finished || op->outstanding == 0;
+      }
       if (!error.empty()) fail_everything(error);
       run_done_callbacks();
       if (stopping_) {
@@ -366,7 +373,7 @@ class EngineBase : public IoEngine {
           fail_everything(e.what());
         }
       }
-      done_cv_.notify_all();
+      if (finished || stopping_) done_cv_.notify_all();
     }
   }
 
