@@ -79,6 +79,7 @@ class SwapTest : public ::testing::TestWithParam<std::string> {
     if (kind.starts_with("nvme")) {
       o.tier = SwapTierKind::nvme;
       o.io.backend = kind == "nvme-threads" ? IoBackend::threads : IoBackend::io_uring;
+      o.checksums = kind == "nvme-crc";
     }
     if (kind.starts_with("cxl")) {
       o.tier = SwapTierKind::cxl;
@@ -91,7 +92,7 @@ class SwapTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(SwapTest, RoundTripsBitForBit) {
-  if (GetParam() == "nvme-io_uring" && !io_uring_supported())
+  if ((GetParam() == "nvme-io_uring" || GetParam() == "nvme-crc") && !io_uring_supported())
     GTEST_SKIP() << "io_uring refused here";
   const int64_t blocks = 4, micro_batches = 2;
   ActivationStore store(blocks, ActivationPolicy::swap, "x", SwapTier::create(options(GetParam())));
@@ -130,7 +131,7 @@ TEST_P(SwapTest, RoundTripsBitForBit) {
 // back once, as one buffer shared by every set; while the caller still holds it, it is not read
 // back at all.
 TEST_P(SwapTest, SharedTensorIsWrittenOnce) {
-  if (GetParam() == "nvme-io_uring" && !io_uring_supported())
+  if ((GetParam() == "nvme-io_uring" || GetParam() == "nvme-crc") && !io_uring_supported())
     GTEST_SKIP() << "io_uring refused here";
   ActivationStore store(3, ActivationPolicy::swap, "x", SwapTier::create(options(GetParam())));
   const int64_t n = 5000;
@@ -165,7 +166,7 @@ TEST_P(SwapTest, SharedTensorIsWrittenOnce) {
 // Zero-copy: a page-aligned buffer handed over whole comes back bit for bit, whether it is still
 // in flight (handed back without I/O) or already on the device (read into a fresh buffer).
 TEST_P(SwapTest, BufferRoundTripWithAndWithoutIo) {
-  if (GetParam() == "nvme-io_uring" && !io_uring_supported())
+  if ((GetParam() == "nvme-io_uring" || GetParam() == "nvme-crc") && !io_uring_supported())
     GTEST_SKIP() << "io_uring refused here";
   auto tier = SwapTier::create(options(GetParam()));
   for (int64_t n : {int64_t{1}, int64_t{1023}, int64_t{1024}, int64_t{300001}}) {
@@ -195,7 +196,7 @@ TEST_P(SwapTest, BufferRoundTripWithAndWithoutIo) {
 
 // The file's extents are reused after reads and discards: many rounds in a small capacity.
 TEST_P(SwapTest, ReusesSpaceAcrossRounds) {
-  if (GetParam() == "nvme-io_uring" && !io_uring_supported())
+  if ((GetParam() == "nvme-io_uring" || GetParam() == "nvme-crc") && !io_uring_supported())
     GTEST_SKIP() << "io_uring refused here";
   SwapOptions o = options(GetParam());
   o.capacity_bytes = 1 << 20;
@@ -218,7 +219,7 @@ TEST_P(SwapTest, ReusesSpaceAcrossRounds) {
 }
 
 TEST_P(SwapTest, FullTierNamesTierFileAndCapacity) {
-  if (GetParam() == "nvme-io_uring" && !io_uring_supported())
+  if ((GetParam() == "nvme-io_uring" || GetParam() == "nvme-crc") && !io_uring_supported())
     GTEST_SKIP() << "io_uring refused here";
   SwapOptions o = options(GetParam());
   o.capacity_bytes = 64 << 10;
@@ -242,8 +243,8 @@ TEST_P(SwapTest, FullTierNamesTierFileAndCapacity) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiers, SwapTest,
-                         ::testing::Values("host", "nvme-threads", "nvme-io_uring", "cxl-auto",
-                                           "cxl-0"),
+                         ::testing::Values("host", "nvme-threads", "nvme-io_uring", "nvme-crc",
+                                           "cxl-auto", "cxl-0"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n)
