@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <random>
 #include <string>
@@ -237,15 +238,18 @@ class TierProbeNvme : public ::testing::Test {
     dir_ = tmpl;
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::unique_ptr<SwapTier> nvme_tier(int64_t capacity) const {
+    SwapOptions o;
+    o.tier = SwapTierKind::nvme;
+    o.dir = dir_;
+    o.capacity_bytes = capacity;
+    return SwapTier::create(o);
+  }
   std::string dir_;
 };
 
 TEST_F(TierProbeNvme, MeasuresAndLeavesTheTierEmpty) {
-  SwapOptions o;
-  o.tier = SwapTierKind::nvme;
-  o.dir = dir_;
-  o.capacity_bytes = 64 * MiB;
-  auto tier = SwapTier::create(o);
+  auto tier = nvme_tier(64 * MiB);
   expect_sane(probe_tier_bandwidth(*tier, 16 * MiB, 4 * MiB));
   EXPECT_EQ(tier->bytes_used(), 0);
   // Pieces that are not a multiple of the direct-I/O unit (padded by the tier).
@@ -254,11 +258,7 @@ TEST_F(TierProbeNvme, MeasuresAndLeavesTheTierEmpty) {
 }
 
 TEST_F(TierProbeNvme, TooSmallATierIsAClearError) {
-  SwapOptions o;
-  o.tier = SwapTierKind::nvme;
-  o.dir = dir_;
-  o.capacity_bytes = 4 * MiB;
-  auto tier = SwapTier::create(o);
+  auto tier = nvme_tier(4 * MiB);
   try {
     probe_tier_bandwidth(*tier, 16 * MiB, 4 * MiB);
     FAIL() << "expected no room";
