@@ -109,9 +109,14 @@ void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y
   linear_forward(act, W("mlp.down_proj.weight"), y, N, D_, F_, /*accumulate=*/true);
 }
 
+const std::vector<std::string>& Block::mlp_saved_names() {
+  static const std::vector<std::string> names = {"act", "gate", "up", "m", "h1", "inv2"};
+  return names;
+}
+
 void Block::backward(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
                      const float* dy, float* dx, const BlockShape& s,
-                     const std::function<void()>& after_mlp) const {
+                     const BackwardPoints* at) const {
   const int64_t N = s.tokens();
   // MLP: y = h1 + act Wd^T. The [N, F] gradients live in the saved [N, F] buffers they replace:
   // dact in act (after the weight gradient has read act), dgate in gate, dup in up.
@@ -138,13 +143,13 @@ void Block::backward(const ParamUnit& u, const float* w, float* dw, SavedTensors
     add_inplace(dh1.data(), dh1_norm.data(), N * D_);
     for (const char* t : {"h1", "inv2"}) saved.drop(t);
   }
-  if (after_mlp) after_mlp();
+  if (at && at->mlp_done) at->mlp_done();
   // Mixer: h1 = x + mixer(a)
   FloatBuffer da(N * D_, MemCategory::activations);  // [N, D]
   if (mixer_ == 'L')
-    linear_mixer_backward(u, w, dw, saved, dh1.data(), da.data(), s);
+    linear_mixer_backward(u, w, dw, saved, dh1.data(), da.data(), s, at);
   else
-    softmax_mixer_backward(u, w, dw, saved, dh1.data(), da.data(), s);
+    softmax_mixer_backward(u, w, dw, saved, dh1.data(), da.data(), s, at);
   rmsnorm_backward(saved.get("x"), W("input_layernorm.weight"), saved.get("inv1"), da.data(), dx,
                    DW("input_layernorm.weight"), N, D_);
   add_inplace(dx, dh1.data(), N * D_);
@@ -185,7 +190,7 @@ void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const float
 
 void Block::linear_mixer_backward(const ParamUnit& u, const float* w, float* dw,
                                   SavedTensors& saved, const float* dout, float* da,
-                                  const BlockShape& s) const {
+                                  const BlockShape& s, const BackwardPoints* at) const {
   const int64_t N = s.tokens(), E = H_ * dh_;
   const bool silu = cfg_.feature_map == FeatureMap::silu;
   const float kscale = 1.f / std::sqrt(static_cast<float>(dh_));
@@ -215,6 +220,7 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, float* dw,
                                       dO.data(), dq.data(), dk.data(), dv.data());
   dO.reset();
   for (const char* t : {"q", "k", "v", "prefix"}) saved.drop(t);
+  if (at && at->attention_done) at->attention_done();
   // Through the feature maps, in place.
   feature_map_backward(saved.get("qp"), dq.data(), dq.data(), N * E, silu, 1.f);
   feature_map_backward(saved.get("kp"), dk.data(), dk.data(), N * E, silu, kscale);
@@ -255,7 +261,7 @@ void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const floa
 
 void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw,
                                    SavedTensors& saved, const float* dout, float* da,
-                                   const BlockShape& s) const {
+                                   const BlockShape& s, const BackwardPoints* at) const {
   const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
   FloatBuffer dO(N * E, MemCategory::activations);  // [B, T, H, dh]
   linear_backward_input(dout, W("o_proj.weight"), dO.data(), N, D_, E);
@@ -268,6 +274,7 @@ void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw
                                        dv.data());
   dO.reset();
   for (const char* t : {"q", "k_all", "v_all", "o", "lse"}) saved.drop(t);
+  if (at && at->attention_done) at->attention_done();
   rope_backward<float>(dq.data(), s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
   rope_backward<float>(dk.data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
   const float* a = saved.get("a");

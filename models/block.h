@@ -6,6 +6,7 @@
 // the block knows nothing of ranks: weights come in as a pointer to its flat buffer.
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "models/config.h"
@@ -39,21 +40,29 @@ class Block {
   // dy: [B*T, D] -> dx: [B*T, D] (overwritten); parameter gradients accumulate into `dw`.
   // Consumes `saved`: the MLP's saved buffers double as its gradient scratch, and each tensor
   // is released after its last use, so activation memory falls through the backward.
-  // `after_mlp` (optional) runs once the MLP half is done and its tensors are released: the
-  // caller starts bringing the next block's activations back there, into the room just freed.
+  // `at` (optional) is called as the backward frees memory, so a caller can bring the next
+  // block's swapped activations back into the room just freed, in the order they are needed.
+  struct BackwardPoints {
+    std::function<void()> mlp_done;        // the MLP half is done, its tensors released
+    std::function<void()> attention_done;  // the attention core is done, its tensors released
+  };
   void backward(const ParamUnit& layout, const float* w, float* dw, SavedTensors& saved,
                 const float* dy, float* dx, const BlockShape& s,
-                const std::function<void()>& after_mlp = nullptr) const;
+                const BackwardPoints* at = nullptr) const;
+  // The saved tensors the MLP half of the backward reads (it runs first).
+  static const std::vector<std::string>& mlp_saved_names();
 
  private:
   void linear_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
                             const BlockShape& s, SavedTensors& saved) const;
   void linear_mixer_backward(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
-                             const float* dout, float* da, const BlockShape& s) const;
+                             const float* dout, float* da, const BlockShape& s,
+                             const BackwardPoints* at) const;
   void softmax_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
                              const BlockShape& s, SavedTensors& saved) const;
   void softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
-                              const float* dout, float* da, const BlockShape& s) const;
+                              const float* dout, float* da, const BlockShape& s,
+                              const BackwardPoints* at) const;
 
   ModelConfig cfg_;
   int64_t index_;

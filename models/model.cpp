@@ -128,14 +128,21 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, co
     SavedTensors saved = store.take(micro_batch, i, [&](const float* x, SavedTensors& out) {
       blocks_[i].forward(units_[ui], w, x, next.data(), s, out);
     });
-    // Swapped activations of the next block to run backward start coming back halfway through
-    // this one, once its MLP tensors are released, and overlap its attention half (a no-op
-    // under keep/recompute).
+    // Swapped activations of the next block to run backward come back in the order that block
+    // needs them, as this one frees memory: its MLP tensors once this block's MLP half is done,
+    // the rest once its attention core is done; both overlap what remains of this backward (a
+    // no-op under keep/recompute).
+    const Block::BackwardPoints at{[&] {
+                                     if (i > 0)
+                                       store.prefetch(micro_batch, i - 1,
+                                                      &Block::mlp_saved_names());
+                                   },
+                                   [&] {
+                                     if (i > 0) store.prefetch(micro_batch, i - 1);
+                                   }};
     const auto t0 = std::chrono::steady_clock::now();
     blocks_[i].backward(units_[ui], w, units_[ui].grads().data(), saved, dh.data(), next.data(), s,
-                        [&] {
-                          if (i > 0) store.prefetch(micro_batch, i - 1);
-                        });
+                        &at);
     store.record_backward(i, seconds_since(t0));
     std::swap(dh, next);
     hk.after_backward(ui);

@@ -1,5 +1,6 @@
 #include "offload/activation_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <unordered_set>
 
@@ -134,14 +135,16 @@ void ActivationStore::save(int64_t micro_batch, int64_t block, SavedTensors&& sa
   held_.emplace(key, std::move(held));
 }
 
-void ActivationStore::prefetch(int64_t micro_batch, int64_t block) {
+void ActivationStore::prefetch(int64_t micro_batch, int64_t block,
+                               const std::vector<std::string>* only) {
   if (!tier_) return;
   auto it = held_.find(std::make_pair(micro_batch, block));
-  if (it != held_.end()) prefetch_entries(it->second);
+  if (it != held_.end()) prefetch_entries(it->second, only);
 }
 
-void ActivationStore::prefetch_entries(const Held& held) {
+void ActivationStore::prefetch_entries(const Held& held, const std::vector<std::string>* only) {
   for (const Swapped& s : held.out) {
+    if (only && std::find(only->begin(), only->end(), s.name) == only->end()) continue;
     const SwapEntry& e = *s.entry;
     if (e.back || e.handle < 0) continue;
     const SharedBuffer origin = e.origin.lock();

@@ -53,7 +53,8 @@ class ActivationStore {
 
   // Starts bringing a swapped set back ahead of its take() (a no-op for other policies and for
   // sets not held), so the reads overlap the backward of the block before it.
-  void prefetch(int64_t micro_batch, int64_t block);
+  // `only` (optional): just these tensors, e.g. those the block's backward needs first.
+  void prefetch(int64_t micro_batch, int64_t block, const std::vector<std::string>* only = nullptr);
 
   // Before the block's backward: hands the full set back (and forgets it). Under `recompute`
   // it first calls rebuild(input, out) to run the block's forward again into `out`; under
@@ -99,7 +100,7 @@ class ActivationStore {
   SwapTier& swap_tier();
   void put_on_tier(Held& held, const std::string& name, SharedBuffer buf);
   void release(const std::shared_ptr<SwapEntry>& e);
-  void prefetch_entries(const Held& held);
+  void prefetch_entries(const Held& held, const std::vector<std::string>* only = nullptr);
   void release_quietly(const std::vector<Swapped>& out, size_t from);
 
   std::vector<ActivationPolicy> policies_;
