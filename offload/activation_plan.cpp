@@ -55,6 +55,8 @@ int64_t peak_bytes(const std::vector<BlockProfile>& blocks, const Policy& p) {
   return peak;
 }
 
+constexpr double kPrefetchAt = 0.5;  // fraction of a block's backward before reads go out
+
 // The serial-device simulation of the header's time model: the exposed I/O of one micro-batch.
 double exposed_io(const std::vector<BlockProfile>& blocks, const Policy& p,
                   const TierBandwidth& bw) {
@@ -76,7 +78,9 @@ double exposed_io(const std::vector<BlockProfile>& blocks, const Policy& p,
       }
     }
     if (p[k] == ActivationPolicy::recompute) t += blocks[k].forward_s;
-    queued = t;  // take() returned: the next block's prefetch goes out now
+    // The next block's reads go out as this backward frees memory, from about halfway through
+    // (Model::forward_backward: its MLP tensors after the MLP half, the rest later still).
+    queued = t + kPrefetchAt * blocks[k].backward_s;
     t += blocks[k].backward_s;
   }
   return exposed;

@@ -22,10 +22,11 @@
 //   forward  blocks 0..L-1 back to back; a swapped block's write is queued at the end of its
 //            forward on one serial I/O device (writes at write bandwidth, reads at read bandwidth,
 //            first come first served);
-//   backward blocks L-1..0; block i's read is queued when block i+1's take() returns (after its
-//            rebuild if recomputed; at the start of the backward for block L-1), as
-//            Model::forward_backward prefetches; block i's backward waits for its read: the wait
-//            is exposed I/O. A recomputed block runs its forward again first (recompute time).
+//   backward blocks L-1..0; block i's read is queued halfway through block i+1's backward (after
+//            its rebuild if recomputed; at the start of the backward for block L-1), where
+//            Model::forward_backward prefetches as the backward frees memory; block i's backward
+//            waits for its read: the wait is exposed I/O. A recomputed block runs its forward again
+//            first (recompute time).
 //   cost = exposed I/O + recompute time; the I/O allowance = hide_fraction x the step's compute
 //   (sum of forward_s + backward_s).
 //

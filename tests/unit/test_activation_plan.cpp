@@ -76,13 +76,13 @@ TEST(ActivationPlan, TimeModel) {
   in.bw = {100, 50};  // a write takes 1 s, a read 2 s
   // Block 1 swapped: written 2..3, read queued at 2 (before the head), lands at 5: 3 s exposed.
   EXPECT_DOUBLE_EQ(evaluate_plan(in, pol("ks")).exposed_io_s, 3.0);
-  // Block 0 swapped: written 1..2; read queued at 2 when block 1's take() returns, lands at 4,
-  // while block 1's backward ends at 3: 1 s exposed.
-  EXPECT_DOUBLE_EQ(evaluate_plan(in, pol("sk")).exposed_io_s, 1.0);
-  // Block 1 recomputed: block 0's read is queued after the rebuild (at 3), lands at 5, backward
-  // of block 1 ends at 4.
+  // Block 0 swapped: written 1..2; read queued halfway through block 1's backward (at 2.5),
+  // lands at 4.5, while block 1's backward ends at 3: 1.5 s exposed.
+  EXPECT_DOUBLE_EQ(evaluate_plan(in, pol("sk")).exposed_io_s, 1.5);
+  // Block 1 recomputed: its backward runs 3..4 after the rebuild; block 0's read is queued at
+  // 3.5, lands at 5.5.
   const ActivationPlan p = evaluate_plan(in, pol("sr"));
-  EXPECT_DOUBLE_EQ(p.exposed_io_s, 1.0);
+  EXPECT_DOUBLE_EQ(p.exposed_io_s, 1.5);
   EXPECT_DOUBLE_EQ(p.recompute_s, 1.0);
   EXPECT_DOUBLE_EQ(p.io_allowance_s, 0.05 * 4.0);
 }
