@@ -8,11 +8,23 @@
 namespace strata {
 
 namespace {
+// SIGHUP (the terminal or ssh session went away) stops the run like SIGTERM, so swap files go and
+// a checkpoint is written, unless it is ignored (nohup): a blocked signal is queued even when
+// ignored, so it must then stay out of the set.
+bool hangup_ignored() {
+  static const bool ignored = [] {
+    struct sigaction current {};
+    return sigaction(SIGHUP, nullptr, &current) == 0 && current.sa_handler == SIG_IGN;
+  }();
+  return ignored;
+}
+
 sigset_t stop_set() {
   sigset_t s;
   sigemptyset(&s);
   sigaddset(&s, SIGTERM);
   sigaddset(&s, SIGINT);
+  if (!hangup_ignored()) sigaddset(&s, SIGHUP);
   return s;
 }
 }  // namespace

@@ -13,7 +13,7 @@
 #   file system full (a 1 MiB tmpfs, root only): "No space left on device" naming tier and file,
 #       the checkpoints from before untouched, and the run resumes from them elsewhere;
 #   another error mid-run (the checkpoint directory cannot be made), SIGTERM (checkpoint, exit
-#       143): the swap file is removed; SIGKILL leaves it, and the next run in the same
+#       143), SIGHUP (exit 129): the swap file is removed; SIGKILL leaves it, and the next run in the same
 #       directory removes it as stale.
 # (offload.capacity_gb is whole GiB, at least 1: more than a test run can swap. The tier's own
 # capacity error is covered by tests/unit/test_activation_swap.cpp.)
@@ -256,6 +256,21 @@ finish_bg term "SIGTERM during a swap run"
 expect_exit 143 "SIGTERM during a swap run"
 expect_stderr_matches '^stopped by signal 15 after step [0-9]+ \(checkpoint saved\)$'
 expect_no_swap_file "$SWAP" "SIGTERM"
+
+# ---- SIGHUP (the session went away): the same as SIGTERM, exit 129 ---------------------------------
+# Skipped when this shell inherited SIGHUP ignored (nohup): strata then ignores it too, by design.
+if (( (0x$(awk '/^SigIgn:/ {print $2}' /proc/$$/status) & 1) == 0 )); then
+  start_bg hup --set train.steps=100000 --set train.run_dir=swap_hup
+  wait_for_step hup 2
+  expect_file "$SWAP/strata_swap_${BG_PID}_r0.bin"
+  kill -HUP "$BG_PID"
+  finish_bg hup "SIGHUP during a swap run"
+  expect_exit 129 "SIGHUP during a swap run"
+  expect_stderr_matches '^stopped by signal 1 after step [0-9]+ \(checkpoint saved\)$'
+  expect_no_swap_file "$SWAP" "SIGHUP"
+else
+  echo "note: SIGHUP is ignored here (nohup?); the SIGHUP case is skipped"
+fi
 
 # ---- SIGKILL: the file stays; the next run in the directory removes it ---------------------------
 start_bg kill --set train.steps=100000 --set train.run_dir=swap_kill
