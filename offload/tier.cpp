@@ -9,12 +9,15 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -64,85 +67,234 @@ SwapTier::Handle SwapTier::write_buffer(FloatBuffer&& buf) {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
-// host and cxl: the payload is copied into memory the tier owns; nothing is asynchronous (a
-// memcpy has no completion to wait for), so prefetch is a no-op.
+// host and cxl: the payload is copied into memory the tier owns: a page-locked HostPool block
+// (host) or memory bound to the NUMA node (cxl). write_buffer() hands the buffer to a copier
+// thread that copies it out and frees it while the caller computes; prefetch() queues the copy
+// back into a fresh activation buffer the same way, so both directions overlap compute like the
+// nvme tier's I/O. A buffer whose copy-out has not started when it is read is handed back as it is
+// (never copied). write() and read() copy on the caller's thread.
 class MemoryTier : public SwapTier {
  public:
   // node < 0: HostPool memory; else memory bound to that NUMA node.
-  MemoryTier(int64_t capacity, int node) : SwapTier(capacity), node_(node) {}
+  MemoryTier(int64_t capacity, int node) : SwapTier(capacity), node_(node) {
+    copier_ = std::thread([this] { run(); });
+  }
   ~MemoryTier() override {
-    for (auto& [h, b] : live_) release(b);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    copier_.join();
+    for (auto& [h, s] : live_)
+      if (s.p) free_mem(s.p, s.bytes);
   }
 
   Handle write(const float* src, int64_t bytes) override {
+    std::lock_guard<std::mutex> lk(mu_);
     check_capacity(bytes);
-    Block b{nullptr, bytes};
-    if (node_ < 0) {
-      b.p = pool_.alloc(bytes);
-    } else {
-      // Charged as io like the host tier: it is memory, only not activation memory.
-      MemoryTracker::instance().charge(MemCategory::io, bytes);
-      b.p = numa_alloc_onnode(static_cast<size_t>(bytes), node_);
-      if (!b.p) {
-        MemoryTracker::instance().release(MemCategory::io, bytes);
-        throw StrataError("swap tier cxl: numa_alloc_onnode(" + format_bytes(bytes) + ", node " +
-                          std::to_string(node_) + ") failed");
-      }
-    }
-    std::memcpy(b.p, src, static_cast<size_t>(bytes));
-    used_ += bytes;
-    live_.emplace(next_, b);
-    return next_++;
+    Slot s;
+    s.bytes = bytes;
+    s.p = alloc_mem(bytes);
+    std::memcpy(s.p, src, static_cast<size_t>(bytes));
+    s.state = State::stored;
+    return add(std::move(s));
   }
-  void prefetch(Handle) override {}
-  void read(Handle h, float* dst) override {
-    auto it = live_.find(h);
-    STRATA_CHECK(it != live_.end(), "unknown swap handle " + std::to_string(h));
-    std::memcpy(dst, it->second.p, static_cast<size_t>(it->second.bytes));
-    release(it->second);
-    live_.erase(it);
+
+  Handle write_buffer(FloatBuffer&& buf) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    check_capacity(buf.bytes());
+    Slot s;
+    s.bytes = buf.bytes();
+    buf.set_category(MemCategory::io);  // the tier's until copied out (or handed back)
+    s.src = std::move(buf);
+    s.state = State::out_queued;
+    const Handle h = add(std::move(s));
+    jobs_.push_back(h);
+    work_cv_.notify_one();
+    return h;
   }
+
+  void prefetch(Handle h) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Slot& s = at(h);
+    if (s.state != State::stored) return;  // still in memory, or already on its way back
+    s.state = State::in_queued;
+    jobs_.push_back(h);
+    work_cv_.notify_one();
+  }
+
   FloatBuffer read_buffer(Handle h, MemCategory cat) override {
-    auto it = live_.find(h);
-    STRATA_CHECK(it != live_.end(), "unknown swap handle " + std::to_string(h));
-    FloatBuffer dst(it->second.bytes / static_cast<int64_t>(sizeof(float)), cat,
-                    FloatBuffer::kPageAlign);
-    std::memcpy(dst.data(), it->second.p, static_cast<size_t>(it->second.bytes));
-    release(it->second);
-    live_.erase(it);
-    return dst;
+    std::unique_lock<std::mutex> lk(mu_);
+    Slot& s = settled(lk, h);
+    FloatBuffer out;
+    if (s.state == State::out_queued) {
+      out = std::move(s.src);  // never left: handed back as it is
+    } else if (s.state == State::returned) {
+      out = std::move(s.back);
+    } else {  // not prefetched: copy back here
+      out =
+          FloatBuffer(s.bytes / static_cast<int64_t>(sizeof(float)), cat, FloatBuffer::kPageAlign);
+      std::memcpy(out.data(), s.p, static_cast<size_t>(s.bytes));
+    }
+    out.set_category(cat);
+    erase(h);
+    return out;
   }
+
+  void read(Handle h, float* dst) override {
+    std::unique_lock<std::mutex> lk(mu_);
+    Slot& s = settled(lk, h);
+    const void* src = s.state == State::out_queued ? static_cast<const void*>(s.src.data())
+                      : s.state == State::returned ? static_cast<const void*>(s.back.data())
+                                                   : s.p;
+    std::memcpy(dst, src, static_cast<size_t>(s.bytes));
+    erase(h);
+  }
+
   void discard(Handle h) override {
-    auto it = live_.find(h);
-    STRATA_CHECK(it != live_.end(), "unknown swap handle " + std::to_string(h));
-    release(it->second);
-    live_.erase(it);
+    std::unique_lock<std::mutex> lk(mu_);
+    settled(lk, h);
+    erase(h);
   }
+
   void trim() override { pool_.trim(); }
   HostPoolStats pool_stats() const override { return pool_.stats(); }
   const char* name() const override { return node_ < 0 ? "host" : "cxl"; }
   int64_t bytes_used() const override { return used_; }
 
  private:
-  struct Block {
-    void* p;
-    int64_t bytes;
+  // out_queued -> copying_out -> stored -> in_queued -> copying_in -> returned; write() starts at
+  // stored. Only the copier moves a slot through copying_*; readers wait those out.
+  enum class State { out_queued, copying_out, stored, in_queued, copying_in, returned };
+  struct Slot {
+    int64_t bytes = 0;
+    State state = State::stored;
+    FloatBuffer src;    // out_queued: the handed-over buffer
+    void* p = nullptr;  // stored..copying_in: the tier's copy
+    FloatBuffer back;   // returned: the copy back
   };
-  void release(const Block& b) {
-    used_ -= b.bytes;
+
+  Handle add(Slot&& s) {
+    used_ += s.bytes;
+    live_.emplace(next_, std::move(s));
+    return next_++;
+  }
+  Slot& at(Handle h) {
+    auto it = live_.find(h);
+    STRATA_CHECK(it != live_.end(), "unknown swap handle " + std::to_string(h));
+    return it->second;
+  }
+  // The slot once no copy of it is running.
+  Slot& settled(std::unique_lock<std::mutex>& lk, Handle h) {
+    Slot& s = at(h);  // unordered_map nodes do not move: the reference stays valid
+    done_cv_.wait(lk,
+                  [&] { return s.state != State::copying_out && s.state != State::copying_in; });
+    return s;
+  }
+  void erase(Handle h) {
+    Slot& s = at(h);
+    if (s.p) free_mem(s.p, s.bytes);
+    used_ -= s.bytes;
+    live_.erase(h);
+  }
+
+  void* alloc_mem(int64_t bytes) {
+    if (node_ < 0) return pool_.alloc(bytes);
+    // Charged as io like the host tier: it is memory, only not activation memory.
+    MemoryTracker::instance().charge(MemCategory::io, bytes);
+    void* p = numa_alloc_onnode(static_cast<size_t>(bytes), node_);
+    if (!p) {
+      MemoryTracker::instance().release(MemCategory::io, bytes);
+      throw StrataError("swap tier cxl: numa_alloc_onnode(" + format_bytes(bytes) + ", node " +
+                        std::to_string(node_) + ") failed");
+    }
+    return p;
+  }
+  void free_mem(void* p, int64_t bytes) {
     if (node_ < 0) {
-      pool_.free(b.p);
+      pool_.free(p);
     } else {
-      numa_free(b.p, static_cast<size_t>(b.bytes));
-      MemoryTracker::instance().release(MemCategory::io, b.bytes);
+      numa_free(p, static_cast<size_t>(bytes));
+      MemoryTracker::instance().release(MemCategory::io, bytes);
+    }
+  }
+
+  // The copier: one job at a time, copying with the lock released. A copy that cannot get memory
+  // leaves the data where it is (in memory: correct, only not moved) and says so once.
+  void run() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      work_cv_.wait(lk, [&] { return stop_ || !jobs_.empty(); });
+      if (stop_) return;
+      const Handle h = jobs_.front();
+      jobs_.pop_front();
+      auto it = live_.find(h);
+      if (it == live_.end()) continue;
+      Slot& s = it->second;
+      const int64_t bytes = s.bytes;
+      std::string failed;
+      if (s.state == State::out_queued) {
+        s.state = State::copying_out;
+        const void* from = s.src.data();
+        lk.unlock();
+        void* p = nullptr;
+        try {
+          p = alloc_mem(bytes);
+          std::memcpy(p, from, static_cast<size_t>(bytes));
+        } catch (const std::exception& e) {
+          failed = e.what();
+        }
+        lk.lock();
+        if (p) {
+          s.p = p;
+          s.src.reset();
+          s.state = State::stored;
+        } else {
+          s.state = State::out_queued;  // stays in memory
+        }
+      } else if (s.state == State::in_queued) {
+        s.state = State::copying_in;
+        const void* from = s.p;
+        lk.unlock();
+        FloatBuffer back;
+        try {
+          back = FloatBuffer(bytes / static_cast<int64_t>(sizeof(float)), MemCategory::activations,
+                             FloatBuffer::kPageAlign);
+          std::memcpy(back.data(), from, static_cast<size_t>(bytes));
+        } catch (const std::exception& e) {
+          failed = e.what();
+        }
+        lk.lock();
+        if (back.data()) {
+          s.back = std::move(back);
+          free_mem(s.p, bytes);
+          s.p = nullptr;
+          s.state = State::returned;
+        } else {
+          s.state = State::stored;  // the reader copies it back itself
+        }
+      }
+      if (!failed.empty() && !warned_) {
+        warned_ = true;
+        log_warn(std::string("swap tier ") + name() + ": a background copy failed (" + failed +
+                 "); the data stays where it was");
+      }
+      done_cv_.notify_all();
     }
   }
 
   int node_;
   HostPool pool_;
-  std::unordered_map<Handle, Block> live_;
+  std::mutex mu_;  // live_, jobs_, next_, used_, stop_
+  std::condition_variable work_cv_, done_cv_;
+  std::unordered_map<Handle, Slot> live_;
+  std::deque<Handle> jobs_;
   Handle next_ = 0;
   int64_t used_ = 0;
+  bool stop_ = false;
+  bool warned_ = false;
+  std::thread copier_;
 };
 
 // ---------------------------------------------------------------------------------------------
