@@ -140,10 +140,12 @@ struct FileEntry {
 //
 // Progress: a request larger than queue_depth pieces must keep moving while the caller computes,
 // or the overlap the engine exists for is lost (only the first queue_depth pieces would run).
-// So one driver thread owns the backend: it alone submits and reaps, keeping queue_depth pieces
-// in flight for as long as any are pending. Callers only queue requests and wait for them, all
-// under mu_. The driver starts with the first request and stops in stop_driver() (called by the
-// backends' destructors, before their own members go).
+// So one driver thread owns the completion side: it alone reaps, and refills the queue to
+// queue_depth pieces for as long as any are pending. Callers queue requests (submitting what fits
+// at once) and wait for them; every submission is made under mu_, one thread at a time, so the
+// submission and completion sides each have a single user. The driver starts with the first
+// request and stops in stop_driver() (called by the backends' destructors, before their own
+// members go).
 class EngineBase : public IoEngine {
  public:
   explicit EngineBase(const IoOptions& o) : opt_(o) {
