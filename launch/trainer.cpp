@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include <sstream>
 
 #include "core/atomic_file.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/log.h"
@@ -129,7 +129,7 @@ std::string Trainer::checkpoint_root() const {
 }
 
 StepResult Trainer::train_step() {
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = Clock::now();
   const int64_t flops0 = gemm_flops();
   const int64_t T = cfg_.data.seq_len, mb = cfg_.train.micro_batch, dp = mesh_->dp();
   // Every rank loads the same global batch and takes its contiguous share of the sequences.
@@ -181,7 +181,7 @@ StepResult Trainer::train_step() {
                       std::to_string(r.loss) + "); lower optim.lr or check the data");
   r.grad_norm = std::sqrt(sq);
   r.lr = lr;
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.seconds = seconds_since(t0);
   r.tokens_per_s = static_cast<double>(cfg_.train.global_batch * T) / r.seconds;
   r.gflops = static_cast<double>(gemm_flops() - flops0) / r.seconds * 1e-9;
   return r;

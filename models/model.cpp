@@ -1,9 +1,9 @@
 #include "models/model.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 
+#include "core/clock.h"
 #include "core/gemm.h"
 #include "models/cross_entropy.h"
 #include "models/embedding.h"
@@ -14,10 +14,6 @@ namespace strata {
 namespace {
 // Rows of logits materialised at once by the head: bounds that buffer to kHeadRows * V floats.
 constexpr int64_t kHeadRows = 1024;
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 }  // namespace
 
 Model::Model(const ModelConfig& cfg) : cfg_(cfg) {
@@ -105,7 +101,7 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, co
     const int64_t ui = i + 1;
     hk.before_forward(ui);
     SavedTensors saved;
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = Clock::now();
     blocks_[i].forward(units_[ui], units_[ui].params().data(), h.data(), next.data(), s, saved);
     store.record_forward(i, seconds_since(t0), saved.bytes(), saved.buffer("x")->capacity_bytes());
     store.save(micro_batch, i, std::move(saved));
@@ -140,7 +136,7 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, co
                                    [&] {
                                      if (i > 0) store.prefetch(micro_batch, i - 1);
                                    }};
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = Clock::now();
     blocks_[i].backward(units_[ui], w, units_[ui].grads().data(), saved, dh.data(), next.data(), s,
                         &at);
     store.record_backward(i, seconds_since(t0));

@@ -1,18 +1,12 @@
 #include "offload/activation_store.h"
 
 #include <algorithm>
-#include <chrono>
 #include <unordered_set>
 
+#include "core/clock.h"
 #include "core/error.h"
 
 namespace strata {
-
-namespace {
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-}  // namespace
 
 ActivationPolicy parse_activation_policy(const std::string& s) {
   if (s == "keep") return ActivationPolicy::keep;
@@ -85,7 +79,7 @@ void ActivationStore::put_on_tier(Held& held, const std::string& name, SharedBuf
   e->origin = buf;
   e->refs = 1;
   const int64_t bytes = buf->bytes();
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = Clock::now();
   // Sole owner: the buffer itself goes to the tier (zero-copy on nvme). Held elsewhere too (by
   // the caller or a kept set): the tier gets a copy and the others keep theirs.
   if (buf.use_count() == 1)
@@ -116,13 +110,11 @@ void ActivationStore::save(int64_t micro_batch, int64_t block, SavedTensors&& sa
       try {
         for (auto& [name, buf] : items) {
           held.order.push_back(name);
-          if (buf->size() == 0) {
+          // Moved out of `items`, so memory drops tensor by tensor, not at the end of the set.
+          if (buf->size() == 0)
             held.mem.share(name, std::move(buf));  // nothing to write
-          } else {
-            // Memory drops tensor by tensor, not at the end of the set.
-            SharedBuffer mine = std::move(buf);
-            put_on_tier(held, name, std::move(mine));
-          }
+          else
+            put_on_tier(held, name, std::move(buf));
         }
       } catch (...) {
         release_quietly(held.out, 0);
@@ -173,7 +165,7 @@ SavedTensors ActivationStore::take(int64_t micro_batch, int64_t block, const Reb
             if (origin && origin->data()) {
               e.back = std::move(origin);  // a tensor still in memory is not read back
             } else {
-              const auto t0 = std::chrono::steady_clock::now();
+              const auto t0 = Clock::now();
               e.back = std::make_shared<FloatBuffer>(
                   tier_->read_buffer(e.handle, MemCategory::activations));
               e.handle = -1;

@@ -4,8 +4,9 @@
 //
 // Under `swap`, each tensor of a set is handed to the tier as it is (zero-copy on nvme: the
 // page-aligned buffer is written from directly and freed when the write completes). A buffer
-// that several sets share (a tensor saved by several layers) is written once and read back once;
-// a buffer still referenced from memory (by a kept set or by the caller) is not written at all.
+// that several sets share (a tensor saved by several layers) is written once and read back once.
+// A buffer someone else still holds (the caller, a kept set) goes to the tier as a copy, and is
+// shared back rather than read if it is still in memory when its set is taken.
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -43,7 +44,6 @@ class ActivationStore {
 
   void set_policy(int64_t block, ActivationPolicy p);
   ActivationPolicy policy(int64_t block) const { return policies_.at(static_cast<size_t>(block)); }
-  const std::vector<ActivationPolicy>& policies() const { return policies_; }
   int64_t n_blocks() const { return static_cast<int64_t>(policies_.size()); }
 
   // After a block's forward: the store takes the set; under `recompute` it keeps only the input;

@@ -255,8 +255,10 @@ class EngineBase : public IoEngine {
     }
     work_cv_.notify_all();
     if (driver_.joinable()) driver_.join();
-    for (Op* op : notify_) op->outstanding = 0;  // dropped unsubmitted: tell their owners
-    for (Op* op : notify_) op->on_done(false);
+    for (Op* op : notify_) {  // dropped unsubmitted: tell their owners
+      op->outstanding = 0;
+      op->on_done(false);
+    }
     notify_.clear();
     ops_.clear();
   }
@@ -317,12 +319,7 @@ class EngineBase : public IoEngine {
     ++stats_.requests;
     const IoTicket t = op->ticket;
     ops_.emplace(t, std::move(op));
-    // Submitted here, at once, up to queue_depth; the driver keeps the rest moving.
-    try {
-      pump();
-    } catch (const StrataError& e) {
-      fail_everything(e.what());
-    }
+    pump_or_fail();  // submitted here, at once, up to queue_depth; the driver keeps the rest moving
     if (!driver_.joinable()) driver_ = std::thread([this] { drive(); });
     lk.unlock();
     work_cv_.notify_one();
@@ -337,11 +334,7 @@ class EngineBase : public IoEngine {
       work_cv_.wait(lk, [&] { return stopping_ || in_flight_ > 0 || !pending_.empty(); });
       if (in_flight_ == 0) {
         if (stopping_) return;
-        try {
-          pump();
-        } catch (const StrataError& e) {
-          fail_everything(e.what());
-        }
+        pump_or_fail();
         if (in_flight_ == 0) {
           done_cv_.notify_all();
           continue;
@@ -366,16 +359,20 @@ class EngineBase : public IoEngine {
       }
       if (!error.empty()) fail_everything(error);
       run_done_callbacks();
-      if (stopping_) {
+      if (stopping_)
         pending_.clear();  // never submitted: nothing to wait for
-      } else {
-        try {
-          pump();
-        } catch (const StrataError& e) {
-          fail_everything(e.what());
-        }
-      }
+      else
+        pump_or_fail();
       if (finished || stopping_) done_cv_.notify_all();
+    }
+  }
+
+  // pump(), where a backend that cannot submit fails every request rather than the caller alone.
+  void pump_or_fail() {
+    try {
+      pump();
+    } catch (const StrataError& e) {
+      fail_everything(e.what());
     }
   }
 

@@ -18,10 +18,6 @@ float* SavedTensors::add(const std::string& name, int64_t n) {
   return items_.back().second->data();
 }
 
-void SavedTensors::adopt(const std::string& name, FloatBuffer&& buf) {
-  insert(name, std::make_shared<FloatBuffer>(std::move(buf)));
-}
-
 void SavedTensors::share(const std::string& name, SharedBuffer buf) {
   insert(name, std::move(buf));
 }
@@ -32,30 +28,27 @@ const SavedTensors::Item* SavedTensors::find(const std::string& name) const {
   return nullptr;
 }
 
+const SavedTensors::Item& SavedTensors::at(const std::string& name) const {
+  const Item* item = find(name);
+  STRATA_CHECK(item != nullptr, "activation '" + name + "' was not saved");
+  return *item;
+}
+
 bool SavedTensors::has(const std::string& name) const { return find(name) != nullptr; }
 
-SharedBuffer SavedTensors::buffer(const std::string& name) const {
-  const Item* item = find(name);
-  STRATA_CHECK(item != nullptr, "activation '" + name + "' was not saved");
-  return item->second;
-}
+SharedBuffer SavedTensors::buffer(const std::string& name) const { return at(name).second; }
 
-const float* SavedTensors::get(const std::string& name) const {
-  const Item* item = find(name);
-  STRATA_CHECK(item != nullptr, "activation '" + name + "' was not saved");
-  return item->second->data();
-}
+const float* SavedTensors::get(const std::string& name) const { return at(name).second->data(); }
 
 float* SavedTensors::mutable_get(const std::string& name) {
-  const Item* item = find(name);
-  STRATA_CHECK(item != nullptr, "activation '" + name + "' was not saved");
-  STRATA_CHECK(item->second.use_count() == 1,
+  const SharedBuffer& buf = at(name).second;
+  STRATA_CHECK(buf.use_count() == 1,
                "activation '" + name + "' is shared with another set and cannot be overwritten");
-  return item->second->data();
+  return buf->data();
 }
 
 void SavedTensors::drop(const std::string& name) {
-  STRATA_CHECK(has(name), "activation '" + name + "' was not saved");
+  at(name);  // a tensor never saved is a bug in the backward's bookkeeping
   std::erase_if(items_, [&](const Item& item) { return item.first == name; });
 }
 

@@ -23,8 +23,7 @@ class SavedTensors {
 
   // Allocates a zeroed, page-aligned buffer of n floats under `name` and returns it.
   float* add(const std::string& name, int64_t n);
-  // Saves an existing buffer under `name` (moved in, or shared with other sets).
-  void adopt(const std::string& name, FloatBuffer&& buf);
+  // Saves an existing buffer under `name`, shared with whoever else holds it.
   void share(const std::string& name, SharedBuffer buf);
 
   const float* get(const std::string& name) const;
@@ -48,6 +47,7 @@ class SavedTensors {
 
  private:
   const Item* find(const std::string& name) const;
+  const Item& at(const std::string& name) const;  // StrataError naming a tensor not saved
   void insert(const std::string& name, SharedBuffer buf);
   std::vector<Item> items_;
 };

@@ -303,9 +303,9 @@ class MemoryTier : public SwapTier {
 //
 // Writes come in two ways. write_buffer() of a page-aligned, page-padded FloatBuffer (what
 // SavedTensors allocates) is zero-copy: the I/O goes straight from the buffer, which the tier holds
-// (charged to io) until the write completes and poll() frees it. write(src) copies into a
-// page-aligned HostPool staging block padded to the file's alignment. Until a write is retired,
-// a read of the handle is served from that memory, not the device.
+// (charged to io) until the engine's driver frees it the moment the write lands. write(src) copies
+// into a page-aligned HostPool staging block padded to the file's alignment, freed by poll().
+// While the source is still in memory, a read of the handle is served from it, not the device.
 //
 // Reads land in a fresh page-aligned FloatBuffer (charged to activations: it becomes one) issued
 // by prefetch(); read_buffer() hands it over as it is, read() copies out of it.
@@ -399,6 +399,7 @@ class NvmeTier : public SwapTier {
     const bool direct =
         reinterpret_cast<uintptr_t>(buf.data()) % mem_align_ == 0 && buf.capacity_bytes() >= padded;
     if (!direct) return SwapTier::write_buffer(std::move(buf));  // staged copy
+    const MemCategory caller_category = buf.category();
     poll();
     Extent x;
     x.bytes = bytes;
@@ -423,7 +424,7 @@ class NvmeTier : public SwapTier {
           });
     } catch (...) {
       if (x.wbuf) buf = std::move(x.wbuf->buf);  // the caller's again (nothing was submitted)
-      buf.set_category(MemCategory::activations);
+      buf.set_category(caller_category);
       free_extent(x.offset, padded);
       throw;
     }
@@ -454,10 +455,7 @@ class NvmeTier : public SwapTier {
           FloatBuffer(x.bytes / static_cast<int64_t>(sizeof(float)), cat, FloatBuffer::kPageAlign);
       std::memcpy(out.data(), x.wstage, static_cast<size_t>(x.bytes));
     } else {
-      collect(x.wticket);  // landed (its source was freed): collect the ticket
-      if (!x.rbuf.data()) prefetch(h);
-      collect(x.rticket);
-      verify(x);
+      await_device_read(h);
       out = std::move(x.rbuf);
     }
     out.set_category(cat);
@@ -473,10 +471,7 @@ class NvmeTier : public SwapTier {
       collect(x.wticket);
       src = x.wstage ? x.wstage : still.data();
     } else {
-      collect(x.wticket);  // landed (its source was freed): collect the ticket
-      if (!x.rbuf.data()) prefetch(h);
-      collect(x.rticket);
-      verify(x);
+      await_device_read(h);
       src = x.rbuf.data();
     }
     std::memcpy(dst, src, static_cast<size_t>(x.bytes));
@@ -584,6 +579,16 @@ class NvmeTier : public SwapTier {
     throw StrataError("swap tier nvme: data read back from '" + path_ + "' at offset " +
                       std::to_string(x.offset) + " (" + std::to_string(x.bytes) + " bytes): " +
                       why + "; the swap file was truncated or overwritten under the run");
+  }
+
+  // The handle's data from the device, checked, in x.rbuf (its write landed and its source is
+  // gone; the read was issued by prefetch() or is issued now).
+  void await_device_read(Handle h) {
+    Extent& x = at(h);
+    collect(x.wticket);  // landed: only the ticket is left to collect
+    if (!x.rbuf.data()) prefetch(h);
+    collect(x.rticket);
+    verify(x);
   }
 
   // Whether the write's source is still in memory (then the device is not needed to read it).

@@ -1,23 +1,19 @@
 #include "offload/tier_probe.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/memory.h"
 
 namespace strata {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  // A clock tick as the floor: a zero interval would make an infinite bandwidth.
-  return std::max(std::chrono::duration<double>(Clock::now() - t0).count(), 1e-9);
-}
+// A clock tick as the floor: a zero interval would make an infinite bandwidth.
+double elapsed_s(Clock::time_point t0) { return std::max(seconds_since(t0), 1e-9); }
 
 // Every piece carries its index in its first and last float, so a piece read back in place of
 // another fails the comparison; the rest is one arbitrary bit pattern (NaNs included: memcmp).
@@ -76,13 +72,13 @@ TierBandwidth probe_tier_bandwidth(SwapTier& tier, int64_t bytes, int64_t piece_
     h[static_cast<size_t>(k)] = tier.write(src.data(), piece);
   }
   read_and_check(h.back(), n - 1);  // the fence: waits for the last write to land
-  const double write_s = seconds_since(t_write);
+  const double write_s = elapsed_s(t_write);
   tier.poll();  // retire the finished writes, so the reads below go to the device
 
   const auto t_read = Clock::now();
   for (int64_t k = 0; k + 1 < n; ++k) tier.prefetch(h[static_cast<size_t>(k)]);
   for (int64_t k = 0; k + 1 < n; ++k) read_and_check(h[static_cast<size_t>(k)], k);
-  const double read_s = seconds_since(t_read);
+  const double read_s = elapsed_s(t_read);
   tier.poll();
 
   return {static_cast<double>(n * piece) / write_s, static_cast<double>((n - 1) * piece) / read_s};
