@@ -18,6 +18,7 @@
 #include "launch/trainer.h"
 #include "mpi_test_env.h"
 #include "tests/test_corpus.h"
+#include "tests/trainer_test_util.h"
 
 namespace strata {
 namespace {
@@ -54,26 +55,17 @@ train: {steps: 10, global_batch: 4, micro_batch: 1, eval_every: 0, eval_batches:
 optim: {lr: 5.0e-3, warmup_steps: 2}
 checkpoint: {every: 0, keep_last: 0, resume: never}
 )";
-    sets.push_back("data.train=" + dir_ + "/train");
-    sets.push_back("data.val=" + dir_ + "/val");
-    sets.push_back("train.run_dir=" + dir_ + "/" + run);
     sets.push_back("parallel.dp=" + std::to_string(dp));
     sets.push_back("parallel.sp=" + std::to_string(sp));
     sets.push_back("parallel.zero_stage=" + std::to_string(stage));
-    return parse_job_config(yaml, "sp_test.yaml", sets);
-  }
-
-  static std::vector<double> train(Trainer& t, int steps) {
-    std::vector<double> l;
-    for (int i = 0; i < steps; ++i) l.push_back(t.train_step().loss);
-    return l;
+    return test::corpus_job(yaml, "sp_test.yaml", dir_, run, std::move(sets));
   }
 
   // EXPECT only (never ASSERT): a rank leaving early would strand the others in a collective.
   void expect_like_one_process(int dp, int sp, int stage, std::vector<std::string> sets = {}) {
     Trainer ref(config(1, 1, 0, "ref_r" + std::to_string(world_->rank()), sets));
     Trainer par(config(dp, sp, stage, "par", sets), world_.get());
-    const auto lr = train(ref, 10), lp = train(par, 10);
+    const auto lr = test::train_losses(ref, 10), lp = test::train_losses(par, 10);
     for (int i = 0; i < 10; ++i) EXPECT_NEAR(lp[i], lr[i], 3e-5 * lr[i]) << "step " << i + 1;
     int64_t bad = 0;
     for (int64_t u = 0; u < par.zero().num_units(); ++u) {

@@ -18,6 +18,7 @@
 #include "launch/trainer.h"
 #include "mpi_test_env.h"
 #include "tests/test_corpus.h"
+#include "tests/trainer_test_util.h"
 
 namespace strata {
 namespace {
@@ -54,18 +55,9 @@ train: {steps: 20, global_batch: 8, micro_batch: 1, eval_every: 0, eval_batches:
 optim: {lr: 5.0e-3, warmup_steps: 2}
 checkpoint: {every: 0, keep_last: 0, resume: never}
 )";
-    sets.push_back("data.train=" + dir_ + "/train");
-    sets.push_back("data.val=" + dir_ + "/val");
-    sets.push_back("train.run_dir=" + dir_ + "/" + run);
     sets.push_back("parallel.dp=" + std::to_string(dp));
     sets.push_back("parallel.zero_stage=" + std::to_string(stage));
-    return parse_job_config(yaml, "zero_test.yaml", sets);
-  }
-
-  static std::vector<double> train(Trainer& t, int steps) {
-    std::vector<double> l;
-    for (int i = 0; i < steps; ++i) l.push_back(t.train_step().loss);
-    return l;
+    return test::corpus_job(yaml, "zero_test.yaml", dir_, run, std::move(sets));
   }
 
   // This rank's owned parameter values of every unit against the same ranges of the reference.
@@ -97,7 +89,7 @@ TEST_P(ZeroStage, TrainsLikeOneProcess) {
   const int stage = GetParam(), n = world_->size();
   Trainer ref(config(1, 0, "ref_r" + std::to_string(world_->rank())));
   Trainer par(config(n, stage, "par"), world_.get());
-  const auto lr = train(ref, 20), lp = train(par, 20);
+  const auto lr = test::train_losses(ref, 20), lp = test::train_losses(par, 20);
   for (int i = 0; i < 20; ++i) EXPECT_NEAR(lp[i], lr[i], 2e-5 * lr[i]) << "step " << i + 1;
   expect_same_params(par, ref, 2e-4f);
   EXPECT_NEAR(par.evaluate(), ref.evaluate(), 1e-4);
@@ -108,7 +100,7 @@ TEST_P(ZeroStage, TiedEmbeddingsTrainLikeOneProcess) {
   Trainer ref(
       config(1, 0, "tref_r" + std::to_string(world_->rank()), {"model.tie_embeddings=true"}));
   Trainer par(config(n, stage, "tpar", {"model.tie_embeddings=true"}), world_.get());
-  const auto lr = train(ref, 8), lp = train(par, 8);
+  const auto lr = test::train_losses(ref, 8), lp = test::train_losses(par, 8);
   for (int i = 0; i < 8; ++i) EXPECT_NEAR(lp[i], lr[i], 2e-5 * lr[i]) << "step " << i + 1;
   expect_same_params(par, ref, 2e-4f);
 }
@@ -118,15 +110,15 @@ TEST_P(ZeroStage, TiedEmbeddingsTrainLikeOneProcess) {
 TEST_P(ZeroStage, SameLayoutResumesBitIdentically) {
   const int stage = GetParam(), n = world_->size();
   Trainer full(config(n, stage, "full"), world_.get());
-  const auto lf = train(full, 12);
+  const auto lf = test::train_losses(full, 12);
   {
     Trainer first(config(n, stage, "split"), world_.get());
-    train(first, 6);
+    test::train_losses(first, 6);
     first.save_checkpoint();
   }
   Trainer second(config(n, stage, "split"), world_.get());
   EXPECT_TRUE(second.resume(dir_ + "/split/checkpoints"));
-  const auto ls = train(second, 6);
+  const auto ls = test::train_losses(second, 6);
   for (int i = 0; i < 6; ++i) EXPECT_EQ(ls[i], lf[6 + i]) << "step " << 7 + i;
   int64_t differ = 0;
   for (int64_t u = 0; u < full.zero().num_units(); ++u) {
@@ -198,12 +190,12 @@ TEST_P(ZeroReshard, ResumesUnderAnotherLayout) {
   const int n = world_->size();
   const int ka = std::max(1, n / p.ranks_a), kb = std::max(1, n / p.ranks_b);
   Trainer ref(config(1, 0, "rref_r" + std::to_string(world_->rank())));
-  const auto lr = train(ref, 12);
+  const auto lr = test::train_losses(ref, 12);
   {
     auto sub = first_ranks(*world_, ka);
     if (world_->rank() < ka) {
       Trainer a(config(ka, p.stage_a, "ra"), sub.get());
-      train(a, 6);
+      test::train_losses(a, 6);
       a.save_checkpoint();
     }
   }
@@ -214,7 +206,7 @@ TEST_P(ZeroReshard, ResumesUnderAnotherLayout) {
               sub.get());
     EXPECT_TRUE(b.resume(dir_ + "/ra/checkpoints"));
     EXPECT_EQ(b.step(), 6);
-    const auto lb = train(b, 6);
+    const auto lb = test::train_losses(b, 6);
     for (int i = 0; i < 6; ++i) EXPECT_NEAR(lb[i], lr[6 + i], 2e-5 * lr[6 + i]) << "step " << 7 + i;
     expect_same_params(b, ref, 2e-4f);
   }

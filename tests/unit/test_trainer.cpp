@@ -17,6 +17,7 @@
 #include "launch/prepare_data.h"
 #include "launch/trainer.h"
 #include "tests/test_corpus.h"
+#include "tests/trainer_test_util.h"
 
 using namespace strata;
 namespace fs = std::filesystem;
@@ -47,16 +48,7 @@ train: {steps: 20, global_batch: 4, micro_batch: 2, eval_every: 0, eval_batches:
 optim: {lr: 1.0e-2, warmup_steps: 3}
 checkpoint: {every: 0, keep_last: 0, resume: never}
 )";
-    sets.push_back("data.train=" + dir_ + "/train");
-    sets.push_back("data.val=" + dir_ + "/val");
-    sets.push_back("train.run_dir=" + dir_ + "/" + run);
-    return parse_job_config(yaml, "test.yaml", sets);
-  }
-
-  static std::vector<double> train(Trainer& t, int steps) {
-    std::vector<double> losses;
-    for (int i = 0; i < steps; ++i) losses.push_back(t.train_step().loss);
-    return losses;
+    return test::corpus_job(yaml, "test.yaml", dir_, run, std::move(sets));
   }
 
   static std::vector<float> all_params(Trainer& t) {
@@ -71,29 +63,29 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
 
 TEST_F(TrainerTest, SameConfigSameSeedBitIdenticalLosses) {
   Trainer a(config("a")), b(config("b"));
-  EXPECT_EQ(train(a, 5), train(b, 5));
+  EXPECT_EQ(test::train_losses(a, 5), test::train_losses(b, 5));
 }
 
 TEST_F(TrainerTest, ResumedRunContinuesBitIdentically) {
   Trainer full(config("full"));
-  const auto reference = train(full, 20);
+  const auto reference = test::train_losses(full, 20);
   EXPECT_LT(reference.back(), reference.front());
 
   Trainer first(config("split"));
-  train(first, 10);
+  test::train_losses(first, 10);
   first.save_checkpoint();
 
   Trainer second(config("split"));
   ASSERT_TRUE(second.resume(dir_ + "/split/checkpoints"));
   EXPECT_EQ(second.step(), 10);
-  const auto resumed = train(second, 10);
+  const auto resumed = test::train_losses(second, 10);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(resumed[i], reference[10 + i]) << "step " << 11 + i;
   EXPECT_EQ(all_params(second), all_params(full));
 }
 
 TEST_F(TrainerTest, RecomputeTrainsBitIdenticallyToKeep) {
   Trainer keep(config("keep")), recompute(config("re", {"offload.policy=recompute"}));
-  EXPECT_EQ(train(keep, 4), train(recompute, 4));
+  EXPECT_EQ(test::train_losses(keep, 4), test::train_losses(recompute, 4));
   EXPECT_EQ(all_params(keep), all_params(recompute));
 }
 
@@ -118,7 +110,7 @@ TEST_F(TrainerTest, SwapTrainsBitIdenticallyToKeep) {
     const auto [swap_loss, swap_peak] = activation_peak(swap);
     EXPECT_EQ(keep_loss, swap_loss);
     EXPECT_LT(swap_peak, keep_peak);  // the saved sets left activation memory
-    EXPECT_EQ(train(keep, 3), train(swap, 3));
+    EXPECT_EQ(test::train_losses(keep, 3), test::train_losses(swap, 3));
     EXPECT_EQ(all_params(keep), all_params(swap));
   }
   EXPECT_TRUE(fs::is_empty(swap_dir));  // the swap file went with the trainer
@@ -135,8 +127,8 @@ TEST_F(TrainerTest, AutoPlansWithinTheBudgetAndTrainsBitIdentically) {
   Trainer keep(config("keep", with({})));
   Trainer automatic(config("auto", with({"offload.policy=auto", "offload.budget_mb=3",
                                          "offload.tier=nvme", "offload.dir=" + dir_ + "/swap"})));
-  const auto losses = train(automatic, 4);
-  EXPECT_EQ(train(keep, 4), losses);
+  const auto losses = test::train_losses(automatic, 4);
+  EXPECT_EQ(test::train_losses(keep, 4), losses);
   EXPECT_EQ(all_params(keep), all_params(automatic));
 
   const ActivationStore& store = automatic.activation_store();
@@ -164,7 +156,7 @@ TEST_F(TrainerTest, AutoPlansWithinTheBudgetAndTrainsBitIdentically) {
 
 TEST_F(TrainerTest, GradientAccumulationEqualsOneBatch) {
   Trainer acc(config("acc", {"train.micro_batch=1"})), one(config("one", {"train.micro_batch=4"}));
-  const auto la = train(acc, 3), lo = train(one, 3);
+  const auto la = test::train_losses(acc, 3), lo = test::train_losses(one, 3);
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(la[i], lo[i], 1e-5 * std::abs(lo[i])) << i;
   const auto pa = all_params(acc), po = all_params(one);
   for (size_t i = 0; i < pa.size(); ++i) ASSERT_NEAR(pa[i], po[i], 1e-5f) << i;
