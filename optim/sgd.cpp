@@ -2,14 +2,8 @@
 
 #include "core/error.h"
 
-// Every multiply and add rounds on its own, as in PyTorch's one-kernel-per-operation update:
-// with contraction into FMAs (GCC's default under -march=native) results drift an ulp or so
-// from PyTorch, and from a CUDA build of the same step.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+// Every multiply and add rounds on its own (see the header).
+#include "optim/no_fp_contract.h"
 
 namespace strata {
 

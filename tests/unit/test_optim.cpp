@@ -21,11 +21,7 @@
 
 // The references below must round each operation as the optimizers (and PyTorch) do, so they can
 // be compared bit for bit.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "optim/no_fp_contract.h"
 
 namespace strata {
 namespace {
