@@ -245,6 +245,9 @@ const std::vector<Field>& schema() {
       field("train.run_dir", STRATA_REF(train.run_dir)),
       field("train.threads", STRATA_REF(train.threads)),
       field("train.max_memory_mb", STRATA_REF(train.max_memory_mb)),
+      field("train.collective_timeout_s", STRATA_REF(train.collective_timeout_s)),
+      string_choice("train.on_nonfinite", STRATA_REF(train.on_nonfinite), {"stop", "skip"}),
+      field("train.max_skipped", STRATA_REF(train.max_skipped)),
       string_choice("optim.name", STRATA_REF(optim.name), {"adamw", "sgd"}),
       field("optim.lr", STRATA_REF(optim.lr)),
       field("optim.min_lr", STRATA_REF(optim.min_lr)),
@@ -506,6 +509,10 @@ void Parser::check_ranges() const {
   at_least("train.eval_batches", c.train.eval_batches, 1);
   at_least("train.threads", c.train.threads, 0);
   at_least("train.max_memory_mb", c.train.max_memory_mb, 0);
+  check(c.train.collective_timeout_s >= 1 && c.train.collective_timeout_s <= 86400,
+        "train.collective_timeout_s",
+        "expected a value in [1, 86400] seconds, got " + format_value(c.train.collective_timeout_s));
+  at_least("train.max_skipped", c.train.max_skipped, 1);
   positive("optim.lr", c.optim.lr);
   non_negative("optim.min_lr", c.optim.min_lr);
   at_least("optim.warmup_steps", c.optim.warmup_steps, 0);

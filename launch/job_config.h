@@ -25,6 +25,12 @@ struct TrainConfig {
   std::string run_dir = "runs/tiny";
   int64_t threads = 0;        // per rank; 0 = OMP_NUM_THREADS, else cores / ranks on the node
   int64_t max_memory_mb = 0;  // cap on the tracked bytes of one rank (MiB); 0 = none
+  // Watchdog: seconds any collective or point-to-point wait may take before every rank exits
+  // naming the ranks that did not arrive (the first step and checkpoint I/O get longer).
+  int64_t collective_timeout_s = 120;
+  // A non-finite loss or global gradient norm: stop the run, or skip that step's update.
+  std::string on_nonfinite = "stop";  // stop | skip
+  int64_t max_skipped = 3;            // skip: stop after this many skipped steps in a row
 };
 
 struct OptimConfig {
