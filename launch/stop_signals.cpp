@@ -5,6 +5,8 @@
 
 #include <ctime>
 
+#include "core/stop.h"
+
 namespace strata {
 
 namespace {
@@ -40,7 +42,10 @@ StopSignalWatcher::StopSignalWatcher() {
     const timespec tick{0, 100'000'000};  // 100 ms: how soon the destructor is noticed
     while (!stop_.load()) {
       const int sig = sigtimedwait(&s, nullptr, &tick);
-      if (sig > 0) signal_.store(sig);
+      if (sig > 0) {
+        signal_.store(sig);
+        set_stop_signal(sig);
+      }
     }
   });
 }
