@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/omp_guard.h"
 #include "core/threads.h"
 
 namespace strata {
@@ -61,6 +62,12 @@ void check_shape(const LinearAttentionShape& s) {
   STRATA_CHECK(s.chunk >= 1, "linear attention chunk must be >= 1");
 }
 
+// A chunk longer than the sequence is the sequence: the tiles are sized by it, so a chunk_size
+// far above seq_len would only allocate and multiply padding (the math is the same).
+int64_t effective_chunk(const LinearAttentionShape& s) {
+  return std::max<int64_t>(1, std::min(s.chunk, s.T));
+}
+
 }  // namespace
 
 std::vector<float> linear_attention_gammas(int64_t H, bool retnet) {
@@ -75,12 +82,13 @@ void linear_attention_forward(const LinearAttentionShape& s, const T* q, const T
                               const T* gamma, T* o, const std::type_identity_t<T>* state_in,
                               std::type_identity_t<T>* state_out) {
   check_shape(s);
-  const int64_t B = s.B, Tn = s.T, H = s.H, dh = s.dh, C = s.chunk;
+  const int64_t B = s.B, Tn = s.T, H = s.H, dh = s.dh, C = effective_chunk(s);
   const int64_t ld = H * dh;  // row stride between consecutive tokens of one head
   const bool par = worth_threads(B * H * Tn * (C + 2 * dh) * dh);
+  OmpExceptionGuard guard;
 #pragma omp parallel for collapse(2) schedule(static) if (par)
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
+    for (int64_t h = 0; h < H; ++h) guard.run([&] {
       std::vector<T> S(dh * dh);  // [dh, dh] running state S_prev
       std::vector<T> A(C * C);    // [n, n] masked intra-chunk scores
       std::vector<T> Vm(C * dh);  // [n, dh] μ-scaled values
@@ -108,7 +116,8 @@ void linear_attention_forward(const LinearAttentionShape& s, const T* q, const T
         have_state = true;
       }
       if (state_out) std::copy(S.begin(), S.end(), state_out + sofs);
-    }
+    });
+  guard.rethrow();
 }
 
 template <class T>
@@ -118,13 +127,14 @@ void linear_attention_backward(const LinearAttentionShape& s, const T* q, const 
                                const std::type_identity_t<T>* dstate_out,
                                std::type_identity_t<T>* dstate_in) {
   check_shape(s);
-  const int64_t B = s.B, Tn = s.T, H = s.H, dh = s.dh, C = s.chunk;
+  const int64_t B = s.B, Tn = s.T, H = s.H, dh = s.dh, C = effective_chunk(s);
   const int64_t ld = H * dh;
   const int64_t nchunks = (Tn + C - 1) / C;
   const bool par = worth_threads(B * H * Tn * (C + 2 * dh) * dh * 2);
+  OmpExceptionGuard guard;
 #pragma omp parallel for collapse(2) schedule(static) if (par)
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
+    for (int64_t h = 0; h < H; ++h) guard.run([&] {
       std::vector<T> states(nchunks * dh * dh);  // [nchunks, dh, dh] S_prev of every chunk
       std::vector<T> dS(dh * dh);                // [dh, dh] grad w.r.t. the current S_next
       std::vector<T> A(C * C);                   // [n, n] (Q Kᵀ) ⊙ D
@@ -173,7 +183,8 @@ void linear_attention_backward(const LinearAttentionShape& s, const T* q, const 
         gemm(true, false, dh, dh, n, T(1), Q, ld, X.data(), dh, pw[n], dS.data(), dh);
       }
       if (dstate_in) std::copy(dS.begin(), dS.end(), dstate_in + sofs);
-    }
+    });
+  guard.rethrow();
 }
 
 template <class T>

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/omp_guard.h"
 #include "core/threads.h"
 
 namespace strata {
@@ -44,9 +45,10 @@ void softmax_attention_forward(const SoftmaxAttentionShape& s, const T* q, const
   const T scale = T(1) / std::sqrt(static_cast<T>(dh));
   const int64_t tile = kSoftmaxQueryTile;
   const bool par = worth_threads(B * H * Tq * Tk * dh);
+  OmpExceptionGuard guard;
 #pragma omp parallel for collapse(2) schedule(static) if (par)
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
+    for (int64_t h = 0; h < H; ++h) guard.run([&] {
       const int64_t g = h / group;
       const T* K = k + (b * Tk * Hkv + g) * dh;  // [Tk, dh], row stride ldk
       const T* V = v + (b * Tk * Hkv + g) * dh;  // [Tk, dh], row stride ldk
@@ -73,7 +75,8 @@ void softmax_attention_forward(const SoftmaxAttentionShape& s, const T* q, const
         }
         gemm(false, false, m, dh, nk, T(1), P.data(), nk, V, ldk, T(0), o + ofs, ldq);
       }
-    }
+    });
+  guard.rethrow();
 }
 
 template <class T>
@@ -89,9 +92,10 @@ void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, cons
   // into the same dk/dv rows, so one thread owns a group and walks its heads in order. That
   // needs no atomics or per-head copies and keeps the sum order (and the result) deterministic.
   const bool par = worth_threads(2 * B * H * Tq * Tk * dh);
+  OmpExceptionGuard guard;
 #pragma omp parallel for collapse(2) schedule(static) if (par)
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t g = 0; g < Hkv; ++g) {
+    for (int64_t g = 0; g < Hkv; ++g) guard.run([&] {
       const int64_t kofs = (b * Tk * Hkv + g) * dh;
       const T *K = k + kofs, *V = v + kofs;  // [Tk, dh], row stride ldk
       T *dK = dk + kofs, *dV = dv + kofs;    // [Tk, dh], row stride ldk
@@ -134,7 +138,8 @@ void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, cons
           gemm(true, false, nk, dh, m, T(1), dP.data(), nk, Q, ldq, T(1), dK, ldk);
         }
       }
-    }
+    });
+  guard.rethrow();
 }
 
 #define STRATA_INSTANTIATE(T)                                                                   \

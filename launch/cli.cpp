@@ -14,6 +14,7 @@
 #include "launch/checkpoint.h"
 #include "launch/embedded_config.h"
 #include "launch/job_config.h"
+#include "launch/memory_estimate.h"
 #include "launch/prepare_data.h"
 #include "launch/stop_signals.h"
 #include "launch/train_checkpoint.h"
@@ -171,6 +172,7 @@ int cmd_train(const std::vector<std::string>& args) {
     return 0;
   }
   World world(nullptr, nullptr);  // MPI when started by mpirun/srun, else one process
+  check_job_fits_memory(cfg, world.local_size());  // before anything is sized by the job
   // Threads per rank: train.threads, else OMP_NUM_THREADS, else cores on the node / ranks on it.
   if (cfg.train.threads == 0 && !std::getenv("OMP_NUM_THREADS"))
     omp_set_num_threads(world.default_threads_per_rank());
@@ -209,6 +211,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   if (cfg.data.val.empty()) throw InputError("strata eval: data.val is empty: no validation data");
   cfg.checkpoint.resume = "never";
   World world(nullptr, nullptr);
+  check_job_fits_memory(cfg, world.local_size());
   Trainer trainer(cfg, &world.comm());
   trainer.load_weights(ckpt);
   const double loss = trainer.evaluate();

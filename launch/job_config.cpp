@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -479,6 +480,11 @@ void Parser::check_model() const {
   }
 }
 
+// More OpenMP threads than this per rank is a typo, not a machine (libgomp crashed at 100000).
+constexpr int64_t kMaxThreads = 1024;
+// Ranks along one parallel axis: far above any job, far below int overflow of their products.
+constexpr int64_t kMaxRanks = int64_t{1} << 20;
+
 // Range checks run once everything (file and --set) is applied, so cross-key rules see the final
 // values.
 void Parser::check_ranges() const {
@@ -488,6 +494,11 @@ void Parser::check_ranges() const {
   };
   auto at_least = [&](const std::string& path, int64_t v, int64_t lo) {
     check(v >= lo, path, "expected a value >= " + std::to_string(lo) + ", got " + format_value(v));
+  };
+  auto in_range = [&](const std::string& path, int64_t v, int64_t lo, int64_t hi) {
+    check(v >= lo && v <= hi, path,
+          "expected a value in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+              format_value(v));
   };
   auto positive = [&](const std::string& path, float v) {
     check(v > 0.f, path, "expected a value > 0, got " + format_value(v));
@@ -501,13 +512,16 @@ void Parser::check_ranges() const {
 
   check(!c.data.train.empty(), "data.train",
         "expected the training token shards (a .bin file, a directory or a glob), got nothing");
-  at_least("data.seq_len", c.data.seq_len, 1);
+  // Upper bounds keep every product of sizes (tokens per step, micro-batches per rank) far from
+  // int64 overflow; whether the job fits the machine is checked before anything is allocated
+  // (launch/memory_estimate.h).
+  in_range("data.seq_len", c.data.seq_len, 1, int64_t{1} << 24);
   at_least("train.steps", c.train.steps, 1);
-  at_least("train.global_batch", c.train.global_batch, 1);
-  at_least("train.micro_batch", c.train.micro_batch, 1);
+  in_range("train.global_batch", c.train.global_batch, 1, INT32_MAX);
+  in_range("train.micro_batch", c.train.micro_batch, 1, INT32_MAX);
   at_least("train.eval_every", c.train.eval_every, 0);
   at_least("train.eval_batches", c.train.eval_batches, 1);
-  at_least("train.threads", c.train.threads, 0);
+  in_range("train.threads", c.train.threads, 0, kMaxThreads);
   at_least("train.max_memory_mb", c.train.max_memory_mb, 0);
   check(c.train.collective_timeout_s >= 1 && c.train.collective_timeout_s <= 86400,
         "train.collective_timeout_s",
@@ -522,9 +536,9 @@ void Parser::check_ranges() const {
   non_negative("optim.weight_decay", c.optim.weight_decay);
   unit("optim.momentum", c.optim.momentum);
   non_negative("optim.grad_clip", c.optim.grad_clip);
-  at_least("parallel.dp", c.parallel.dp, 1);
-  at_least("parallel.sp", c.parallel.sp, 1);
-  at_least("parallel.pp", c.parallel.pp, 1);
+  in_range("parallel.dp", c.parallel.dp, 1, kMaxRanks);
+  in_range("parallel.sp", c.parallel.sp, 1, kMaxRanks);
+  in_range("parallel.pp", c.parallel.pp, 1, kMaxRanks);
   check(c.parallel.zero_stage >= 0 && c.parallel.zero_stage <= 3, "parallel.zero_stage",
         "expected a value in [0, 3], got " + format_value(c.parallel.zero_stage));
   check(!c.offload.dir.empty(), "offload.dir",

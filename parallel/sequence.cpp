@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/omp_guard.h"
 #include "core/softmax_attention.h"
 #include "core/threads.h"
 
@@ -58,12 +59,14 @@ void scaled_rows(const float* X, int64_t n, int64_t dh, int64_t ld, W w, float* 
 template <class F>
 void for_each_head(const LinearAttentionShape& s, const std::vector<float>& pw, int64_t work, F f) {
   const int64_t B = s.B, H = s.H, n = s.T, dh = s.dh;
+  OmpExceptionGuard guard;
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
+    for (int64_t h = 0; h < H; ++h) guard.run([&] {
       std::vector<float> X(static_cast<size_t>(n * dh));  // [n, dh] row-scaled copy
       f(b, h, pw.data() + h * (n + 1), X.data());
-    }
+    });
+  guard.rethrow();
 }
 
 // M[b,h] = Kᵀ diag(μ) V: the chunk's final state when it starts from zero. M: [B, H, dh, dh]

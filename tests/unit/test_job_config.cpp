@@ -242,12 +242,13 @@ TEST(JobConfig, OutOfRangeNamesKeyAndValue) {
   };
   const std::vector<Case> cases = {
       {"train.steps", "0", "expected a value >= 1, got 0"},
-      {"train.global_batch", "0", "expected a value >= 1, got 0"},
-      {"train.micro_batch", "0", "expected a value >= 1, got 0"},
+      {"train.global_batch", "0", "expected a value in [1, 2147483647], got 0"},
+      {"train.micro_batch", "0", "expected a value in [1, 2147483647], got 0"},
       {"train.eval_every", "-1", "expected a value >= 0, got -1"},
       {"train.eval_batches", "0", "expected a value >= 1, got 0"},
-      {"train.threads", "-2", "expected a value >= 0, got -2"},
-      {"data.seq_len", "0", "expected a value >= 1, got 0"},
+      {"train.threads", "-2", "expected a value in [0, 1024], got -2"},
+      {"train.threads", "100000", "expected a value in [0, 1024], got 100000"},
+      {"data.seq_len", "0", "expected a value in [1, 16777216], got 0"},
       {"optim.lr", "-1", "expected a value > 0, got -1"},
       {"optim.lr", "0", "expected a value > 0, got 0"},
       {"optim.min_lr", "-1e-4", "expected a value >= 0, got -9.99999975e-05"},
@@ -258,9 +259,14 @@ TEST(JobConfig, OutOfRangeNamesKeyAndValue) {
       {"optim.weight_decay", "-0.5", "expected a value >= 0, got -0.5"},
       {"optim.momentum", "1.5", "expected a value in [0, 1), got 1.5"},
       {"optim.grad_clip", "-1", "expected a value >= 0, got -1"},
-      {"parallel.dp", "0", "expected a value >= 1, got 0"},
-      {"parallel.sp", "0", "expected a value >= 1, got 0"},
-      {"parallel.pp", "-1", "expected a value >= 1, got -1"},
+      {"parallel.dp", "0", "expected a value in [1, 1048576], got 0"},
+      // Issue 9: these were reported as dp=-1 and pp=-2147483648 (cast to int).
+      {"parallel.dp", "9223372036854775807",
+       "expected a value in [1, 1048576], got 9223372036854775807"},
+      {"parallel.pp", "2147483648", "expected a value in [1, 1048576], got 2147483648"},
+      {"parallel.sp", "0", "expected a value in [1, 1048576], got 0"},
+      {"parallel.pp", "-1", "expected a value in [1, 1048576], got -1"},
+      {"train.global_batch", "2147483648", "expected a value in [1, 2147483647], got 2147483648"},
       {"parallel.zero_stage", "4", "expected a value in [0, 3], got 4"},
       {"parallel.zero_stage", "-1", "expected a value in [0, 3], got -1"},
       {"checkpoint.every", "-1", "expected a value >= 0, got -1"},
@@ -308,11 +314,31 @@ TEST(JobConfig, ModelValidationIsLocated) {
   // n_heads is not in the file: the model section's location stands in.
   EXPECT_CONTAINS(error_of(base + "model:\n  dim: 66\n"), "job.yaml:3:1: model.n_heads: dim (66)");
   EXPECT_CONTAINS(error_of(base + "model:\n  linear_attention:\n    chunk_size: 0\n"),
-                  "job.yaml:5:5: model.linear_attention.chunk_size: expected >= 1");
+                  "job.yaml:5:5: model.linear_attention.chunk_size: expected a value in [1, 65536], got 0");
   EXPECT_CONTAINS(error_of(base + "model:\n  layer_pattern: LSX\n"),
                   "job.yaml:4:3: model.layer_pattern: expected only 'L' and 'S', found 'X'");
   EXPECT_CONTAINS(error_of(base, {"model.n_kv_heads=3"}),
                   "--set model.n_kv_heads=3: expected a divisor of n_heads (4)");
+}
+
+// Issue 9: sizes whose products overflowed int64 (ffn_dim = 2^63 - 1 corrupted the heap,
+// vocab_size = 2^63 - 1 crashed in init, ffn_dim = 2^62 reported 312832 parameters).
+TEST(JobConfig, ModelSizesAreBoundedBeforeAnyProduct) {
+  const std::string base = "data:\n  train: x\n";
+  EXPECT_CONTAINS(error_of(base, {"model.ffn_dim=9223372036854775807"}),
+                  "--set model.ffn_dim=9223372036854775807: expected a value in [1, 16777216], "
+                  "got 9223372036854775807");
+  EXPECT_CONTAINS(error_of(base, {"model.ffn_dim=4611686018427387904"}), "[1, 16777216]");
+  EXPECT_CONTAINS(error_of(base, {"model.vocab_size=9223372036854775807"}),
+                  "model.vocab_size=9223372036854775807: expected a value in [2, 2147483647]");
+  EXPECT_CONTAINS(error_of(base, {"model.dim=100000000"}), "expected a value in [2, 1048576]");
+  EXPECT_CONTAINS(error_of(base, {"model.n_layers=100000"}), "expected a value in [1, 65536]");
+  EXPECT_CONTAINS(error_of(base, {"model.linear_attention.chunk_size=100000"}),
+                  "expected a value in [1, 65536], got 100000");
+  // Each within its bound, together past 2^48 parameters.
+  EXPECT_CONTAINS(error_of(base, {"model.dim=1048576", "model.n_heads=4", "model.n_kv_heads=4",
+                                  "model.ffn_dim=16777216", "model.n_layers=65536"}),
+                  "more than the supported 2^48");
 }
 
 TEST(JobConfig, StructureErrors) {
