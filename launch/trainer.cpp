@@ -20,10 +20,12 @@
 #include "core/peak.h"
 #include "launch/activation_setup.h"
 #include "launch/checkpoint.h"
+#include "launch/fault_injection.h"
 #include "launch/stop_signals.h"
 #include "launch/train_checkpoint.h"
 #include "optim/grad_norm.h"
 #include "parallel/self_comm.h"
+#include "parallel/watchdog.h"
 
 namespace strata {
 
@@ -68,6 +70,13 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
     own_world_ = std::make_unique<SelfComm>("world");
     world = own_world_.get();
   }
+  // Every collective from here on waits under the watchdog's deadline (README: "When a rank is
+  // lost"); start-up and the first step get the longer one.
+  Watchdog& wd = Watchdog::instance();
+  wd.set_timeout(static_cast<double>(cfg_.train.collective_timeout_s));
+  wd.set_run_dir(cfg_.train.run_dir);
+  wd.set_phase(WatchPhase::startup);
+  stall_ = fault_from_env();  // test-only (launch/fault_injection.h)
   // Checked before any work: a layout that does not match the processes is an input error.
   mesh_ = std::make_unique<Mesh>(*world, static_cast<int>(cfg_.parallel.pp),
                                  static_cast<int>(cfg_.parallel.dp),
@@ -134,6 +143,8 @@ StepResult Trainer::train_step() {
   const int64_t T = cfg_.data.seq_len, mb = cfg_.train.micro_batch, dp = mesh_->dp();
   // Every rank loads the same global batch and takes its contiguous share of the sequences.
   train_data_->next_batch(cfg_.train.global_batch, inputs_.data(), targets_.data());
+  Watchdog::instance().set_step(step_ + 1);
+  if (stall_) inject_stall(*stall_, mesh_->world_rank(), step_ + 1);
   int64_t counted = 0;
   for (int32_t t : targets_) counted += t >= 0;
   STRATA_CHECK(counted > 0, "a global batch with no counted targets");
@@ -166,6 +177,7 @@ StepResult Trainer::train_step() {
   const float lr = schedule_.at(step_);
   zero_->step(lr, clip);
   ++step_;
+  Watchdog::instance().set_phase(WatchPhase::train);  // the first step's long deadline is over
   if (plan_after_first_step_) {
     // After the optimizer step, so its state is in the peaks. Each rank plans from its own
     // measurements (every plan trains identically; plans differ only in time and memory).
@@ -219,6 +231,7 @@ double Trainer::evaluate() {
 }
 
 void Trainer::save_checkpoint() {
+  const WatchPhaseScope io(WatchPhase::checkpoint);  // shard writes may take long on slow storage
   // Every rank writes the elements it owns of every unit: parameters and optimizer states.
   std::vector<TensorSlice> slices;
   auto& units = model_->units();

@@ -4,11 +4,13 @@
 // global-norm clip -> optimizer step -> metrics -> checkpoint?
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "launch/checkpoint.h"
 #include "launch/data.h"
+#include "launch/fault_injection.h"
 #include "launch/job_config.h"
 #include "models/model.h"
 #include "offload/activation_plan.h"
@@ -78,6 +80,7 @@ class Trainer {
   std::unique_ptr<EvalLoader> val_data_;
   LrSchedule schedule_;
   int64_t step_ = 0;
+  std::optional<StallFault> stall_;  // STRATA_FAULT (tests of the collective watchdog)
   double sgemm_peak_ = 0;
   std::vector<int32_t> inputs_, targets_;        // [global_batch, seq_len], every rank the same
   std::vector<int32_t> my_inputs_, my_targets_;  // [global_batch/dp, seq_len/sp] this rank's share

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "parallel/watchdog.h"
 
 namespace strata {
 
@@ -35,7 +36,9 @@ CommHandle::~CommHandle() {
   try {
     req_->wait();
   } catch (const std::exception& e) {
-    log_warn(std::string("an unwaited communication handle failed: ") + e.what());
+    // After a timeout every wait fails at once, and the timeout itself has been reported.
+    if (!Watchdog::instance().fired())
+      log_warn(std::string("an unwaited communication handle failed: ") + e.what());
   }
 }
 

@@ -1,8 +1,11 @@
 #include "parallel/mpi_comm.h"
 
 #include <climits>
+#include <vector>
 
 #include "core/error.h"
+#include "parallel/mpi_watchdog.h"
+#include "parallel/watchdog.h"
 
 namespace strata {
 
@@ -28,23 +31,33 @@ bool mpi_finalized() {
   return done != 0;
 }
 
-// One MPI_Request. A receive checks the element count it got, as the blocking recv does.
+// One MPI_Request; wait() goes through the watchdog's poll loop. A receive checks the element
+// count it got, as the blocking recv does.
 class MpiRequest final : public CommRequest {
  public:
-  MpiRequest(MPI_Request req, const char* op, std::string where, int expected_floats = -1)
-      : req_(req), op_(op), where_(std::move(where)), expected_(expected_floats) {}
+  MpiRequest(MPI_Request req, const char* op, std::string where, FlightRecord rec,
+             int expected_floats = -1)
+      : req_(req),
+        op_(op),
+        where_(std::move(where)),
+        rec_(std::move(rec)),
+        expected_(expected_floats) {}
   // No destructor work: CommHandle always waits, and finish() nulls the request even on failure
-  // (MPI forbids MPI_Request_free on a nonblocking collective's request).
+  // (MPI forbids MPI_Request_free on a nonblocking collective's request). A request abandoned by
+  // a timeout stays with MPI: the process is on its way out.
   void wait() override {
     MPI_Status st;
-    const int rc = MPI_Wait(&req_, &st);
+    const int rc = mpi_wait_all(1, &req_, &st, rec_);
     finish(rc, st);
   }
   bool test() override {
     int flag = 0;
     MPI_Status st;
     const int rc = MPI_Test(&req_, &flag, &st);
-    if (rc != MPI_SUCCESS || flag) finish(rc, st);
+    if (rc != MPI_SUCCESS || flag) {
+      Watchdog::instance().recorder().complete(rec_.id);
+      finish(rc, st);
+    }
     return flag != 0;
   }
 
@@ -64,8 +77,27 @@ class MpiRequest final : public CommRequest {
   MPI_Request req_;
   const char* op_;
   std::string where_;
+  FlightRecord rec_;
   int expected_;
 };
+
+// The members of `comm` as world ranks (local: no communication).
+std::shared_ptr<const CommGroup> make_group(MPI_Comm comm, std::string axis, int rank, int size) {
+  auto g = std::make_shared<CommGroup>();
+  g->axis = std::move(axis);
+  g->rank = rank;
+  g->world_ranks.resize(static_cast<size_t>(size));
+  std::vector<int> mine(static_cast<size_t>(size));
+  for (int i = 0; i < size; ++i) mine[static_cast<size_t>(i)] = i;
+  MPI_Group cg = MPI_GROUP_NULL, wg = MPI_GROUP_NULL;
+  if (MPI_Comm_group(comm, &cg) != MPI_SUCCESS ||
+      MPI_Comm_group(MPI_COMM_WORLD, &wg) != MPI_SUCCESS ||
+      MPI_Group_translate_ranks(cg, size, mine.data(), wg, g->world_ranks.data()) != MPI_SUCCESS)
+    g->world_ranks = mine;
+  if (cg != MPI_GROUP_NULL) MPI_Group_free(&cg);
+  if (wg != MPI_GROUP_NULL) MPI_Group_free(&wg);
+  return g;
+}
 
 }  // namespace
 
@@ -81,6 +113,7 @@ MpiComm::MpiComm(MPI_Comm comm, std::string axis) : Comm(std::move(axis)), comm_
   check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
   check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+  group_ = make_group(comm_, this->axis(), rank_, size_);
 }
 
 std::unique_ptr<MpiComm> MpiComm::world(std::string axis) {
@@ -106,102 +139,161 @@ int MpiComm::count(int64_t n, const char* op) const {
   return static_cast<int>(n);
 }
 
+FlightRecord MpiComm::record(const char* op, int64_t bytes, int peer) {
+  Watchdog& wd = Watchdog::instance();
+  FlightRecord r;
+  r.seq = ++seq_;
+  r.op = op;
+  r.group = group_;
+  r.peer = peer;
+  r.bytes = bytes;
+  r.step = wd.step();
+  r.phase = watch_phase_name(wd.phase());
+  r.id = wd.recorder().begin(r);
+  return r;
+}
+
+void MpiComm::wait(int n, MPI_Request* reqs, MPI_Status* statuses, const FlightRecord& rec,
+                   const char* mpi_op) {
+  check(mpi_wait_all(n, reqs, statuses, rec), mpi_op);
+}
+
+void MpiComm::check_received(const MPI_Status& st, int expected, int src,
+                             const char* mpi_op) const {
+  int got = 0;
+  MPI_Get_count(&st, MPI_FLOAT, &got);
+  if (got != expected)
+    throw StrataError(std::string(mpi_op) + " on " + describe() + ": expected " +
+                      std::to_string(expected) + " floats from rank " + std::to_string(src) +
+                      ", received " + std::to_string(got));
+}
+
 void MpiComm::do_all_reduce(void* buf, int64_t n, CommType t, ReduceOp op) {
-  check(MPI_Allreduce(MPI_IN_PLACE, buf, count(n, "MPI_Allreduce"), mpi_type(t), mpi_op(op), comm_),
-        "MPI_Allreduce");
+  const FlightRecord rec = record("all_reduce", n * comm_type_size(t));
+  MPI_Request req;
+  check(MPI_Iallreduce(MPI_IN_PLACE, buf, count(n, "MPI_Allreduce"), mpi_type(t), mpi_op(op), comm_,
+                       &req),
+        "MPI_Iallreduce");
+  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Iallreduce");
 }
 
 void MpiComm::do_reduce_scatter_sum(const float* send, float* recv, int64_t n) {
   count(n * size_, "MPI_Reduce_scatter_block");
-  check(MPI_Reduce_scatter_block(send, recv, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_),
-        "MPI_Reduce_scatter_block");
+  const FlightRecord rec = record("reduce_scatter", n * size_ * 4);
+  MPI_Request req;
+  check(MPI_Ireduce_scatter_block(send, recv, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_, &req),
+        "MPI_Ireduce_scatter_block");
+  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Ireduce_scatter_block");
 }
 
 void MpiComm::do_all_gather(const float* send, float* recv, int64_t n) {
   count(n * size_, "MPI_Allgather");
-  const bool in_place = send == recv + static_cast<int64_t>(rank_) * n;
-  check(MPI_Allgather(in_place ? MPI_IN_PLACE : send, static_cast<int>(n), MPI_FLOAT, recv,
-                      static_cast<int>(n), MPI_FLOAT, comm_),
-        "MPI_Allgather");
-}
-
-void MpiComm::do_broadcast(void* buf, int64_t bytes, int root) {
-  check(MPI_Bcast(buf, count(bytes, "MPI_Bcast"), MPI_BYTE, root, comm_), "MPI_Bcast");
-}
-
-void MpiComm::do_barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
-
-void MpiComm::do_send(const float* buf, int64_t n, int dst, int tag) {
-  check(MPI_Send(buf, count(n, "MPI_Send"), MPI_FLOAT, dst, tag, comm_), "MPI_Send");
-}
-
-void MpiComm::do_recv(float* buf, int64_t n, int src, int tag) {
-  MPI_Status st;
-  const int expected = count(n, "MPI_Recv");
-  check(MPI_Recv(buf, expected, MPI_FLOAT, src, tag, comm_, &st), "MPI_Recv");
-  int got = 0;
-  MPI_Get_count(&st, MPI_FLOAT, &got);
-  if (got != expected)
-    throw StrataError("MPI_Recv on " + describe() + ": expected " + std::to_string(expected) +
-                      " floats from rank " + std::to_string(src) + ", received " +
-                      std::to_string(got));
-}
-
-void MpiComm::do_send_recv(const float* send_buf, int64_t send_n, int dst, float* recv_buf,
-                           int64_t recv_n, int src, int tag) {
-  MPI_Status st;
-  const int expected = count(recv_n, "MPI_Sendrecv");
-  check(MPI_Sendrecv(send_buf, count(send_n, "MPI_Sendrecv"), MPI_FLOAT, dst, tag, recv_buf,
-                     expected, MPI_FLOAT, src, tag, comm_, &st),
-        "MPI_Sendrecv");
-  int got = 0;
-  MPI_Get_count(&st, MPI_FLOAT, &got);
-  if (got != expected)
-    throw StrataError("MPI_Sendrecv on " + describe() + ": expected " + std::to_string(expected) +
-                      " floats from rank " + std::to_string(src) + ", received " +
-                      std::to_string(got));
-}
-
-CommHandle MpiComm::do_iall_reduce_sum(float* buf, int64_t n) {
-  MPI_Request req;
-  check(MPI_Iallreduce(MPI_IN_PLACE, buf, count(n, "MPI_Iallreduce"), MPI_FLOAT, MPI_SUM, comm_,
-                       &req),
-        "MPI_Iallreduce");
-  return CommHandle(std::make_unique<MpiRequest>(req, "MPI_Iallreduce", describe()));
-}
-
-CommHandle MpiComm::do_ireduce_scatter_sum(const float* send, float* recv, int64_t n) {
-  count(n * size_, "MPI_Ireduce_scatter_block");
-  MPI_Request req;
-  check(MPI_Ireduce_scatter_block(send, recv, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_, &req),
-        "MPI_Ireduce_scatter_block");
-  return CommHandle(std::make_unique<MpiRequest>(req, "MPI_Ireduce_scatter_block", describe()));
-}
-
-CommHandle MpiComm::do_iall_gather(const float* send, float* recv, int64_t n) {
-  count(n * size_, "MPI_Iallgather");
+  const FlightRecord rec = record("all_gather", n * 4);
   const bool in_place = send == recv + static_cast<int64_t>(rank_) * n;
   MPI_Request req;
   check(MPI_Iallgather(in_place ? MPI_IN_PLACE : send, static_cast<int>(n), MPI_FLOAT, recv,
                        static_cast<int>(n), MPI_FLOAT, comm_, &req),
         "MPI_Iallgather");
-  return CommHandle(std::make_unique<MpiRequest>(req, "MPI_Iallgather", describe()));
+  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Iallgather");
+}
+
+void MpiComm::do_broadcast(void* buf, int64_t bytes, int root) {
+  const FlightRecord rec = record("broadcast", bytes, root);
+  MPI_Request req;
+  check(MPI_Ibcast(buf, count(bytes, "MPI_Bcast"), MPI_BYTE, root, comm_, &req), "MPI_Ibcast");
+  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Ibcast");
+}
+
+void MpiComm::do_barrier() {
+  const FlightRecord rec = record("barrier", 0);
+  MPI_Request req;
+  check(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier");
+  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Ibarrier");
+}
+
+void MpiComm::do_send(const float* buf, int64_t n, int dst, int tag) {
+  const FlightRecord rec = record("send", n * 4, dst);
+  MPI_Request req;
+  check(MPI_Isend(buf, count(n, "MPI_Send"), MPI_FLOAT, dst, tag, comm_, &req), "MPI_Isend");
+  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Isend");
+}
+
+void MpiComm::do_recv(float* buf, int64_t n, int src, int tag) {
+  const FlightRecord rec = record("recv", n * 4, src);
+  const int expected = count(n, "MPI_Recv");
+  MPI_Request req;
+  MPI_Status st;
+  check(MPI_Irecv(buf, expected, MPI_FLOAT, src, tag, comm_, &req), "MPI_Irecv");
+  wait(1, &req, &st, rec, "MPI_Irecv");
+  check_received(st, expected, src, "MPI_Recv");
+}
+
+void MpiComm::do_send_recv(const float* send_buf, int64_t send_n, int dst, float* recv_buf,
+                           int64_t recv_n, int src, int tag) {
+  // One record for the pair; its peer is the rank this one waits to hear from.
+  const FlightRecord rec = record("send_recv", send_n * 4, src);
+  const int expected = count(recv_n, "MPI_Sendrecv");
+  MPI_Request reqs[2];
+  MPI_Status st[2];
+  check(MPI_Irecv(recv_buf, expected, MPI_FLOAT, src, tag, comm_, &reqs[0]), "MPI_Irecv");
+  check(MPI_Isend(send_buf, count(send_n, "MPI_Sendrecv"), MPI_FLOAT, dst, tag, comm_, &reqs[1]),
+        "MPI_Isend");
+  wait(2, reqs, st, rec, "MPI_Sendrecv");
+  check_received(st[0], expected, src, "MPI_Sendrecv");
+}
+
+CommHandle MpiComm::do_iall_reduce_sum(float* buf, int64_t n) {
+  FlightRecord rec = record("iall_reduce", n * 4);
+  MPI_Request req;
+  check(MPI_Iallreduce(MPI_IN_PLACE, buf, count(n, "MPI_Iallreduce"), MPI_FLOAT, MPI_SUM, comm_,
+                       &req),
+        "MPI_Iallreduce");
+  return CommHandle(
+      std::make_unique<MpiRequest>(req, "MPI_Iallreduce", describe(), std::move(rec)));
+}
+
+CommHandle MpiComm::do_ireduce_scatter_sum(const float* send, float* recv, int64_t n) {
+  count(n * size_, "MPI_Ireduce_scatter_block");
+  FlightRecord rec = record("ireduce_scatter", n * size_ * 4);
+  MPI_Request req;
+  check(MPI_Ireduce_scatter_block(send, recv, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_, &req),
+        "MPI_Ireduce_scatter_block");
+  return CommHandle(
+      std::make_unique<MpiRequest>(req, "MPI_Ireduce_scatter_block", describe(), std::move(rec)));
+}
+
+CommHandle MpiComm::do_iall_gather(const float* send, float* recv, int64_t n) {
+  count(n * size_, "MPI_Iallgather");
+  FlightRecord rec = record("iall_gather", n * 4);
+  const bool in_place = send == recv + static_cast<int64_t>(rank_) * n;
+  MPI_Request req;
+  check(MPI_Iallgather(in_place ? MPI_IN_PLACE : send, static_cast<int>(n), MPI_FLOAT, recv,
+                       static_cast<int>(n), MPI_FLOAT, comm_, &req),
+        "MPI_Iallgather");
+  return CommHandle(
+      std::make_unique<MpiRequest>(req, "MPI_Iallgather", describe(), std::move(rec)));
 }
 
 CommHandle MpiComm::do_isend(const float* buf, int64_t n, int dst, int tag) {
+  FlightRecord rec = record("isend", n * 4, dst);
   MPI_Request req;
   check(MPI_Isend(buf, count(n, "MPI_Isend"), MPI_FLOAT, dst, tag, comm_, &req), "MPI_Isend");
-  return CommHandle(std::make_unique<MpiRequest>(req, "MPI_Isend", describe()));
+  return CommHandle(std::make_unique<MpiRequest>(req, "MPI_Isend", describe(), std::move(rec)));
 }
 
 CommHandle MpiComm::do_irecv(float* buf, int64_t n, int src, int tag) {
+  FlightRecord rec = record("irecv", n * 4, src);
   MPI_Request req;
   const int expected = count(n, "MPI_Irecv");
   check(MPI_Irecv(buf, expected, MPI_FLOAT, src, tag, comm_, &req), "MPI_Irecv");
-  return CommHandle(std::make_unique<MpiRequest>(req, "MPI_Irecv", describe(), expected));
+  return CommHandle(
+      std::make_unique<MpiRequest>(req, "MPI_Irecv", describe(), std::move(rec), expected));
 }
 
 std::unique_ptr<Comm> MpiComm::do_split(int color, int key, std::string axis) {
+  // MPI_Comm_split has no nonblocking form: a barrier under the deadline first, so a rank that
+  // never comes is named instead of hanging the split.
+  do_barrier();
   MPI_Comm out = MPI_COMM_NULL;
   check(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &out), "MPI_Comm_split");
   if (out == MPI_COMM_NULL) return nullptr;

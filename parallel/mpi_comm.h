@@ -2,12 +2,17 @@
 // MpiComm: the MPI backend on host buffers, the distributed engine on CPU and the bootstrap for
 // NCCL. It sets MPI_ERRORS_RETURN on its communicator so a failure becomes a StrataError naming
 // the operation and the communicator instead of MPI's default abort.
+//
+// Every blocking operation is the nonblocking MPI call plus the watchdog's poll loop
+// (parallel/mpi_watchdog.h), so no wait is without a deadline; each operation is numbered on its
+// communicator and kept in the flight recorder (parallel/flight_recorder.h).
 #include <mpi.h>
 
 #include <memory>
 #include <string>
 
 #include "parallel/comm.h"
+#include "parallel/flight_recorder.h"
 
 namespace strata {
 
@@ -44,10 +49,18 @@ class MpiComm final : public Comm {
  private:
   int count(int64_t n, const char* op) const;  // MPI counts are int
   void check(int rc, const char* op) const;
+  // Numbers the operation and starts its flight record.
+  FlightRecord record(const char* op, int64_t bytes, int peer = -1);
+  // Waits under the watchdog's deadline; an MPI error is thrown naming `mpi_op`.
+  void wait(int n, MPI_Request* reqs, MPI_Status* statuses, const FlightRecord& rec,
+            const char* mpi_op);
+  void check_received(const MPI_Status& st, int expected, int src, const char* mpi_op) const;
 
   MPI_Comm comm_;
   int rank_ = 0;
   int size_ = 1;
+  std::shared_ptr<const CommGroup> group_;  // axis and the members' world ranks
+  uint64_t seq_ = 0;                        // operations issued on this communicator
 };
 
 // "MPI_Allreduce failed on dp rank 1/2 (mpi): <MPI's message>" for an MPI return code.

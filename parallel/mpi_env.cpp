@@ -2,12 +2,15 @@
 
 #include <mpi.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 
 #include "core/error.h"
 #include "parallel/mpi_comm.h"
+#include "parallel/mpi_watchdog.h"
+#include "parallel/watchdog.h"
 
 namespace strata {
 
@@ -53,6 +56,12 @@ MpiEnv::MpiEnv(int* argc, char*** argv) {
   check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   check(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_), "MPI_Comm_rank");
   check(MPI_Comm_size(MPI_COMM_WORLD, &world_size_), "MPI_Comm_size");
+  // The collective watchdog's own communicator, made here while every rank is known to be
+  // present: a timed-out rank asks the others where they are stuck on it (parallel/mpi_watchdog.h).
+  MPI_Comm watchdog = MPI_COMM_NULL;
+  check(MPI_Comm_dup(MPI_COMM_WORLD, &watchdog), "MPI_Comm_dup");
+  set_watchdog_comm(watchdog);
+  Watchdog::instance().set_world_rank(world_rank_);
 
   MPI_Comm node = MPI_COMM_NULL;
   check(
@@ -84,6 +93,9 @@ std::unique_ptr<Comm> MpiEnv::world(std::string axis) const {
 }
 
 void MpiEnv::abort(int exit_code) {
+  // MPI_Abort asks the launcher to end every rank; should that itself hang (a launcher that
+  // cannot reach a stopped peer), SIGALRM's default action ends this process 10 s later.
+  alarm(10);
   MPI_Abort(MPI_COMM_WORLD, exit_code);
   std::_Exit(exit_code);  // MPI_Abort does not return; this keeps [[noreturn]] honest
 }
