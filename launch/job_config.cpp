@@ -26,11 +26,41 @@ namespace {
 // Reading one YAML value into a typed field. Each reader returns "" on success or what was wrong
 // ("expected an integer, got 'abc'"), so the caller can add the location and key.
 
+// A value quoted in a message: long ones are cut, so a 10 MB value is not a 10 MB message.
+std::string shown_value(const std::string& v) {
+  constexpr size_t kShown = 80;
+  if (v.size() <= kShown) return "'" + v + "'";
+  return "'" + v.substr(0, kShown) + "...' (" + std::to_string(v.size()) + " bytes)";
+}
+
 std::string describe(const YAML::Node& n) {
   if (n.IsNull()) return "an empty value";
   if (n.IsMap()) return "a map";
   if (n.IsSequence()) return "a sequence";
-  return "'" + n.Scalar() + "'";
+  return shown_value(n.Scalar());
+}
+
+// Offset of the first byte that is not part of well-formed UTF-8 (no overlongs, surrogates or
+// code points past U+10FFFF), or npos.
+size_t invalid_utf8_at(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  for (size_t i = 0; i < s.size();) {
+    const unsigned c = p[i];
+    size_t len = 0;
+    unsigned lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+    if (c < 0x80) len = 1;
+    else if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else return i;
+    if (i + len > s.size()) return i;
+    for (size_t k = 1; k < len; ++k) {
+      const unsigned b = p[i + k];
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return i;
+    }
+    i += len;
+  }
+  return std::string::npos;
 }
 
 // YAML allows a leading '+' on numbers; std::from_chars does not.
@@ -86,9 +116,23 @@ std::string read(const YAML::Node& n, bool& out) {
 }
 
 // An empty value (`val:`) is the empty string, which several keys use to mean "none/default".
+// Strings name files and choices: a NUL byte would silently cut a path, and invalid UTF-8 would
+// make the resolved config unreadable in the checkpoint manifest, so both are refused here.
 std::string read(const YAML::Node& n, std::string& out) {
   if (!n.IsNull() && !n.IsScalar()) return "expected a string, got " + describe(n);
-  out = n.IsNull() ? "" : n.Scalar();
+  const std::string v = n.IsNull() ? "" : n.Scalar();
+  constexpr size_t kMaxString = 4096;  // PATH_MAX: every string key is a path or shorter
+  if (v.size() > kMaxString)
+    return "expected at most " + std::to_string(kMaxString) + " bytes, got " + describe(n);
+  if (const size_t nul = v.find('\0'); nul != std::string::npos)
+    return "expected text without NUL bytes, got one at byte " + std::to_string(nul);
+  if (const size_t bad = invalid_utf8_at(v); bad != std::string::npos) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(v[bad]));
+    return std::string("expected UTF-8 text, got the invalid byte ") + hex + " at byte " +
+           std::to_string(bad);
+  }
+  out = v;
   return "";
 }
 
@@ -149,6 +193,7 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 // The closest candidate when it is near enough to be a typo (a third of the name, at least 2, and
 // never a complete rewrite); "" otherwise.
 std::string closest(const std::string& name, const std::vector<std::string>& candidates) {
+  if (name.size() > 64) return "";  // no key is that long; the distance table would be huge
   const size_t limit = std::max<size_t>(2, name.size() / 3);
   std::string best;
   size_t best_d = limit + 1;
@@ -415,7 +460,7 @@ void Parser::walk_map(const YAML::Node& map, const std::string& prefix) {
     } else {
       std::string hint = closest(key.Scalar(), child_keys(prefix));
       if (hint.empty()) hint = same_name_elsewhere(path);
-      throw InputError(origin.prefix + "unknown key '" + path + "'" + did_you_mean(hint));
+      throw InputError(origin.prefix + "unknown key " + shown_value(path) + did_you_mean(hint));
     }
   }
 }
@@ -429,13 +474,15 @@ void Parser::set_field(const Field& f, const YAML::Node& value, const Origin& or
 void Parser::apply_override(const std::string& flag) {
   const size_t eq = flag.find('=');
   if (eq == std::string::npos)
-    throw InputError("--set " + flag + ": expected section.key=value (e.g. train.steps=10)");
+    throw InputError("--set " + (flag.size() > 120 ? flag.substr(0, 120) + "..." : flag) +
+                     ": expected section.key=value (e.g. train.steps=10)");
   // Trimmed, so "train.steps = 5" (quoted in the shell) names the same key.
   std::string path = flag.substr(0, eq);
   path.erase(0, path.find_first_not_of(" \t"));
   path.erase(path.find_last_not_of(" \t") + 1);
   const std::string text = flag.substr(eq + 1);
-  const Origin origin{"--set " + flag + ": ", path};
+  const std::string shown = flag.size() > 120 ? flag.substr(0, 120) + "..." : flag;
+  const Origin origin{"--set " + shown + ": ", path};
   const Field* f = find_field(path);
   if (f == nullptr) {
     if (is_map_path(path))
@@ -445,7 +492,7 @@ void Parser::apply_override(const std::string& flag) {
     for (const Field& g : schema()) paths.push_back(g.path);
     std::string hint = closest(path, paths);
     if (hint.empty()) hint = same_name_elsewhere(path);
-    throw InputError(origin.prefix + "unknown key '" + path + "'" + did_you_mean(hint));
+    throw InputError(origin.prefix + "unknown key " + shown_value(path) + did_you_mean(hint));
   }
   YAML::Node value;
   try {
@@ -586,12 +633,21 @@ void Parser::validate() const {
   check_ranges();
 }
 
+// yaml-cpp breaks lines at LF only: a file saved with old Mac line endings (CR alone) read as one
+// long comment line. A lone CR becomes LF, so line numbers are those an editor shows; CRLF stays.
+std::string normalise_line_endings(const std::string& text) {
+  std::string out = text;
+  for (size_t i = 0; i < out.size(); ++i)
+    if (out[i] == '\r' && (i + 1 == out.size() || out[i + 1] != '\n')) out[i] = '\n';
+  return out;
+}
+
 }  // namespace
 
 JobConfig parse_job_config(const std::string& yaml_text, const std::string& source,
                            const std::vector<std::string>& overrides) {
   Parser parser(source);
-  parser.parse_text(yaml_text);
+  parser.parse_text(normalise_line_endings(yaml_text));
   for (const std::string& flag : overrides) parser.apply_override(flag);
   parser.validate();
   return parser.result();

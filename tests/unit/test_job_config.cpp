@@ -449,3 +449,72 @@ TEST(JobConfigExamples, EveryConfigInConfigsParses) {
   }
   EXPECT_GE(n, 2);
 }
+
+namespace strata {
+namespace {
+
+std::string test_error_of(const std::string& yaml) {
+  try {
+    parse_job_config(yaml, "job.yaml");
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Issue 9: strings name files. A NUL byte silently cut a path, invalid UTF-8 trained until the
+// first save, a 10 MB value made a 10 MB message, and CR-only line endings read as one comment.
+TEST(JobConfigStrings, NulByteIsRefused) {
+  const std::string m = test_error_of("data:\n  train: \"runs/a\\0b\"\n");
+  EXPECT_NE(m.find("job.yaml:2:3: data.train: expected text without NUL bytes, got one at byte 6"),
+            std::string::npos)
+      << m;
+}
+
+TEST(JobConfigStrings, InvalidUtf8IsRefused) {
+  const std::string m = test_error_of("data:\n  train: x\ntrain:\n  run_dir: runs/\xff\n");
+  EXPECT_NE(m.find("job.yaml:4:3: train.run_dir: expected UTF-8 text, got the invalid byte 0xff "
+                   "at byte 5"),
+            std::string::npos)
+      << m;
+  // Overlong, surrogate and truncated sequences too; real UTF-8 passes.
+  for (const char* bad : {"\xc0\xaf", "\xed\xa0\x80", "\xe2\x82", "\xf5\x80\x80\x80"})
+    EXPECT_NE(test_error_of(std::string("data:\n  train: \"a") + bad + "\"\n").find("UTF-8"),
+              std::string::npos);
+  EXPECT_EQ(test_error_of("data:\n  train: \"d\xc3\xa9j\xc3\xa0/\xe2\x82\xac/\xf0\x9f\x98\x80\"\n"),
+            "");
+}
+
+TEST(JobConfigStrings, LongValuesAreRefusedWithAShortMessage) {
+  const std::string huge(10 << 20, 'a');
+  const std::string m = test_error_of("data:\n  train: x\ntrain:\n  run_dir: " + huge + "\n");
+  EXPECT_NE(m.find("train.run_dir: expected at most 4096 bytes, got 'aaaa"), std::string::npos);
+  EXPECT_NE(m.find("...' (10485760 bytes)"), std::string::npos);
+  EXPECT_LT(m.size(), 400u);
+  // A long key (an explicit one: yaml-cpp refuses implicit keys past 1024 bytes) and a --set.
+  const std::string k = test_error_of("data:\n  train: x\n? " + huge + "\n: 1\n");
+  EXPECT_NE(k.find("unknown key 'aaaa"), std::string::npos) << k.substr(0, 200);
+  EXPECT_LT(k.size(), 400u);
+  std::string flag_error;
+  try {
+    parse_job_config("data:\n  train: x\n", "job.yaml", {"train.run_dir=" + huge});
+  } catch (const InputError& e) {
+    flag_error = e.what();
+  }
+  EXPECT_NE(flag_error.find("expected at most 4096 bytes"), std::string::npos);
+  EXPECT_LT(flag_error.size(), 400u);
+}
+
+TEST(JobConfigStrings, CarriageReturnOnlyLineEndingsAreLineBreaks) {
+  const JobConfig c =
+      parse_job_config("# comment\rdata:\r  train: x\rtrain:\r  steps: 7\r", "job.yaml");
+  EXPECT_EQ(c.train.steps, 7);
+  EXPECT_EQ(c.data.train, "x");
+  EXPECT_NE(test_error_of("data:\r  train: x\rtrain:\r  stepz: 7\r").find("job.yaml:4:3: unknown"),
+            std::string::npos);
+  const JobConfig crlf = parse_job_config("data:\r\n  train: x\r\n", "job.yaml");
+  EXPECT_EQ(crlf.data.train, "x");
+}
+
+}  // namespace
+}  // namespace strata
