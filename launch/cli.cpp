@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -215,6 +216,9 @@ int cmd_eval(const std::vector<std::string>& args) {
   Trainer trainer(cfg, &world.comm());
   trainer.load_weights(ckpt);
   const double loss = trainer.evaluate();
+  if (!std::isfinite(loss))  // a checkpoint that evaluates to NaN is not a result
+    throw StrataError("strata eval: the validation loss of " + *dir + " is not finite (" +
+                      std::to_string(loss) + ")");
   std::printf("step %lld val_loss %.6f batches %lld\n", static_cast<long long>(ckpt.step()), loss,
               static_cast<long long>(cfg.train.eval_batches));
   return 0;

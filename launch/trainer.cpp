@@ -1,14 +1,18 @@
 #include "launch/trainer.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "core/atomic_file.h"
@@ -18,6 +22,7 @@
 #include "core/log.h"
 #include "core/memory.h"
 #include "core/peak.h"
+#include "core/stop.h"
 #include "launch/activation_setup.h"
 #include "launch/checkpoint.h"
 #include "launch/fault_injection.h"
@@ -49,17 +54,36 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-// The model's unit boundaries, forwarded to the ZeRO engine (gather, prefetch, reduce, free).
-class ZeroHooks final : public BlockHooks {
+// The model's unit boundaries: where a stop signal is agreed on (so it is honoured within one
+// block's compute, on every rank at the same boundary), then forwarded to the ZeRO engine
+// (gather, prefetch, reduce, free).
+class TrainerHooks final : public BlockHooks {
  public:
-  explicit ZeroHooks(ZeroEngine& z) : z_(z) {}
-  void before_forward(int64_t u) override { z_.before_forward(u); }
+  TrainerHooks(ZeroEngine& z, Comm& world) : z_(z), world_(world) {}
+  void before_forward(int64_t u) override {
+    poll_stop(u, "forward");
+    z_.before_forward(u);
+  }
   void after_forward(int64_t u) override { z_.after_forward(u); }
-  void before_backward(int64_t u) override { z_.before_backward(u); }
+  void before_backward(int64_t u) override {
+    poll_stop(u, "backward");
+    z_.before_backward(u);
+  }
   void after_backward(int64_t u) override { z_.after_backward(u); }
 
  private:
+  // One 8-byte all-reduce over the world: ranks may see a signal at different moments, and all
+  // must leave at the same boundary or the others would wait in the next collective.
+  void poll_stop(int64_t u, const char* pass) {
+    int64_t sig = stop_signal();
+    world_.all_reduce_max_int64(&sig, 1);
+    if (sig)
+      throw StopRequested(static_cast<int>(sig),
+                          std::string("before the ") + pass + " of unit " + std::to_string(u));
+  }
+
   ZeroEngine& z_;
+  Comm& world_;
 };
 
 }  // namespace
@@ -107,7 +131,7 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
   zero_ = std::make_unique<ZeroEngine>(replica_comm(), static_cast<int>(cfg_.parallel.zero_stage),
                                        std::move(units), cfg_.optim.name,
                                        optimizer_options(cfg_.optim));
-  hooks_ = std::make_unique<ZeroHooks>(*zero_);
+  hooks_ = std::make_unique<TrainerHooks>(*zero_, mesh_->world());
   {
     ActivationSetup a = make_activation_store(cfg_, static_cast<int>(mesh_->world_rank()));
     store_ = std::move(a.store);
@@ -142,6 +166,7 @@ StepResult Trainer::train_step() {
   const int64_t flops0 = gemm_flops();
   const int64_t T = cfg_.data.seq_len, mb = cfg_.train.micro_batch, dp = mesh_->dp();
   // Every rank loads the same global batch and takes its contiguous share of the sequences.
+  const LoaderState batch_start = train_data_->state();  // a step stopped part-way reloads it
   train_data_->next_batch(cfg_.train.global_batch, inputs_.data(), targets_.data());
   Watchdog::instance().set_step(step_ + 1);
   if (stall_) inject_stall(*stall_, mesh_->world_rank(), step_ + 1);
@@ -162,20 +187,34 @@ StepResult Trainer::train_step() {
   }
   double loss_sum = 0;
   const BlockShape shape{mb, n, pos0, &mesh_->sp_comm()};
-  for (int64_t m = 0; m < n_micro; ++m) {
-    zero_->begin_micro_batch(m == n_micro - 1);
-    loss_sum +=
-        model_->forward_backward(my_inputs_.data() + m * mb * n, my_targets_.data() + m * mb * n,
-                                 shape, loss_scale, *store_, m, hooks_.get());
-    zero_->end_micro_batch();
+  try {
+    for (int64_t m = 0; m < n_micro; ++m) {
+      zero_->begin_micro_batch(m == n_micro - 1);
+      loss_sum += model_->forward_backward(my_inputs_.data() + m * mb * n,
+                                           my_targets_.data() + m * mb * n, shape, loss_scale,
+                                           *store_, m, hooks_.get());
+      zero_->end_micro_batch();
+    }
+  } catch (const StopRequested&) {
+    // No update happened: parameters and optimizer states are those of step_, and the batch
+    // goes back to the loader, so a checkpoint now resumes exactly where an unstopped run was.
+    train_data_->restore(batch_start);
+    throw;
   }
   STRATA_CHECK(store_->empty(), "activations left in the store after the backward pass");
   replica_comm().all_reduce_sum_double(&loss_sum, 1);
 
   const double sq = zero_->grad_sq_norm();
-  const float clip = clip_coefficient(sq, cfg_.optim.grad_clip);
   const float lr = schedule_.at(step_);
-  zero_->step(lr, clip);
+  // The loss and the norm are global (all-reduced), so every rank takes the same branch.
+  const double loss = loss_sum / static_cast<double>(counted);
+  const bool finite = std::isfinite(loss) && std::isfinite(sq);
+  if (finite) {
+    zero_->step(lr, clip_coefficient(sq, cfg_.optim.grad_clip));
+    skipped_in_row_ = 0;
+  } else {
+    handle_nonfinite_step(loss, sq);  // throws under on_nonfinite: stop
+  }
   ++step_;
   Watchdog::instance().set_phase(WatchPhase::train);  // the first step's long deadline is over
   if (plan_after_first_step_) {
@@ -187,16 +226,35 @@ StepResult Trainer::train_step() {
 
   StepResult r;
   r.step = step_;
-  r.loss = loss_sum / static_cast<double>(counted);
-  if (!std::isfinite(r.loss))
-    throw StrataError("step " + std::to_string(step_) + ": the loss is not finite (" +
-                      std::to_string(r.loss) + "); lower optim.lr or check the data");
+  r.loss = loss;
+  r.skipped = !finite;
   r.grad_norm = std::sqrt(sq);
   r.lr = lr;
   r.seconds = seconds_since(t0);
   r.tokens_per_s = static_cast<double>(cfg_.train.global_batch * T) / r.seconds;
   r.gflops = static_cast<double>(gemm_flops() - flops0) / r.seconds * 1e-9;
   return r;
+}
+
+void Trainer::handle_nonfinite_step(double loss, double sq) {
+  const std::string what = "step " + std::to_string(step_ + 1) + ": " +
+                           (std::isfinite(loss) ? "the global gradient norm" : "the loss") +
+                           " is not finite (loss " + fmt("%.6g", loss) + ", gnorm " +
+                           fmt("%.6g", std::sqrt(sq)) + ")";
+  if (cfg_.train.on_nonfinite == "stop")
+    throw StrataError(what +
+                      "; the update was not applied and nothing was saved. Lower optim.lr, "
+                      "set optim.grad_clip, check the data, or set train.on_nonfinite: skip");
+  zero_->skip_step();
+  ++skipped_in_row_;
+  ++skipped_total_;
+  log_warn(what + ": update skipped on every rank (" + std::to_string(skipped_in_row_) +
+           " in a row, " + std::to_string(skipped_total_) + " in all)");
+  if (skipped_in_row_ >= cfg_.train.max_skipped)
+    throw StrataError(what + ": " + std::to_string(skipped_in_row_) +
+                      " steps in a row were skipped (train.max_skipped = " +
+                      std::to_string(cfg_.train.max_skipped) +
+                      "); stopping. Lower optim.lr or check the data");
 }
 
 double Trainer::evaluate() {
@@ -263,6 +321,7 @@ void Trainer::save_checkpoint() {
     commit_checkpoint(checkpoint_root(), step_, world.size(), state, config_yaml_,
                       cfg_.checkpoint.keep_last);
   world.barrier();
+  last_saved_step_ = step_;
   log_info("checkpoint: saved step " + std::to_string(step_) + " to " + checkpoint_root() + "/" +
            step_dir_name(step_));
 }
@@ -319,17 +378,93 @@ std::string Trainer::log_line(const StepResult& r) const {
   return os.str();
 }
 
+namespace {
+
+// JSON has no NaN or infinity: a non-finite value is written as null.
+std::string json_number(const char* f, double v) { return std::isfinite(v) ? fmt(f, v) : "null"; }
+
+std::string step_json(const StepResult& r) {
+  std::ostringstream js;
+  js << "{\"step\":" << r.step << ",\"loss\":" << json_number("%.9g", r.loss)
+     << ",\"grad_norm\":" << json_number("%.6g", r.grad_norm)
+     << ",\"lr\":" << json_number("%.6g", r.lr) << ",\"ms\":" << fmt("%.3f", r.seconds * 1e3)
+     << ",\"tokens_per_s\":" << fmt("%.1f", r.tokens_per_s)
+     << ",\"gflops\":" << fmt("%.2f", r.gflops);
+  if (r.skipped) js << ",\"skipped\":true";
+  return js.str();
+}
+
+// A directory the run writes into: created if missing, then it must be a writable directory.
+void check_output_dir(const std::string& key, const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir))
+    throw InputError(key + ": cannot use '" + dir + "' as a directory: " +
+                     (ec ? ec.message() : "it exists and is not a directory"));
+  if (access(dir.c_str(), W_OK | X_OK) != 0)
+    throw InputError(key + ": directory '" + dir + "' is not writable: " + std::strerror(errno));
+}
+
+}  // namespace
+
+std::string Trainer::metrics_path() const {
+  return cfg_.log.metrics_file.empty() ? cfg_.train.run_dir + "/metrics.jsonl"
+                                       : cfg_.log.metrics_file;
+}
+
+// Every output path is checked before step 1, so a bad one fails in seconds, not at the first
+// save (or never, as metrics silently not written did).
+void Trainer::check_output_paths(std::ofstream& metrics) {
+  check_checkpoint_root_writable(checkpoint_root());  // every rank writes its shard there
+  if (!is_logger()) return;
+  check_output_dir("train.run_dir", cfg_.train.run_dir);
+  const std::string path = metrics_path();
+  std::error_code ec;
+  if (fs::is_directory(path, ec))
+    throw InputError("log.metrics_file: '" + path + "' is a directory; expected a file path");
+  metrics.open(path, std::ios::app);
+  if (!metrics)
+    throw InputError("log.metrics_file: cannot open '" + path + "' for appending: " +
+                     std::strerror(errno));
+}
+
+// One step and what follows it (log line, evaluation, metrics record, periodic checkpoint).
+// A stop during the evaluation ends it early; the step itself is complete.
+void Trainer::run_one_step(std::ofstream& metrics, int64_t first_step) {
+  MemoryTracker::instance().reset_peaks();
+  const StepResult r = train_step();
+  const bool last = step_ == cfg_.train.steps;
+  std::string js = step_json(r);
+  if (r.step % cfg_.log.every == 0 || last || r.step == first_step) log_info(log_line(r));
+  std::optional<StopRequested> stopped;
+  if (val_data_ && ((cfg_.train.eval_every > 0 && r.step % cfg_.train.eval_every == 0) || last)) {
+    try {
+      const double vl = evaluate();
+      log_info("step " + std::to_string(r.step) + " | val loss " + fmt("%.4f", vl));
+      js += ",\"val_loss\":" + json_number("%.9g", vl);
+    } catch (const StopRequested& e) {
+      stopped = e;
+    }
+  }
+  if (is_logger()) metrics << js << "}\n" << std::flush;
+  if ((cfg_.checkpoint.every > 0 && r.step % cfg_.checkpoint.every == 0) || last)
+    save_checkpoint();
+  if (stopped) throw *stopped;
+}
+
 int Trainer::run() {
+  // From the start: a stop during resume (a large checkpoint) or step 1 is honoured too.
+  StopSignalWatcher signals;
   // Resume first: a refused checkpoint must leave the run directory as it was.
   if (cfg_.checkpoint.resume == "auto")
     resume(checkpoint_root());
   else if (cfg_.checkpoint.resume != "never" && !resume(cfg_.checkpoint.resume))
     throw InputError("checkpoint.resume: no checkpoint found at '" + cfg_.checkpoint.resume + "'");
+  last_saved_step_ = step_;
   const int64_t first_step = step_ + 1;
-  if (is_logger()) {
-    fs::create_directories(cfg_.train.run_dir);
-    write_file_atomic(cfg_.train.run_dir + "/config.yaml", config_yaml_);
-  }
+  std::ofstream metrics;  // rank 0 only: one record per step
+  check_output_paths(metrics);
+  if (is_logger()) write_file_atomic(cfg_.train.run_dir + "/config.yaml", config_yaml_);
 
   sgemm_peak_ = cached_sgemm_peak_gflops();
   log_info("strata: " + std::to_string(model_->num_parameters()) + " parameters, " +
@@ -337,46 +472,28 @@ int Trainer::run() {
            std::to_string(omp_get_max_threads()) + " threads, sgemm peak " +
            fmt("%.1f", sgemm_peak_) + " GFLOP/s, train data " +
            std::to_string(train_data_->num_tokens()) + " tokens");
-
-  std::ofstream metrics;  // rank 0 only: one record per step
-  if (is_logger())
-    metrics.open(cfg_.log.metrics_file.empty() ? cfg_.train.run_dir + "/metrics.jsonl"
-                                               : cfg_.log.metrics_file,
-                 std::ios::app);
-  StopSignalWatcher signals;  // SIGTERM/SIGINT are blocked by the CLI and arrive here
-  int exit_code = 0;
   while (step_ < cfg_.train.steps) {
-    MemoryTracker::instance().reset_peaks();
-    const StepResult r = train_step();
-    const bool last = step_ == cfg_.train.steps;
-    std::ostringstream js;
-    js << "{\"step\":" << r.step << ",\"loss\":" << fmt("%.9g", r.loss)
-       << ",\"grad_norm\":" << fmt("%.6g", r.grad_norm) << ",\"lr\":" << fmt("%.6g", r.lr)
-       << ",\"ms\":" << fmt("%.3f", r.seconds * 1e3)
-       << ",\"tokens_per_s\":" << fmt("%.1f", r.tokens_per_s)
-       << ",\"gflops\":" << fmt("%.2f", r.gflops);
-    if (r.step % cfg_.log.every == 0 || last || r.step == first_step) log_info(log_line(r));
-    if (val_data_ && ((cfg_.train.eval_every > 0 && r.step % cfg_.train.eval_every == 0) || last)) {
-      const double vl = evaluate();
-      log_info("step " + std::to_string(r.step) + " | val loss " + fmt("%.4f", vl));
-      js << ",\"val_loss\":" << fmt("%.9g", vl);
+    int64_t stop = 0;
+    std::string where = "after step " + std::to_string(step_ + 1);
+    try {
+      run_one_step(metrics, first_step);
+    } catch (const StopRequested& e) {
+      stop = e.signal();
+      where = e.what();
     }
-    if (is_logger()) metrics << js.str() << "}\n" << std::flush;
-    const bool saved_this_step =
-        (cfg_.checkpoint.every > 0 && r.step % cfg_.checkpoint.every == 0) || last;
-    if (saved_this_step) save_checkpoint();
     // Ranks may see a signal at different steps: agree on it (one tiny all-reduce per step).
-    int64_t stop = signals.received();
-    mesh_->world().all_reduce_max_int64(&stop, 1);
-    if (stop && !saved_this_step) save_checkpoint();
-    if (stop) {
-      log_info("stopped by signal " + std::to_string(stop) + " after step " +
-               std::to_string(step_) + " (checkpoint saved)");
-      exit_code = 128 + static_cast<int>(stop);
-      break;
+    if (!stop) {
+      stop = signals.received();
+      mesh_->world().all_reduce_max_int64(&stop, 1);
     }
+    if (!stop) continue;
+    // A step stopped part-way left nothing behind: the checkpoint is of the last whole step.
+    if (last_saved_step_ != step_) save_checkpoint();
+    log_info("stopped by signal " + std::to_string(stop) + " (" + where + "); step " +
+             std::to_string(step_) + " is checkpointed");
+    return 128 + static_cast<int>(stop);
   }
-  return exit_code;
+  return 0;
 }
 
 }  // namespace strata

@@ -3,6 +3,7 @@
 // checkpoints, logging. One step = global batch -> micro-batches -> forward/backward each ->
 // global-norm clip -> optimizer step -> metrics -> checkpoint?
 #include <cstdint>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +31,7 @@ struct StepResult {
   double seconds = 0;
   double tokens_per_s = 0;
   double gflops = 0;  // achieved GEMM GFLOP/s over the step
+  bool skipped = false;  // non-finite loss or gradient norm: no update (train.on_nonfinite: skip)
 };
 
 class Trainer {
@@ -62,8 +64,14 @@ class Trainer {
 
  private:
   std::string checkpoint_root() const;
+  std::string metrics_path() const;
+  void check_output_paths(std::ofstream& metrics);
+  void run_one_step(std::ofstream& metrics, int64_t first_step);
   std::string log_line(const StepResult& r) const;
   bool is_logger() const { return mesh_->world_rank() == 0; }
+  // A non-finite loss or norm: throws (on_nonfinite: stop, or max_skipped reached) or drops the
+  // step's gradients.
+  void handle_nonfinite_step(double loss, double sq);
 
   JobConfig cfg_;
   std::string config_yaml_;
@@ -81,6 +89,8 @@ class Trainer {
   LrSchedule schedule_;
   int64_t step_ = 0;
   std::optional<StallFault> stall_;  // STRATA_FAULT (tests of the collective watchdog)
+  int64_t skipped_in_row_ = 0, skipped_total_ = 0;
+  int64_t last_saved_step_ = -1;  // the step of the newest checkpoint this run wrote or read  // non-finite steps without an update
   double sgemm_peak_ = 0;
   std::vector<int32_t> inputs_, targets_;        // [global_batch, seq_len], every rank the same
   std::vector<int32_t> my_inputs_, my_targets_;  // [global_batch/dp, seq_len/sp] this rank's share

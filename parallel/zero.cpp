@@ -235,6 +235,15 @@ void ZeroEngine::step(float lr, float clip) {
     }
     for (auto& h : hs) h.wait();
   }
+  clear_grads();
+}
+
+void ZeroEngine::skip_step() {
+  drain_reductions();
+  clear_grads();
+}
+
+void ZeroEngine::clear_grads() {
   for (int64_t u = 0; u < num_units(); ++u) {
     ZeroUnit& z = units_[static_cast<size_t>(u)];
     if (stage_ <= 1)

@@ -77,6 +77,9 @@ class ZeroEngine {
   // Scales gradients by `clip`, runs the optimizer on this rank's range at `lr`, re-assembles
   // parameters (stages 1-2: all-gather) and clears gradients.
   void step(float lr, float clip);
+  // Drops this step's gradients without an update (a non-finite loss or gradient norm under
+  // train.on_nonfinite: skip); parameters and optimizer states stay as they were.
+  void skip_step();
 
  private:
   struct State;
@@ -84,6 +87,7 @@ class ZeroEngine {
   void wait_gather(int64_t u);
   void release_params(int64_t u);
   void ensure_full_grads(int64_t u);
+  void clear_grads();  // after a step: zero (stages 0-1) or free (2-3) the gradients
   void reduce_grads(int64_t u);
   // Completes reductions in flight, all but the newest `keep` (so a unit's reduction overlaps the
   // next unit's backward while at most keep+1 full gradients are alive).
