@@ -26,7 +26,11 @@ std::string parent_dir(const std::string& path) {
 }  // namespace
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), tmp_path_(path_ + ".tmp") {
-  fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // Whatever holds the temp name (a killed writer's leftover, or a FIFO that would block open()
+  // forever, or a link that would redirect the write) is removed, and O_EXCL creates a fresh
+  // regular file: it never opens an existing one and never follows a link.
+  ::unlink(tmp_path_.c_str());
+  fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) io_error("cannot create", tmp_path_);
 }
 

@@ -10,15 +10,17 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <mutex>
 #include <set>
+#include <sstream>
 
 #include "core/atomic_file.h"
 #include "core/crc32c.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/stop.h"
+#include "launch/checkpoint_files.h"
 
 namespace strata {
 namespace fs = std::filesystem;
@@ -32,6 +34,9 @@ constexpr const char* kLatest = "latest";
 constexpr int64_t kAlign = 64;         // slice offsets in a .bin: cache-line / mmap friendly
 constexpr size_t kIoChunk = 4u << 20;  // bytes per read/crc step: stays in cache while hashed
 constexpr int64_t kMaxNumel = int64_t{1} << 56;  // keeps byte offsets far from int64 overflow
+// A manifest lists every entry of every rank: ~150 bytes each, so 1 GiB is millions of entries;
+// the cap only keeps a huge or sparse file in place of one from exhausting memory.
+constexpr size_t kMaxYamlBytes = size_t{1} << 30;
 
 // ---------------------------------------------------------------------------------------------
 // In-memory form of an index file / a manifest's shard record.
@@ -163,20 +168,25 @@ class YamlReader {
  public:
   explicit YamlReader(std::string file) : file_(std::move(file)) {}
 
-  YAML::Node load() const {
-    if (!fs::exists(file_)) fail("missing (expected a checkpoint " + what() + ")");
-    try {
-      YAML::Node n = YAML::LoadFile(file_);
-      if (!n.IsMap()) fail("expected a YAML map");
-      return n;
-    } catch (const YAML::Exception& e) {
-      fail(std::string("cannot parse: ") + e.what());
-    }
+  // Reads `name` relative to dir_fd (AT_FDCWD: file_ itself) as a regular file only: never
+  // blocks on a FIFO, never follows a link (checkpoint_files.h).
+  YAML::Node load(int dir_fd = AT_FDCWD, const std::string& name = "") const {
+    const auto text = try_read_regular(dir_fd, name.empty() ? file_ : name, file_,
+                                       "checkpoint " + what(), kMaxYamlBytes);
+    if (!text) fail("missing (expected a checkpoint " + what() + ")");
+    return parse(*text);
+  }
+
+  // The same on text already in memory (check_shard_index, CheckpointReader::from_manifest_text).
+  YAML::Node parse(const std::string& text) const {
+    return checked_map([&] { return YAML::Load(text); });
   }
 
   [[noreturn]] void fail(const std::string& why) const { throw InputError(file_ + ": " + why); }
 
   const YAML::Node field(const YAML::Node& n, const std::string& key) const {
+    // Subscripting a scalar or a list throws a YAML exception that no caller would name.
+    if (!n.IsMap()) fail("expected a map holding key '" + key + "'");
     const YAML::Node v = n[key];
     if (!v) fail("missing key '" + key + "'");
     return v;
@@ -224,6 +234,16 @@ class YamlReader {
   std::string what() const {
     return fs::path(file_).filename() == kManifest ? "manifest" : "shard index";
   }
+  template <class LoadNode>
+  YAML::Node checked_map(LoadNode load_node) const {
+    try {
+      YAML::Node n = load_node();
+      if (!n.IsMap()) fail("expected a YAML map");
+      return n;
+    } catch (const YAML::Exception& e) {
+      fail(std::string("cannot parse: ") + e.what());
+    }
+  }
   std::string file_;
 };
 
@@ -235,7 +255,8 @@ Entry parse_entry(const YamlReader& r, const YAML::Node& n) {
   const int64_t total = product(e.global_shape);
   e.global_offset = r.integer(n, "global_offset", 0, total);
   e.numel = r.integer(n, "numel", 0, total - e.global_offset);
-  e.offset = r.integer(n, "offset", 0);
+  // Bounded so that offset + bytes() cannot overflow (parse_shard compares it to the file size).
+  e.offset = r.integer(n, "offset", 0, std::numeric_limits<int64_t>::max() - e.bytes());
   e.crc = r.crc(n);
   return e;
 }
@@ -251,9 +272,13 @@ Shard parse_shard(const YamlReader& r, const YAML::Node& n) {
   const YAML::Node entries = r.field(n, "entries");
   if (!entries.IsSequence()) r.fail("key 'entries': expected a list");
   int64_t end = 0;
+  std::set<std::string> names;
   for (size_t i = 0; i < entries.size(); ++i) {
     Entry e = parse_entry(r, entries[i]);
-    if (e.offset < end || e.offset + e.bytes() > s.size)
+    // A writer stores each tensor once per rank (one contiguous owned range).
+    if (!names.insert(e.name).second) r.fail("tensor '" + e.name + "' appears twice in " + s.file);
+    // Written as offset > size - bytes: offset + bytes could overflow for a tampered offset.
+    if (e.offset < end || e.offset > s.size - e.bytes())
       r.fail("entry '" + e.name + "' of " + s.file + ": byte range [" + std::to_string(e.offset) +
              ", " + std::to_string(e.offset + e.bytes()) + ") overlaps another entry or lies " +
              "outside the " + std::to_string(s.size) + "-byte file");
@@ -263,41 +288,43 @@ Shard parse_shard(const YamlReader& r, const YAML::Node& n) {
   return s;
 }
 
+// One rank's index file, as commit_checkpoint accepts it: written for `step` by `rank`.
+Shard parse_index(const YamlReader& r, const YAML::Node& n, int64_t step, int rank) {
+  if (r.integer(n, "step", 0) != step) r.fail("written for a different step");
+  Shard s = parse_shard(r, n);
+  if (s.rank != rank) r.fail("written by rank " + std::to_string(s.rank));
+  return s;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Step directories
 
-std::optional<int64_t> parse_step_dir(const std::string& name) {
-  if (name.size() <= 5 || name.compare(0, 5, "step_") != 0 || name.size() > 5 + 18)
-    return std::nullopt;
-  for (size_t i = 5; i < name.size(); ++i)
-    if (name[i] < '0' || name[i] > '9') return std::nullopt;
-  return std::stoll(name.substr(5));
+// A manifest that exists in any form (even a link or a FIFO) commits its directory: readers
+// then refuse it by name rather than silently skipping to an older step.
+bool has_manifest(const fs::path& dir) {
+  return entry_mode((dir / kManifest).string()).has_value();
 }
 
 struct StepDir {
   int64_t step;
   fs::path path;
-  bool committed;
+  bool real;       // a directory, not a symbolic link or another kind of file
+  bool committed;  // real and holding a manifest
 };
 
-// Step directories under root, newest first.
+// Entries named like step directories under root (whatever they are), newest first.
 std::vector<StepDir> list_step_dirs(const std::string& root) {
   std::vector<StepDir> out;
   std::error_code ec;
   for (const auto& d : fs::directory_iterator(root, ec)) {
-    if (!d.is_directory()) continue;
-    if (auto step = parse_step_dir(d.path().filename().string()))
-      out.push_back({*step, d.path(), fs::exists(d.path() / kManifest)});
+    const auto step = parse_step_dir_name(d.path().filename().string());
+    if (!step) continue;
+    const bool real = d.is_directory(ec) && !d.is_symlink(ec);
+    out.push_back({*step, d.path(), real, real && has_manifest(d.path())});
   }
   std::sort(out.begin(), out.end(),
             [](const StepDir& a, const StepDir& b) { return a.step > b.step; });
   return out;
-}
-
-void remove_dir(const fs::path& p) {
-  std::error_code ec;
-  fs::remove_all(p, ec);
-  if (ec) log_warn("checkpoint: cannot remove " + p.string() + ": " + ec.message());
 }
 
 // Keeps the new step and the keep_last - 1 newest committed steps before it; removes aborted
@@ -306,11 +333,11 @@ void remove_dir(const fs::path& p) {
 void prune(const std::string& root, int64_t step, int64_t keep_last) {
   int64_t kept = 1;  // the new checkpoint
   for (const StepDir& d : list_step_dirs(root)) {
-    if (d.step >= step) continue;
+    if (d.step >= step || !d.real) continue;  // links and odd files are not ours to delete
     if (!d.committed) {
-      remove_dir(d.path);
+      remove_step_dir(d.path.string(), prune_hook());
     } else if (keep_last > 0 && kept >= keep_last) {
-      remove_dir(d.path);
+      remove_step_dir(d.path.string(), prune_hook());
     } else {
       ++kept;
     }
@@ -341,7 +368,7 @@ void remove_strays(const std::string& dir, int world) {
 void uncommit(const std::string& dir) {
   const fs::path manifest = fs::path(dir) / kManifest;
   std::error_code ec;
-  if (!fs::exists(manifest)) return;
+  if (!has_manifest(dir)) return;
   if (fs::remove(manifest, ec))
     log_warn("checkpoint: replacing the existing checkpoint in " + dir);
   else if (ec)
@@ -380,32 +407,11 @@ Entry append_slice(AtomicFile& f, uint32_t& file_crc, const TensorSlice& s) {
 // ---------------------------------------------------------------------------------------------
 // Shard reading
 
-class Fd {
- public:
-  explicit Fd(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-// pread exactly n bytes; false on EOF or error.
-bool pread_all(int fd, void* dst, size_t n, int64_t offset) {
-  char* p = static_cast<char*>(dst);
-  while (n > 0) {
-    const ssize_t r = ::pread(fd, p, n, offset);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-    offset += r;
-  }
-  return true;
+// A shard file of the step directory dir_fd, `path` naming it in errors: a regular file only.
+UniqueFd open_shard(int dir_fd, const std::string& path, const Shard& s, struct stat* st) {
+  auto fd = try_open_regular(dir_fd, s.file, path, "checkpoint shard", st);
+  if (!fd) throw InputError(path + ": missing checkpoint shard");
+  return std::move(*fd);
 }
 
 std::string hex(uint32_t x) {
@@ -414,14 +420,13 @@ std::string hex(uint32_t x) {
   return buf;
 }
 
-// One sequential pass over a shard file: size, every entry's crc, then the whole-file crc.
-void verify_shard(const std::string& path, const Shard& s) {
-  Fd fd(path);
-  if (fd.get() < 0)
-    throw InputError(path + ": missing or unreadable checkpoint shard (" + std::strerror(errno) +
-                     ")");
+// One sequential pass over a shard file: size, every entry's crc, then the whole-file crc. A stop
+// signal is honoured between chunks (a large shard takes seconds to hash). Returns the stat of
+// the verified file, so later reads can check they open the same one.
+struct stat verify_shard(int dir_fd, const std::string& path, const Shard& s) {
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || st.st_size != s.size)
+  const UniqueFd fd = open_shard(dir_fd, path, s, &st);
+  if (st.st_size != s.size)
     throw InputError(path + ": checkpoint shard is " + std::to_string(st.st_size) +
                      " bytes, the manifest expects " + std::to_string(s.size) +
                      " (truncated or overwritten)");
@@ -431,6 +436,7 @@ void verify_shard(const std::string& path, const Shard& s) {
   // Hashes [pos, end) into the file crc and, when given, an entry crc.
   auto hash_to = [&](int64_t end, uint32_t* entry_crc) {
     while (pos < end) {
+      throw_if_stop_requested("verifying checkpoint shard " + path);
       const size_t k = static_cast<size_t>(std::min<int64_t>(end - pos, kIoChunk));
       if (!pread_all(fd.get(), buf.data(), k, pos))
         throw InputError(path + ": cannot read checkpoint shard at byte " + std::to_string(pos));
@@ -451,6 +457,14 @@ void verify_shard(const std::string& path, const Shard& s) {
   if (file_crc != s.crc)
     throw InputError(path + ": checksum mismatch (crc32c " + hex(file_crc) + ", manifest expects " +
                      hex(s.crc) + ")");
+  return st;
+}
+
+// The step directory `dir` of root, open: a real directory (checkpoint_files.h).
+UniqueFd open_step_dir(const std::string& dir) {
+  auto fd = try_open_step_dir(dir);
+  if (!fd) throw InputError(dir + ": checkpoint step directory does not exist");
+  return std::move(*fd);
 }
 
 }  // namespace
@@ -477,7 +491,7 @@ std::string shard_index_name(int rank) {
 }
 
 bool is_committed(const std::string& root, int64_t step) {
-  return fs::exists(fs::path(root) / step_dir_name(step) / kManifest);
+  return has_manifest(fs::path(root) / step_dir_name(step));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -490,6 +504,8 @@ void write_shard(const std::string& root, int64_t step, int rank,
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw StrataError("cannot create checkpoint directory " + dir + ": " + ec.message());
+  // Writing (or uncommitting) through a link would change another directory.
+  open_step_dir(dir);
   uncommit(dir);
   for (const TensorSlice& s : slices) check_slice(s);
 
@@ -511,15 +527,14 @@ void commit_checkpoint(const std::string& root, int64_t step, int world,
   const std::string dir = join(root, step_dir_name(step));
   std::vector<Shard> shards;
   std::map<std::string, std::vector<int64_t>> shapes;
+  const UniqueFd dir_fd = open_step_dir(dir);
   for (int r = 0; r < world; ++r) {
     const YamlReader reader(join(dir, shard_index_name(r)));
-    const YAML::Node n = reader.load();
-    if (reader.integer(n, "step", 0) != step) reader.fail("written for a different step");
-    Shard s = parse_shard(reader, n);
-    if (s.rank != r) reader.fail("written by rank " + std::to_string(s.rank));
-    std::error_code ec;
-    const auto size = static_cast<int64_t>(fs::file_size(join(dir, s.file), ec));
-    if (ec || size != s.size)
+    Shard s = parse_index(reader, reader.load(dir_fd.get(), shard_index_name(r)), step, r);
+    struct stat st {};
+    const auto bin =
+        try_open_regular(dir_fd.get(), s.file, join(dir, s.file), "checkpoint shard", &st);
+    if (!bin || st.st_size != s.size)
       reader.fail(s.file + " is missing or not the " + std::to_string(s.size) +
                   " bytes the index records");
     for (const Entry& e : s.entries) {
@@ -537,14 +552,32 @@ void commit_checkpoint(const std::string& root, int64_t step, int world,
   prune(root, step, keep_last);
 }
 
+void check_shard_index(const std::string& yaml_text, const std::string& source, int64_t step,
+                       int rank) {
+  const YamlReader reader(source);
+  parse_index(reader, reader.parse(yaml_text), step, rank);
+}
+
 std::optional<std::string> find_latest(const std::string& root) {
-  std::ifstream in(join(root, kLatest));
+  // The root may be a symbolic link (checkpoint_files.h); what it points at must be a directory.
+  std::error_code ec;
+  if (fs::exists(root, ec) && !fs::is_directory(root, ec))
+    throw InputError(root + ": is not a directory (expected a checkpoint root)");
+  const std::string latest = join(root, kLatest);
+  const auto text = try_read_regular(AT_FDCWD, latest, latest, "checkpoint 'latest' file", 4096);
+  std::istringstream in(text.value_or(""));
   std::string name;
-  if (in >> name && parse_step_dir(name) && fs::exists(fs::path(root) / name / kManifest))
-    return join(root, name);
+  if (in >> name && parse_step_dir_name(name)) {
+    // A link or another file named by `latest` is refused by name, not skipped: it is what a
+    // resume would have loaded.
+    const std::string dir = join(root, name);
+    if (try_open_step_dir(dir) && has_manifest(dir)) return dir;
+  }
   // `latest` lost or pointing at a pruned directory: any committed directory is complete.
-  for (const StepDir& d : list_step_dirs(root))
+  for (const StepDir& d : list_step_dirs(root)) {
+    if (!d.real) try_open_step_dir(d.path.string());  // throws, naming the link or file
     if (d.committed) return d.path.string();
+  }
   return std::nullopt;
 }
 
@@ -563,10 +596,14 @@ struct Piece {  // one entry of one shard holding part of a tensor
 struct TensorInfo {
   std::vector<int64_t> shape;
   std::vector<Piece> pieces;  // ascending global offset
+  // reach[i]: the piece among pieces[0..i] that ends furthest, so the read cover is a binary
+  // search per piece used (a tampered manifest with millions of pieces stays fast).
+  std::vector<size_t> reach;
 };
 
-std::string resolve_step_dir(const std::string& arg) {
-  if (fs::exists(fs::path(arg) / kManifest)) return arg;
+std::string resolve_step_dir(std::string arg) {
+  while (arg.size() > 1 && arg.back() == '/') arg.pop_back();  // "step_00000010/" names the dir
+  if (has_manifest(arg)) return arg;
   if (!fs::is_directory(arg)) throw InputError(arg + ": checkpoint directory does not exist");
   if (auto d = find_latest(arg)) return *d;
   throw InputError(join(arg, kManifest) + ": missing (expected a committed checkpoint step " +
@@ -582,21 +619,27 @@ struct CheckpointReader::Impl {
   std::map<std::string, std::string> state;
   std::vector<Shard> shards;
   std::map<std::string, TensorInfo> tensors;
+  UniqueFd dir_fd;        // the step directory: its files are opened relative to it
   mutable std::mutex mu;  // guards `verified`; reads may come from several threads
   mutable std::vector<bool> verified;
+  mutable std::vector<struct stat> verified_stat;  // the file each verification hashed
 
-  void load();
+  void load(const YAML::Node& n);  // the manifest's root map; `manifest` names it in errors
   void index_tensors();
   void ensure_verified(size_t shard) const;
   void copy(const Piece& p, int64_t begin, int64_t end, float* dst) const;
 };
 
-void CheckpointReader::Impl::load() {
+void CheckpointReader::Impl::load(const YAML::Node& n) {
   const YamlReader r(manifest);
-  const YAML::Node n = r.load();
   if (r.string(n, "format") != kCheckpointFormat)
     r.fail(std::string("expected format ") + kCheckpointFormat);
   step = r.integer(n, "step", 0);
+  // A manifest copied or renamed into another step's directory would resume at the wrong step.
+  if (const auto named = parse_step_dir_name(fs::path(dir).filename().string());
+      named && *named != step)
+    r.fail("records step " + std::to_string(step) + " but its directory " + dir + " is step " +
+           std::to_string(*named));
   const int64_t world = r.integer(n, "world", 1, std::numeric_limits<int>::max());
   const YAML::Node st = r.field(n, "state");
   if (!st.IsMap()) r.fail("key 'state': expected a map");
@@ -613,27 +656,34 @@ void CheckpointReader::Impl::load() {
     if (shards.back().rank != static_cast<int>(i)) r.fail("shards out of rank order");
   }
   verified.assign(shards.size(), false);
+  verified_stat.assign(shards.size(), {});
   index_tensors();
 }
 
 void CheckpointReader::Impl::index_tensors() {
   for (size_t i = 0; i < shards.size(); ++i) {
     for (const Entry& e : shards[i].entries) {
-      auto [it, fresh] = tensors.try_emplace(e.name, TensorInfo{e.global_shape, {}});
+      auto [it, fresh] = tensors.try_emplace(e.name, TensorInfo{e.global_shape, {}, {}});
       if (!fresh && it->second.shape != e.global_shape)
         throw InputError(manifest + ": tensor '" + e.name + "' has inconsistent global shapes");
       it->second.pieces.push_back({i, &e});
     }
   }
-  for (auto& [name, t] : tensors)
+  for (auto& [name, t] : tensors) {
     std::sort(t.pieces.begin(), t.pieces.end(),
               [](const Piece& a, const Piece& b) { return a.begin() < b.begin(); });
+    for (size_t i = 0; i < t.pieces.size(); ++i)
+      t.reach.push_back(
+          i > 0 && t.pieces[t.reach[i - 1]].end() >= t.pieces[i].end() ? t.reach[i - 1] : i);
+  }
 }
 
 void CheckpointReader::Impl::ensure_verified(size_t shard) const {
   std::lock_guard<std::mutex> lock(mu);
   if (verified[shard]) return;
-  verify_shard(join(dir, shards[shard].file), shards[shard]);
+  const std::string path = join(dir, shards[shard].file);
+  if (dir_fd.get() < 0) throw InputError(path + ": missing checkpoint shard");
+  verified_stat[shard] = verify_shard(dir_fd.get(), path, shards[shard]);
   verified[shard] = true;
 }
 
@@ -641,10 +691,13 @@ void CheckpointReader::Impl::ensure_verified(size_t shard) const {
 void CheckpointReader::Impl::copy(const Piece& p, int64_t begin, int64_t end, float* dst) const {
   ensure_verified(p.shard);
   const std::string path = join(dir, shards[p.shard].file);
-  Fd fd(path);
+  struct stat st {};
+  const UniqueFd fd = open_shard(dir_fd.get(), path, shards[p.shard], &st);
+  const struct stat& v = verified_stat[p.shard];  // written before verified[] was set, under mu
+  if (st.st_dev != v.st_dev || st.st_ino != v.st_ino || st.st_size != v.st_size)
+    throw InputError(path + ": checkpoint shard was replaced after it was verified");
   const int64_t at = p.entry->offset + (begin - p.begin()) * static_cast<int64_t>(sizeof(float));
-  if (fd.get() < 0 ||
-      !pread_all(fd.get(), dst, static_cast<size_t>(end - begin) * sizeof(float), at))
+  if (!pread_all(fd.get(), dst, static_cast<size_t>(end - begin) * sizeof(float), at))
     throw InputError(path + ": cannot read checkpoint shard (changed after verification?)");
 }
 
@@ -652,7 +705,20 @@ CheckpointReader::CheckpointReader(const std::string& step_dir_or_root)
     : impl_(std::make_unique<Impl>()) {
   impl_->dir = resolve_step_dir(step_dir_or_root);
   impl_->manifest = join(impl_->dir, kManifest);
-  impl_->load();
+  impl_->dir_fd = open_step_dir(impl_->dir);
+  impl_->load(YamlReader(impl_->manifest).load(impl_->dir_fd.get(), kManifest));
+}
+
+CheckpointReader::CheckpointReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+CheckpointReader CheckpointReader::from_manifest_text(const std::string& yaml_text,
+                                                      const std::string& step_dir) {
+  auto impl = std::make_unique<Impl>();
+  impl->dir = step_dir;
+  impl->manifest = join(step_dir, kManifest);
+  if (auto fd = try_open_step_dir(step_dir)) impl->dir_fd = std::move(*fd);  // else shards missing
+  impl->load(YamlReader(impl->manifest).parse(yaml_text));
+  return CheckpointReader(std::move(impl));
 }
 
 CheckpointReader::~CheckpointReader() = default;
@@ -702,13 +768,17 @@ void CheckpointReader::read(const std::string& name, int64_t global_offset, int6
     throw InputError(impl_->manifest + ": elements [" + std::to_string(global_offset) + ", " +
                      std::to_string(end) + ") are outside tensor '" + name + "' (" +
                      std::to_string(product(shape)) + " elements)");
-  const std::vector<Piece>& pieces = impl_->tensors.at(name).pieces;
+  const TensorInfo& t = impl_->tensors.at(name);
   // Greedy interval cover: at each position take the piece reaching furthest, so replicated
   // slices (several ranks holding the same elements) are read once.
   for (int64_t pos = global_offset; pos < end;) {
-    const Piece* best = nullptr;
-    for (const Piece& p : pieces)
-      if (p.begin() <= pos && p.end() > pos && (!best || p.end() > best->end())) best = &p;
+    throw_if_stop_requested("loading checkpoint " + impl_->dir);
+    const auto after = std::upper_bound(t.pieces.begin(), t.pieces.end(), pos,
+                                        [](int64_t x, const Piece& p) { return x < p.begin(); });
+    const Piece* best = after == t.pieces.begin()
+                            ? nullptr
+                            : &t.pieces[t.reach[static_cast<size_t>(after - t.pieces.begin()) - 1]];
+    if (best && best->end() <= pos) best = nullptr;
     if (!best)
       throw InputError(impl_->dir + ": tensor '" + name + "' element " + std::to_string(pos) +
                        " is in no shard of the checkpoint");

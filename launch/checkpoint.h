@@ -64,6 +64,17 @@ void commit_checkpoint(const std::string& root, int64_t step, int world,
                        const std::map<std::string, std::string>& state,
                        const std::string& config_yaml, int64_t keep_last);
 
+// commit_checkpoint's checks of one index file, on its text: InputError naming `source` unless
+// it is a well-formed index written for `step` by `rank` (tests/fuzz feeds it arbitrary bytes).
+void check_shard_index(const std::string& yaml_text, const std::string& source, int64_t step,
+                       int rank);
+
+// Before the first step (and before anything is written): the checkpoint root is usable. Creates
+// it when missing; an InputError naming checkpoint.dir when it is a file or anything but a
+// directory (a symbolic link to a directory is fine), not writable, or holds a step directory,
+// `latest` or step-directory entry that is a symbolic link, a FIFO or another non-regular file.
+void check_checkpoint_root_writable(const std::string& root);
+
 // True when root/step_XXXXXXXX/manifest.yaml exists.
 bool is_committed(const std::string& root, int64_t step);
 
@@ -78,6 +89,10 @@ class CheckpointReader {
  public:
   // A step directory (holding manifest.yaml), or a checkpoint root (-> find_latest).
   explicit CheckpointReader(const std::string& step_dir_or_root);
+  // A reader over manifest text already in memory, its shards in step_dir (read only when a
+  // tensor is read). The same parsing and checks as opening step_dir/manifest.yaml.
+  static CheckpointReader from_manifest_text(const std::string& yaml_text,
+                                             const std::string& step_dir);
   ~CheckpointReader();
   CheckpointReader(CheckpointReader&&) noexcept;
   CheckpointReader& operator=(CheckpointReader&&) noexcept;
@@ -103,6 +118,7 @@ class CheckpointReader {
 
  private:
   struct Impl;
+  explicit CheckpointReader(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

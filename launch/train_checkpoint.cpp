@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/stop.h"
 
 namespace strata {
 
@@ -23,6 +24,7 @@ void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float*
     const int64_t b = std::max(begin, t.offset), e = std::min(end, t.offset + t.numel);
     if (b >= e) continue;
     const std::string name = t.name + suffix;
+    throw_if_stop_requested("loading checkpoint " + ckpt.dir());  // between tensors
     if (!ckpt.has(name)) throw InputError(ckpt.dir() + ": checkpoint has no tensor '" + name + "'");
     if (ckpt.global_shape(name) != t.shape)
       throw InputError(ckpt.dir() + ": tensor '" + name +

@@ -4,7 +4,10 @@
 #     a resuming train exit 2 with a message naming the damaged file, and write nothing;
 #   - the newest step directory without manifest.yaml (an aborted save; `latest` still names
 #     it), or a garbled `latest`: eval on the root falls back to the newest committed step, and
-#     train with checkpoint.resume=auto resumes from it and finishes.
+#     train with checkpoint.resume=auto resumes from it and finishes;
+#   - a FIFO, a directory or a symbolic link in place of a shard, the manifest or `latest`, and a
+#     step directory that is a symbolic link: refused naming it (exit 2) without ever blocking in
+#     open(); every command runs under a timeout so a hang is a failure, not a stuck test.
 #
 # usage: bash tests/e2e/corrupt_checkpoint.sh STRATA_BINARY [SOURCE_DIR]
 set -euo pipefail
@@ -43,6 +46,8 @@ cp -r $CK pristine   # to restore between cases
 cp run/metrics.jsonl pristine_metrics.jsonl
 
 restore() { rm -rf $CK; cp -r pristine $CK; }
+# A FIFO in the checkpoint used to block open() forever: a hang must fail the test, not stall it.
+strata_t() { timeout -k 5 "${STRATA_E2E_TIMEOUT:-60}" "$STRATA" "$@"; }
 
 BEFORE=""
 # expect_damage_reported WHAT FILE: eval (root and step dir), export and a resuming train all
@@ -50,20 +55,20 @@ BEFORE=""
 expect_damage_reported() {
   local what=$1 file=$2
   BEFORE=$(tree_snapshot)
-  run "$STRATA" eval --checkpoint $CK
+  run strata_t eval --checkpoint $CK
   expect_exit 2 "$what: eval of the root"
   expect_stderr_contains "$file" "$what: eval of the root names the file"
-  run "$STRATA" eval --checkpoint $S8
+  run strata_t eval --checkpoint $S8
   expect_exit 2 "$what: eval of the step dir"
   expect_stderr_contains "$file" "$what: eval of the step dir names the file"
-  run "$STRATA" export --checkpoint $CK --output m.safetensors
+  run strata_t export --checkpoint $CK --output m.safetensors
   expect_exit 2 "$what: export"
   expect_stderr_contains "$file" "$what: export names the file"
   expect_absent m.safetensors
   [[ "$(tree_snapshot)" == "$BEFORE" ]] || fail "$what: eval/export changed files"
   # Resuming from a damaged latest checkpoint is refused (not silently restarted from scratch).
   cp run/config.yaml config.before
-  run "$STRATA" train "${JOB[@]}" --set train.steps=12
+  run strata_t train "${JOB[@]}" --set train.steps=12
   expect_exit 2 "$what: train with resume=auto"
   expect_stderr_contains "$file" "$what: train names the file"
   if grep -q '| loss' "$E2E_OUT/stderr"; then fail "$what: train went on training"; fi
@@ -103,6 +108,52 @@ restore
 # ---- garbled manifest (committed, but unreadable) ---------------------------------------------------
 printf 'step: [unterminated\n' > $S8/manifest.yaml
 expect_damage_reported "garbled manifest" "$S8/manifest.yaml"
+restore
+
+# ---- not regular files and symbolic links --------------------------------------------------------
+# A FIFO in place of the shard, the manifest or `latest`: refused at once, named, nothing read.
+rm $SHARD && mkfifo $SHARD
+expect_damage_reported "FIFO shard" "$SHARD"
+expect_stderr_contains "not a regular file"
+restore
+rm $S8/manifest.yaml && mkfifo $S8/manifest.yaml
+expect_damage_reported "FIFO manifest" "$S8/manifest.yaml"
+restore
+rm $CK/latest && mkfifo $CK/latest
+run strata_t eval --checkpoint $CK
+expect_exit 2 "FIFO latest: eval of the root"
+expect_stderr_contains "$CK/latest"
+run strata_t train "${JOB[@]}" --set train.steps=12
+expect_exit 2 "FIFO latest: train with resume=auto"
+expect_stderr_contains "$CK/latest"
+restore
+# A directory in place of the shard.
+rm $SHARD && mkdir $SHARD
+expect_damage_reported "directory shard" "$SHARD"
+expect_stderr_contains "not a regular file"
+restore
+# A shard symlinked to a file outside the checkpoint (here an intact copy: it would load).
+rm $SHARD && ln -s "$PWD/shard.orig" $SHARD
+expect_damage_reported "symlinked shard" "$SHARD"
+expect_stderr_contains "symbolic link"
+restore
+# A symlinked manifest (to an intact copy).
+mv $S8/manifest.yaml manifest.outside && ln -s "$PWD/manifest.outside" $S8/manifest.yaml
+expect_damage_reported "symlinked manifest" "$S8/manifest.yaml"
+expect_stderr_contains "symbolic link"
+restore
+rm manifest.outside
+# A step directory that is a symbolic link to an intact step directory elsewhere.
+mv $S8 elsewhere_step8 && ln -s "$PWD/elsewhere_step8" $S8
+expect_damage_reported "symlinked step directory" "$S8"
+expect_stderr_contains "symbolic link"
+restore
+rm -rf elsewhere_step8
+# `latest` as a symbolic link.
+rm $CK/latest && ln -s "$PWD/pristine/latest" $CK/latest
+run strata_t eval --checkpoint $CK
+expect_exit 2 "symlinked latest: eval of the root"
+expect_stderr_contains "$CK/latest"
 restore
 
 # ---- the intact checkpoint still gives the same answer ----------------------------------------------

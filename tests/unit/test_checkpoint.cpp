@@ -1,16 +1,24 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
+#include <limits>
 
 #include "core/crc32c.h"
 #include "core/error.h"
+#include "core/stop.h"
 #include "launch/checkpoint.h"
+#include "launch/checkpoint_files.h"
 
 namespace strata {
 namespace {
@@ -346,6 +354,320 @@ TEST_F(CheckpointTest, MissingOrCorruptManifestIsRefused) {
   expect_input_error([&] { CheckpointReader{step_dir(10)}; }, "missing key 'state'");
   fs::remove(manifest);
   expect_input_error([&] { CheckpointReader{step_dir(10)}; }, manifest);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Not regular files, symbolic links, crash-safe pruning, tampered manifests, stop signals
+
+// Runs fn, which must throw an InputError mentioning every needle, within a few seconds. If it
+// blocks (opening a FIFO without a writer waits forever), the test fails and the FIFO is opened
+// for writing once to let it go, so that a regression fails instead of hanging the suite.
+void expect_refused_without_blocking(const std::function<void()>& fn,
+                                     const std::vector<std::string>& needles,
+                                     const std::string& fifo = "") {
+  auto result = std::async(std::launch::async, [&]() -> std::string {
+    try {
+      fn();
+    } catch (const InputError& e) {
+      return e.what();
+    }
+    return "(no InputError)";
+  });
+  if (result.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "blocked (in open() of a FIFO?)";
+    while (!fifo.empty() &&
+           result.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
+      const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  const std::string what = result.get();
+  for (const std::string& n : needles)
+    EXPECT_NE(what.find(n), std::string::npos) << "'" << n << "' not in: " << what;
+}
+
+void replace_with_fifo(const std::string& path) {
+  fs::remove(path);
+  ASSERT_EQ(::mkfifo(path.c_str(), 0644), 0) << path;
+}
+
+TEST_F(CheckpointTest, FifoOrDirectoryInPlaceOfAFileIsRefusedWithoutBlocking) {
+  save(10, 2);
+  const std::string shard = shard_path(10, 1), manifest = step_dir(10) + "/manifest.yaml";
+  fs::copy(step_dir(10), root_ + "/pristine", fs::copy_options::recursive);
+  auto restore = [&] {
+    fs::remove_all(step_dir(10));
+    fs::copy(root_ + "/pristine", step_dir(10), fs::copy_options::recursive);
+  };
+  replace_with_fifo(shard);
+  expect_refused_without_blocking([&] { CheckpointReader(root_).read("adam.m"); },
+                                  {shard, "a FIFO", "not a regular file"}, shard);
+  restore();
+  fs::remove(shard);
+  fs::create_directory(shard);
+  expect_refused_without_blocking([&] { CheckpointReader(root_).read("adam.m"); },
+                                  {shard, "a directory", "not a regular file"});
+  restore();
+  replace_with_fifo(manifest);
+  expect_refused_without_blocking([&] { CheckpointReader{step_dir(10)}; }, {manifest, "a FIFO"},
+                                  manifest);
+  expect_refused_without_blocking([&] { CheckpointReader{root_}; }, {manifest, "a FIFO"}, manifest);
+  restore();
+  replace_with_fifo(root_ + "/latest");
+  expect_refused_without_blocking([&] { find_latest(root_); }, {root_ + "/latest", "a FIFO"},
+                                  root_ + "/latest");
+  fs::remove(root_ + "/latest");
+  // A rank's index as a FIFO when rank 0 commits.
+  for (int r = 0; r < 2; ++r) write_shard(root_, 20, r, blocks(r, 2));
+  const std::string index = step_dir(20) + "/" + shard_index_name(1);
+  replace_with_fifo(index);
+  expect_refused_without_blocking([&] { commit_checkpoint(root_, 20, 2, {}, "", 0); },
+                                  {index, "a FIFO"}, index);
+  EXPECT_FALSE(is_committed(root_, 20));
+}
+
+TEST_F(CheckpointTest, SavingOverAFifoOrLinkAtATempNameNeitherBlocksNorFollowsIt) {
+  fs::create_directories(step_dir(10));
+  const std::string tmp = shard_path(10, 0) + ".tmp", outside = root_ + "_victim";
+  ASSERT_EQ(::mkfifo(tmp.c_str(), 0644), 0);
+  fs::remove(outside);
+  std::ofstream(outside) << "keep me";
+  fs::create_symlink(outside, step_dir(10) + "/manifest.yaml.tmp");
+  auto saved = std::async(std::launch::async, [&] { save(10, 1); });
+  if (saved.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "the save blocked opening the FIFO";
+    const int fd = ::open(tmp.c_str(), O_RDONLY | O_NONBLOCK);  // let it go
+    saved.wait();
+    if (fd >= 0) ::close(fd);
+  }
+  saved.get();
+  EXPECT_EQ(CheckpointReader(root_).read("adam.m"), tensors_.at("adam.m").data);
+  std::string victim;
+  std::ifstream(outside) >> victim;
+  EXPECT_EQ(victim, "keep");
+  fs::remove(outside);
+}
+
+TEST_F(CheckpointTest, SymbolicLinksInsideTheCheckpointAreRefusedNamingThem) {
+  save(10, 1);
+  const std::string outside = root_ + "_outside";
+  fs::remove_all(outside);
+  fs::copy(step_dir(10), outside, fs::copy_options::recursive);  // intact: it would load
+  auto relink = [&](const std::string& link, const std::string& target) {
+    fs::remove_all(link);
+    fs::create_symlink(target, link);
+  };
+  const std::string shard = shard_path(10, 0), manifest = step_dir(10) + "/manifest.yaml";
+  relink(shard, outside + "/" + shard_file_name(0));
+  expect_input_error([&] { CheckpointReader(root_).read("adam.m"); },
+                     shard + ": is a symbolic link");
+  relink(manifest, outside + "/manifest.yaml");
+  expect_input_error([&] { CheckpointReader{step_dir(10)}; }, manifest + ": is a symbolic link");
+  expect_input_error([&] { CheckpointReader{root_}; }, manifest + ": is a symbolic link");
+  relink(step_dir(10), outside);  // the step directory itself, named by `latest`
+  expect_input_error([&] { CheckpointReader{root_}; }, step_dir(10) + ": is a symbolic link");
+  expect_input_error([&] { CheckpointReader{step_dir(10)}; },
+                     step_dir(10) + ": is a symbolic link");
+  expect_input_error([&] { CheckpointReader{step_dir(10) + "/"}; }, "symbolic link");
+  fs::remove(root_ + "/latest");  // found by the directory scan instead
+  expect_input_error([&] { find_latest(root_); }, step_dir(10) + ": is a symbolic link");
+  // A save must not write through it either.
+  expect_input_error([&] { write_shard(root_, 10, 0, blocks(0, 1)); }, "symbolic link");
+  EXPECT_TRUE(fs::exists(outside + "/manifest.yaml"));  // not uncommitted through the link
+  fs::remove(step_dir(10));
+  save(20, 1);
+  relink(root_ + "/latest", outside + "/../latest_elsewhere");
+  expect_input_error([&] { find_latest(root_); }, root_ + "/latest: is a symbolic link");
+  fs::remove(root_ + "/latest");
+  fs::remove_all(outside);
+}
+
+TEST_F(CheckpointTest, TheRootItselfMayBeASymbolicLink) {
+  const std::string real = root_ + "_real", link = root_;
+  fs::remove_all(real);
+  fs::create_directories(real);
+  fs::create_directory_symlink(real, link);
+  check_checkpoint_root_writable(link);
+  save(10, 2);  // through the link
+  EXPECT_TRUE(fs::exists(real + "/" + step_dir_name(10) + "/manifest.yaml"));
+  EXPECT_EQ(CheckpointReader(link).read("adam.m"), tensors_.at("adam.m").data);
+  EXPECT_EQ(CheckpointReader(link + "/").step(), 10);
+  fs::remove(link);
+  fs::remove_all(real);
+}
+
+TEST_F(CheckpointTest, PruningRemovesTheManifestFirstSoACrashNeverLeavesAHalfCheckpoint) {
+  // keep_last = 1 prunes step 10 when step 20 is committed. A crash (an exception from the prune
+  // hook) before each removal in turn must leave step 10 complete and loadable, or not committed
+  // (ignored): never a manifest whose shards are gone.
+  for (int crash_at = 0;; ++crash_at) {
+    fs::remove_all(root_);
+    save(10, 3);
+    int removals = 0;
+    bool crashed = false;
+    set_prune_hook([&](const std::string&) {
+      if (removals++ == crash_at) throw std::runtime_error("simulated crash");
+    });
+    try {
+      save(20, 3, 1);
+    } catch (const std::runtime_error&) {
+      crashed = true;
+    }
+    set_prune_hook({});
+    ASSERT_TRUE(is_committed(root_, 20));  // pruning comes after the commit
+    if (is_committed(root_, 10)) {
+      EXPECT_EQ(removals, 1) << "crash point " << crash_at
+                             << ": a file was removed while the manifest remained";
+      const CheckpointReader ck(step_dir(10));
+      for (const auto& [name, t] : tensors_) EXPECT_EQ(ck.read(name), t.data) << crash_at;
+    }
+    // Without step 20 the next resume looks for the newest committed step: never a half step 10.
+    fs::remove(root_ + "/latest");
+    fs::remove_all(step_dir(20));
+    if (!is_committed(root_, 10)) {
+      EXPECT_EQ(find_latest(root_), std::nullopt) << crash_at;
+    }
+    if (!crashed) {
+      EXPECT_FALSE(fs::exists(step_dir(10)));
+      EXPECT_EQ(crash_at, 8);  // manifest, 3 shards, 3 indexes, the directory
+      break;
+    }
+    ASSERT_LT(crash_at, 20);
+  }
+}
+
+TEST_F(CheckpointTest, ManifestStepMustMatchItsDirectory) {
+  save(10, 1);
+  fs::rename(step_dir(10), step_dir(12));  // a step directory renamed (or a manifest copied)
+  expect_input_error([&] { CheckpointReader{step_dir(12)}; }, step_dir(12) + "/manifest.yaml");
+  expect_input_error([&] { CheckpointReader{step_dir(12)}; }, "records step 10");
+  expect_input_error([&] { CheckpointReader{step_dir(12)}; }, "is step 12");
+  fs::rename(step_dir(12), root_ + "/best");  // a copy under a name of one's own is fine
+  EXPECT_EQ(CheckpointReader(root_ + "/best").step(), 10);
+}
+
+// Rewrites the manifest after edit(manifest).
+void edit_manifest(const std::string& path, const std::function<void(YAML::Node&)>& edit) {
+  YAML::Node m = YAML::LoadFile(path);
+  edit(m);
+  YAML::Emitter e;
+  e << m;
+  std::ofstream(path) << e.c_str() << "\n";
+}
+
+TEST_F(CheckpointTest, TamperedManifestsAreInputErrorsNamingTheFile) {
+  save(10, 2);
+  const std::string manifest = step_dir(10) + "/manifest.yaml", orig = root_ + "/manifest.orig";
+  fs::copy_file(manifest, orig);
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+  const std::vector<std::pair<std::function<void(YAML::Node&)>, std::string>> cases = {
+      {[&](YAML::Node& m) { m["shards"][0]["entries"][0]["offset"] = kMax; }, "out of range"},
+      {[&](YAML::Node& m) { m["shards"][0]["entries"][0]["offset"] = kMax - 3; }, "out of range"},
+      {[&](YAML::Node& m) { m["shards"][0]["entries"][0]["offset"] = -64; }, "out of range"},
+      {[&](YAML::Node& m) { m["shards"][0]["entries"][0]["numel"] = kMax; }, "out of range"},
+      {[&](YAML::Node& m) { m["shards"][0]["entries"][0]["global_offset"] = -1; }, "out of range"},
+      {[&](YAML::Node& m) {
+         auto shape = YAML::Node(YAML::NodeType::Sequence);
+         for (int i = 0; i < 4; ++i) shape.push_back(int64_t{1} << 20);  // product 2^80
+         m["shards"][0]["entries"][0]["global_shape"] = shape;
+       },
+       "tensor too large"},
+      // (refused when the shard's real size is compared, naming the shard)
+      {[&](YAML::Node& m) { m["shards"][0]["size"] = kMax; },
+       "shard_r00000.bin: checkpoint shard is"},
+      {[&](YAML::Node& m) { m["world"] = int64_t{1} << 31; }, "out of range"},
+      {[&](YAML::Node& m) { m["world"] = 3; }, "expected 3 shards"},
+      {[&](YAML::Node& m) { m["shards"][0]["entries"] = 7; }, "expected a list"},
+      {[&](YAML::Node& m) { m["shards"][0]["entries"][0] = "scalar"; }, "expected a map"},
+      {[&](YAML::Node& m) { m["shards"][1] = YAML::Node(YAML::NodeType::Sequence); },
+       "expected a map"},
+      {[&](YAML::Node& m) { m["shards"][0]["file"] = "../../etc/passwd"; }, "expected file"},
+      {[&](YAML::Node& m) {
+         m["shards"][0]["entries"].push_back(YAML::Clone(m["shards"][0]["entries"][0]));
+       },
+       "appears twice"},
+      {[&](YAML::Node& m) { m["shards"][1]["rank"] = 0; }, "expected file"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    fs::copy_file(orig, manifest, fs::copy_options::overwrite_existing);
+    edit_manifest(manifest, cases[i].first);
+    try {
+      const CheckpointReader ck(step_dir(10));
+      for (const auto& [name, t] : tensors_) ck.read(name);
+      ADD_FAILURE() << "case " << i << " accepted";
+    } catch (const InputError& e) {
+      const bool names_file = std::string(e.what()).find(manifest) != std::string::npos ||
+                              std::string(e.what()).find(shard_path(10, 0)) != std::string::npos;
+      EXPECT_TRUE(names_file) << i << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find(cases[i].second), std::string::npos)
+          << i << ": " << e.what();
+    }
+  }
+}
+
+TEST_F(CheckpointTest, OverlappingPiecesAreCoveredByTheFurthestReaching) {
+  const Full& t = tensors_.at("blocks.0.flat");
+  auto piece = [&](int64_t b, int64_t e) {
+    return std::vector<TensorSlice>{{"w", t.shape, b, e - b, t.data.data() + b}};
+  };
+  write_shard(root_, 1, 0, piece(0, 30));
+  write_shard(root_, 1, 1, piece(5, 10));
+  write_shard(root_, 1, 2, piece(20, 37));
+  commit_checkpoint(root_, 1, 3, {}, "", 0);
+  const CheckpointReader ck(root_);
+  EXPECT_EQ(ck.read("w"), t.data);
+  for (int64_t b = 0; b < 37; ++b) {
+    std::vector<float> got(static_cast<size_t>(37 - b));
+    ck.read("w", b, 37 - b, got.data());
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), t.data.begin() + b)) << b;
+  }
+}
+
+TEST_F(CheckpointTest, StopSignalAbandonsALoadButNotASave) {
+  set_stop_signal(SIGTERM);
+  save(10, 2);  // a save asked for by the stop itself completes
+  EXPECT_TRUE(is_committed(root_, 10));
+  const CheckpointReader ck(root_);
+  try {
+    ck.read("adam.m");
+    ADD_FAILURE() << "the load went on despite the stop signal";
+  } catch (const StopRequested& e) {
+    EXPECT_EQ(e.signal(), SIGTERM);
+    EXPECT_EQ(static_cast<int>(e.code()), 128 + SIGTERM);
+  }
+  clear_stop_signal();
+  EXPECT_EQ(ck.read("adam.m"), tensors_.at("adam.m").data);
+}
+
+TEST_F(CheckpointTest, CheckpointRootIsCheckedBeforeTheFirstStep) {
+  const std::string root = root_ + "/a/b";
+  check_checkpoint_root_writable(root);  // created
+  EXPECT_TRUE(fs::is_directory(root));
+  EXPECT_TRUE(fs::is_empty(root));  // the write probe is gone
+  std::ofstream(root_ + "/file") << "x";
+  expect_input_error([&] { check_checkpoint_root_writable(root_ + "/file"); }, "checkpoint.dir");
+  expect_input_error([&] { check_checkpoint_root_writable(root_ + "/file"); }, "a regular file");
+  expect_input_error([&] { check_checkpoint_root_writable(root_ + "/file/sub"); },
+                     "checkpoint.dir");
+  const std::string ck = root_ + "/ck";
+  fs::create_directories(ck);
+  fs::create_directory_symlink(root_ + "/a", ck + "/step_00000005");
+  expect_input_error([&] { check_checkpoint_root_writable(ck); },
+                     ck + "/step_00000005 is a symbolic link");
+  fs::remove(ck + "/step_00000005");
+  ASSERT_EQ(::mkfifo((ck + "/latest").c_str(), 0644), 0);
+  expect_input_error([&] { check_checkpoint_root_writable(ck); }, ck + "/latest is a FIFO");
+  fs::remove(ck + "/latest");
+  fs::create_directories(ck + "/step_00000006");
+  fs::create_symlink("/etc/hostname", ck + "/step_00000006/shard_r00000.bin");
+  expect_input_error([&] { check_checkpoint_root_writable(ck); }, "shard_r00000.bin is a symbolic");
+  fs::remove(ck + "/step_00000006/shard_r00000.bin");
+  check_checkpoint_root_writable(ck);
+  if (::geteuid() != 0) {  // root may write anywhere
+    fs::permissions(ck, fs::perms::owner_read | fs::perms::owner_exec);
+    expect_input_error([&] { check_checkpoint_root_writable(ck); }, "not writable");
+    fs::permissions(ck, fs::perms::owner_all);
+  }
 }
 
 }  // namespace
