@@ -212,6 +212,10 @@ int cmd_eval(const std::vector<std::string>& args) {
   if (cfg.data.val.empty()) throw InputError("strata eval: data.val is empty: no validation data");
   cfg.checkpoint.resume = "never";
   World world(nullptr, nullptr);
+  // The saved layout (e.g. dp=2) need not match this run: any layout reads any checkpoint.
+  if (const std::string note = fit_layout_to_world(cfg, world.size());
+      !note.empty() && world.rank() == 0)
+    log_info("eval: " + note);
   check_job_fits_memory(cfg, world.local_size());
   Trainer trainer(cfg, &world.comm());
   trainer.load_weights(ckpt);
@@ -219,8 +223,9 @@ int cmd_eval(const std::vector<std::string>& args) {
   if (!std::isfinite(loss))  // a checkpoint that evaluates to NaN is not a result
     throw StrataError("strata eval: the validation loss of " + *dir + " is not finite (" +
                       std::to_string(loss) + ")");
-  std::printf("step %lld val_loss %.6f batches %lld\n", static_cast<long long>(ckpt.step()), loss,
-              static_cast<long long>(cfg.train.eval_batches));
+  if (world.rank() == 0)  // the loss is all-reduced: one line, not one per rank
+    std::printf("step %lld val_loss %.6f batches %lld\n", static_cast<long long>(ckpt.step()), loss,
+                static_cast<long long>(cfg.train.eval_batches));
   return 0;
 }
 

@@ -33,4 +33,21 @@ void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float*
   }
 }
 
+std::string fit_layout_to_world(JobConfig& cfg, int64_t world) {
+  ParallelConfig& p = cfg.parallel;
+  if (p.pp * p.dp * p.sp == world) return "";
+  auto layout = [&] {
+    return "dp=" + std::to_string(p.dp) + " sp=" + std::to_string(p.sp) +
+           " pp=" + std::to_string(p.pp) + " zero_stage=" + std::to_string(p.zero_stage);
+  };
+  const std::string before = layout();
+  p.dp = world;
+  p.sp = 1;
+  p.pp = 1;
+  const int64_t per_step = cfg.train.micro_batch * p.dp;
+  cfg.train.global_batch = (cfg.train.global_batch + per_step - 1) / per_step * per_step;
+  return "the checkpoint's layout (" + before + ") does not fit " + std::to_string(world) +
+         (world == 1 ? " process" : " processes") + ": reading it as " + layout();
+}
+
 }  // namespace strata

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "launch/checkpoint.h"
+#include "launch/job_config.h"
 #include "models/param_unit.h"
 
 namespace strata {
@@ -21,5 +22,13 @@ std::vector<TensorSlice> unit_slices(const ParamUnit& unit, const float* data, i
 // `begin` at dst[0]). InputError if a tensor is missing or has another shape.
 void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float* dst, int64_t begin,
                      int64_t end, const std::string& suffix = "");
+
+// A layout for reading a checkpoint in `world` processes (eval): a checkpoint stores every tensor
+// under its global name and offset, so any layout reads it. The job's own layout stays when
+// pp * dp * sp == world; otherwise dp = world, sp = pp = 1 with the job's ZeRO stage (ZeRO pads
+// each flat buffer to a multiple of dp, so every stage fits any dp), and train.global_batch is
+// rounded up to a multiple of micro_batch * dp (eval does not use it; the trainer's layout does).
+// Returns what changed, for the log; empty when nothing did.
+std::string fit_layout_to_world(JobConfig& cfg, int64_t world);
 
 }  // namespace strata

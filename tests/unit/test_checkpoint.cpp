@@ -19,6 +19,7 @@
 #include "core/stop.h"
 #include "launch/checkpoint.h"
 #include "launch/checkpoint_files.h"
+#include "launch/train_checkpoint.h"
 
 namespace strata {
 namespace {
@@ -668,6 +669,30 @@ TEST_F(CheckpointTest, CheckpointRootIsCheckedBeforeTheFirstStep) {
     expect_input_error([&] { check_checkpoint_root_writable(ck); }, "not writable");
     fs::permissions(ck, fs::perms::owner_all);
   }
+}
+
+TEST(EvalLayout, AnyCheckpointLayoutIsReadInAnyNumberOfProcesses) {
+  JobConfig cfg;
+  cfg.parallel = {2, 2, 1, 3};  // dp, sp, pp, zero_stage of the saved job
+  cfg.train.global_batch = 8;
+  cfg.train.micro_batch = 2;
+  JobConfig same = cfg;
+  EXPECT_EQ(fit_layout_to_world(same, 4), "");  // fits: kept
+  EXPECT_EQ(same.parallel.dp, 2);
+  EXPECT_EQ(same.parallel.sp, 2);
+  JobConfig one = cfg;
+  EXPECT_NE(
+      fit_layout_to_world(one, 1).find("(dp=2 sp=2 pp=1 zero_stage=3) does not fit 1 process"),
+      std::string::npos);
+  EXPECT_EQ(one.parallel.dp, 1);
+  EXPECT_EQ(one.parallel.sp, 1);
+  EXPECT_EQ(one.parallel.pp, 1);
+  EXPECT_EQ(one.parallel.zero_stage, 3);
+  JobConfig three = cfg;
+  EXPECT_NE(fit_layout_to_world(three, 3).find("reading it as dp=3 sp=1 pp=1 zero_stage=3"),
+            std::string::npos);
+  EXPECT_EQ(three.train.global_batch % (three.train.micro_batch * 3), 0);
+  EXPECT_GE(three.train.global_batch, cfg.train.global_batch);
 }
 
 }  // namespace
