@@ -17,6 +17,10 @@ struct CommGroup {
   std::string axis;              // "world", "dp", "sp", "dp*sp", ...
   int rank = 0;                  // this process's rank in the group
   std::vector<int> world_ranks;  // group rank -> world rank
+  // Set when an operation on it was abandoned by a timeout: MPI still holds that request, so
+  // the communicator must not be freed under it (a nonblocking collective's progress would
+  // touch freed memory).
+  mutable bool abandoned = false;
   int size() const { return static_cast<int>(world_ranks.size()); }
 };
 

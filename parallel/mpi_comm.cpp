@@ -124,7 +124,9 @@ std::unique_ptr<MpiComm> MpiComm::world(std::string axis) {
 }
 
 MpiComm::~MpiComm() {
-  // After MPI_Finalize no MPI call is legal; the handle goes with the process.
+  // After MPI_Finalize no MPI call is legal; the handle goes with the process. A communicator
+  // with an operation abandoned by the watchdog is left to MPI too (see CommGroup::abandoned).
+  if (group_ && group_->abandoned) return;
   if (comm_ != MPI_COMM_NULL && comm_ != MPI_COMM_WORLD && !mpi_finalized()) MPI_Comm_free(&comm_);
 }
 

@@ -149,6 +149,7 @@ std::string diagnosis(const FlightRecord& r, const std::vector<std::optional<Stu
 [[noreturn]] void on_timeout(const FlightRecord& r, double limit) {
   Watchdog& wd = Watchdog::instance();
   wd.set_fired();
+  if (r.group) r.group->abandoned = true;
   const int me = wd.world_rank();
   const std::string where = "step " + std::to_string(r.step) + " (" + r.phase +
                             "): " + op_name(r.group ? r.group->axis : "?", r.op, r.seq) +
@@ -193,9 +194,11 @@ void renew_watchdog_comm() {
 
 int mpi_wait_all(int n, MPI_Request* reqs, MPI_Status* statuses, const FlightRecord& what) {
   Watchdog& wd = Watchdog::instance();
-  if (wd.fired())
+  if (wd.fired()) {
+    if (what.group) what.group->abandoned = true;
     throw CollectiveTimeout(op_name(what.group ? what.group->axis : "?", what.op, what.seq) +
                             " abandoned: an earlier operation timed out");
+  }
   const auto t0 = Clock::now();
   double limit = wd.deadline();
   bool stop_seen = false;

@@ -73,6 +73,12 @@ drive() {
   for p in $victim; do kill -KILL "$p" 2>/dev/null || true; done
 }
 
+# A malformed STRATA_FAULT is bad input: exit 2 naming it.
+run env STRATA_FAULT="stall:rank=1" "$STRATA" train "${SETS[@]}" --set train.steps=1 \
+  --set train.run_dir=badfault
+expect_exit 2 "a malformed STRATA_FAULT"
+expect_stderr_contains "STRATA_FAULT='stall:rank=1': rank, step and seconds are required"
+
 drive dp_stop stop --set parallel.dp=2 &
 drive dp3_stall stall --set parallel.dp=2 --set parallel.zero_stage=3 &
 drive sp_stop stop --set parallel.sp=2 &
@@ -103,17 +109,18 @@ check() {
   cp "$name/out.txt" "$E2E_OUT/stderr"
 }
 
-# check_flight FILE: JSON lines, the last operation not complete.
+# check_flight FILE [pending]: JSON lines; with "pending", the last operation not complete.
 check_flight() {
   expect_file "$1"
-  python3 - "$1" <<'PY' || fail "$1 is not the flight record expected"
+  python3 - "$1" "${2:-}" <<'PY' || fail "$1 is not the flight record expected"
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
 assert recs, "empty"
 for r in recs:
     for k in ("op", "group", "seq", "bytes", "t_start", "t_end", "step"):
         assert k in r, (k, r)
-assert recs[-1]["done"] is False and recs[-1]["t_end"] is None, recs[-1]
+if sys.argv[2] == "pending":
+    assert recs[-1]["done"] is False and recs[-1]["t_end"] is None, recs[-1]
 PY
 }
 
@@ -125,7 +132,7 @@ for name in dp_stop dp3_stall sp_stop sp_stall; do
     "$name: the message names step, group, operation and sequence number"
   expect_stderr_matches "Did not arrive: world rank 1( \((dp|sp|dp\*sp) rank 1\))?: no answer to the watchdog" \
     "$name: the message names the missing rank"
-  check_flight "$name/flight_0.jsonl"
+  check_flight "$name/flight_0.jsonl" pending
 done
 # The stall is in step 3 and the survivor waits in the training phase: the plain deadline.
 for name in dp3_stall sp_stall; do
@@ -139,3 +146,5 @@ done
 check dp_kill $((5 * TIMEOUT_S + 15))
 expect_stderr_matches "rank 1 with PID [0-9]+ on node .* (exited on signal 9|Killed)" \
   "dp_kill: mpirun names the killed rank"
+# The survivor wrote its flight record when mpirun's SIGTERM reached it in a wait.
+check_flight dp_kill/flight_0.jsonl
