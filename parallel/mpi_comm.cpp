@@ -176,7 +176,7 @@ void MpiComm::do_all_reduce(void* buf, int64_t n, CommType t, ReduceOp op) {
   check(MPI_Iallreduce(MPI_IN_PLACE, buf, count(n, "MPI_Allreduce"), mpi_type(t), mpi_op(op), comm_,
                        &req),
         "MPI_Iallreduce");
-  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Iallreduce");
+  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Allreduce");
 }
 
 void MpiComm::do_reduce_scatter_sum(const float* send, float* recv, int64_t n) {
@@ -185,7 +185,7 @@ void MpiComm::do_reduce_scatter_sum(const float* send, float* recv, int64_t n) {
   MPI_Request req;
   check(MPI_Ireduce_scatter_block(send, recv, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_, &req),
         "MPI_Ireduce_scatter_block");
-  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Ireduce_scatter_block");
+  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Reduce_scatter_block");
 }
 
 void MpiComm::do_all_gather(const float* send, float* recv, int64_t n) {
@@ -196,28 +196,28 @@ void MpiComm::do_all_gather(const float* send, float* recv, int64_t n) {
   check(MPI_Iallgather(in_place ? MPI_IN_PLACE : send, static_cast<int>(n), MPI_FLOAT, recv,
                        static_cast<int>(n), MPI_FLOAT, comm_, &req),
         "MPI_Iallgather");
-  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Iallgather");
+  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Allgather");
 }
 
 void MpiComm::do_broadcast(void* buf, int64_t bytes, int root) {
   const FlightRecord rec = record("broadcast", bytes, root);
   MPI_Request req;
   check(MPI_Ibcast(buf, count(bytes, "MPI_Bcast"), MPI_BYTE, root, comm_, &req), "MPI_Ibcast");
-  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Ibcast");
+  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Bcast");
 }
 
 void MpiComm::do_barrier() {
   const FlightRecord rec = record("barrier", 0);
   MPI_Request req;
   check(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier");
-  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Ibarrier");
+  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Barrier");
 }
 
 void MpiComm::do_send(const float* buf, int64_t n, int dst, int tag) {
   const FlightRecord rec = record("send", n * 4, dst);
   MPI_Request req;
   check(MPI_Isend(buf, count(n, "MPI_Send"), MPI_FLOAT, dst, tag, comm_, &req), "MPI_Isend");
-  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Isend");
+  wait(1, &req, MPI_STATUSES_IGNORE, rec, "MPI_Send");
 }
 
 void MpiComm::do_recv(float* buf, int64_t n, int src, int tag) {
@@ -226,7 +226,7 @@ void MpiComm::do_recv(float* buf, int64_t n, int src, int tag) {
   MPI_Request req;
   MPI_Status st;
   check(MPI_Irecv(buf, expected, MPI_FLOAT, src, tag, comm_, &req), "MPI_Irecv");
-  wait(1, &req, &st, rec, "MPI_Irecv");
+  wait(1, &req, &st, rec, "MPI_Recv");
   check_received(st, expected, src, "MPI_Recv");
 }
 

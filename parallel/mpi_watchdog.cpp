@@ -170,6 +170,18 @@ std::string diagnosis(const FlightRecord& r, const std::vector<std::optional<Stu
                           flight);
 }
 
+// MPI_Testall, but with the failing request's own error code rather than MPI_ERR_IN_STATUS
+// (a truncated receive must say MPI_ERR_TRUNCATE, as the blocking call did).
+int test_all(int n, MPI_Request* reqs, int* flag, MPI_Status* statuses) {
+  if (n == 1) return MPI_Test(reqs, flag, statuses);
+  const int rc = MPI_Testall(n, reqs, flag, statuses);
+  if (rc == MPI_ERR_IN_STATUS && statuses != MPI_STATUSES_IGNORE)
+    for (int i = 0; i < n; ++i)
+      if (statuses[i].MPI_ERROR != MPI_SUCCESS && statuses[i].MPI_ERROR != MPI_ERR_PENDING)
+        return statuses[i].MPI_ERROR;
+  return rc;
+}
+
 // Sleeps between polls once the operation has waited past the spin and yield phases.
 void back_off(double waited) {
   if (waited < kYieldSeconds) {
@@ -204,7 +216,7 @@ int mpi_wait_all(int n, MPI_Request* reqs, MPI_Status* statuses, const FlightRec
   bool stop_seen = false;
   for (;;) {
     int flag = 0;
-    const int rc = MPI_Testall(n, reqs, &flag, statuses);
+    const int rc = test_all(n, reqs, &flag, statuses);
     if (rc != MPI_SUCCESS || flag) {
       wd.recorder().complete(what.id);
       return rc;
