@@ -34,6 +34,13 @@ std::string errno_text() { return std::strerror(errno); }
 // ---------------------------------------------------------------------------------------------
 // Reading
 
+void check_holds_header(const std::string& path, int64_t file_bytes) {
+  if (file_bytes < kShardHeaderBytes)
+    throw InputError(path + ": truncated: " + std::to_string(file_bytes) +
+                     " bytes, shorter than the " + std::to_string(kShardHeaderBytes) +
+                     "-byte header of a token shard");
+}
+
 // Throws unless the header words and the file size agree exactly; returns the token count.
 int64_t validate_header(const std::string& path, const int32_t* header, int64_t file_bytes) {
   if (header[0] != kShardMagic)
@@ -152,6 +159,20 @@ int64_t windows_in(int64_t tokens, int64_t seq_len) {
 
 int64_t shard_token_width(int version) { return version == 1 ? 2 : version == 2 ? 4 : 0; }
 
+TokenShardHeader parse_token_shard(const unsigned char* bytes, int64_t size, int64_t vocab_size,
+                                   const std::string& source) {
+  check_holds_header(source, size);
+  int32_t header[3];
+  std::memcpy(header, bytes, sizeof(header));
+  const TokenShardHeader h{header[1], validate_header(source, header, size)};
+  const unsigned char* tokens = bytes + kShardHeaderBytes;
+  if (h.version == 1)
+    check_vocab(source, reinterpret_cast<const uint16_t*>(tokens), h.num_tokens, vocab_size);
+  else
+    check_vocab(source, reinterpret_cast<const uint32_t*>(tokens), h.num_tokens, vocab_size);
+  return h;
+}
+
 // ---------------------------------------------------------------------------------------------
 // TokenShard
 
@@ -165,11 +186,11 @@ TokenShard::TokenShard(const std::string& path, int64_t vocab_size) : path_(path
     throw InputError(path + ": not a regular file (expected a token shard)");
   }
   const int64_t file_bytes = st.st_size;
-  if (file_bytes < kShardHeaderBytes) {
+  try {
+    check_holds_header(path, file_bytes);  // before mmap, which refuses an empty file
+  } catch (...) {
     ::close(fd);
-    throw InputError(path + ": truncated: " + std::to_string(file_bytes) +
-                     " bytes, shorter than the " + std::to_string(kShardHeaderBytes) +
-                     "-byte header of a token shard");
+    throw;
   }
   void* map = ::mmap(nullptr, static_cast<size_t>(file_bytes), PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);  // the mapping keeps the file alive
@@ -177,15 +198,11 @@ TokenShard::TokenShard(const std::string& path, int64_t vocab_size) : path_(path
   map_ = map;
   map_bytes_ = file_bytes;
   try {
-    int32_t header[3];
-    std::memcpy(header, map_, sizeof(header));
-    num_tokens_ = validate_header(path, header, file_bytes);
-    version_ = header[1];
-    tokens_ = static_cast<const unsigned char*>(map_) + kShardHeaderBytes;
-    if (version_ == 1)
-      check_vocab(path, reinterpret_cast<const uint16_t*>(tokens_), num_tokens_, vocab_size);
-    else
-      check_vocab(path, reinterpret_cast<const uint32_t*>(tokens_), num_tokens_, vocab_size);
+    const auto* bytes = static_cast<const unsigned char*>(map_);
+    const TokenShardHeader h = parse_token_shard(bytes, file_bytes, vocab_size, path);
+    version_ = h.version;
+    num_tokens_ = h.num_tokens;
+    tokens_ = bytes + kShardHeaderBytes;
   } catch (...) {
     release();  // the destructor does not run for a throwing constructor
     throw;

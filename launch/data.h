@@ -22,6 +22,17 @@ inline constexpr int64_t kShardHeaderBytes = kShardHeaderInts * 4;
 // Bytes per token of a shard version (1 -> 2, 2 -> 4); 0 for an unknown version.
 int64_t shard_token_width(int version);
 
+struct TokenShardHeader {
+  int version = 0;
+  int64_t num_tokens = 0;
+};
+
+// What opening a shard checks, on its `size` bytes in memory (4-byte aligned): the header
+// against the byte count, and every token < vocab_size. InputError naming `source`. TokenShard
+// runs it on the mapped file; tests/fuzz feeds it arbitrary bytes.
+TokenShardHeader parse_token_shard(const unsigned char* bytes, int64_t size, int64_t vocab_size,
+                                   const std::string& source);
+
 // A read-only, memory-mapped token shard. Opening validates the header, the exact file size and
 // that every token is < vocab_size, so later reads need no checks. Move-only.
 class TokenShard {

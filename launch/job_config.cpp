@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "launch/yaml_documents.h"
 
 namespace strata {
 namespace {
@@ -417,23 +418,23 @@ class Parser {
 };
 
 void Parser::parse_text(const std::string& text) {
-  std::vector<YAML::Node> docs;
+  YamlDocuments docs;
   try {
-    docs = YAML::LoadAll(text);
+    docs = load_yaml_documents(text);
   } catch (const YAML::ParserException& e) {
     throw InputError(at(source_, e.mark) + "YAML syntax error: " + e.msg);
   } catch (const YAML::Exception& e) {
     throw InputError(at(source_, e.mark) + e.msg);
   }
-  if (docs.size() > 1)
-    throw InputError(at(source_, docs[1].Mark()) + "expected one YAML document, found " +
-                     std::to_string(docs.size()));
-  if (docs.empty() || docs[0].IsNull()) return;  // an empty file: every default
-  if (!docs[0].IsMap())
-    throw InputError(at(source_, docs[0].Mark()) +
+  if (docs.count > 1)
+    throw InputError(at(source_, docs.second_start) + "expected one YAML document, found " +
+                     std::to_string(docs.count));
+  if (docs.count == 0 || docs.first.IsNull()) return;  // an empty file: every default
+  if (!docs.first.IsMap())
+    throw InputError(at(source_, docs.first.Mark()) +
                      "expected a map of sections (model, data, train, ...) at the top level, got " +
-                     describe(docs[0]));
-  walk_map(docs[0], "");
+                     describe(docs.first));
+  walk_map(docs.first, "");
 }
 
 void Parser::walk_map(const YAML::Node& map, const std::string& prefix) {

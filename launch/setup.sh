@@ -23,6 +23,7 @@ if [ "$want_tests" = 1 ]; then
   packages+=(python3 python3-torch libopenblas0-openmp)  # PyTorch: the independent reference
   # (OpenBLAS: with the reference BLAS its checks take minutes, not seconds)
   packages+=(slurm-wlm munge)  # tests/e2e/slurm_train.sh: a private single-node Slurm on localhost
+  packages+=(clang libclang-rt-dev llvm)  # tests/fuzz.sh: libFuzzer, llvm-symbolizer for reports
 fi
 
 missing=()

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/atomic_file.h"
@@ -53,5 +54,8 @@ struct SafetensorsFile {
 // Reads F32, BF16 and F16 tensors. A malformed file (bad header length, invalid JSON, unknown
 // dtype, offsets out of range or not matching the shape) is an InputError naming the file.
 SafetensorsFile load_safetensors(const std::string& path);
+// The same on a whole file's bytes in memory (load_safetensors maps the file and calls it);
+// `source` names it in errors.
+SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& source);
 
 }  // namespace strata
