@@ -9,7 +9,8 @@
 # Exit 77 (ctest: skipped) when clang's libFuzzer is missing: launch/setup.sh --tests installs it.
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_ARGS (extra libFuzzer flags).
 # A finding leaves its input in $FUZZ_BUILD_DIR/fuzz-work/<target>/ (crash-*, leak-*, ...);
-# replay it with: $FUZZ_BUILD_DIR/tests/fuzz/<target> <file>
+# replay it with: $FUZZ_BUILD_DIR/tests/fuzz/<target> <file>. Seeds: tests/fuzz/corpus/<target>/
+# (and configs/*.yaml for the job file); dictionaries: tests/fuzz/<target>.dict.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --seconds) seconds=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option '$1'" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -66,6 +67,8 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/corpus"
   cp tests/fuzz/corpus/"$t"/* "$work/corpus/"
   [[ "$t" == fuzz_job_config ]] && cp configs/*.yaml "$work/corpus/"  # the real job files
+  dict=()
+  [[ -f tests/fuzz/$t.dict ]] && dict=(-dict="tests/fuzz/$t.dict")  # keys, values, syntax
   limit=(-max_total_time="$seconds")
   [[ -n "$runs" ]] && limit=(-runs="$runs")
   # timeout: a wedged run (say, a sanitizer report that itself hangs) still ends the script.
@@ -76,7 +79,7 @@ for t in "${targets[@]}"; do
   # shellcheck disable=SC2086  # FUZZ_ARGS is a list of flags
   timeout -k 10 "$wall" "$bin" "${limit[@]}" -max_len="$(max_len "$t")" -timeout=10 \
     -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1 \
-    -artifact_prefix="$work/" ${FUZZ_ARGS:-} "$work/corpus" >"$work/log" 2>&1 || rc=$?
+    -artifact_prefix="$work/" "${dict[@]}" ${FUZZ_ARGS:-} "$work/corpus" >"$work/log" 2>&1 || rc=$?
   elapsed=$(( SECONDS - start ))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$work/log" | tail -1)
