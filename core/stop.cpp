@@ -1,6 +1,10 @@
 #include "core/stop.h"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+
+#include "core/stop_wait.h"
 
 namespace strata {
 
@@ -19,6 +23,17 @@ StopRequested::StopRequested(int sig, const std::string& where)
 
 void throw_if_stop_requested(const std::string& where) {
   if (const int sig = stop_signal()) throw StopRequested(sig, where);
+}
+
+void exit_stuck_after_stop(int sig, const char* what) {
+  char msg[256];
+  std::snprintf(msg, sizeof msg,
+                "stopped by signal %d while waiting for %s, which did not finish within %.0f s "
+                "of the stop: exiting without a checkpoint (the last committed one stands)",
+                sig, what, kStopGraceSeconds);
+  std::fprintf(stderr, "strata: error: %s\n", msg);
+  std::fflush(nullptr);
+  std::_Exit(128 + sig);
 }
 
 }  // namespace strata

@@ -474,12 +474,16 @@ int Trainer::run() {
            std::to_string(train_data_->num_tokens()) + " tokens");
   while (step_ < cfg_.train.steps) {
     int64_t stop = 0;
-    std::string where = "after step " + std::to_string(step_ + 1);
+    const int64_t before = step_;
     try {
       run_one_step(metrics, first_step);
     } catch (const StopRequested& e) {
       stop = e.signal();
-      where = e.what();
+      log_info(std::string(e.what()) + (step_ == before ? " in step " + std::to_string(step_ + 1) +
+                                                              ": that step is dropped and runs "
+                                                              "again on resume"
+                                                        : " in the evaluation after step " +
+                                                              std::to_string(step_)));
     }
     // Ranks may see a signal at different steps: agree on it (one tiny all-reduce per step).
     if (!stop) {
@@ -489,8 +493,8 @@ int Trainer::run() {
     if (!stop) continue;
     // A step stopped part-way left nothing behind: the checkpoint is of the last whole step.
     if (last_saved_step_ != step_) save_checkpoint();
-    log_info("stopped by signal " + std::to_string(stop) + " (" + where + "); step " +
-             std::to_string(step_) + " is checkpointed");
+    log_info("stopped by signal " + std::to_string(stop) + " after step " + std::to_string(step_) +
+             (step_ > 0 ? " (checkpoint saved)" : " (nothing trained, nothing saved)"));
     return 128 + static_cast<int>(stop);
   }
   return 0;

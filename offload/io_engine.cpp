@@ -22,6 +22,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/stop_wait.h"
 
 namespace strata {
 
@@ -198,7 +199,7 @@ class EngineBase : public IoEngine {
     auto it = ops_.find(t);
     STRATA_CHECK(it != ops_.end(), "unknown or already-waited I/O ticket " + std::to_string(t));
     Op* op = it->second.get();
-    done_cv_.wait(lk, [&] { return op->outstanding == 0; });
+    wait_or_stop(done_cv_, lk, [&] { return op->outstanding == 0; }, "swap I/O");
     finish(it);
   }
 
@@ -714,6 +715,7 @@ class ThreadEngine final : public EngineBase {
         p = work_.front();
         work_.pop_front();
       }
+      if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
       const int fd = p->fd;
       const auto len = static_cast<size_t>(p->len);
       const ssize_t r = p->op->is_write ? ::pwrite(fd, p->buf, len, p->offset)
@@ -733,6 +735,12 @@ class ThreadEngine final : public EngineBase {
   std::vector<std::pair<Piece*, int>> completed_;  // (piece, result) awaiting reap
   bool stop_ = false;
   std::vector<std::thread> workers_;
+  // Test only: STRATA_IO_DELAY_MS makes every piece take that long, standing in for a hung
+  // device in the stop-signal tests (tests/e2e/stop_signals.sh).
+  const int64_t delay_ms_ = [] {
+    const char* v = std::getenv("STRATA_IO_DELAY_MS");
+    return v ? std::max<int64_t>(0, std::atoll(v)) : 0;
+  }();
 };
 
 void warn_fallback_once(const std::string& why) {

@@ -24,6 +24,7 @@
 #include "core/crc32c.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/stop_wait.h"
 #include "core/memory.h"
 #include "offload/host_pool.h"
 
@@ -188,8 +189,10 @@ class MemoryTier : public SwapTier {
   // The slot once no copy of it is running.
   Slot& settled(std::unique_lock<std::mutex>& lk, Handle h) {
     Slot& s = at(h);  // unordered_map nodes do not move: the reference stays valid
-    done_cv_.wait(lk,
-                  [&] { return s.state != State::copying_out && s.state != State::copying_in; });
+    wait_or_stop(
+        done_cv_, lk,
+        [&] { return s.state != State::copying_out && s.state != State::copying_in; },
+        "the swap tier's copy");
     return s;
   }
   void erase(Handle h) {
