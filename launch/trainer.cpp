@@ -415,13 +415,19 @@ std::string Trainer::metrics_path() const {
 // Every output path is checked before step 1, so a bad one fails in seconds, not at the first
 // save (or never, as metrics silently not written did).
 void Trainer::check_output_paths(std::ofstream& metrics) {
+  // What can be refused without creating anything comes first.
+  const std::string path = metrics_path();
+  std::error_code ec;
+  if (is_logger() && fs::is_directory(path, ec))
+    throw InputError("log.metrics_file: '" + path + "' is a directory; expected a file path");
+  const fs::path parent = fs::path(path).parent_path();
+  if (is_logger() && !cfg_.log.metrics_file.empty() && !parent.empty() &&
+      !fs::is_directory(parent, ec))
+    throw InputError("log.metrics_file: the directory of '" + path +
+                     "' does not exist (it is not created for you)");
   check_checkpoint_root_writable(checkpoint_root());  // every rank writes its shard there
   if (!is_logger()) return;
   check_output_dir("train.run_dir", cfg_.train.run_dir);
-  const std::string path = metrics_path();
-  std::error_code ec;
-  if (fs::is_directory(path, ec))
-    throw InputError("log.metrics_file: '" + path + "' is a directory; expected a file path");
   metrics.open(path, std::ios::app);
   if (!metrics)
     throw InputError("log.metrics_file: cannot open '" + path + "' for appending: " +
