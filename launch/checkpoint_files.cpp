@@ -215,26 +215,11 @@ void check_checkpoint_root_writable(const std::string& root) {
   if (!S_ISDIR(st.st_mode))
     throw InputError(where + root + " is " + file_kind(st.st_mode) +
                      ", expected a directory for the checkpoints");
-  // access() says yes to root even on a read-only mount: create and remove a probe instead.
-  // Every rank of a job probes the same (shared) directory at once: a name taken by another
-  // rank (EEXIST) is retried under the next one.
-  char host[256] = {};
-  ::gethostname(host, sizeof(host) - 1);
-  bool written = false;
-  for (int attempt = 0; !written && attempt < 64; ++attempt) {
-    const std::string probe =
-        (fs::path(root) / (".strata_write_probe_" + std::string(host) + "_" +
-                           std::to_string(::getpid()) + "_" + std::to_string(attempt)))
-            .string();
-    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 && errno != EEXIST) break;
-    if (fd >= 0) {
-      ::close(fd);
-      ::unlink(probe.c_str());
-      written = true;
-    }
-  }
-  if (!written) throw InputError(where + root + " is not writable: " + errno_text());
+  // access() answers for this process's credentials and fails with EROFS on a read-only mount,
+  // without touching the directory (a probe file would change its mtime under a run that must
+  // leave it as it was).
+  if (::access(root.c_str(), W_OK | X_OK) != 0)
+    throw InputError(where + root + " is not writable: " + errno_text());
   for (const auto& e : fs::directory_iterator(root, ec)) {
     const std::string name = e.path().filename().string(), path = e.path().string();
     const auto mode = entry_mode(path);

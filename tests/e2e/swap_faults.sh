@@ -12,7 +12,7 @@
 #       offset, never different losses;
 #   file system full (a 1 MiB tmpfs, root only): "No space left on device" naming tier and file,
 #       the checkpoints from before untouched, and the run resumes from them elsewhere;
-#   another error mid-run (the checkpoint directory cannot be made), SIGTERM (checkpoint, exit
+#   another error mid-run (a non-finite gradient norm), SIGTERM (checkpoint, exit
 #       143), SIGHUP (exit 129): the swap file is removed; SIGKILL leaves it, and the next run in the same
 #       directory removes it as stale.
 # (offload.capacity_gb is whole GiB, at least 1: more than a test run can swap. The tier's own
@@ -238,13 +238,13 @@ for mode in truncate repeat; do
 done
 
 # ---- another error mid-run: the swap file is removed --------------------------------------------
-mkdir -p err_run
-echo "not a directory" >err_run/checkpoints
-run "$STRATA" train "${JOB[@]}" --set train.steps=4 --set checkpoint.every=2 \
-  --set checkpoint.resume=never --set train.run_dir=err_run
-expect_exit 1 "checkpoint directory that cannot be made"
-expect_stderr_contains "strata: error: cannot create checkpoint directory err_run/checkpoints/step_00000002"
-expect_stderr_contains "step 2/4 | loss"
+# (A checkpoint directory that cannot be made is now refused before step 1; a learning rate that
+# blows the gradient norm up is an error only a running step meets.)
+run "$STRATA" train "${JOB[@]}" --set train.steps=20 --set checkpoint.resume=never \
+  --set train.run_dir=err_run --set optim.lr=1000 --set optim.grad_clip=0 --set optim.warmup_steps=0
+expect_exit 1 "a non-finite gradient norm mid-run"
+expect_stderr_matches "strata: error: step [0-9]+: the (global gradient norm|loss) is not finite"
+expect_stderr_contains "step 2/20 | loss"
 expect_no_swap_file "$SWAP" "error exit mid-run"
 
 # ---- SIGTERM: checkpoint, exit 143, no swap file --------------------------------------------------
