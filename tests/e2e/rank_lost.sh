@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The collective watchdog under mpirun (README: "When a rank is lost"): a rank stopped with
 # SIGSTOP, stuck in a long computation (STRATA_FAULT) or killed with -9, at dp=2 (ZeRO 0 and 3)
-# and at sp=2. Each job must end non-zero within the deadline + 15 s, the survivor naming the
+# and at sp=2 (kill -9 at both). Each job must end non-zero within the deadline + 15 s, the survivor naming the
 # step, the group, the operation and the rank that did not arrive (with kill -9, mpirun ends the
 # job itself and names the rank); the survivor's flight_0.jsonl parses as JSON lines; and the
-# last committed checkpoint loads. The five jobs run side by side: they mostly wait.
+# last committed checkpoint loads. The six jobs run side by side: they mostly wait.
 set -euo pipefail
 source "$(dirname "$0")/lib.bash"
 e2e_init "$@"
@@ -84,6 +84,7 @@ drive dp3_stall stall --set parallel.dp=2 --set parallel.zero_stage=3 &
 drive sp_stop stop --set parallel.sp=2 &
 drive sp_stall stall --set parallel.sp=2 &
 drive dp_kill kill --set parallel.dp=2 &
+drive sp_kill kill --set parallel.sp=2 &
 wait
 
 # check CASE: exit, time bound and the checkpoint, common to every case.
@@ -143,8 +144,10 @@ for name in dp3_stall sp_stall; do
 done
 
 # kill -9: mpirun notices first, ends the job and names the rank.
-check dp_kill $((5 * TIMEOUT_S + 15))
-expect_stderr_matches "rank 1 with PID [0-9]+ on node .* (exited on signal 9|Killed)" \
-  "dp_kill: mpirun names the killed rank"
-# The survivor wrote its flight record when mpirun's SIGTERM reached it in a wait.
-check_flight dp_kill/flight_0.jsonl
+for name in dp_kill sp_kill; do
+  check $name $((5 * TIMEOUT_S + 15))
+  expect_stderr_matches "rank 1 with PID [0-9]+ on node .* (exited on signal 9|Killed)" \
+    "$name: mpirun names the killed rank"
+  # The survivor wrote its flight record when mpirun's SIGTERM reached it in a wait.
+  check_flight $name/flight_0.jsonl
+done
