@@ -179,3 +179,19 @@ slurm_local_stop() {
   SLURM_LOCAL_PIDS=()
   SLURM_LOCAL_DIR=""
 }
+
+# slurm_e2e_begin ARGS...: the start of an e2e test on the private cluster. Exits 77 (skipped)
+# when Slurm is missing or its daemons cannot start; otherwise lib.bash is set up (e2e_init) and
+# the daemons are stopped first on any exit.
+slurm_e2e_begin() {
+  if slurm_local_missing; then echo "skipped: $SLURM_LOCAL_REASON"; exit 77; fi
+  source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
+  e2e_init "$@"
+  trap 'rc=$?; set +e; slurm_local_stop; (exit $rc); e2e_cleanup' EXIT
+  trap 'exit 143' TERM
+  trap 'exit 130' INT
+  if ! slurm_local_start "$E2E_ROOT/cluster"; then
+    echo "skipped: private Slurm cluster did not start: $SLURM_LOCAL_REASON"
+    exit 77
+  fi
+}

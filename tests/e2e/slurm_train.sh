@@ -7,17 +7,7 @@
 set -euo pipefail
 HERE=$(dirname "${BASH_SOURCE[0]}")
 source "$HERE/slurm_local.bash"
-if slurm_local_missing; then echo "skipped: $SLURM_LOCAL_REASON"; exit 77; fi
-source "$HERE/lib.bash"
-e2e_init "$@"
-# The daemons go first, whatever happened (e2e_cleanup reports and removes the work dir).
-trap 'rc=$?; set +e; slurm_local_stop; (exit $rc); e2e_cleanup' EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
-if ! slurm_local_start "$E2E_ROOT/cluster"; then
-  echo "skipped: private Slurm cluster did not start: $SLURM_LOCAL_REASON"
-  exit 77
-fi
+slurm_e2e_begin "$@"  # skips (77) where Slurm cannot run here
 SBATCH_SCRIPT=$SRC_DIR/launch/slurm/train.sbatch
 export STRATA  # train.sbatch runs $STRATA (sbatch passes the environment)
 

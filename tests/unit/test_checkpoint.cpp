@@ -16,6 +16,7 @@
 
 #include "core/crc32c.h"
 #include "core/error.h"
+#include "input_error_util.h"
 #include "core/stop.h"
 #include "launch/checkpoint.h"
 #include "launch/checkpoint_files.h"
@@ -108,14 +109,7 @@ class CheckpointTest : public ::testing::Test {
   };
 };
 
-void expect_input_error(const std::function<void()>& fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected InputError mentioning " << needle;
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using test::expect_input_error;
 
 void flip_byte(const std::string& path, int64_t offset) {
   std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);

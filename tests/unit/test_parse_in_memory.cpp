@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "input_error_util.h"
 #include "launch/checkpoint.h"
 #include "launch/data.h"
 #include "models/safetensors.h"
@@ -42,14 +43,7 @@ class ParseInMemoryTest : public ::testing::Test {
   fs::path dir_;
 };
 
-void expect_input_error(const std::function<void()>& fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected InputError mentioning " << needle;
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using test::expect_input_error;
 
 TEST_F(ParseInMemoryTest, TokenShardBytesParseAsTheFileDoes) {
   const std::vector<int32_t> tokens = {5, 0, 255, 17};

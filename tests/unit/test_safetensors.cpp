@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "input_error_util.h"
 #include "models/safetensors.h"
 
 namespace strata {
@@ -48,14 +49,7 @@ std::string make_file(const std::string& header, const std::string& data) {
   return std::string(reinterpret_cast<const char*>(&n), 8) + header + data;
 }
 
-void expect_input_error(const std::function<void()>& fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected InputError mentioning " << needle;
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using test::expect_input_error;
 
 float from_bits(uint32_t u) { return std::bit_cast<float>(u); }
 
