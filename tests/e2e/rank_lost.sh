@@ -32,13 +32,15 @@ wait_for() {
 # rank_pid CASE RANK: the pid of that rank's strata process (found by the case tag the job's
 # environment carries, and the rank variable of the launcher).
 rank_pid() {
-  local p exe
+  local p exe env_text
   for p in /proc/[0-9]*; do
     exe=$(readlink "$p/exe" 2>/dev/null || true)
     [[ $exe == "$STRATA" ]] || continue
-    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "STRATA_E2E_CASE=$TAG-$1" || continue
-    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxE "(OMPI_COMM_WORLD_RANK|SLURM_PROCID)=$2" &&
-      echo "${p#/proc/}"
+    # Read whole, not piped into grep -q: under pipefail, grep leaving early makes tr's SIGPIPE
+    # the pipeline's status (seen with the longer environment of a sanitizer build).
+    env_text=$(tr '\0' '\n' <"$p/environ" 2>/dev/null) || continue
+    grep -qxF "STRATA_E2E_CASE=$TAG-$1" <<<"$env_text" || continue
+    grep -qxE "(OMPI_COMM_WORLD_RANK|SLURM_PROCID)=$2" <<<"$env_text" && echo "${p#/proc/}"
   done
   return 0
 }
@@ -61,6 +63,12 @@ drive() {
   fi
   date +%s.%N >"$name/t_inject"
   victim=$(rank_pid "$name" 1)
+  if [[ -z $victim ]]; then
+    echo "rank 1's process was not found once '$pattern' was logged (did the job end?)" >"$name/error"
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" || true
+    return 0
+  fi
   case $how in
     stop) kill -STOP $victim ;;
     kill) kill -KILL $victim ;;

@@ -144,10 +144,12 @@ EOF
 
 # _slurm_local_own_pids: processes whose environment holds this cluster's SLURM_CONF.
 _slurm_local_own_pids() {
-  local needle="SLURM_CONF=$SLURM_LOCAL_DIR/slurm.conf" p
+  local needle="SLURM_CONF=$SLURM_LOCAL_DIR/slurm.conf" p env_text
   for p in /proc/[0-9]*; do
     [[ ${p#/proc/} == "$$" || ${p#/proc/} == "$BASHPID" ]] && continue
-    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF -- "$needle" && echo "${p#/proc/}"
+    # Read whole: piped into grep -q, tr's SIGPIPE would be the status under pipefail.
+    env_text=$(tr '\0' '\n' <"$p/environ" 2>/dev/null) || continue
+    grep -qxF -- "$needle" <<<"$env_text" && echo "${p#/proc/}"
   done
   return 0
 }
