@@ -1,0 +1,250 @@
+#include "parallel/schedule_sim.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "parallel/schedule_check.h"
+
+namespace strata {
+namespace {
+
+using ActionKey = std::tuple<ActionType, int, int>;  // (type, stage, micro_batch)
+
+struct Dependency {
+  ActionKey key;
+  double delay = 0;  // added to the dependency's finish time
+};
+
+double cost_of(ActionType type, const SimCosts& costs) {
+  switch (type) {
+    case ActionType::F: return costs.forward;
+    case ActionType::B: return costs.backward;
+    case ActionType::I: return costs.backward_input;
+    case ActionType::W: return costs.backward_weight;
+    case ActionType::SEND_F:
+    case ActionType::SEND_B: return costs.send;
+    case ActionType::RECV_F:
+    case ActionType::RECV_B: return costs.recv;
+    default: return costs.reduce_grad;  // REDUCE_GRAD; reserved types never pass validation
+  }
+}
+
+class Simulator {
+ public:
+  Simulator(const Schedule& schedule, const SimCosts& costs)
+      : s_(schedule), costs_(costs), lowered_(is_lowered(schedule)) {
+    for (const auto& actions : s_.ranks)
+      for (const Action& a : actions) present_.insert({a.type, a.stage, a.micro_batch});
+  }
+
+  SimResult run() {
+    SimResult result;
+    result.start.resize(s_.pp);
+    result.finish.resize(s_.pp);
+    std::vector<double> free_at(s_.pp, 0);
+    for (bool progress = true; progress;) {
+      progress = false;
+      for (int rank = 0; rank < s_.pp; ++rank)
+        while (advance(rank, free_at[rank], result)) progress = true;
+    }
+    check_finished(result);
+    summarise(result);
+    return result;
+  }
+
+ private:
+  // The backward of (stage, mb) that produces the gradient for stage-1: B or I.
+  ActionKey backward_input(int stage, int mb) const {
+    ActionKey b{ActionType::B, stage, mb};
+    return present_.count(b) ? b : ActionKey{ActionType::I, stage, mb};
+  }
+
+  // Unlowered schedules (and same-rank neighbours) depend on the producer directly; lowered
+  // cross-rank ones through the receive that precedes the consumer on its rank.
+  bool direct(int from_stage, int to_stage) const {
+    return !lowered_ || s_.rank_of_stage(from_stage) == s_.rank_of_stage(to_stage);
+  }
+  double hop(int from_stage, int to_stage) const {
+    return s_.rank_of_stage(from_stage) == s_.rank_of_stage(to_stage) ? 0 : costs_.latency;
+  }
+
+  std::vector<Dependency> dependencies(const Action& a) const {
+    std::vector<Dependency> deps;
+    const int s = a.stage, mb = a.micro_batch;
+    switch (a.type) {
+      case ActionType::F:
+        if (s > 0 && direct(s - 1, s)) deps.push_back({{ActionType::F, s - 1, mb}, hop(s - 1, s)});
+        break;
+      case ActionType::B:
+      case ActionType::I:
+        deps.push_back({{ActionType::F, s, mb}});
+        if (s + 1 < s_.stages && direct(s + 1, s))
+          deps.push_back({backward_input(s + 1, mb), hop(s + 1, s)});
+        break;
+      case ActionType::W: deps.push_back({{ActionType::I, s, mb}}); break;
+      case ActionType::SEND_F: deps.push_back({{ActionType::F, s, mb}}); break;
+      case ActionType::SEND_B: deps.push_back({backward_input(s, mb)}); break;
+      case ActionType::RECV_F: deps.push_back({{ActionType::SEND_F, s - 1, mb}, costs_.latency}); break;
+      case ActionType::RECV_B: deps.push_back({{ActionType::SEND_B, s + 1, mb}, costs_.latency}); break;
+      default: break;  // REDUCE_GRAD: its place on the rank (after the last backward) suffices
+    }
+    return deps;
+  }
+
+  // Runs the rank's next action if its dependencies are done; false when done or blocked.
+  bool advance(int rank, double& free_at, SimResult& result) {
+    size_t index = result.start[rank].size();
+    if (index == s_.ranks[rank].size()) return false;
+    const Action& a = s_.ranks[rank][index];
+    double ready = free_at;
+    for (const Dependency& dep : dependencies(a)) {
+      auto done = finished_.find(dep.key);
+      if (done == finished_.end()) return false;
+      ready = std::max(ready, done->second + dep.delay);
+    }
+    free_at = ready + cost_of(a.type, costs_);
+    result.start[rank].push_back(ready);
+    result.finish[rank].push_back(free_at);
+    finished_[{a.type, a.stage, a.micro_batch}] = free_at;
+    return true;
+  }
+
+  // The first unfinished dependency of a stuck rank's next action.
+  ActionKey blocker(int rank, size_t index) const {
+    for (const Dependency& dep : dependencies(s_.ranks[rank][index]))
+      if (!finished_.count(dep.key)) return dep.key;
+    STRATA_CHECK(false, "a stuck rank without an unfinished dependency");
+  }
+
+  void check_finished(const SimResult& result) const {
+    std::map<int, int> waits_on;  // stuck rank -> rank of what it waits for
+    std::string stuck;
+    for (int rank = 0; rank < s_.pp; ++rank) {
+      size_t index = result.start[rank].size();
+      if (index == s_.ranks[rank].size()) continue;
+      ActionKey key = blocker(rank, index);
+      Action wanted{std::get<0>(key), std::get<1>(key), std::get<2>(key)};
+      int owner = s_.rank_of_stage(wanted.stage);
+      waits_on[rank] = owner;
+      stuck += (stuck.empty() ? "" : "; ") + std::string("rank ") + std::to_string(rank) +
+               " waits at action #" + std::to_string(index) + " (" +
+               format_action(s_.ranks[rank][index]) + ") for " + format_action(wanted) +
+               " on rank " + std::to_string(owner);
+    }
+    if (waits_on.empty()) return;
+    int first = waits_on.begin()->first;
+    throw ScheduleRuleError("pipeline schedule deadlocks (no rank can make progress): " + stuck +
+                                "; cycle: " + wait_cycle(waits_on),
+                            first, static_cast<int>(result.start[first].size()));
+  }
+
+  // Follows "waits on" from the lowest stuck rank until a rank repeats: the cycle.
+  static std::string wait_cycle(const std::map<int, int>& waits_on) {
+    std::vector<int> path{waits_on.begin()->first};
+    for (;;) {
+      auto next = waits_on.find(path.back());
+      if (next == waits_on.end()) break;  // waits on a finished rank: cannot happen once valid
+      auto seen = std::find(path.begin(), path.end(), next->second) - path.begin();
+      bool repeats = seen < static_cast<std::ptrdiff_t>(path.size());
+      path.push_back(next->second);
+      if (repeats) {
+        path.erase(path.begin(), path.begin() + seen);
+        break;
+      }
+    }
+    std::string text;
+    for (int rank : path) text += (text.empty() ? "rank " : " -> rank ") + std::to_string(rank);
+    return text;
+  }
+
+  void summarise(SimResult& result) const {
+    result.busy.assign(s_.pp, 0);
+    result.peak_in_flight.assign(s_.pp, 0);
+    double total_busy = 0;
+    for (int rank = 0; rank < s_.pp; ++rank) {
+      // (time, +1 at an F's start / -1 at the last backward's finish); releases sort first.
+      std::vector<std::pair<double, int>> events;
+      for (size_t i = 0; i < s_.ranks[rank].size(); ++i) {
+        const Action& a = s_.ranks[rank][i];
+        result.makespan = std::max(result.makespan, result.finish[rank][i]);
+        if (is_compute(a.type)) result.busy[rank] += result.finish[rank][i] - result.start[rank][i];
+        if (a.type == ActionType::F) events.push_back({result.start[rank][i], +1});
+        if (a.type == ActionType::B || a.type == ActionType::W)
+          events.push_back({result.finish[rank][i], -1});
+      }
+      std::sort(events.begin(), events.end());
+      int in_flight = 0;
+      for (const auto& [time, delta] : events) {
+        in_flight += delta;
+        result.peak_in_flight[rank] = std::max(result.peak_in_flight[rank], in_flight);
+      }
+      total_busy += result.busy[rank];
+    }
+    result.bubble_fraction =
+        result.makespan > 0 ? 1 - total_busy / (s_.pp * result.makespan) : 0;
+  }
+
+  const Schedule& s_;
+  const SimCosts costs_;
+  const bool lowered_;
+  std::set<ActionKey> present_;
+  std::map<ActionKey, double> finished_;
+};
+
+std::string format_number(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
+std::string pad(const std::string& text, size_t width) {
+  return text + std::string(width > text.size() ? width - text.size() : 0, ' ');
+}
+
+}  // namespace
+
+SimResult simulate_schedule(const Schedule& schedule, const SimCosts& costs) {
+  validate_schedule(schedule);
+  return Simulator(schedule, costs).run();
+}
+
+std::string format_schedule_table(const Schedule& schedule, const SimResult& result) {
+  // cells[time][rank]: the actions of that rank starting at that time, in list order.
+  std::map<double, std::vector<std::string>> cells;
+  for (int rank = 0; rank < schedule.pp; ++rank)
+    for (size_t i = 0; i < schedule.ranks[rank].size(); ++i) {
+      std::vector<std::string>& row = cells[result.start[rank][i]];
+      row.resize(schedule.pp);
+      if (!row[rank].empty()) row[rank] += ' ';
+      row[rank] += format_action(schedule.ranks[rank][i]);
+    }
+  size_t time_width = 4, width = 6;
+  for (const auto& [time, row] : cells) {
+    time_width = std::max(time_width, format_number(time).size());
+    for (const std::string& cell : row) width = std::max(width, cell.size());
+  }
+  std::string table = pad("time", time_width);
+  for (int rank = 0; rank < schedule.pp; ++rank)
+    table += " | " + pad("rank " + std::to_string(rank), width);
+  table += "\n";
+  for (const auto& [time, row] : cells) {
+    table += pad(format_number(time), time_width);
+    for (const std::string& cell : row) table += " | " + pad(cell, width);
+    table += "\n";
+  }
+  char summary[96];
+  std::snprintf(summary, sizeof summary, "step time %s, bubble fraction %.4f (%.1f%%)\n",
+                format_number(result.makespan).c_str(), result.bubble_fraction,
+                100 * result.bubble_fraction);
+  table += summary;
+  for (int rank = 0; rank < schedule.pp; ++rank)
+    table += "rank " + std::to_string(rank) + ": busy " + format_number(result.busy[rank]) +
+             ", peak in-flight micro-batches " + std::to_string(result.peak_in_flight[rank]) +
+             "\n";
+  return table;
+}
+
+}  // namespace strata

@@ -1,0 +1,48 @@
+#pragma once
+// Dependency-driven simulation of a pipeline schedule (docs/PIPELINE.md).
+//
+// Each rank runs its list in order; an action starts when the rank is free and its
+// dependencies have finished: F(s, mb) needs F(s-1, mb) (through RECV_F once lowered), B/I(s, mb)
+// needs F(s, mb) and the backward of (s+1, mb), W needs I, a receive needs its send (plus
+// latency). Sends never wait for their receiver (they are nonblocking and buffered), receives
+// block where they stand. The start times are the earliest the dependencies allow, so the
+// makespan is that of an executor that follows the list and nothing else.
+#include <string>
+#include <vector>
+
+#include "parallel/schedule.h"
+
+namespace strata {
+
+struct SimCosts {
+  double forward = 1;          // F
+  double backward = 2;         // B (input + weight gradients)
+  double backward_input = 1;   // I
+  double backward_weight = 1;  // W
+  double send = 0;             // time a SEND_* occupies its rank
+  double recv = 0;             // time a RECV_* occupies its rank once the message is there
+  double latency = 0;          // from a send's end (or a producer's end, unlowered) to arrival
+  double reduce_grad = 0;      // REDUCE_GRAD
+};
+
+struct SimResult {
+  double makespan = 0;                     // the simulated step time
+  std::vector<double> busy;                // per rank: time in F/B/I/W
+  double bubble_fraction = 0;              // 1 - sum(busy) / (ranks * makespan)
+  std::vector<int> peak_in_flight;         // per rank: most micro-batches with F started and
+                                           // their last backward (B or W) not finished
+  std::vector<std::vector<double>> start;  // [rank][index], as the schedule's lists
+  std::vector<std::vector<double>> finish;
+};
+
+// Validates (validate_schedule), then simulates. A schedule that cannot make progress throws
+// ScheduleRuleError naming every stuck rank, the action it waits at and what for, and the cycle
+// of ranks waiting on each other.
+SimResult simulate_schedule(const Schedule& schedule, const SimCosts& costs = {});
+
+// One column per rank, one row per distinct start time (actions as "<stage><name><mb>", e.g.
+// "1F3"; several actions starting together share a cell), then the summary: step time, bubble
+// fraction, busy time and peak in-flight micro-batches per rank.
+std::string format_schedule_table(const Schedule& schedule, const SimResult& result);
+
+}  // namespace strata
