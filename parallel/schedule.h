@@ -54,9 +54,9 @@ struct Action {
 };
 
 struct Schedule {
-  int pp = 1;             // pipeline ranks
-  int stages = 1;         // pp * virtual stages
-  int micro_batches = 1;  // m
+  int pp = 1;                              // pipeline ranks
+  int stages = 1;                          // pp * virtual stages
+  int micro_batches = 1;                   // m
   std::vector<std::vector<Action>> ranks;  // ranks[r]: rank r's actions in execution order
 
   int virtual_stages() const { return stages / pp; }

@@ -8,9 +8,7 @@ namespace strata {
 namespace {
 
 using ActionKey = std::tuple<ActionType, int, int>;  // (type, stage, micro_batch)
-ActionKey key_of(ActionType type, int stage, int micro_batch) {
-  return {type, stage, micro_batch};
-}
+ActionKey key_of(ActionType type, int stage, int micro_batch) { return {type, stage, micro_batch}; }
 
 struct Location {
   int rank = -1;
@@ -74,16 +72,17 @@ class Validator {
 
   // The rank of the stage a communication action talks to, or -1 when there is none.
   int expected_peer(const Action& a) const {
-    int neighbour = (a.type == ActionType::SEND_F || a.type == ActionType::RECV_B) ? a.stage + 1
-                                                                                    : a.stage - 1;
+    int neighbour =
+        (a.type == ActionType::SEND_F || a.type == ActionType::RECV_B) ? a.stage + 1 : a.stage - 1;
     return neighbour < 0 || neighbour >= s_.stages ? -1 : s_.rank_of_stage(neighbour);
   }
 
   void check_action(Location at) {
     const Action& a = action_at(at);
     if (is_reserved(a.type))
-      fail(at, "vocabulary-parallel passes (S, T, EMBED_F, EMBED_B) are reserved for a later "
-               "version and cannot be scheduled yet");
+      fail(at,
+           "vocabulary-parallel passes (S, T, EMBED_F, EMBED_B) are reserved for a later "
+           "version and cannot be scheduled yet");
     if (a.stage < 0 || a.stage >= s_.stages)
       fail(at, "stage out of range [0, " + std::to_string(s_.stages) + ")");
     if (s_.rank_of_stage(a.stage) != at.rank)
@@ -109,8 +108,8 @@ class Validator {
     if (peer == at.rank)
       fail(at, "the neighbouring stage is on the same rank: no message is needed");
     if (a.peer != peer)
-      fail(at, "peer must be rank " + std::to_string(peer) + " (the neighbouring stage's rank), got " +
-                   std::to_string(a.peer));
+      fail(at, "peer must be rank " + std::to_string(peer) +
+                   " (the neighbouring stage's rank), got " + std::to_string(a.peer));
   }
 
   void check_micro_batch(int stage, int mb) const {
@@ -118,15 +117,16 @@ class Validator {
     const Location* b = find(ActionType::B, stage, mb);
     const Location* i = find(ActionType::I, stage, mb);
     const Location* w = find(ActionType::W, stage, mb);
-    const std::string which = "stage " + std::to_string(stage) + " micro-batch " +
-                              std::to_string(mb);
+    const std::string which =
+        "stage " + std::to_string(stage) + " micro-batch " + std::to_string(mb);
     if (!f) fail_whole(which + " has no F (every stage runs every micro-batch's forward once)");
     if (b && (i || w)) fail(*b, "both B and I/W for " + which + " (one backward per micro-batch)");
     if (!b && !i && !w) fail_whole(which + " has no backward (B, or I and W)");
     if (i && !w) fail(*i, "I without its W (" + which + " needs its weight gradient)");
     if (w && !i) fail(*w, "W without its I (" + which + ")");
     const Location* backward = b ? b : i;
-    if (backward->index < f->index) fail(*backward, "backward before its F (every F precedes its B/I)");
+    if (backward->index < f->index)
+      fail(*backward, "backward before its F (every F precedes its B/I)");
     if (w && w->index < i->index) fail(*w, "W before its I (every I precedes its W)");
     check_same_rank_order(stage, mb, *f, *backward);
   }
@@ -171,7 +171,8 @@ class Validator {
   }
   void require_after(const Location* send, Location producer, const std::string& what) const {
     if (!send) fail(producer, "its output is never sent: needs " + what);
-    if (send->index < producer.index) fail(*send, "sends before " + describe(s_, producer) + " ran");
+    if (send->index < producer.index)
+      fail(*send, "sends before " + describe(s_, producer) + " ran");
   }
 
   void check_lowered_dependencies(int stage, int mb) const {
@@ -181,7 +182,8 @@ class Validator {
     bool previous_remote = stage > 0 && s_.rank_of_stage(stage - 1) != f.rank;
     bool next_remote = stage + 1 < s_.stages && s_.rank_of_stage(stage + 1) != f.rank;
     if (previous_remote) {
-      require_before(find(ActionType::RECV_F, stage, mb), f, name_of(ActionType::RECV_F, stage, mb));
+      require_before(find(ActionType::RECV_F, stage, mb), f,
+                     name_of(ActionType::RECV_F, stage, mb));
       require_after(find(ActionType::SEND_B, stage, mb), backward,
                     name_of(ActionType::SEND_B, stage, mb));
     }
@@ -195,7 +197,8 @@ class Validator {
   void check_reduce_grad(int stage) const {
     const Location* reduce = find(ActionType::REDUCE_GRAD, stage, kNoMicroBatch);
     if (!reduce)
-      fail_whole("stage " + std::to_string(stage) + " has no REDUCE_GRAD (a lowered schedule "
+      fail_whole("stage " + std::to_string(stage) +
+                 " has no REDUCE_GRAD (a lowered schedule "
                  "reduces every stage's gradients once, after its last backward)");
     for (int mb = 0; mb < s_.micro_batches; ++mb)
       for (ActionType last : {ActionType::B, ActionType::W}) {
@@ -223,7 +226,8 @@ Schedule lower_schedule(const Schedule& compute_only) {
     const std::vector<Action>& in = compute_only.ranks[rank];
     std::map<int, size_t> last_backward;  // stage -> index of its last B or W on this rank
     for (size_t i = 0; i < in.size(); ++i)
-      if (in[i].type == ActionType::B || in[i].type == ActionType::W) last_backward[in[i].stage] = i;
+      if (in[i].type == ActionType::B || in[i].type == ActionType::W)
+        last_backward[in[i].stage] = i;
     std::vector<Action>& out = lowered.ranks[rank];
     out.clear();
     auto message = [&](ActionType type, const Action& a, int neighbour) {

@@ -14,8 +14,8 @@ Schedule load_schedule_csv(const std::string& text, const std::string& file_name
   try {
     simulate_schedule(schedule);  // validates first
   } catch (const ScheduleRuleError& e) {
-    bool located = e.rank() >= 0 && e.rank() < static_cast<int>(line_of.size()) &&
-                   e.index() >= 0 && e.index() < static_cast<int>(line_of[e.rank()].size());
+    bool located = e.rank() >= 0 && e.rank() < static_cast<int>(line_of.size()) && e.index() >= 0 &&
+                   e.index() < static_cast<int>(line_of[e.rank()].size());
     std::string where =
         located ? file_name + ":" + std::to_string(line_of[e.rank()][e.index()]) : file_name;
     throw InputError(where + ": " + e.what());

@@ -39,10 +39,14 @@ void require_micro_batches_at_least_pp(std::string_view schedule, int pp, int mi
 
 std::string_view schedule_kind_name(ScheduleKind kind) {
   switch (kind) {
-    case ScheduleKind::gpipe: return "gpipe";
-    case ScheduleKind::one_f_one_b: return "1f1b";
-    case ScheduleKind::interleaved: return "interleaved";
-    case ScheduleKind::zb_h1: return "zb-h1";
+    case ScheduleKind::gpipe:
+      return "gpipe";
+    case ScheduleKind::one_f_one_b:
+      return "1f1b";
+    case ScheduleKind::interleaved:
+      return "interleaved";
+    case ScheduleKind::zb_h1:
+      return "zb-h1";
   }
   STRATA_CHECK(false, "schedule kind without a name");
 }
@@ -89,9 +93,10 @@ Schedule make_interleaved(int pp, int micro_batches, int virtual_stages) {
                      std::to_string(virtual_stages) + " (use 1f1b for one stage per rank)");
   Schedule schedule = empty_schedule(pp, micro_batches, virtual_stages);
   if (micro_batches % pp != 0)
-    throw InputError("pipeline schedule interleaved needs the micro-batches to be a multiple of "
-                     "the pipeline ranks: got " + std::to_string(micro_batches) +
-                     " micro-batches for pp=" + std::to_string(pp));
+    throw InputError(
+        "pipeline schedule interleaved needs the micro-batches to be a multiple of "
+        "the pipeline ranks: got " +
+        std::to_string(micro_batches) + " micro-batches for pp=" + std::to_string(pp));
   const int per_rank = micro_batches * virtual_stages;  // forwards (and backwards) on one rank
   const int round = pp * virtual_stages;  // a group of pp micro-batches through every chunk
   // The k-th forward on a rank: micro-batches go through a chunk pp at a time, chunk by chunk;
@@ -150,10 +155,14 @@ Schedule make_schedule(ScheduleKind kind, int pp, int micro_batches, int virtual
                      " holds one stage per rank: virtual_stages must be 1, got " +
                      std::to_string(virtual_stages));
   switch (kind) {
-    case ScheduleKind::gpipe: return make_gpipe(pp, micro_batches);
-    case ScheduleKind::one_f_one_b: return make_1f1b(pp, micro_batches);
-    case ScheduleKind::interleaved: return make_interleaved(pp, micro_batches, virtual_stages);
-    case ScheduleKind::zb_h1: return make_zb_h1(pp, micro_batches);
+    case ScheduleKind::gpipe:
+      return make_gpipe(pp, micro_batches);
+    case ScheduleKind::one_f_one_b:
+      return make_1f1b(pp, micro_batches);
+    case ScheduleKind::interleaved:
+      return make_interleaved(pp, micro_batches, virtual_stages);
+    case ScheduleKind::zb_h1:
+      return make_zb_h1(pp, micro_batches);
   }
   STRATA_CHECK(false, "unhandled schedule kind");
 }

@@ -20,15 +20,22 @@ struct Dependency {
 
 double cost_of(ActionType type, const SimCosts& costs) {
   switch (type) {
-    case ActionType::F: return costs.forward;
-    case ActionType::B: return costs.backward;
-    case ActionType::I: return costs.backward_input;
-    case ActionType::W: return costs.backward_weight;
+    case ActionType::F:
+      return costs.forward;
+    case ActionType::B:
+      return costs.backward;
+    case ActionType::I:
+      return costs.backward_input;
+    case ActionType::W:
+      return costs.backward_weight;
     case ActionType::SEND_F:
-    case ActionType::SEND_B: return costs.send;
+    case ActionType::SEND_B:
+      return costs.send;
     case ActionType::RECV_F:
-    case ActionType::RECV_B: return costs.recv;
-    default: return costs.reduce_grad;  // REDUCE_GRAD; reserved types never pass validation
+    case ActionType::RECV_B:
+      return costs.recv;
+    default:
+      return costs.reduce_grad;  // REDUCE_GRAD; reserved types never pass validation
   }
 }
 
@@ -84,12 +91,23 @@ class Simulator {
         if (s + 1 < s_.stages && direct(s + 1, s))
           deps.push_back({backward_input(s + 1, mb), hop(s + 1, s)});
         break;
-      case ActionType::W: deps.push_back({{ActionType::I, s, mb}}); break;
-      case ActionType::SEND_F: deps.push_back({{ActionType::F, s, mb}}); break;
-      case ActionType::SEND_B: deps.push_back({backward_input(s, mb)}); break;
-      case ActionType::RECV_F: deps.push_back({{ActionType::SEND_F, s - 1, mb}, costs_.latency}); break;
-      case ActionType::RECV_B: deps.push_back({{ActionType::SEND_B, s + 1, mb}, costs_.latency}); break;
-      default: break;  // REDUCE_GRAD: its place on the rank (after the last backward) suffices
+      case ActionType::W:
+        deps.push_back({{ActionType::I, s, mb}});
+        break;
+      case ActionType::SEND_F:
+        deps.push_back({{ActionType::F, s, mb}});
+        break;
+      case ActionType::SEND_B:
+        deps.push_back({backward_input(s, mb)});
+        break;
+      case ActionType::RECV_F:
+        deps.push_back({{ActionType::SEND_F, s - 1, mb}, costs_.latency});
+        break;
+      case ActionType::RECV_B:
+        deps.push_back({{ActionType::SEND_B, s + 1, mb}, costs_.latency});
+        break;
+      default:
+        break;  // REDUCE_GRAD: its place on the rank (after the last backward) suffices
     }
     return deps;
   }
@@ -183,8 +201,7 @@ class Simulator {
       }
       total_busy += result.busy[rank];
     }
-    result.bubble_fraction =
-        result.makespan > 0 ? 1 - total_busy / (s_.pp * result.makespan) : 0;
+    result.bubble_fraction = result.makespan > 0 ? 1 - total_busy / (s_.pp * result.makespan) : 0;
   }
 
   const Schedule& s_;
@@ -242,8 +259,7 @@ std::string format_schedule_table(const Schedule& schedule, const SimResult& res
   table += summary;
   for (int rank = 0; rank < schedule.pp; ++rank)
     table += "rank " + std::to_string(rank) + ": busy " + format_number(result.busy[rank]) +
-             ", peak in-flight micro-batches " + std::to_string(result.peak_in_flight[rank]) +
-             "\n";
+             ", peak in-flight micro-batches " + std::to_string(result.peak_in_flight[rank]) + "\n";
   return table;
 }
 

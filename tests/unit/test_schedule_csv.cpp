@@ -22,15 +22,15 @@ const std::string kHeader = "rank,index,action,stage,micro_batch,peer\n";
 
 // A valid lowered pp=2, m=1 schedule on lines 3..12.
 const std::string kValidRows =
-    "0,0,F,0,0,\n"          // 3
-    "0,1,SEND_F,0,0,1\n"    // 4
-    "0,2,RECV_B,0,0,1\n"    // 5
-    "0,3,B,0,0,\n"          // 6
-    "0,4,REDUCE_GRAD,0,,\n" // 7
-    "1,0,RECV_F,1,0,0\n"    // 8
-    "1,1,F,1,0,\n"          // 9
-    "1,2,B,1,0,\n"          // 10
-    "1,3,SEND_B,1,0,0\n"    // 11
+    "0,0,F,0,0,\n"            // 3
+    "0,1,SEND_F,0,0,1\n"      // 4
+    "0,2,RECV_B,0,0,1\n"      // 5
+    "0,3,B,0,0,\n"            // 6
+    "0,4,REDUCE_GRAD,0,,\n"   // 7
+    "1,0,RECV_F,1,0,0\n"      // 8
+    "1,1,F,1,0,\n"            // 9
+    "1,2,B,1,0,\n"            // 10
+    "1,3,SEND_B,1,0,0\n"      // 11
     "1,4,REDUCE_GRAD,1,,\n";  // 12
 
 Schedule load(const std::string& text) { return load_schedule_csv(text, "job.csv"); }
@@ -54,8 +54,8 @@ TEST(ScheduleCsv, WrittenFormIsTheDocumentedOne) {
 }
 
 TEST(ScheduleCsv, FileRoundTripAndUnreadableFile) {
-  fs::path path = fs::temp_directory_path() /
-                  ("strata_schedule_" + std::to_string(::getpid()) + ".csv");
+  fs::path path =
+      fs::temp_directory_path() / ("strata_schedule_" + std::to_string(::getpid()) + ".csv");
   Schedule s = lower_schedule(make_zb_h1(4, 8));
   {
     std::ofstream out(path, std::ios::binary);
@@ -106,13 +106,15 @@ TEST(ScheduleCsv, RuleViolationsNameTheLineOfTheAction) {
   // Rank 1's B ahead of its F: the B, now on line 9, breaks "every F before its backward".
   std::string b_before_f = text;
   b_before_f.replace(b_before_f.find("1,1,F,1,0,\n1,2,B,1,0,\n"), 22, "1,1,B,1,0,\n1,2,F,1,0,\n");
-  expect_input_error([&] { load(b_before_f); }, "job.csv:9: pipeline schedule: rank 1 action #1 "
-                                                "(1B0): backward before its F");
+  expect_input_error([&] { load(b_before_f); },
+                     "job.csv:9: pipeline schedule: rank 1 action #1 "
+                     "(1B0): backward before its F");
   // Unmatched: rank 1's SEND_B dropped (rank 1 renumbered), rank 0's RECV_B on line 5 unmatched.
   std::string unmatched = text;
   unmatched.replace(unmatched.find("1,3,SEND_B,1,0,0\n1,4,"), 21, "1,3,");
-  expect_input_error([&] { load(unmatched); }, "job.csv:5: pipeline schedule: rank 0 action #2 "
-                                               "(0RECV_B0): unmatched");
+  expect_input_error([&] { load(unmatched); },
+                     "job.csv:5: pipeline schedule: rank 0 action #2 "
+                     "(0RECV_B0): unmatched");
   // Reserved vocabulary pass named on its line.
   std::string reserved = text + "1,5,S,1,0,\n";
   expect_input_error([&] { load(reserved); }, "job.csv:13: ");
@@ -128,8 +130,8 @@ TEST(ScheduleCsv, DeadlockAndMissingMicroBatch) {
   expect_input_error([&] { load(deadlock); }, "job.csv:3: pipeline schedule deadlocks");
   expect_input_error([&] { load(deadlock); }, "cycle: rank 0 -> rank 1 -> rank 0");
   // Two micro-batches declared, one scheduled: no single line to blame, the file is named.
-  std::string missing = "# strata pipeline schedule: pp=2 stages=2 micro_batches=2\n" + kHeader +
-                        kValidRows;
+  std::string missing =
+      "# strata pipeline schedule: pp=2 stages=2 micro_batches=2\n" + kHeader + kValidRows;
   expect_input_error([&] { load(missing); },
                      "job.csv: pipeline schedule: stage 0 micro-batch 1 has no F");
 }

@@ -88,7 +88,7 @@ TEST(ScheduleGen, PeakInFlightMicroBatches) {
   SimResult gpipe = simulate_schedule(make_gpipe(4, 8));
   SimResult one_f_one_b = simulate_schedule(make_1f1b(4, 8));
   for (int rank = 0; rank < 4; ++rank) {
-    EXPECT_EQ(gpipe.peak_in_flight[rank], 8);             // every micro-batch at once
+    EXPECT_EQ(gpipe.peak_in_flight[rank], 8);               // every micro-batch at once
     EXPECT_EQ(one_f_one_b.peak_in_flight[rank], 4 - rank);  // pp - rank
   }
 }
@@ -113,11 +113,15 @@ TEST(ScheduleGen, OneRankIsForwardBackwardPerMicroBatch) {
 TEST(ScheduleGen, LoweringPlacesMessagesAroundTheirComputeAction) {
   Schedule lowered = lower_schedule(make_1f1b(2, 2));
   // rank 0: F0 SEND_F0 F1 SEND_F1 RECV_B0 B0 RECV_B1 B1 REDUCE_GRAD
-  std::vector<Action> rank0 = {
-      {ActionType::F, 0, 0},          {ActionType::SEND_F, 0, 0, 1}, {ActionType::F, 0, 1},
-      {ActionType::SEND_F, 0, 1, 1},  {ActionType::RECV_B, 0, 0, 1}, {ActionType::B, 0, 0},
-      {ActionType::RECV_B, 0, 1, 1},  {ActionType::B, 0, 1},
-      {ActionType::REDUCE_GRAD, 0, kNoMicroBatch}};
+  std::vector<Action> rank0 = {{ActionType::F, 0, 0},
+                               {ActionType::SEND_F, 0, 0, 1},
+                               {ActionType::F, 0, 1},
+                               {ActionType::SEND_F, 0, 1, 1},
+                               {ActionType::RECV_B, 0, 0, 1},
+                               {ActionType::B, 0, 0},
+                               {ActionType::RECV_B, 0, 1, 1},
+                               {ActionType::B, 0, 1},
+                               {ActionType::REDUCE_GRAD, 0, kNoMicroBatch}};
   EXPECT_EQ(lowered.ranks[0], rank0);
   EXPECT_EQ(lowered.ranks[1][0], (Action{ActionType::RECV_F, 1, 0, 0}));
   EXPECT_EQ(lowered.ranks[1][2], (Action{ActionType::B, 1, 0}));
@@ -141,15 +145,18 @@ TEST(ScheduleGen, MicroBatchCountsThatCannotBeServedNameBothNumbers) {
   expect_input_error([] { make_zb_h1(4, 2); }, "got 2 micro-batches for pp=4");
   expect_input_error([] { make_interleaved(4, 6, 2); }, "got 6 micro-batches for pp=4");
   expect_input_error([] { make_interleaved(4, 8, 1); }, "virtual_stages >= 2");
-  expect_input_error([] { make_schedule(ScheduleKind::zb_h1, 2, 4, 2); }, "virtual_stages must be 1");
+  expect_input_error([] { make_schedule(ScheduleKind::zb_h1, 2, 4, 2); },
+                     "virtual_stages must be 1");
   expect_input_error([] { make_gpipe(0, 4); }, "pp must be >= 1");
   expect_input_error([] { make_gpipe(2, 0); }, "micro-batches must be >= 1");
-  expect_input_error([] { parse_schedule_kind("2f2b"); }, "expected gpipe, 1f1b, interleaved or zb-h1");
+  expect_input_error([] { parse_schedule_kind("2f2b"); },
+                     "expected gpipe, 1f1b, interleaved or zb-h1");
   EXPECT_NO_THROW(simulate_schedule(make_gpipe(4, 1)));  // GPipe serves any count
 }
 
 TEST(ScheduleGen, KindNamesRoundTrip) {
-  for (ScheduleKind kind : kAllKinds) EXPECT_EQ(parse_schedule_kind(schedule_kind_name(kind)), kind);
+  for (ScheduleKind kind : kAllKinds)
+    EXPECT_EQ(parse_schedule_kind(schedule_kind_name(kind)), kind);
 }
 
 TEST(ScheduleGen, TableShowsEveryRankTheStepTimeAndTheBubble) {
