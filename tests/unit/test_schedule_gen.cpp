@@ -84,6 +84,27 @@ TEST(ScheduleGen, ZbH1BubbleIsLowerThan1f1bAtTheSamePeakMemory) {
     }
 }
 
+TEST(ScheduleGen, ZbH1DefersWeightGradientsByTheRankAndStaysAheadOfOneFOneBAtOtherCosts) {
+  Schedule s = make_zb_h1(4, 8);
+  for (int rank = 0; rank < 4; ++rank) {
+    const auto& actions = s.ranks[rank];
+    auto first_w = std::find(actions.begin(), actions.end(), Action{ActionType::W, rank, 0});
+    ASSERT_NE(first_w, actions.begin());
+    EXPECT_EQ(*(first_w - 1), (Action{ActionType::I, rank, rank})) << "rank " << rank;
+  }
+  // A weight gradient cheaper than the input gradient, and message latency.
+  SimCosts costs;
+  costs.backward_input = 1.2;
+  costs.backward_weight = 0.8;
+  costs.latency = 0.25;
+  for (int m : {4, 8, 16}) {
+    SimResult zb = simulate_schedule(lower_schedule(make_zb_h1(4, m)), costs);
+    SimResult one_f_one_b = simulate_schedule(lower_schedule(make_1f1b(4, m)), costs);
+    EXPECT_LT(zb.makespan, one_f_one_b.makespan) << "m=" << m;
+    EXPECT_LT(zb.bubble_fraction, one_f_one_b.bubble_fraction) << "m=" << m;
+  }
+}
+
 TEST(ScheduleGen, PeakInFlightMicroBatches) {
   SimResult gpipe = simulate_schedule(make_gpipe(4, 8));
   SimResult one_f_one_b = simulate_schedule(make_1f1b(4, 8));
