@@ -62,12 +62,11 @@ python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' eval/me
 # ---- SIGTERM part-way through a step: dropped, resumed bit-identically --------------------------
 # 32 micro-batches of 2 blocks: a step has 128 block boundaries, so SIGTERM lands inside one.
 STEP_JOB=("${BASE[@]}" --set train.global_batch=64 --set train.micro_batch=2 --set data.seq_len=128
-          --set train.steps=6 --set train.eval_every=0 --set train.eval_batches=1)
+          --set train.steps=30 --set train.eval_every=0 --set train.eval_batches=1)
 run "$STRATA" train "${STEP_JOB[@]}" --set train.run_dir=ref
 expect_exit 0 "uninterrupted run"
 start_run mid "${STEP_JOB[@]}"
-wait_for_log mid '^step 2/6'
-sleep 0.3
+wait_for_log mid '^step 2/30'
 stop_and_time mid TERM
 expect_exit 143 "SIGTERM part-way through a step"
 expect_stderr_matches 'stopped by signal 15 while before the (forward|backward) of unit [0-9]+ in step [0-9]+: that step is dropped'
