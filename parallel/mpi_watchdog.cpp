@@ -64,8 +64,10 @@ std::string group_members(const FlightRecord& r) {
   if (!r.group) return "unknown group";
   std::string s = r.group->axis + " rank " + std::to_string(r.group->rank) + " of " +
                   std::to_string(r.group->size()) + ": world ranks ";
-  for (int i = 0; i < r.group->size(); ++i)
-    s += (i ? "," : "") + std::to_string(r.group->world_ranks[static_cast<size_t>(i)]);
+  for (int i = 0; i < r.group->size(); ++i) {
+    if (i) s += ',';  // not `(i ? "," : "") + ...`: GCC 12 warns a false -Wrestrict on it at -O3
+    s += std::to_string(r.group->world_ranks[static_cast<size_t>(i)]);
+  }
   return s;
 }
 
