@@ -105,3 +105,35 @@ def tensors(p):
 a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
 assert a == b
 PY
+
+# ---- a checkpoint whose weights are NaN (checksums valid): eval fails instead of printing nan --
+cp -r "nan/checkpoints/$latest" poison
+python3 - poison <<'PY' || fail "could not write the NaN checkpoint"
+import re, struct, sys
+d = sys.argv[1]
+table = []
+for i in range(256):
+    c = i
+    for _ in range(8):
+        c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    table.append(c)
+def crc32c(b):  # CRC-32C as core/crc32c.h computes it (seed 0)
+    c = 0xFFFFFFFF
+    for x in b:
+        c = table[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+index = open(f"{d}/shard_r00000.index.yaml").read()
+m = re.search(r"- name: model.norm.weight\n(?:    .*\n)*?    numel: (\d+)\n    offset: (\d+)\n    crc32c: (\d+)", index)
+numel, offset, old_entry = int(m.group(1)), int(m.group(2)), m.group(3)
+data = bytearray(open(f"{d}/shard_r00000.bin", "rb").read())
+data[offset:offset + 4 * numel] = struct.pack("<f", float("nan")) * numel
+open(f"{d}/shard_r00000.bin", "wb").write(data)
+old_file = re.search(r"^crc32c: (\d+)", index, re.M).group(1)
+new_entry, new_file = str(crc32c(data[offset:offset + 4 * numel])), str(crc32c(data))
+for name in ("shard_r00000.index.yaml", "manifest.yaml"):
+    text = open(f"{d}/{name}").read().replace(old_entry, new_entry).replace(old_file, new_file)
+    open(f"{d}/{name}", "w").write(text)
+PY
+run "$STRATA" eval --checkpoint poison --batches 1
+expect_exit 1 "eval of a checkpoint whose loss is not finite"
+expect_stderr_contains "strata eval: the validation loss of poison is not finite"
