@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "optim/grad_norm.h"
 
 namespace strata {
@@ -59,9 +60,18 @@ ZeroEngine::ZeroEngine(Comm& dp, int stage, std::vector<ZeroUnit> units,
 }
 
 ZeroEngine::~ZeroEngine() {
-  // Requests in flight reference buffers owned here: finish them before anything is freed.
-  for (auto& h : s_->gathers) h.wait();
-  for (auto& r : s_->reductions) r.handle.wait();
+  // Requests in flight reference buffers owned here: finish them before anything is freed. A
+  // wait that fails (the watchdog abandoned the communicator, and the process is on its way
+  // out) is logged: a destructor that throws while an exception unwinds is std::terminate.
+  auto finish = [](CommHandle& h) {
+    try {
+      h.wait();
+    } catch (const std::exception& e) {
+      log_warn(std::string("ZeRO: a request in flight at shutdown failed: ") + e.what());
+    }
+  };
+  for (auto& h : s_->gathers) finish(h);
+  for (auto& r : s_->reductions) finish(r.handle);
 }
 
 int64_t ZeroEngine::shard(int64_t u) const {

@@ -14,6 +14,7 @@
 #include "parallel/mpi_comm.h"
 #include "parallel/mpi_watchdog.h"
 #include "parallel/watchdog.h"
+#include "parallel/zero.h"
 #include "tests/mpi/mpi_test_env.h"
 
 namespace strata {
@@ -131,6 +132,34 @@ TEST_F(WatchdogTest, RanksInDifferentCollectivesAreToldWhereEachWaits) {
     right->all_reduce_sum_double(value, 1);
   else
     left->barrier();
+}
+
+
+// A timeout while a ZeRO engine has a second reduction in flight: unwinding destroys the engine,
+// whose destructor waits for that reduction, which fails too (its communicator is abandoned).
+// That wait threw from a destructor during unwinding: std::terminate, SIGABRT, and no message
+// (seen with a SIGSTOPped rank in e2e rank_lost.sh).
+TEST_F(WatchdogTest, AZeroEngineWithReductionsInFlightUnwindsWithoutTerminate) {
+  auto group = world_->split(0, world_->rank(), "grp");
+  // The slots outlive the engine: the abandoned reductions still reference their buffers.
+  static FloatBuffer p0(64, MemCategory::params), g0(64, MemCategory::grads);
+  static FloatBuffer p1(64, MemCategory::params), g1(64, MemCategory::grads);
+  auto run = [&] {
+    std::vector<ZeroUnit> units = {{&p0, &g0, 64, {}, false}, {&p1, &g1, 64, {}, false}};
+    ZeroEngine z(*group, 0, std::move(units), "sgd", OptimizerOptions{});
+    z.begin_micro_batch(true);
+    z.after_backward(1);  // reduction #1 in flight
+    z.after_backward(0);  // #2 in flight; waits for #1
+  };
+  std::string msg;
+  if (world_->rank() == 0) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(kTimeout + kGrace + 0.5));
+    Watchdog::instance().set_timeout(30);
+    run();  // matches the others' abandoned reductions
+  } else {
+    msg = timeout_of(run);
+    EXPECT_NE(msg.find("grp iall_reduce #1 did not complete"), std::string::npos) << msg;
+  }
 }
 
 }  // namespace
