@@ -88,35 +88,36 @@ void linear_attention_forward(const LinearAttentionShape& s, const T* q, const T
   OmpExceptionGuard guard;
 #pragma omp parallel for collapse(2) schedule(static) if (par)
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) guard.run([&] {
-      std::vector<T> S(dh * dh);  // [dh, dh] running state S_prev
-      std::vector<T> A(C * C);    // [n, n] masked intra-chunk scores
-      std::vector<T> Vm(C * dh);  // [n, dh] μ-scaled values
-      std::vector<T> pw(C + 1);   // [C+1] γ^e
-      decay_powers(gamma[h], C, pw.data());
-      const int64_t sofs = (b * H + h) * dh * dh;
-      // Without state_in the first chunk has no inter-chunk term; skip its GEMM.
-      bool have_state = state_in != nullptr;
-      if (have_state) std::copy(state_in + sofs, state_in + sofs + dh * dh, S.begin());
-      for (int64_t t0 = 0; t0 < Tn; t0 += C) {
-        const int64_t n = std::min(C, Tn - t0);
-        const int64_t ofs = ((b * Tn + t0) * H + h) * dh;
-        const T *Q = q + ofs, *K = k + ofs, *V = v + ofs;
-        T* O = o + ofs;
-        masked_scores(n, dh, Q, K, ld, pw.data(), A.data());
-        // O = diag(λ) Q S_prev + ((Q Kᵀ) ⊙ D) V, λ_i = γ^(i+1).
-        T beta = T(0);
-        if (have_state) {
-          gemm(false, false, n, dh, dh, T(1), Q, ld, S.data(), dh, T(0), O, ld);
-          scale_rows(O, n, dh, ld, [&](int64_t i) { return pw[i + 1]; });
-          beta = T(1);
+    for (int64_t h = 0; h < H; ++h)
+      guard.run([&] {
+        std::vector<T> S(dh * dh);  // [dh, dh] running state S_prev
+        std::vector<T> A(C * C);    // [n, n] masked intra-chunk scores
+        std::vector<T> Vm(C * dh);  // [n, dh] μ-scaled values
+        std::vector<T> pw(C + 1);   // [C+1] γ^e
+        decay_powers(gamma[h], C, pw.data());
+        const int64_t sofs = (b * H + h) * dh * dh;
+        // Without state_in the first chunk has no inter-chunk term; skip its GEMM.
+        bool have_state = state_in != nullptr;
+        if (have_state) std::copy(state_in + sofs, state_in + sofs + dh * dh, S.begin());
+        for (int64_t t0 = 0; t0 < Tn; t0 += C) {
+          const int64_t n = std::min(C, Tn - t0);
+          const int64_t ofs = ((b * Tn + t0) * H + h) * dh;
+          const T *Q = q + ofs, *K = k + ofs, *V = v + ofs;
+          T* O = o + ofs;
+          masked_scores(n, dh, Q, K, ld, pw.data(), A.data());
+          // O = diag(λ) Q S_prev + ((Q Kᵀ) ⊙ D) V, λ_i = γ^(i+1).
+          T beta = T(0);
+          if (have_state) {
+            gemm(false, false, n, dh, dh, T(1), Q, ld, S.data(), dh, T(0), O, ld);
+            scale_rows(O, n, dh, ld, [&](int64_t i) { return pw[i + 1]; });
+            beta = T(1);
+          }
+          gemm(false, false, n, dh, n, T(1), A.data(), n, V, ld, beta, O, ld);
+          advance_state(n, dh, K, V, ld, pw.data(), S.data(), Vm.data());
+          have_state = true;
         }
-        gemm(false, false, n, dh, n, T(1), A.data(), n, V, ld, beta, O, ld);
-        advance_state(n, dh, K, V, ld, pw.data(), S.data(), Vm.data());
-        have_state = true;
-      }
-      if (state_out) std::copy(S.begin(), S.end(), state_out + sofs);
-    });
+        if (state_out) std::copy(S.begin(), S.end(), state_out + sofs);
+      });
   guard.rethrow();
 }
 
@@ -134,56 +135,57 @@ void linear_attention_backward(const LinearAttentionShape& s, const T* q, const 
   OmpExceptionGuard guard;
 #pragma omp parallel for collapse(2) schedule(static) if (par)
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) guard.run([&] {
-      std::vector<T> states(nchunks * dh * dh);  // [nchunks, dh, dh] S_prev of every chunk
-      std::vector<T> dS(dh * dh);                // [dh, dh] grad w.r.t. the current S_next
-      std::vector<T> A(C * C);                   // [n, n] (Q Kᵀ) ⊙ D
-      std::vector<T> G(C * C);                   // [n, n] (dO Vᵀ) ⊙ D
-      std::vector<T> X(C * dh);                  // [n, dh] scaled-row scratch
-      std::vector<T> pw(C + 1);                  // [C+1] γ^e
-      decay_powers(gamma[h], C, pw.data());
-      const int64_t sofs = (b * H + h) * dh * dh;
+    for (int64_t h = 0; h < H; ++h)
+      guard.run([&] {
+        std::vector<T> states(nchunks * dh * dh);  // [nchunks, dh, dh] S_prev of every chunk
+        std::vector<T> dS(dh * dh);                // [dh, dh] grad w.r.t. the current S_next
+        std::vector<T> A(C * C);                   // [n, n] (Q Kᵀ) ⊙ D
+        std::vector<T> G(C * C);                   // [n, n] (dO Vᵀ) ⊙ D
+        std::vector<T> X(C * dh);                  // [n, dh] scaled-row scratch
+        std::vector<T> pw(C + 1);                  // [C+1] γ^e
+        decay_powers(gamma[h], C, pw.data());
+        const int64_t sofs = (b * H + h) * dh * dh;
 
-      // Recompute the chunk-boundary states: cheap (one dh×dh×n GEMM per chunk) next to
-      // storing T/C states per layer in the activation store.
-      std::vector<T> S(dh * dh);  // [dh, dh]
-      if (state_in) std::copy(state_in + sofs, state_in + sofs + dh * dh, S.begin());
-      for (int64_t c = 0; c < nchunks; ++c) {
-        const int64_t t0 = c * C, n = std::min(C, Tn - t0);
-        const int64_t ofs = ((b * Tn + t0) * H + h) * dh;
-        std::copy(S.begin(), S.end(), states.begin() + c * dh * dh);
-        advance_state(n, dh, k + ofs, v + ofs, ld, pw.data(), S.data(), X.data());
-      }
+        // Recompute the chunk-boundary states: cheap (one dh×dh×n GEMM per chunk) next to
+        // storing T/C states per layer in the activation store.
+        std::vector<T> S(dh * dh);  // [dh, dh]
+        if (state_in) std::copy(state_in + sofs, state_in + sofs + dh * dh, S.begin());
+        for (int64_t c = 0; c < nchunks; ++c) {
+          const int64_t t0 = c * C, n = std::min(C, Tn - t0);
+          const int64_t ofs = ((b * Tn + t0) * H + h) * dh;
+          std::copy(S.begin(), S.end(), states.begin() + c * dh * dh);
+          advance_state(n, dh, k + ofs, v + ofs, ld, pw.data(), S.data(), X.data());
+        }
 
-      if (dstate_out) std::copy(dstate_out + sofs, dstate_out + sofs + dh * dh, dS.begin());
-      for (int64_t c = nchunks - 1; c >= 0; --c) {
-        const int64_t t0 = c * C, n = std::min(C, Tn - t0);
-        const int64_t ofs = ((b * Tn + t0) * H + h) * dh;
-        const T *Q = q + ofs, *K = k + ofs, *V = v + ofs, *dO = dout + ofs;
-        T *dQ = dq + ofs, *dK = dk + ofs, *dV = dv + ofs;
-        const T* Sp = states.data() + c * dh * dh;
-        auto lambda = [&](int64_t i) { return pw[i + 1]; };
-        auto mu = [&](int64_t j) { return pw[n - 1 - j]; };
-        masked_scores(n, dh, Q, K, ld, pw.data(), A.data());
-        masked_scores(n, dh, dO, V, ld, pw.data(), G.data());
-        // dQ = diag(λ) dO S_prevᵀ + G K
-        gemm(false, true, n, dh, dh, T(1), dO, ld, Sp, dh, T(0), dQ, ld);
-        scale_rows(dQ, n, dh, ld, lambda);
-        gemm(false, false, n, dh, n, T(1), G.data(), n, K, ld, T(1), dQ, ld);
-        // dK = Gᵀ Q + diag(μ) V dSᵀ
-        gemm(false, true, n, dh, dh, T(1), V, ld, dS.data(), dh, T(0), dK, ld);
-        scale_rows(dK, n, dh, ld, mu);
-        gemm(true, false, n, dh, n, T(1), G.data(), n, Q, ld, T(1), dK, ld);
-        // dV = Aᵀ dO + diag(μ) K dS
-        gemm(false, false, n, dh, dh, T(1), K, ld, dS.data(), dh, T(0), dV, ld);
-        scale_rows(dV, n, dh, ld, mu);
-        gemm(true, false, n, dh, n, T(1), A.data(), n, dO, ld, T(1), dV, ld);
-        // dS_prev = γ^n dS + Qᵀ diag(λ) dO  (after dK, dV: they need this chunk's dS)
-        scaled_copy(dO, n, dh, ld, lambda, X.data());
-        gemm(true, false, dh, dh, n, T(1), Q, ld, X.data(), dh, pw[n], dS.data(), dh);
-      }
-      if (dstate_in) std::copy(dS.begin(), dS.end(), dstate_in + sofs);
-    });
+        if (dstate_out) std::copy(dstate_out + sofs, dstate_out + sofs + dh * dh, dS.begin());
+        for (int64_t c = nchunks - 1; c >= 0; --c) {
+          const int64_t t0 = c * C, n = std::min(C, Tn - t0);
+          const int64_t ofs = ((b * Tn + t0) * H + h) * dh;
+          const T *Q = q + ofs, *K = k + ofs, *V = v + ofs, *dO = dout + ofs;
+          T *dQ = dq + ofs, *dK = dk + ofs, *dV = dv + ofs;
+          const T* Sp = states.data() + c * dh * dh;
+          auto lambda = [&](int64_t i) { return pw[i + 1]; };
+          auto mu = [&](int64_t j) { return pw[n - 1 - j]; };
+          masked_scores(n, dh, Q, K, ld, pw.data(), A.data());
+          masked_scores(n, dh, dO, V, ld, pw.data(), G.data());
+          // dQ = diag(λ) dO S_prevᵀ + G K
+          gemm(false, true, n, dh, dh, T(1), dO, ld, Sp, dh, T(0), dQ, ld);
+          scale_rows(dQ, n, dh, ld, lambda);
+          gemm(false, false, n, dh, n, T(1), G.data(), n, K, ld, T(1), dQ, ld);
+          // dK = Gᵀ Q + diag(μ) V dSᵀ
+          gemm(false, true, n, dh, dh, T(1), V, ld, dS.data(), dh, T(0), dK, ld);
+          scale_rows(dK, n, dh, ld, mu);
+          gemm(true, false, n, dh, n, T(1), G.data(), n, Q, ld, T(1), dK, ld);
+          // dV = Aᵀ dO + diag(μ) K dS
+          gemm(false, false, n, dh, dh, T(1), K, ld, dS.data(), dh, T(0), dV, ld);
+          scale_rows(dV, n, dh, ld, mu);
+          gemm(true, false, n, dh, n, T(1), A.data(), n, dO, ld, T(1), dV, ld);
+          // dS_prev = γ^n dS + Qᵀ diag(λ) dO  (after dK, dV: they need this chunk's dS)
+          scaled_copy(dO, n, dh, ld, lambda, X.data());
+          gemm(true, false, dh, dh, n, T(1), Q, ld, X.data(), dh, pw[n], dS.data(), dh);
+        }
+        if (dstate_in) std::copy(dS.begin(), dS.end(), dstate_in + sofs);
+      });
   guard.rethrow();
 }
 

@@ -48,34 +48,35 @@ void softmax_attention_forward(const SoftmaxAttentionShape& s, const T* q, const
   OmpExceptionGuard guard;
 #pragma omp parallel for collapse(2) schedule(static) if (par)
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) guard.run([&] {
-      const int64_t g = h / group;
-      const T* K = k + (b * Tk * Hkv + g) * dh;  // [Tk, dh], row stride ldk
-      const T* V = v + (b * Tk * Hkv + g) * dh;  // [Tk, dh], row stride ldk
-      T* L = lse + (b * H + h) * Tq;             // [Tq]
-      std::vector<T> P(tile * Tk);               // [m, nk] scores, then probabilities
-      for (int64_t i0 = 0; i0 < Tq; i0 += tile) {
-        const int64_t m = std::min(tile, Tq - i0);
-        const int64_t nk = tile_keys(s, i0, m);
-        const int64_t ofs = ((b * Tq + i0) * H + h) * dh;
-        gemm(false, true, m, nk, dh, scale, q + ofs, ldq, K, ldk, T(0), P.data(), nk);
-        for (int64_t i = 0; i < m; ++i) {
-          T* p = P.data() + i * nk;
-          const int64_t jmax = last_key(s, i0 + i, nk);
-          T mx = -std::numeric_limits<T>::infinity();
-          for (int64_t j = 0; j <= jmax; ++j) mx = std::max(mx, p[j]);
-          T sum = T(0);
-          for (int64_t j = 0; j <= jmax; ++j) sum += std::exp(p[j] - mx);
-          const T l = mx + std::log(sum);
-          L[i0 + i] = l;
-          // exp(score - lse), exactly what the backward recomputes; masked keys get exact 0s
-          // so they contribute nothing to P V.
-          for (int64_t j = 0; j <= jmax; ++j) p[j] = std::exp(p[j] - l);
-          for (int64_t j = jmax + 1; j < nk; ++j) p[j] = T(0);
+    for (int64_t h = 0; h < H; ++h)
+      guard.run([&] {
+        const int64_t g = h / group;
+        const T* K = k + (b * Tk * Hkv + g) * dh;  // [Tk, dh], row stride ldk
+        const T* V = v + (b * Tk * Hkv + g) * dh;  // [Tk, dh], row stride ldk
+        T* L = lse + (b * H + h) * Tq;             // [Tq]
+        std::vector<T> P(tile * Tk);               // [m, nk] scores, then probabilities
+        for (int64_t i0 = 0; i0 < Tq; i0 += tile) {
+          const int64_t m = std::min(tile, Tq - i0);
+          const int64_t nk = tile_keys(s, i0, m);
+          const int64_t ofs = ((b * Tq + i0) * H + h) * dh;
+          gemm(false, true, m, nk, dh, scale, q + ofs, ldq, K, ldk, T(0), P.data(), nk);
+          for (int64_t i = 0; i < m; ++i) {
+            T* p = P.data() + i * nk;
+            const int64_t jmax = last_key(s, i0 + i, nk);
+            T mx = -std::numeric_limits<T>::infinity();
+            for (int64_t j = 0; j <= jmax; ++j) mx = std::max(mx, p[j]);
+            T sum = T(0);
+            for (int64_t j = 0; j <= jmax; ++j) sum += std::exp(p[j] - mx);
+            const T l = mx + std::log(sum);
+            L[i0 + i] = l;
+            // exp(score - lse), exactly what the backward recomputes; masked keys get exact 0s
+            // so they contribute nothing to P V.
+            for (int64_t j = 0; j <= jmax; ++j) p[j] = std::exp(p[j] - l);
+            for (int64_t j = jmax + 1; j < nk; ++j) p[j] = T(0);
+          }
+          gemm(false, false, m, dh, nk, T(1), P.data(), nk, V, ldk, T(0), o + ofs, ldq);
         }
-        gemm(false, false, m, dh, nk, T(1), P.data(), nk, V, ldk, T(0), o + ofs, ldq);
-      }
-    });
+      });
   guard.rethrow();
 }
 
@@ -95,50 +96,51 @@ void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, cons
   OmpExceptionGuard guard;
 #pragma omp parallel for collapse(2) schedule(static) if (par)
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t g = 0; g < Hkv; ++g) guard.run([&] {
-      const int64_t kofs = (b * Tk * Hkv + g) * dh;
-      const T *K = k + kofs, *V = v + kofs;  // [Tk, dh], row stride ldk
-      T *dK = dk + kofs, *dV = dv + kofs;    // [Tk, dh], row stride ldk
-      for (int64_t j = 0; j < Tk; ++j)
-        for (int64_t c = 0; c < dh; ++c) dK[j * ldk + c] = dV[j * ldk + c] = T(0);
-      std::vector<T> P(tile * Tk);   // [m, nk] probabilities
-      std::vector<T> dP(tile * Tk);  // [m, nk] grad w.r.t. P, then w.r.t. the scaled scores
-      std::vector<T> D(tile);        // [m] rowsum(dO ⊙ O) = Σ_j P_ij dP_ij
-      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-        const T* L = lse + (b * H + h) * Tq;  // [Tq]
-        for (int64_t i0 = 0; i0 < Tq; i0 += tile) {
-          const int64_t m = std::min(tile, Tq - i0);
-          const int64_t nk = tile_keys(s, i0, m);
-          const int64_t ofs = ((b * Tq + i0) * H + h) * dh;
-          const T *Q = q + ofs, *O = o + ofs, *dO = dout + ofs;  // [m, dh], row stride ldq
-          T* dQ = dq + ofs;                                      // [m, dh], row stride ldq
-          // Recompute P = exp(scale Q Kᵀ - lse), masked.
-          gemm(false, true, m, nk, dh, scale, Q, ldq, K, ldk, T(0), P.data(), nk);
-          for (int64_t i = 0; i < m; ++i) {
-            T* p = P.data() + i * nk;
-            const int64_t jmax = last_key(s, i0 + i, nk);
-            for (int64_t j = 0; j <= jmax; ++j) p[j] = std::exp(p[j] - L[i0 + i]);
-            for (int64_t j = jmax + 1; j < nk; ++j) p[j] = T(0);
-            T d = T(0);
-            for (int64_t c = 0; c < dh; ++c) d += dO[i * ldq + c] * O[i * ldq + c];
-            D[i] = d;
-          }
-          // dV += Pᵀ dO
-          gemm(true, false, nk, dh, m, T(1), P.data(), nk, dO, ldq, T(1), dV, ldk);
-          // dP = dO Vᵀ;  dScore = scale · P ⊙ (dP − D)  (softmax backward; the scale is the
-          // chain rule through score = scale · q·k, folded in here once)
-          gemm(false, true, m, nk, dh, T(1), dO, ldq, V, ldk, T(0), dP.data(), nk);
-          for (int64_t i = 0; i < m; ++i)
-            for (int64_t j = 0; j < nk; ++j) {
-              T& x = dP[i * nk + j];
-              x = scale * P[i * nk + j] * (x - D[i]);
+    for (int64_t g = 0; g < Hkv; ++g)
+      guard.run([&] {
+        const int64_t kofs = (b * Tk * Hkv + g) * dh;
+        const T *K = k + kofs, *V = v + kofs;  // [Tk, dh], row stride ldk
+        T *dK = dk + kofs, *dV = dv + kofs;    // [Tk, dh], row stride ldk
+        for (int64_t j = 0; j < Tk; ++j)
+          for (int64_t c = 0; c < dh; ++c) dK[j * ldk + c] = dV[j * ldk + c] = T(0);
+        std::vector<T> P(tile * Tk);   // [m, nk] probabilities
+        std::vector<T> dP(tile * Tk);  // [m, nk] grad w.r.t. P, then w.r.t. the scaled scores
+        std::vector<T> D(tile);        // [m] rowsum(dO ⊙ O) = Σ_j P_ij dP_ij
+        for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+          const T* L = lse + (b * H + h) * Tq;  // [Tq]
+          for (int64_t i0 = 0; i0 < Tq; i0 += tile) {
+            const int64_t m = std::min(tile, Tq - i0);
+            const int64_t nk = tile_keys(s, i0, m);
+            const int64_t ofs = ((b * Tq + i0) * H + h) * dh;
+            const T *Q = q + ofs, *O = o + ofs, *dO = dout + ofs;  // [m, dh], row stride ldq
+            T* dQ = dq + ofs;                                      // [m, dh], row stride ldq
+            // Recompute P = exp(scale Q Kᵀ - lse), masked.
+            gemm(false, true, m, nk, dh, scale, Q, ldq, K, ldk, T(0), P.data(), nk);
+            for (int64_t i = 0; i < m; ++i) {
+              T* p = P.data() + i * nk;
+              const int64_t jmax = last_key(s, i0 + i, nk);
+              for (int64_t j = 0; j <= jmax; ++j) p[j] = std::exp(p[j] - L[i0 + i]);
+              for (int64_t j = jmax + 1; j < nk; ++j) p[j] = T(0);
+              T d = T(0);
+              for (int64_t c = 0; c < dh; ++c) d += dO[i * ldq + c] * O[i * ldq + c];
+              D[i] = d;
             }
-          // dQ = dScore K;  dK += dScoreᵀ Q
-          gemm(false, false, m, dh, nk, T(1), dP.data(), nk, K, ldk, T(0), dQ, ldq);
-          gemm(true, false, nk, dh, m, T(1), dP.data(), nk, Q, ldq, T(1), dK, ldk);
+            // dV += Pᵀ dO
+            gemm(true, false, nk, dh, m, T(1), P.data(), nk, dO, ldq, T(1), dV, ldk);
+            // dP = dO Vᵀ;  dScore = scale · P ⊙ (dP − D)  (softmax backward; the scale is the
+            // chain rule through score = scale · q·k, folded in here once)
+            gemm(false, true, m, nk, dh, T(1), dO, ldq, V, ldk, T(0), dP.data(), nk);
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t j = 0; j < nk; ++j) {
+                T& x = dP[i * nk + j];
+                x = scale * P[i * nk + j] * (x - D[i]);
+              }
+            // dQ = dScore K;  dK += dScoreᵀ Q
+            gemm(false, false, m, dh, nk, T(1), dP.data(), nk, K, ldk, T(0), dQ, ldq);
+            gemm(true, false, nk, dh, m, T(1), dP.data(), nk, Q, ldq, T(1), dK, ldk);
+          }
         }
-      }
-    });
+      });
   guard.rethrow();
 }
 

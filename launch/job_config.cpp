@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <charconv>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -49,11 +49,16 @@ size_t invalid_utf8_at(const std::string& s) {
     const unsigned c = p[i];
     size_t len = 0;
     unsigned lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
-    if (c < 0x80) len = 1;
-    else if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else return i;
+    if (c < 0x80)
+      len = 1;
+    else if (c >= 0xC2 && c <= 0xDF)
+      len = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+      len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4)
+      len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else
+      return i;
     if (i + len > s.size()) return i;
     for (size_t k = 1; k < len; ++k) {
       const unsigned b = p[i + k];
@@ -571,9 +576,10 @@ void Parser::check_ranges() const {
   at_least("train.eval_batches", c.train.eval_batches, 1);
   in_range("train.threads", c.train.threads, 0, kMaxThreads);
   at_least("train.max_memory_mb", c.train.max_memory_mb, 0);
-  check(c.train.collective_timeout_s >= 1 && c.train.collective_timeout_s <= 86400,
-        "train.collective_timeout_s",
-        "expected a value in [1, 86400] seconds, got " + format_value(c.train.collective_timeout_s));
+  check(
+      c.train.collective_timeout_s >= 1 && c.train.collective_timeout_s <= 86400,
+      "train.collective_timeout_s",
+      "expected a value in [1, 86400] seconds, got " + format_value(c.train.collective_timeout_s));
   at_least("train.max_skipped", c.train.max_skipped, 1);
   positive("optim.lr", c.optim.lr);
   non_negative("optim.min_lr", c.optim.min_lr);

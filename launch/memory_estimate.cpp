@@ -61,8 +61,8 @@ MemoryEstimate estimate_rank_memory(const JobConfig& c) {
   const double rows = swaps ? 3 : static_cast<double>(c.model.n_layers + 2);
   e.activations = kF32 * N * static_cast<double>(c.model.dim) * rows;
   // Every rank loads the whole global batch (inputs and targets, int32), plus its share.
-  e.batch_tokens = 2 * 2 * 4.0 * static_cast<double>(c.train.global_batch) *
-                   static_cast<double>(c.data.seq_len);
+  e.batch_tokens =
+      2 * 2 * 4.0 * static_cast<double>(c.train.global_batch) * static_cast<double>(c.data.seq_len);
   return e;
 }
 
@@ -97,10 +97,11 @@ void check_job_fits_memory(const JobConfig& c, int ranks_on_node) {
       over_cap ? "train.max_memory_mb allows " + gib(cap)
                : "this machine has " + gib(machine * std::max(1, ranks_on_node)) + " for " +
                      std::to_string(std::max(1, ranks_on_node)) + " rank(s) on the node";
-  throw InputError(c.source + ": the job needs at least " + gib(over_cap ? e.tracked() : e.total()) +
-                   " per rank (parameters " + gib(e.params) + ", gradients " + gib(e.grads) +
-                   ", optimizer " + gib(e.optimizer) + ", activations " + gib(e.activations) +
-                   ", token batch " + gib(e.batch_tokens) + ") but " + have + ": reduce " + keys);
+  throw InputError(c.source + ": the job needs at least " +
+                   gib(over_cap ? e.tracked() : e.total()) + " per rank (parameters " +
+                   gib(e.params) + ", gradients " + gib(e.grads) + ", optimizer " +
+                   gib(e.optimizer) + ", activations " + gib(e.activations) + ", token batch " +
+                   gib(e.batch_tokens) + ") but " + have + ": reduce " + keys);
 }
 
 }  // namespace strata

@@ -4,12 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -190,9 +190,9 @@ StepResult Trainer::train_step() {
   try {
     for (int64_t m = 0; m < n_micro; ++m) {
       zero_->begin_micro_batch(m == n_micro - 1);
-      loss_sum += model_->forward_backward(my_inputs_.data() + m * mb * n,
-                                           my_targets_.data() + m * mb * n, shape, loss_scale,
-                                           *store_, m, hooks_.get());
+      loss_sum +=
+          model_->forward_backward(my_inputs_.data() + m * mb * n, my_targets_.data() + m * mb * n,
+                                   shape, loss_scale, *store_, m, hooks_.get());
       zero_->end_micro_batch();
     }
   } catch (const StopRequested&) {
@@ -430,8 +430,8 @@ void Trainer::check_output_paths(std::ofstream& metrics) {
   check_output_dir("train.run_dir", cfg_.train.run_dir);
   metrics.open(path, std::ios::app);
   if (!metrics)
-    throw InputError("log.metrics_file: cannot open '" + path + "' for appending: " +
-                     std::strerror(errno));
+    throw InputError("log.metrics_file: cannot open '" + path +
+                     "' for appending: " + std::strerror(errno));
 }
 
 // One step and what follows it (log line, evaluation, metrics record, periodic checkpoint).
@@ -453,8 +453,7 @@ void Trainer::run_one_step(std::ofstream& metrics, int64_t first_step) {
     }
   }
   if (is_logger()) metrics << js << "}\n" << std::flush;
-  if ((cfg_.checkpoint.every > 0 && r.step % cfg_.checkpoint.every == 0) || last)
-    save_checkpoint();
+  if ((cfg_.checkpoint.every > 0 && r.step % cfg_.checkpoint.every == 0) || last) save_checkpoint();
   if (stopped) throw *stopped;
 }
 
@@ -485,11 +484,11 @@ int Trainer::run() {
       run_one_step(metrics, first_step);
     } catch (const StopRequested& e) {
       stop = e.signal();
-      log_info(std::string(e.what()) + (step_ == before ? " in step " + std::to_string(step_ + 1) +
-                                                              ": that step is dropped and runs "
-                                                              "again on resume"
-                                                        : " in the evaluation after step " +
-                                                              std::to_string(step_)));
+      log_info(std::string(e.what()) +
+               (step_ == before ? " in step " + std::to_string(step_ + 1) +
+                                      ": that step is dropped and runs "
+                                      "again on resume"
+                                : " in the evaluation after step " + std::to_string(step_)));
     }
     // Ranks may see a signal at different steps: agree on it (one tiny all-reduce per step).
     if (!stop) {

@@ -30,7 +30,7 @@ struct StepResult {
   float lr = 0;
   double seconds = 0;
   double tokens_per_s = 0;
-  double gflops = 0;  // achieved GEMM GFLOP/s over the step
+  double gflops = 0;     // achieved GEMM GFLOP/s over the step
   bool skipped = false;  // non-finite loss or gradient norm: no update (train.on_nonfinite: skip)
 };
 
@@ -90,7 +90,8 @@ class Trainer {
   int64_t step_ = 0;
   std::optional<StallFault> stall_;  // STRATA_FAULT (tests of the collective watchdog)
   int64_t skipped_in_row_ = 0, skipped_total_ = 0;
-  int64_t last_saved_step_ = -1;  // the step of the newest checkpoint this run wrote or read  // non-finite steps without an update
+  int64_t last_saved_step_ = -1;  // the step of the newest checkpoint this run wrote or read  //
+                                  // non-finite steps without an update
   double sgemm_peak_ = 0;
   std::vector<int32_t> inputs_, targets_;        // [global_batch, seq_len], every rank the same
   std::vector<int32_t> my_inputs_, my_targets_;  // [global_batch/dp, seq_len/sp] this rank's share

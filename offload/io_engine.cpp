@@ -199,7 +199,8 @@ class EngineBase : public IoEngine {
     auto it = ops_.find(t);
     STRATA_CHECK(it != ops_.end(), "unknown or already-waited I/O ticket " + std::to_string(t));
     Op* op = it->second.get();
-    wait_or_stop(done_cv_, lk, [&] { return op->outstanding == 0; }, "swap I/O");
+    wait_or_stop(
+        done_cv_, lk, [&] { return op->outstanding == 0; }, "swap I/O");
     finish(it);
   }
 

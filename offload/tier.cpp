@@ -24,8 +24,8 @@
 #include "core/crc32c.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "core/stop_wait.h"
 #include "core/memory.h"
+#include "core/stop_wait.h"
 #include "offload/host_pool.h"
 
 namespace strata {
@@ -190,8 +190,7 @@ class MemoryTier : public SwapTier {
   Slot& settled(std::unique_lock<std::mutex>& lk, Handle h) {
     Slot& s = at(h);  // unordered_map nodes do not move: the reference stays valid
     wait_or_stop(
-        done_cv_, lk,
-        [&] { return s.state != State::copying_out && s.state != State::copying_in; },
+        done_cv_, lk, [&] { return s.state != State::copying_out && s.state != State::copying_in; },
         "the swap tier's copy");
     return s;
   }

@@ -62,10 +62,11 @@ void for_each_head(const LinearAttentionShape& s, const std::vector<float>& pw, 
   OmpExceptionGuard guard;
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) guard.run([&] {
-      std::vector<float> X(static_cast<size_t>(n * dh));  // [n, dh] row-scaled copy
-      f(b, h, pw.data() + h * (n + 1), X.data());
-    });
+    for (int64_t h = 0; h < H; ++h)
+      guard.run([&] {
+        std::vector<float> X(static_cast<size_t>(n * dh));  // [n, dh] row-scaled copy
+        f(b, h, pw.data() + h * (n + 1), X.data());
+      });
   guard.rethrow();
 }
 

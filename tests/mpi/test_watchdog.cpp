@@ -134,7 +134,6 @@ TEST_F(WatchdogTest, RanksInDifferentCollectivesAreToldWhereEachWaits) {
     left->barrier();
 }
 
-
 // A timeout while a ZeRO engine has a second reduction in flight: unwinding destroys the engine,
 // whose destructor waits for that reduction, which fails too (its communicator is abandoned).
 // That wait threw from a destructor during unwinding: std::terminate, SIGABRT, and no message

@@ -16,8 +16,8 @@
 
 #include "core/crc32c.h"
 #include "core/error.h"
-#include "input_error_util.h"
 #include "core/stop.h"
+#include "input_error_util.h"
 #include "launch/checkpoint.h"
 #include "launch/checkpoint_files.h"
 #include "launch/train_checkpoint.h"

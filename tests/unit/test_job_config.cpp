@@ -313,8 +313,9 @@ TEST(JobConfig, ModelValidationIsLocated) {
                   "job.yaml:5:3: model.n_heads: dim (64) must be divisible by n_heads (3)");
   // n_heads is not in the file: the model section's location stands in.
   EXPECT_CONTAINS(error_of(base + "model:\n  dim: 66\n"), "job.yaml:3:1: model.n_heads: dim (66)");
-  EXPECT_CONTAINS(error_of(base + "model:\n  linear_attention:\n    chunk_size: 0\n"),
-                  "job.yaml:5:5: model.linear_attention.chunk_size: expected a value in [1, 65536], got 0");
+  EXPECT_CONTAINS(
+      error_of(base + "model:\n  linear_attention:\n    chunk_size: 0\n"),
+      "job.yaml:5:5: model.linear_attention.chunk_size: expected a value in [1, 65536], got 0");
   EXPECT_CONTAINS(error_of(base + "model:\n  layer_pattern: LSX\n"),
                   "job.yaml:4:3: model.layer_pattern: expected only 'L' and 'S', found 'X'");
   EXPECT_CONTAINS(error_of(base, {"model.n_kv_heads=3"}),

@@ -37,27 +37,28 @@ TEST(MemoryEstimate, ShardingDividesWhatZeroShards) {
 }
 
 TEST(MemoryEstimate, HugeMicroBatchNamesItsKeys) {
-  const std::string m = refusal(job({"train.micro_batch=100000000", "train.global_batch=100000000"}));
+  const std::string m =
+      refusal(job({"train.micro_batch=100000000", "train.global_batch=100000000"}));
   EXPECT_NE(m.find("job.yaml: the job needs at least"), std::string::npos) << m;
   EXPECT_NE(m.find("train.micro_batch (100000000) x data.seq_len"), std::string::npos) << m;
 }
 
 TEST(MemoryEstimate, HugeModelNamesTheModelKeys) {
-  const std::string m =
-      refusal(job({"model.dim=65536", "model.n_layers=64", "model.n_heads=64", "model.n_kv_heads=64"}));
+  const std::string m = refusal(
+      job({"model.dim=65536", "model.n_layers=64", "model.n_heads=64", "model.n_kv_heads=64"}));
   EXPECT_NE(m.find("the model size (model.vocab_size, model.dim"), std::string::npos) << m;
   EXPECT_NE(m.find("this machine has"), std::string::npos) << m;
 }
 
 TEST(MemoryEstimate, GlobalBatchOfTokensIsCounted) {
-  const std::string m = refusal(job({"train.global_batch=2147483647", "train.micro_batch=1",
-                                     "data.seq_len=16777216"}));
+  const std::string m = refusal(
+      job({"train.global_batch=2147483647", "train.micro_batch=1", "data.seq_len=16777216"}));
   EXPECT_NE(m.find("train.global_batch (2147483647) x data.seq_len"), std::string::npos) << m;
 }
 
 TEST(MemoryEstimate, MaxMemoryCapIsTheLimitWhenSet) {
-  const std::string m = refusal(job({"model.dim=1024", "model.n_heads=8", "model.n_kv_heads=8",
-                                     "train.max_memory_mb=16"}));
+  const std::string m = refusal(
+      job({"model.dim=1024", "model.n_heads=8", "model.n_kv_heads=8", "train.max_memory_mb=16"}));
   EXPECT_NE(m.find("train.max_memory_mb allows 0.0156 GiB"), std::string::npos) << m;
 }
 

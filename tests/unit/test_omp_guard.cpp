@@ -43,7 +43,8 @@ TEST(LinearAttention, ChunkLongerThanTheSequenceIsTheSequence) {
   const LinearAttentionShape whole{2, T, 2, 8, T};
   const LinearAttentionShape huge{2, T, 2, 8, int64_t{1} << 16};  // [C, C] floats: 16 GiB
   const size_t n = 2 * T * 2 * 8;
-  const auto q = test::randn<float>(n, 1), k = test::randn<float>(n, 2), v = test::randn<float>(n, 3);
+  const auto q = test::randn<float>(n, 1), k = test::randn<float>(n, 2),
+             v = test::randn<float>(n, 3);
   const auto dout = test::randn<float>(n, 4);
   const auto gamma = linear_attention_gammas(2, true);
   std::vector<float> o1(n), o2(n);
