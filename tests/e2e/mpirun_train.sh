@@ -6,8 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.bash"
 e2e_init "$@"
 
-command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }
-MPIRUN=(mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY=PASSIVE)
+require_mpirun
 prepare_corpus .
 SETS=("${TINY_SETS[@]}" --set data.train=data/train --set data.val=data/val
       --set train.global_batch=4 --set train.micro_batch=1 --set train.steps=8 --set train.threads=1

@@ -9,8 +9,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib.bash"
 e2e_init "$@"
 
-command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }
-MPIRUN=(mpirun --allow-run-as-root --oversubscribe -np 2 -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY=PASSIVE)
+require_mpirun
+MPIRUN+=(-np 2)
 TIMEOUT_S=3
 prepare_corpus .
 SETS=("${TINY_SETS[@]}" --set data.train=data/train --set data.val=data/val
