@@ -78,7 +78,6 @@ void Block::declare(ParamUnit& u) const {
 }
 
 #define W(name) (w + u.find(name).offset)
-#define DW(name) (dw + u.find(name).offset)
 
 void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y,
                     const BlockShape& s, SavedTensors& saved) const {
@@ -114,46 +113,97 @@ const std::vector<std::string>& Block::mlp_saved_names() {
   return names;
 }
 
+// ---- backward: one code path, the weight-gradient GEMMs run now or deferred ------------------
+
+struct Block::GradSink {
+  // One input of a weight-gradient GEMM, and how a deferred GEMM may keep it alive.
+  struct Input {
+    // A buffer nobody writes after the GEMM's place in the backward: shared, not copied.
+    Input(const SharedBuffer& b) : data(b->data()), keep(b) {}  // NOLINT: implicit on purpose
+    // Memory that is overwritten later (caller's dy, scratch reused in place): copied.
+    Input(const float* p) : data(p) {}  // NOLINT: implicit on purpose
+    const float* data;
+    SharedBuffer keep;
+  };
+
+  float* dw;                      // the norm gains always accumulate here at once
+  DeferredWeightGrads* deferred;  // nullptr: the weight GEMMs run at once too
+
+  // dW[N,K] += dY[M,N]^T X[M,K], dW at dw_offset; the very call backward always made.
+  void weight_grad(const Input& dY, const Input& X, int64_t dw_offset, int64_t M, int64_t N,
+                   int64_t K) const {
+    if (!deferred) {
+      linear_backward_weight(dY.data, X.data, dw + dw_offset, M, N, K);
+      return;
+    }
+    deferred->record(dY.keep ? dY.keep : DeferredWeightGrads::copy(dY.data, M * N),
+                     X.keep ? X.keep : DeferredWeightGrads::copy(X.data, M * K), dw_offset, M, N,
+                     K);
+  }
+};
+
+#define OFF(name) (u.find(name).offset)
+#define DW(name) (g.dw + OFF(name))  // a norm gain's gradient, written now
+
 void Block::backward(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
                      const float* dy, float* dx, const BlockShape& s,
                      const BackwardPoints* at) const {
+  backward_impl(u, w, GradSink{dw, nullptr}, saved, dy, dx, s, at);
+}
+
+void Block::backward_input(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
+                           const float* dy, float* dx, const BlockShape& s,
+                           DeferredWeightGrads& deferred, const BackwardPoints* at) const {
+  backward_impl(u, w, GradSink{dw, &deferred}, saved, dy, dx, s, at);
+}
+
+void Block::backward_weight(DeferredWeightGrads& deferred, float* dw) { deferred.run(dw); }
+
+void Block::backward_impl(const ParamUnit& u, const float* w, const GradSink& g,
+                          SavedTensors& saved, const float* dy, float* dx, const BlockShape& s,
+                          const BackwardPoints* at) const {
   const int64_t N = s.tokens();
-  // MLP: y = h1 + act Wd^T. The [N, F] gradients live in the saved [N, F] buffers they replace:
-  // dact in act (after the weight gradient has read act), dgate in gate, dup in up.
-  FloatBuffer dh1(N * D_, MemCategory::activations);  // [N, D]
-  std::memcpy(dh1.data(), dy, sizeof(float) * N * D_);
-  {
-    float* act = saved.mutable_get("act");    // [N, F] -> dact
-    float* gate = saved.mutable_get("gate");  // [N, F] -> dgate
-    float* up = saved.mutable_get("up");      // [N, F] -> dup
-    linear_backward_weight(dy, act, DW("mlp.down_proj.weight"), N, D_, F_);
-    linear_backward_input(dy, W("mlp.down_proj.weight"), act, N, D_, F_);
-    swiglu_backward(gate, up, act, gate, up, N * F_);
-    saved.drop("act");
-    FloatBuffer dm(N * D_, MemCategory::activations);  // [N, D]
-    const float* m = saved.get("m");
-    linear_backward_input(gate, W("mlp.gate_proj.weight"), dm.data(), N, F_, D_);
-    linear_backward_input(up, W("mlp.up_proj.weight"), dm.data(), N, F_, D_, true);
-    linear_backward_weight(gate, m, DW("mlp.gate_proj.weight"), N, F_, D_);
-    linear_backward_weight(up, m, DW("mlp.up_proj.weight"), N, F_, D_);
-    for (const char* t : {"gate", "up", "m"}) saved.drop(t);
-    FloatBuffer dh1_norm(N * D_, MemCategory::activations);  // [N, D]
-    rmsnorm_backward(saved.get("h1"), W("post_attention_layernorm.weight"), saved.get("inv2"),
-                     dm.data(), dh1_norm.data(), DW("post_attention_layernorm.weight"), N, D_);
-    add_inplace(dh1.data(), dh1_norm.data(), N * D_);
-    for (const char* t : {"h1", "inv2"}) saved.drop(t);
-  }
+  // Shared: the mixer's o_proj weight gradient reads it, possibly after this call (deferred).
+  const SharedBuffer dh1 = std::make_shared<FloatBuffer>(N * D_, MemCategory::activations);
+  mlp_backward(u, w, g, saved, dy, dh1->data(), N);
   if (at && at->mlp_done) at->mlp_done();
   // Mixer: h1 = x + mixer(a)
   FloatBuffer da(N * D_, MemCategory::activations);  // [N, D]
   if (mixer_ == 'L')
-    linear_mixer_backward(u, w, dw, saved, dh1.data(), da.data(), s, at);
+    linear_mixer_backward(u, w, g, saved, dh1, da.data(), s, at);
   else
-    softmax_mixer_backward(u, w, dw, saved, dh1.data(), da.data(), s, at);
+    softmax_mixer_backward(u, w, g, saved, dh1, da.data(), s, at);
   rmsnorm_backward(saved.get("x"), W("input_layernorm.weight"), saved.get("inv1"), da.data(), dx,
                    DW("input_layernorm.weight"), N, D_);
-  add_inplace(dx, dh1.data(), N * D_);
+  add_inplace(dx, dh1->data(), N * D_);
   saved.clear();
+}
+
+// MLP: y = h1 + act Wd^T; dh1 (out, [N, D]) = dy + the gradient through RMSNorm(h1; g_post).
+// The [N, F] gradients live in the saved [N, F] buffers they replace: dact in act (after the
+// weight gradient has read act, which a deferred GEMM therefore copies), dgate in gate, dup in up
+// (final once written, so a deferred GEMM shares them).
+void Block::mlp_backward(const ParamUnit& u, const float* w, const GradSink& g, SavedTensors& saved,
+                         const float* dy, float* dh1, int64_t N) const {
+  std::memcpy(dh1, dy, sizeof(float) * N * D_);
+  float* act = saved.mutable_get("act");    // [N, F] -> dact
+  float* gate = saved.mutable_get("gate");  // [N, F] -> dgate
+  float* up = saved.mutable_get("up");      // [N, F] -> dup
+  g.weight_grad(dy, act, OFF("mlp.down_proj.weight"), N, D_, F_);
+  linear_backward_input(dy, W("mlp.down_proj.weight"), act, N, D_, F_);
+  swiglu_backward(gate, up, act, gate, up, N * F_);
+  saved.drop("act");
+  FloatBuffer dm(N * D_, MemCategory::activations);  // [N, D]
+  linear_backward_input(gate, W("mlp.gate_proj.weight"), dm.data(), N, F_, D_);
+  linear_backward_input(up, W("mlp.up_proj.weight"), dm.data(), N, F_, D_, true);
+  g.weight_grad(saved.buffer("gate"), saved.buffer("m"), OFF("mlp.gate_proj.weight"), N, F_, D_);
+  g.weight_grad(saved.buffer("up"), saved.buffer("m"), OFF("mlp.up_proj.weight"), N, F_, D_);
+  for (const char* t : {"gate", "up", "m"}) saved.drop(t);
+  FloatBuffer dh1_norm(N * D_, MemCategory::activations);  // [N, D]
+  rmsnorm_backward(saved.get("h1"), W("post_attention_layernorm.weight"), saved.get("inv2"),
+                   dm.data(), dh1_norm.data(), DW("post_attention_layernorm.weight"), N, D_);
+  add_inplace(dh1, dh1_norm.data(), N * D_);
+  for (const char* t : {"h1", "inv2"}) saved.drop(t);
 }
 
 // ---- linear attention mixer ------------------------------------------------------------------
@@ -188,8 +238,8 @@ void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const float
   linear_forward(z.data(), W("o_proj.weight"), out, N, D_, E);
 }
 
-void Block::linear_mixer_backward(const ParamUnit& u, const float* w, float* dw,
-                                  SavedTensors& saved, const float* dout, float* da,
+void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const GradSink& g,
+                                  SavedTensors& saved, const SharedBuffer& dout, float* da,
                                   const BlockShape& s, const BackwardPoints* at) const {
   const int64_t N = s.tokens(), E = H_ * dh_;
   const bool silu = cfg_.feature_map == FeatureMap::silu;
@@ -198,11 +248,13 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, float* dw,
   {
     const float* un = saved.get("u");
     const float* g_out = W("out_norm.weight");
-    FloatBuffer z(N * E, MemCategory::activations);   // [N, D] recomputed u * g_out
-    FloatBuffer dz(N * E, MemCategory::activations);  // [N, D]
-    scale_columns(un, g_out, z.data(), N, E);
-    linear_backward_input(dout, W("o_proj.weight"), dz.data(), N, D_, E);
-    linear_backward_weight(dout, z.data(), DW("o_proj.weight"), N, D_, E);
+    // Shared, as every input of a weight GEMM below that is never written after it: a
+    // deferred GEMM keeps it instead of copying it.
+    SharedBuffer z = std::make_shared<FloatBuffer>(N * E, MemCategory::activations);  // u * g_out
+    FloatBuffer dz(N * E, MemCategory::activations);                                  // [N, D]
+    scale_columns(un, g_out, z->data(), N, E);
+    linear_backward_input(dout->data(), W("o_proj.weight"), dz.data(), N, D_, E);
+    g.weight_grad(dout, z, OFF("o_proj.weight"), N, D_, E);
     accumulate_column_products(dz.data(), un, DW("out_norm.weight"), N, E);
     saved.drop("u");
     z.reset();
@@ -212,26 +264,21 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, float* dw,
                             nullptr, N * H_, dh_);
     for (const char* t : {"o", "inv_o"}) saved.drop(t);
   }
-  FloatBuffer dq(N * E, MemCategory::activations), dk(N * E, MemCategory::activations),
-      dv(N * E, MemCategory::activations);
+  const SharedBuffer dq = std::make_shared<FloatBuffer>(N * E, MemCategory::activations),
+                     dk = std::make_shared<FloatBuffer>(N * E, MemCategory::activations),
+                     dv = std::make_shared<FloatBuffer>(N * E, MemCategory::activations);
   const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size};
   sequence::linear_attention_backward(sequence_group(s), shape, saved.get("q"), saved.get("k"),
                                       saved.get("v"), gammas_.data(), saved.get("prefix"),
-                                      dO.data(), dq.data(), dk.data(), dv.data());
+                                      dO.data(), dq->data(), dk->data(), dv->data());
   dO.reset();
   for (const char* t : {"q", "k", "v", "prefix"}) saved.drop(t);
   if (at && at->attention_done) at->attention_done();
   // Through the feature maps, in place.
-  feature_map_backward(saved.get("qp"), dq.data(), dq.data(), N * E, silu, 1.f);
-  feature_map_backward(saved.get("kp"), dk.data(), dk.data(), N * E, silu, kscale);
+  feature_map_backward(saved.get("qp"), dq->data(), dq->data(), N * E, silu, 1.f);
+  feature_map_backward(saved.get("kp"), dk->data(), dk->data(), N * E, silu, kscale);
   for (const char* t : {"qp", "kp"}) saved.drop(t);
-  const float* a = saved.get("a");
-  linear_backward_input(dq.data(), W("q_proj.weight"), da, N, E, D_);
-  linear_backward_input(dk.data(), W("k_proj.weight"), da, N, E, D_, true);
-  linear_backward_input(dv.data(), W("v_proj.weight"), da, N, E, D_, true);
-  linear_backward_weight(dq.data(), a, DW("q_proj.weight"), N, E, D_);
-  linear_backward_weight(dk.data(), a, DW("k_proj.weight"), N, E, D_);
-  linear_backward_weight(dv.data(), a, DW("v_proj.weight"), N, E, D_);
+  input_projections_backward(u, w, g, saved.buffer("a"), dq, dk, dv, E, da, N);
 }
 
 // ---- softmax attention mixer -----------------------------------------------------------------
@@ -259,34 +306,46 @@ void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const floa
   linear_forward(o, W("o_proj.weight"), out, N, D_, E);
 }
 
-void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw,
-                                   SavedTensors& saved, const float* dout, float* da,
+void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, const GradSink& g,
+                                   SavedTensors& saved, const SharedBuffer& dout, float* da,
                                    const BlockShape& s, const BackwardPoints* at) const {
   const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
   FloatBuffer dO(N * E, MemCategory::activations);  // [B, T, H, dh]
-  linear_backward_input(dout, W("o_proj.weight"), dO.data(), N, D_, E);
-  linear_backward_weight(dout, saved.get("o"), DW("o_proj.weight"), N, D_, E);
-  FloatBuffer dq(N * E, MemCategory::activations), dk(N * Ekv, MemCategory::activations),
-      dv(N * Ekv, MemCategory::activations);
+  linear_backward_input(dout->data(), W("o_proj.weight"), dO.data(), N, D_, E);
+  g.weight_grad(dout, saved.buffer("o"), OFF("o_proj.weight"), N, D_, E);
+  // Shared so that a deferred weight GEMM keeps them (final after the RoPE backward below).
+  const SharedBuffer dq = std::make_shared<FloatBuffer>(N * E, MemCategory::activations),
+                     dk = std::make_shared<FloatBuffer>(N * Ekv, MemCategory::activations),
+                     dv = std::make_shared<FloatBuffer>(N * Ekv, MemCategory::activations);
   sequence::softmax_attention_backward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, saved.get("q"),
                                        saved.get("k_all"), saved.get("v_all"), saved.get("o"),
-                                       saved.get("lse"), dO.data(), dq.data(), dk.data(),
-                                       dv.data());
+                                       saved.get("lse"), dO.data(), dq->data(), dk->data(),
+                                       dv->data());
   dO.reset();
   for (const char* t : {"q", "k_all", "v_all", "o", "lse"}) saved.drop(t);
   if (at && at->attention_done) at->attention_done();
-  rope_backward<float>(dq.data(), s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
-  rope_backward<float>(dk.data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
-  const float* a = saved.get("a");
-  linear_backward_input(dq.data(), W("q_proj.weight"), da, N, E, D_);
-  linear_backward_input(dk.data(), W("k_proj.weight"), da, N, Ekv, D_, true);
-  linear_backward_input(dv.data(), W("v_proj.weight"), da, N, Ekv, D_, true);
-  linear_backward_weight(dq.data(), a, DW("q_proj.weight"), N, E, D_);
-  linear_backward_weight(dk.data(), a, DW("k_proj.weight"), N, Ekv, D_);
-  linear_backward_weight(dv.data(), a, DW("v_proj.weight"), N, Ekv, D_);
+  rope_backward<float>(dq->data(), s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
+  rope_backward<float>(dk->data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
+  input_projections_backward(u, w, g, saved.buffer("a"), dq, dk, dv, Ekv, da, N);
+}
+
+// Both mixers end in q/k/v = a W^T: da (overwritten) from dq, dk, dv ([N, E], [N, Ekv] x2),
+// then the three weight gradients, in that order (the order the undeferred sums were taken in).
+void Block::input_projections_backward(const ParamUnit& u, const float* w, const GradSink& g,
+                                       const SharedBuffer& a, const SharedBuffer& dq,
+                                       const SharedBuffer& dk, const SharedBuffer& dv, int64_t Ekv,
+                                       float* da, int64_t N) const {
+  const int64_t E = H_ * dh_;
+  linear_backward_input(dq->data(), W("q_proj.weight"), da, N, E, D_);
+  linear_backward_input(dk->data(), W("k_proj.weight"), da, N, Ekv, D_, true);
+  linear_backward_input(dv->data(), W("v_proj.weight"), da, N, Ekv, D_, true);
+  g.weight_grad(dq, a, OFF("q_proj.weight"), N, E, D_);
+  g.weight_grad(dk, a, OFF("k_proj.weight"), N, Ekv, D_);
+  g.weight_grad(dv, a, OFF("v_proj.weight"), N, Ekv, D_);
 }
 
 #undef W
+#undef OFF
 #undef DW
 
 }  // namespace strata

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "models/config.h"
+#include "models/deferred_grads.h"
 #include "models/param_unit.h"
 #include "offload/saved_tensors.h"
 #include "parallel/comm.h"
@@ -49,20 +50,44 @@ class Block {
   void backward(const ParamUnit& layout, const float* w, float* dw, SavedTensors& saved,
                 const float* dy, float* dx, const BlockShape& s,
                 const BackwardPoints* at = nullptr) const;
+  // The same backward split in two, for the zero-bubble pipeline schedules.
+  // I: dx and the RMSNorm gain gradients (cheap, accumulated into `dw` now); every weight-matrix
+  // GEMM (q/k/v/o of the mixer, gate/up/down of the MLP) is recorded into `deferred` instead of
+  // run, with its inputs (dy is copied: the caller may overwrite dy and dx once this returns).
+  // The sequence-parallel collectives all stay in I; only local GEMMs are deferred. Those
+  // inputs stay held until W (deferred.bytes(): dy, act, gate, up, m, a, dq/dk/dv, ...), so memory
+  // falls less through I than through backward, though `at` is called at the same points.
+  void backward_input(const ParamUnit& layout, const float* w, float* dw, SavedTensors& saved,
+                      const float* dy, float* dx, const BlockShape& s,
+                      DeferredWeightGrads& deferred, const BackwardPoints* at = nullptr) const;
+  // W: runs the recorded GEMMs into `dw`. I then W leaves dx and dw bit-identical to backward.
+  static void backward_weight(DeferredWeightGrads& deferred, float* dw);
   // The saved tensors the MLP half of the backward reads (it runs first).
   static const std::vector<std::string>& mlp_saved_names();
 
  private:
+  // Where the weight-gradient GEMMs go: run now (backward) or recorded (backward_input); one
+  // code path for both, so the undeferred arithmetic cannot drift from the deferred one.
+  struct GradSink;
+  void backward_impl(const ParamUnit& u, const float* w, const GradSink& g, SavedTensors& saved,
+                     const float* dy, float* dx, const BlockShape& s,
+                     const BackwardPoints* at) const;
+  void mlp_backward(const ParamUnit& u, const float* w, const GradSink& g, SavedTensors& saved,
+                    const float* dy, float* dh1, int64_t N) const;
   void linear_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
                             const BlockShape& s, SavedTensors& saved) const;
-  void linear_mixer_backward(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
-                             const float* dout, float* da, const BlockShape& s,
-                             const BackwardPoints* at) const;
+  void linear_mixer_backward(const ParamUnit& u, const float* w, const GradSink& g,
+                             SavedTensors& saved, const SharedBuffer& dout, float* da,
+                             const BlockShape& s, const BackwardPoints* at) const;
   void softmax_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
                              const BlockShape& s, SavedTensors& saved) const;
-  void softmax_mixer_backward(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
-                              const float* dout, float* da, const BlockShape& s,
-                              const BackwardPoints* at) const;
+  void softmax_mixer_backward(const ParamUnit& u, const float* w, const GradSink& g,
+                              SavedTensors& saved, const SharedBuffer& dout, float* da,
+                              const BlockShape& s, const BackwardPoints* at) const;
+  void input_projections_backward(const ParamUnit& u, const float* w, const GradSink& g,
+                                  const SharedBuffer& a, const SharedBuffer& dq,
+                                  const SharedBuffer& dk, const SharedBuffer& dv, int64_t Ekv,
+                                  float* da, int64_t N) const;
 
   ModelConfig cfg_;
   int64_t index_;
