@@ -8,6 +8,8 @@
 #include <string>
 
 #include "core/error.h"
+#include "launch/pipeline_plan.h"
+#include "models/model.h"
 
 namespace strata {
 
@@ -37,15 +39,27 @@ double cgroup_limit_bytes() {
   return 0;
 }
 
-double parameter_count(const ModelConfig& m) {
-  // Sized in double like ModelConfig::validate, which has already bounded it.
-  return static_cast<double>(m.num_parameters());
+// The parameters of the pipeline rank holding the fewest: every rank holds at least that many
+// (with one stage, the whole model). The model's layout is built without allocating anything.
+double parameter_count(const JobConfig& c) {
+  if (c.parallel.pp == 1) return static_cast<double>(c.model.num_parameters());
+  const PipelinePlan plan = plan_pipeline(c);
+  const Model layout(c.model, std::vector<bool>(static_cast<size_t>(c.model.n_layers + 2), false));
+  double fewest = -1;
+  for (int r = 0; r < plan.pp; ++r) {
+    double n = 0;
+    for (int s : plan.stages_of_rank(r))
+      for (int64_t u = plan.stages[s].first_unit; u < plan.stages[s].end_unit; ++u)
+        n += static_cast<double>(layout.units()[u].numel());
+    fewest = fewest < 0 ? n : std::min(fewest, n);
+  }
+  return fewest;
 }
 
 }  // namespace
 
 MemoryEstimate estimate_rank_memory(const JobConfig& c) {
-  const double P = parameter_count(c.model);
+  const double P = parameter_count(c);
   const double replicas = static_cast<double>(c.parallel.dp * c.parallel.sp);
   const int64_t stage = c.parallel.zero_stage;
   const double states = c.optim.name == "adamw" ? 2 : 1;
@@ -58,7 +72,9 @@ MemoryEstimate estimate_rank_memory(const JobConfig& c) {
   const double N = static_cast<double>(c.train.micro_batch) *
                    static_cast<double>(c.data.seq_len / c.parallel.sp);
   const bool swaps = c.offload.policy == "swap" || c.offload.policy == "auto";
-  const double rows = swaps ? 3 : static_cast<double>(c.model.n_layers + 2);
+  // With several stages a rank may hold few blocks: only the streams count.
+  const double rows =
+      swaps || c.parallel.pp > 1 ? 3 : static_cast<double>(c.model.n_layers + 2);
   e.activations = kF32 * N * static_cast<double>(c.model.dim) * rows;
   // Every rank loads the whole global batch (inputs and targets, int32), plus its share.
   e.batch_tokens =

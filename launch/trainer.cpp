@@ -54,38 +54,6 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-// The model's unit boundaries: where a stop signal is agreed on (so it is honoured within one
-// block's compute, on every rank at the same boundary), then forwarded to the ZeRO engine
-// (gather, prefetch, reduce, free).
-class TrainerHooks final : public BlockHooks {
- public:
-  TrainerHooks(ZeroEngine& z, Comm& world) : z_(z), world_(world) {}
-  void before_forward(int64_t u) override {
-    poll_stop(u, "forward");
-    z_.before_forward(u);
-  }
-  void after_forward(int64_t u) override { z_.after_forward(u); }
-  void before_backward(int64_t u) override {
-    poll_stop(u, "backward");
-    z_.before_backward(u);
-  }
-  void after_backward(int64_t u) override { z_.after_backward(u); }
-
- private:
-  // One 8-byte all-reduce over the world: ranks may see a signal at different moments, and all
-  // must leave at the same boundary or the others would wait in the next collective.
-  void poll_stop(int64_t u, const char* pass) {
-    int64_t sig = stop_signal();
-    world_.all_reduce_max_int64(&sig, 1);
-    if (sig)
-      throw StopRequested(static_cast<int>(sig),
-                          std::string("before the ") + pass + " of unit " + std::to_string(u));
-  }
-
-  ZeroEngine& z_;
-  Comm& world_;
-};
-
 }  // namespace
 
 Trainer::Trainer(const JobConfig& cfg, Comm* world)
@@ -105,10 +73,8 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
   mesh_ = std::make_unique<Mesh>(*world, static_cast<int>(cfg_.parallel.pp),
                                  static_cast<int>(cfg_.parallel.dp),
                                  static_cast<int>(cfg_.parallel.sp));
-  if (cfg_.parallel.pp != 1)
-    throw InputError(cfg_.source +
-                     ": parallel.pp must be 1 for now: pipeline parallelism is not "
-                     "available yet (use dp and sp)");
+  // The plan first: a job the pipeline can't serve is refused before any allocation.
+  plan_ = std::make_unique<PipelinePlan>(plan_pipeline(cfg_));
   if (cfg_.data.seq_len % cfg_.parallel.sp != 0)
     throw InputError(cfg_.source + ": data.seq_len (" + std::to_string(cfg_.data.seq_len) +
                      ") must be divisible by parallel.sp (" + std::to_string(cfg_.parallel.sp) +
@@ -122,22 +88,16 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
 
   // The cap applies to everything this rank allocates from here on (0 = none).
   MemoryTracker::instance().set_limit(cfg_.train.max_memory_mb << 20);
-  model_ = std::make_unique<Model>(cfg_.model);
-  model_->init(cfg_.train.seed);
-  std::vector<ZeroUnit> units;
-  for (auto& unit : model_->units())
-    units.push_back({&unit.params(), &unit.grads(), unit.numel(), unit.decay_segments(), false});
-  units.front().pinned = cfg_.model.tie_embeddings;  // the head reads the embedding too
-  zero_ = std::make_unique<ZeroEngine>(replica_comm(), static_cast<int>(cfg_.parallel.zero_stage),
-                                       std::move(units), cfg_.optim.name,
-                                       optimizer_options(cfg_.optim));
-  hooks_ = std::make_unique<TrainerHooks>(*zero_, mesh_->world());
+  build_stages();
   {
     ActivationSetup a = make_activation_store(cfg_, static_cast<int>(mesh_->world_rank()));
     store_ = std::move(a.store);
     plan_after_first_step_ = a.plan_after_first_step;
     swap_bandwidth_ = a.bandwidth;
   }
+  runner_ = std::make_unique<TrainStageRunner>(*model_, *plan_, mesh_->pp_rank(), *zero_, *hooks_,
+                                               *store_);
+  executor_ = std::make_unique<PipelineExecutor>(plan_->schedule, mesh_->pp_comm());
   train_data_ = std::make_unique<DataLoader>(cfg_.data.train, cfg_.data.seq_len,
                                              cfg_.model.vocab_size, cfg_.train.seed);
   if (!cfg_.data.val.empty())
@@ -156,6 +116,45 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
 }
 
 Trainer::~Trainer() = default;
+
+// This rank's part of the model: the units of its pipeline stages (all of them with pp = 1),
+// their ZeRO engine over the stage's replicas, and the hooks between the two.
+void Trainer::build_stages() {
+  const int64_t U = cfg_.model.n_layers + 2, head = U - 1;
+  const bool tied = cfg_.model.tie_embeddings;
+  std::vector<bool> held(static_cast<size_t>(U), false);
+  for (int s : plan_->stages_of_rank(mesh_->pp_rank()))
+    for (int64_t u = plan_->stages[s].first_unit; u < plan_->stages[s].end_unit; ++u)
+      held[static_cast<size_t>(u)] = true;
+  const bool holds_head = held.back(), owns_embedding = held.front();
+  // Tied with several stages: the last stage keeps a copy of the embedding (its output weight);
+  // the two copies' gradients are summed over the tie group, so both take the same update.
+  if (tied && holds_head) held.front() = true;
+  if (tied && mesh_->pp() > 1) {
+    const bool ends = mesh_->pp_rank() == 0 || mesh_->pp_rank() == mesh_->pp() - 1;
+    tie_ = mesh_->world().split(ends ? mesh_->dp_rank() * mesh_->sp() + mesh_->sp_rank() : -1,
+                                mesh_->pp_rank(), "tie");
+  }
+  model_ = std::make_unique<Model>(cfg_.model, held);
+  model_->init(cfg_.train.seed);
+  std::vector<ZeroUnit> units;
+  for (int64_t u = 0; u < U; ++u) {
+    if (!held[static_cast<size_t>(u)]) continue;
+    ParamUnit& unit = model_->units()[u];
+    ZeroUnit z{u, &unit.params(), &unit.grads(), unit.numel(), unit.decay_segments()};
+    z.pinned = tied && u == 0 && holds_head;  // the head reads the embedding too
+    z.replica = u == 0 && !owns_embedding;
+    z.tie = u == 0 ? tie_.get() : nullptr;
+    units.push_back(std::move(z));
+  }
+  ZeroOptions zo;
+  zo.reduce_once_per_step = mesh_->pp() > 1;
+  zero_ = std::make_unique<ZeroEngine>(replica_comm(), static_cast<int>(cfg_.parallel.zero_stage),
+                                       std::move(units), cfg_.optim.name,
+                                       optimizer_options(cfg_.optim), zo);
+  hooks_ = std::make_unique<TrainerHooks>(*zero_, mesh_->pp() == 1 ? &mesh_->world() : nullptr,
+                                          tied && holds_head ? head : -1);
+}
 
 std::string Trainer::checkpoint_root() const {
   return cfg_.checkpoint.dir.empty() ? cfg_.train.run_dir + "/checkpoints" : cfg_.checkpoint.dir;
@@ -185,26 +184,26 @@ StepResult Trainer::train_step() {
     std::copy_n(inputs_.begin() + src, n, my_inputs_.begin() + b * n);
     std::copy_n(targets_.begin() + src, n, my_targets_.begin() + b * n);
   }
-  double loss_sum = 0;
+  STRATA_CHECK(n_micro == plan_->micro_batches, "the pipeline plan's micro-batch count");
   const BlockShape shape{mb, n, pos0, &mesh_->sp_comm()};
   try {
-    for (int64_t m = 0; m < n_micro; ++m) {
-      zero_->begin_micro_batch(m == n_micro - 1);
-      loss_sum +=
-          model_->forward_backward(my_inputs_.data() + m * mb * n, my_targets_.data() + m * mb * n,
-                                   shape, loss_scale, *store_, m, hooks_.get());
-      zero_->end_micro_batch();
-    }
+    zero_->begin_step();
+    runner_->begin_step(shape, loss_scale, my_inputs_.data(), my_targets_.data());
+    executor_->run_step(*runner_);
   } catch (const StopRequested&) {
     // No update happened: parameters and optimizer states are those of step_, and the batch
     // goes back to the loader, so a checkpoint now resumes exactly where an unstopped run was.
     train_data_->restore(batch_start);
     throw;
   }
-  STRATA_CHECK(store_->empty(), "activations left in the store after the backward pass");
+  STRATA_CHECK(store_->empty() && runner_->idle(),
+               "activations left in the store after the backward pass");
+  // The loss comes from the last stage; the gradient norm covers every stage.
+  double loss_sum = runner_->loss_sum();
   replica_comm().all_reduce_sum_double(&loss_sum, 1);
-
-  const double sq = zero_->grad_sq_norm();
+  if (mesh_->pp() > 1) mesh_->pp_comm().broadcast_bytes(&loss_sum, sizeof loss_sum, mesh_->pp() - 1);
+  double sq = zero_->grad_sq_norm();
+  if (mesh_->pp() > 1) mesh_->pp_comm().all_reduce_sum_double(&sq, 1);
   const float lr = schedule_.at(step_);
   // The loss and the norm are global (all-reduced), so every rank takes the same branch.
   const double loss = loss_sum / static_cast<double>(counted);
@@ -276,15 +275,17 @@ double Trainer::evaluate() {
       std::copy_n(in.begin() + i * T + pos0, n, my_in.begin() + i * n);
       std::copy_n(tg.begin() + i * T + pos0, n, my_tg.begin() + i * n);
     }
-    int64_t c = 0;
-    const double l = model_->forward_loss(
-        my_in.data(), my_tg.data(), BlockShape{mb, n, pos0, &mesh_->sp_comm()}, &c, hooks_.get());
+    const int64_t c = std::count_if(my_tg.begin(), my_tg.end(), [](int32_t t) { return t >= 0; });
+    const double l = runner_->eval_micro_batch(
+        mesh_->pp_comm(), BlockShape{mb, n, pos0, &mesh_->sp_comm()}, my_in.data(), my_tg.data());
     if (b < cfg_.train.eval_batches) {  // padding rounds only keep the collectives matched
       sums[0] += l;
       sums[1] += static_cast<double>(c);
     }
   }
   replica_comm().all_reduce_sum_double(sums, 2);
+  // The loss sum is the last stage's; every stage counted the same targets.
+  if (mesh_->pp() > 1) mesh_->pp_comm().broadcast_bytes(sums, sizeof sums, mesh_->pp() - 1);
   return sums[0] / sums[1];
 }
 
@@ -294,13 +295,15 @@ void Trainer::save_checkpoint() {
   std::vector<TensorSlice> slices;
   auto& units = model_->units();
   for (int64_t u = 0; u < zero_->num_units(); ++u) {
+    if (zero_->unit(u).replica) continue;  // its owner stage saves it
+    const ParamUnit& unit = units[zero_->unit_id(u)];
     const ShardRange own = zero_->owned(u), opt = zero_->optimizer_range(u);
     auto add = [&](std::vector<TensorSlice> more) {
       slices.insert(slices.end(), more.begin(), more.end());
     };
-    add(unit_slices(units[u], zero_->owned_params(u), own.begin, own.end));
+    add(unit_slices(unit, zero_->owned_params(u), own.begin, own.end));
     for (const auto& [name, buf] : zero_->optimizer(u).state())
-      add(unit_slices(units[u], buf->data() + (own.begin - opt.begin), own.begin, own.end,
+      add(unit_slices(unit, buf->data() + (own.begin - opt.begin), own.begin, own.end,
                       "." + name));
   }
   const LoaderState ls = train_data_->state();
@@ -312,6 +315,8 @@ void Trainer::save_checkpoint() {
       {"seed", std::to_string(cfg_.train.seed)},
       {"parallel.dp", std::to_string(mesh_->dp())},
       {"parallel.sp", std::to_string(mesh_->sp())},
+      {"parallel.pp", std::to_string(mesh_->pp())},
+      {"parallel.schedule", plan_->schedule_name},
       {"parallel.zero_stage", std::to_string(zero_->stage())},
   };
   Comm& world = mesh_->world();
@@ -329,12 +334,13 @@ void Trainer::save_checkpoint() {
 void Trainer::load_weights(const CheckpointReader& ckpt) {
   auto& units = model_->units();
   for (int64_t u = 0; u < zero_->num_units(); ++u) {
+    ParamUnit& unit = units[zero_->unit_id(u)];
     // Stages 0-2 hold whole parameters; stage 3 only its shard.
     if (zero_->stage() == 3) {
       const ShardRange own = zero_->owned(u);
-      read_unit_range(ckpt, units[u], zero_->owned_params_mut(u), own.begin, own.end);
+      read_unit_range(ckpt, unit, zero_->owned_params_mut(u), own.begin, own.end);
     } else {
-      read_unit_range(ckpt, units[u], units[u].params().data(), 0, units[u].numel());
+      read_unit_range(ckpt, unit, unit.params().data(), 0, unit.numel());
     }
   }
 }
@@ -353,7 +359,8 @@ bool Trainer::resume(const std::string& where) {
   for (int64_t u = 0; u < zero_->num_units(); ++u) {
     const ShardRange opt = zero_->optimizer_range(u);
     for (const auto& [name, buf] : zero_->optimizer(u).state())
-      read_unit_range(ckpt, units[u], buf->data(), opt.begin, opt.end, "." + name);
+      read_unit_range(ckpt, units[zero_->unit_id(u)], buf->data(), opt.begin, opt.end,
+                      "." + name);
     zero_->optimizer(u).set_steps(steps);
   }
   step_ = std::stoll(ckpt.state("step"));

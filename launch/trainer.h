@@ -13,12 +13,16 @@
 #include "launch/data.h"
 #include "launch/fault_injection.h"
 #include "launch/job_config.h"
+#include "launch/pipeline_plan.h"
+#include "launch/pipeline_runner.h"
+#include "launch/train_hooks.h"
 #include "models/model.h"
 #include "offload/activation_plan.h"
 #include "offload/activation_store.h"
 #include "optim/lr_schedule.h"
 #include "parallel/comm.h"
 #include "parallel/mesh.h"
+#include "parallel/pipeline_executor.h"
 #include "parallel/zero.h"
 
 namespace strata {
@@ -54,6 +58,8 @@ class Trainer {
   // The ranks holding the same parameters (dp x sp): ZeRO shards and reduces over them.
   Comm& replica_comm() { return replicas_ ? *replicas_ : mesh_->dp_comm(); }
   ZeroEngine& zero() { return *zero_; }
+  const PipelinePlan& pipeline_plan() const { return *plan_; }
+  const PipelineExecutor& executor() const { return *executor_; }
   const ActivationStore& activation_store() const { return *store_; }
   int64_t step() const { return step_; }
   // Loads only the model weights of a checkpoint (evaluation, export).
@@ -63,6 +69,7 @@ class Trainer {
   bool resume(const std::string& where);
 
  private:
+  void build_stages();
   std::string checkpoint_root() const;
   std::string metrics_path() const;
   void check_output_paths(std::ofstream& metrics);
@@ -78,9 +85,13 @@ class Trainer {
   std::unique_ptr<Comm> own_world_;  // the size-1 world when none is given
   std::unique_ptr<Mesh> mesh_;
   std::unique_ptr<Comm> replicas_;  // dp x sp group when sp > 1 (else the dp group is used)
-  std::unique_ptr<Model> model_;
+  std::unique_ptr<PipelinePlan> plan_;
+  std::unique_ptr<Comm> tie_;  // tied embedding with pp > 1: first and last stage (same dp, sp)
+  std::unique_ptr<Model> model_;  // the units of this rank's stages allocated
   std::unique_ptr<ZeroEngine> zero_;
-  std::unique_ptr<BlockHooks> hooks_;  // forwards the model's unit boundaries to zero_
+  std::unique_ptr<TrainerHooks> hooks_;  // forwards the model's unit passes to zero_
+  std::unique_ptr<TrainStageRunner> runner_;
+  std::unique_ptr<PipelineExecutor> executor_;
   std::unique_ptr<ActivationStore> store_;
   bool plan_after_first_step_ = false;  // offload.policy auto, before its plan
   TierBandwidth swap_bandwidth_;        // auto: the swap tier's, measured at start

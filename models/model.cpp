@@ -3,10 +3,11 @@
 #include <algorithm>
 #include <cstring>
 
-#include "core/clock.h"
+#include "core/error.h"
 #include "core/gemm.h"
 #include "models/cross_entropy.h"
 #include "models/embedding.h"
+#include "models/model_stage.h"
 #include "models/rmsnorm.h"
 
 namespace strata {
@@ -16,7 +17,7 @@ namespace {
 constexpr int64_t kHeadRows = 1024;
 }  // namespace
 
-Model::Model(const ModelConfig& cfg) : cfg_(cfg) {
+Model::Model(const ModelConfig& cfg, const std::vector<bool>& held) : cfg_(cfg) {
   cfg_.validate();
   const int64_t V = cfg_.vocab_size, D = cfg_.dim;
   units_.emplace_back("embed");
@@ -29,7 +30,10 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg) {
   units_.emplace_back("head");
   units_.back().add("model.norm.weight", {D}, 0.f, false);
   if (!cfg_.tie_embeddings) units_.back().add("lm_head.weight", {V, D}, 0.02f, true);
-  for (auto& u : units_) u.allocate();
+  held_ = held.empty() ? std::vector<bool>(units_.size(), true) : held;
+  STRATA_CHECK(held_.size() == units_.size(), "one held flag per unit expected");
+  for (size_t u = 0; u < units_.size(); ++u)
+    if (held_[u]) units_[u].allocate();
 }
 
 int64_t Model::num_parameters() const {
@@ -39,11 +43,13 @@ int64_t Model::num_parameters() const {
 }
 
 void Model::init(uint64_t seed) {
-  for (auto& u : units_) u.init(seed);
+  for (size_t u = 0; u < units_.size(); ++u)
+    if (held_[u]) units_[u].init(seed);
 }
 
 void Model::zero_grads() {
-  for (auto& u : units_) u.grads().zero();
+  for (size_t u = 0; u < units_.size(); ++u)
+    if (held_[u]) units_[u].grads().zero();
 }
 
 const float* Model::output_weight() const {
@@ -88,87 +94,20 @@ double Model::head_loss(const float* h, const int32_t* targets, int64_t N, float
 double Model::forward_backward(const int32_t* tokens, const int32_t* targets, const BlockShape& s,
                                float loss_scale, ActivationStore& store, int64_t micro_batch,
                                BlockHooks* hooks) {
-  const int64_t N = s.tokens(), D = cfg_.dim, L = cfg_.n_layers;
-  BlockHooks none;
-  BlockHooks& hk = hooks ? *hooks : none;
-  FloatBuffer h(N * D, MemCategory::activations);     // [N, D] residual stream
-  FloatBuffer next(N * D, MemCategory::activations);  // [N, D]
-
-  hk.before_forward(0);
-  embedding_forward(units_.front().params().data(), tokens, h.data(), N, D);
-  hk.after_forward(0);
-  for (int64_t i = 0; i < L; ++i) {
-    const int64_t ui = i + 1;
-    hk.before_forward(ui);
-    SavedTensors saved;
-    const auto t0 = Clock::now();
-    blocks_[i].forward(units_[ui], units_[ui].params().data(), h.data(), next.data(), s, saved);
-    store.record_forward(i, seconds_since(t0), saved.bytes(), saved.buffer("x")->capacity_bytes());
-    store.save(micro_batch, i, std::move(saved));
-    std::swap(h, next);
-    hk.after_forward(ui);
-  }
-
-  if (L > 0) store.prefetch(micro_batch, L - 1);  // overlaps the head (swap only)
-  hk.before_forward(L + 1);
-  hk.before_backward(L + 1);
-  FloatBuffer dh(N * D, MemCategory::activations);  // [N, D]
-  const double loss = head_loss(h.data(), targets, N, loss_scale, dh.data());
-  hk.after_backward(L + 1);
-  h.reset();
-
-  for (int64_t i = L - 1; i >= 0; --i) {
-    const int64_t ui = i + 1;
-    hk.before_backward(ui);
-    const float* w = units_[ui].params().data();
-    SavedTensors saved = store.take(micro_batch, i, [&](const float* x, SavedTensors& out) {
-      blocks_[i].forward(units_[ui], w, x, next.data(), s, out);
-    });
-    // Swapped activations of the next block to run backward come back in the order that block
-    // needs them, as this one frees memory: its MLP tensors once this block's MLP half is done,
-    // the rest once its attention core is done; both overlap what remains of this backward (a
-    // no-op under keep/recompute).
-    const Block::BackwardPoints at{[&] {
-                                     if (i > 0)
-                                       store.prefetch(micro_batch, i - 1,
-                                                      &Block::mlp_saved_names());
-                                   },
-                                   [&] {
-                                     if (i > 0) store.prefetch(micro_batch, i - 1);
-                                   }};
-    const auto t0 = Clock::now();
-    blocks_[i].backward(units_[ui], w, units_[ui].grads().data(), saved, dh.data(), next.data(), s,
-                        &at);
-    store.record_backward(i, seconds_since(t0));
-    std::swap(dh, next);
-    hk.after_backward(ui);
-  }
-  hk.before_backward(0);
-  embedding_backward(tokens, dh.data(), units_.front().grads().data(), N, D);
-  hk.after_backward(0);
+  ModelStage whole(*this, 0, static_cast<int64_t>(units_.size()));
+  const StageContext c{s, loss_scale, &store, hooks};
+  const MicroBatch mb{micro_batch, tokens, targets};
+  const double loss = whole.forward(c, mb, nullptr, nullptr);
+  whole.backward(c, mb, nullptr, nullptr);
   return loss;
 }
 
 double Model::forward_loss(const int32_t* tokens, const int32_t* targets, const BlockShape& s,
                            int64_t* counted, BlockHooks* hooks) {
-  const int64_t N = s.tokens(), D = cfg_.dim;
-  BlockHooks none;
-  BlockHooks& hk = hooks ? *hooks : none;
-  FloatBuffer h(N * D, MemCategory::activations), next(N * D, MemCategory::activations);
-  hk.before_forward(0);
-  embedding_forward(units_.front().params().data(), tokens, h.data(), N, D);
-  hk.after_forward(0);
-  for (int64_t i = 0; i < cfg_.n_layers; ++i) {
-    hk.before_forward(i + 1);
-    SavedTensors scratch;  // dropped right away: evaluation keeps no activations
-    blocks_[i].forward(units_[i + 1], units_[i + 1].params().data(), h.data(), next.data(), s,
-                       scratch);
-    std::swap(h, next);
-    hk.after_forward(i + 1);
-  }
-  hk.before_forward(cfg_.n_layers + 1);
-  const double loss = head_loss(h.data(), targets, N, 1.f, nullptr);
-  hk.after_forward(cfg_.n_layers + 1);
+  ModelStage whole(*this, 0, static_cast<int64_t>(units_.size()));
+  const StageContext c{s, 1.f, nullptr, hooks};
+  const double loss = whole.forward_eval(c, MicroBatch{0, tokens, targets}, nullptr, nullptr);
+  const int64_t N = s.tokens();
   if (counted) *counted = std::count_if(targets, targets + N, [](int32_t t) { return t >= 0; });
   return loss;
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/unit_pass.h"
 #include "models/block.h"
 #include "models/config.h"
 #include "models/param_unit.h"
@@ -13,19 +14,22 @@
 
 namespace strata {
 
-// Called around each block's forward and backward; `unit` indexes Model::units().
+// Called around each unit's passes; `unit` indexes Model::units(). prefetch(u) announces the unit
+// whose pass comes next (ZeRO-3 starts gathering it while this one computes).
 class BlockHooks {
  public:
   virtual ~BlockHooks() = default;
-  virtual void before_forward(int64_t /*unit*/) {}
-  virtual void after_forward(int64_t /*unit*/) {}
-  virtual void before_backward(int64_t /*unit*/) {}
-  virtual void after_backward(int64_t /*unit*/) {}
+  virtual void before(int64_t /*unit*/, UnitPass /*pass*/) {}
+  virtual void after(int64_t /*unit*/, UnitPass /*pass*/) {}
+  virtual void prefetch(int64_t /*unit*/) {}
 };
 
 class Model {
  public:
-  explicit Model(const ModelConfig& cfg);
+  // `held` (one flag per unit; empty = all): the units whose parameters and gradients this
+  // process allocates. A pipeline stage holds only its own; the others keep their layout (names,
+  // shapes) for checkpoints and planning but no memory.
+  explicit Model(const ModelConfig& cfg, const std::vector<bool>& held = {});
 
   const ModelConfig& config() const { return cfg_; }
   std::vector<ParamUnit>& units() { return units_; }
@@ -33,14 +37,18 @@ class Model {
   ParamUnit& embedding() { return units_.front(); }
   ParamUnit& head() { return units_.back(); }
   int64_t num_parameters() const;
+  bool holds(int64_t unit) const { return held_.at(static_cast<size_t>(unit)); }
+  int64_t n_blocks() const { return static_cast<int64_t>(blocks_.size()); }
+  const Block& block(int64_t i) const { return blocks_.at(static_cast<size_t>(i)); }
 
   // Every tensor from (seed, name): the same numbers for every layout.
   void init(uint64_t seed);
   void zero_grads();
 
-  // One micro-batch: forward, loss, backward. tokens, targets: [B*T] (targets -1 = ignored).
-  // Gradients ACCUMULATE (scaled by loss_scale = 1 / global counted-token count) so micro-batches
-  // and ranks sum to the gradient of the globally normalised loss. Returns the UNSCALED loss sum.
+  // One micro-batch through the whole model (models/model_stage.h, the stage of every unit):
+  // forward, loss, backward. tokens, targets: [B*T] (targets -1 = ignored). Gradients ACCUMULATE
+  // (scaled by loss_scale = 1 / global counted-token count) so micro-batches and ranks sum to the
+  // gradient of the globally normalised loss. Returns the UNSCALED loss sum.
   double forward_backward(const int32_t* tokens, const int32_t* targets, const BlockShape& s,
                           float loss_scale, ActivationStore& store, int64_t micro_batch,
                           BlockHooks* hooks = nullptr);
@@ -48,16 +56,19 @@ class Model {
   double forward_loss(const int32_t* tokens, const int32_t* targets, const BlockShape& s,
                       int64_t* counted, BlockHooks* hooks = nullptr);
 
- private:
-  // Final norm + LM head + cross-entropy over h [N, D], in row chunks to bound the logits
-  // buffer. With dh != nullptr also the backward: dh (overwritten) and head/embedding grads.
+  // The head pass: final norm + LM head + cross-entropy over h [N, D], in row chunks to bound
+  // the logits buffer. With dh != nullptr also its backward: dh (overwritten) and the head's
+  // (and, tied, the embedding's) gradients. Returns the unscaled loss sum.
   double head_loss(const float* h, const int32_t* targets, int64_t N, float loss_scale, float* dh);
+
+ private:
   const float* output_weight() const;  // lm_head, or the embedding when tied
   float* output_weight_grad();
 
   ModelConfig cfg_;
   std::vector<Block> blocks_;
   std::vector<ParamUnit> units_;
+  std::vector<bool> held_;
 };
 
 }  // namespace strata

@@ -25,11 +25,25 @@ struct ZeroEngine::State {
 };
 
 ZeroEngine::ZeroEngine(Comm& dp, int stage, std::vector<ZeroUnit> units,
-                       const std::string& optimizer, const OptimizerOptions& options)
-    : dp_(dp), stage_(stage), units_(std::move(units)), s_(std::make_unique<State>()) {
+                       const std::string& optimizer, const OptimizerOptions& options,
+                       ZeroOptions zero_options)
+    : dp_(dp),
+      stage_(stage),
+      units_(std::move(units)),
+      s_(std::make_unique<State>()),
+      options_(zero_options) {
   if (stage_ < 0 || stage_ > 3)
     throw InputError("parallel.zero_stage: expected 0, 1, 2 or 3, got " + std::to_string(stage_));
   const size_t U = units_.size();
+  dirty_.assign(U, false);
+  for (size_t u = 0; u < U; ++u) {
+    const int64_t id = units_[u].id;
+    STRATA_CHECK(id >= 0, "a ZeRO unit without a model unit index");
+    if (id >= static_cast<int64_t>(slot_of_id_.size()))
+      slot_of_id_.resize(static_cast<size_t>(id) + 1, -1);
+    STRATA_CHECK(slot_of_id_[static_cast<size_t>(id)] < 0, "a model unit given to ZeRO twice");
+    slot_of_id_[static_cast<size_t>(id)] = static_cast<int64_t>(u);
+  }
   s_->shard_params.resize(U);
   s_->shard_grads.resize(U);
   s_->gathers.resize(U);
@@ -72,6 +86,12 @@ ZeroEngine::~ZeroEngine() {
   };
   for (auto& h : s_->gathers) finish(h);
   for (auto& r : s_->reductions) finish(r.handle);
+}
+
+int64_t ZeroEngine::slot_of(int64_t id) const {
+  return id >= 0 && id < static_cast<int64_t>(slot_of_id_.size())
+             ? slot_of_id_[static_cast<size_t>(id)]
+             : -1;
 }
 
 int64_t ZeroEngine::shard(int64_t u) const {
@@ -134,11 +154,10 @@ void ZeroEngine::reduce_grads(int64_t u) {
   const int64_t s = shard(u);
   PendingReduce r;
   r.unit = u;
+  dirty_[static_cast<size_t>(u)] = false;
   if (stage_ == 0) {
-    if (!last_micro_) return;  // accumulate locally; one all-reduce per step
     r.handle = dp_.iall_reduce_sum(z.grads->data(), s * dp_.size());
   } else {
-    if (stage_ == 1 && !last_micro_) return;  // stage 1 accumulates locally like stage 0
     r.scratch = FloatBuffer(s, MemCategory::comm);
     r.handle = dp_.ireduce_scatter_sum(z.grads->data(), r.scratch.data(), s);
   }
@@ -171,48 +190,83 @@ void ZeroEngine::progress() {
   for (auto& h : s_->gathers) h.test();
 }
 
-void ZeroEngine::begin_micro_batch(bool last) {
-  last_micro_ = last;
-  // A pinned unit's gradient is written by two units' backward passes (the tied embedding by
-  // the head and by the embedding): it must exist for the whole micro-batch.
-  for (int64_t u = 0; u < num_units(); ++u)
-    if (units_[static_cast<size_t>(u)].pinned) ensure_full_grads(u);
+bool ZeroEngine::reduces_each_micro_batch(int64_t u) const {
+  // A pinned unit's gradient is written by two units' passes (the tied embedding by the head
+  // and by the embedding): it is reduced once, when both are done.
+  return stage_ >= 2 && !options_.reduce_once_per_step && !units_[static_cast<size_t>(u)].pinned;
 }
 
-void ZeroEngine::end_micro_batch() { drain_reductions(); }
+void ZeroEngine::begin_step() {
+  for (int64_t u = 0; u < num_units(); ++u)
+    if (units_[static_cast<size_t>(u)].pinned) {
+      ensure_full_grads(u);
+      dirty_[static_cast<size_t>(u)] = true;  // the head writes it without a pass of its own
+    }
+}
+
+void ZeroEngine::finish_grads() {
+  for (int64_t u = 0; u < num_units(); ++u)
+    if (dirty_[static_cast<size_t>(u)]) reduce_grads(u);
+}
+
+void ZeroEngine::finish_grads(int64_t first_id, int64_t end_id) {
+  for (int64_t id = first_id; id < end_id; ++id) {
+    const int64_t u = slot_of(id);
+    if (u >= 0 && dirty_[static_cast<size_t>(u)]) reduce_grads(u);
+  }
+}
 
 // ---- hooks ------------------------------------------------------------------------------------
 
-void ZeroEngine::before_forward(int64_t u) {
-  progress();
-  gather(u, false);
-  gather(u + 1, true);  // prefetch the next unit while this one computes
+void ZeroEngine::prefetch(int64_t id) {
+  const int64_t u = slot_of(id);
+  if (u >= 0) gather(u, true);
 }
 
-void ZeroEngine::after_forward(int64_t u) {
-  // In training the head's forward runs straight into its backward (no after_forward).
-  release_params(u);
-}
-
-void ZeroEngine::before_backward(int64_t u) {
+void ZeroEngine::before(int64_t id, UnitPass pass) {
+  const int64_t u = slot_of(id);
+  if (u < 0) return;
   progress();
-  gather(u, false);
-  gather(u - 1, true);
+  if (pass != UnitPass::backward_weight) gather(u, false);  // W needs no parameters
+  if (pass == UnitPass::forward) return;
   ensure_full_grads(u);
+  dirty_[static_cast<size_t>(u)] = true;
 }
 
-void ZeroEngine::after_backward(int64_t u) {
-  reduce_grads(u);
-  drain_reductions(/*keep=*/1);
-  release_params(u);
+void ZeroEngine::after(int64_t id, UnitPass pass, bool last) {
+  const int64_t u = slot_of(id);
+  if (u < 0) return;
+  if (pass == UnitPass::forward || pass == UnitPass::backward_input) {
+    release_params(u);  // I's gradient is finished by W: nothing to reduce yet
+    return;
+  }
+  if (last || reduces_each_micro_batch(u)) {
+    reduce_grads(u);
+    drain_reductions(/*keep=*/1);
+  }
+  if (pass == UnitPass::backward) release_params(u);
 }
 
 // ---- optimizer step ---------------------------------------------------------------------------
 
+void ZeroEngine::sum_tied_grads() {
+  for (int64_t u = 0; u < num_units(); ++u) {
+    ZeroUnit& z = units_[static_cast<size_t>(u)];
+    if (!z.tie) continue;
+    const ShardRange r = optimizer_range(u);
+    float* g =
+        stage_ <= 1 ? z.grads->data() + r.begin : s_->shard_grads[static_cast<size_t>(u)].data();
+    z.tie->all_reduce_sum(g, r.size());
+  }
+}
+
 double ZeroEngine::grad_sq_norm() {
+  finish_grads();
   drain_reductions();
+  sum_tied_grads();
   double sq = 0;
   for (int64_t u = 0; u < num_units(); ++u) {
+    if (units_[static_cast<size_t>(u)].replica) continue;  // counted by its owner
     const ShardRange own = owned(u);
     const float* g = stage_ <= 1 ? units_[static_cast<size_t>(u)].grads->data() + own.begin
                                  : s_->shard_grads[static_cast<size_t>(u)].data();
@@ -223,6 +277,7 @@ double ZeroEngine::grad_sq_norm() {
 }
 
 void ZeroEngine::step(float lr, float clip) {
+  finish_grads();
   drain_reductions();
   for (int64_t u = 0; u < num_units(); ++u) {
     ZeroUnit& z = units_[static_cast<size_t>(u)];
@@ -249,6 +304,7 @@ void ZeroEngine::step(float lr, float clip) {
 }
 
 void ZeroEngine::skip_step() {
+  finish_grads();  // every rank runs the same reductions, so the groups stay matched
   drain_reductions();
   clear_grads();
 }
@@ -256,6 +312,7 @@ void ZeroEngine::skip_step() {
 void ZeroEngine::clear_grads() {
   for (int64_t u = 0; u < num_units(); ++u) {
     ZeroUnit& z = units_[static_cast<size_t>(u)];
+    dirty_[static_cast<size_t>(u)] = false;
     if (stage_ <= 1)
       z.grads->zero();
     else

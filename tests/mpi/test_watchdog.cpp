@@ -144,11 +144,13 @@ TEST_F(WatchdogTest, AZeroEngineWithReductionsInFlightUnwindsWithoutTerminate) {
   static FloatBuffer p0(64, MemCategory::params), g0(64, MemCategory::grads);
   static FloatBuffer p1(64, MemCategory::params), g1(64, MemCategory::grads);
   auto run = [&] {
-    std::vector<ZeroUnit> units = {{&p0, &g0, 64, {}, false}, {&p1, &g1, 64, {}, false}};
+    std::vector<ZeroUnit> units = {{0, &p0, &g0, 64, {}, false}, {1, &p1, &g1, 64, {}, false}};
     ZeroEngine z(*group, 0, std::move(units), "sgd", OptimizerOptions{});
-    z.begin_micro_batch(true);
-    z.after_backward(1);  // reduction #1 in flight
-    z.after_backward(0);  // #2 in flight; waits for #1
+    z.begin_step();
+    z.before(1, UnitPass::backward);
+    z.after(1, UnitPass::backward, /*last=*/true);  // reduction #1 in flight
+    z.before(0, UnitPass::backward);
+    z.after(0, UnitPass::backward, /*last=*/true);  // #2 in flight; waits for #1
   };
   std::string msg;
   if (world_->rank() == 0) {
