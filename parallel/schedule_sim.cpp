@@ -18,16 +18,21 @@ struct Dependency {
   double delay = 0;  // added to the dependency's finish time
 };
 
-double cost_of(ActionType type, const SimCosts& costs) {
-  switch (type) {
+// The per-stage entry when given, else the scalar.
+double stage_cost(const std::vector<double>& per_stage, double scalar, int stage) {
+  return per_stage.empty() ? scalar : per_stage[static_cast<size_t>(stage)];
+}
+
+double cost_of(const Action& a, const SimCosts& costs) {
+  switch (a.type) {
     case ActionType::F:
-      return costs.forward;
+      return stage_cost(costs.stage_forward, costs.forward, a.stage);
     case ActionType::B:
-      return costs.backward;
+      return stage_cost(costs.stage_backward, costs.backward, a.stage);
     case ActionType::I:
-      return costs.backward_input;
+      return stage_cost(costs.stage_backward_input, costs.backward_input, a.stage);
     case ActionType::W:
-      return costs.backward_weight;
+      return stage_cost(costs.stage_backward_weight, costs.backward_weight, a.stage);
     case ActionType::SEND_F:
     case ActionType::SEND_B:
       return costs.send;
@@ -37,6 +42,16 @@ double cost_of(ActionType type, const SimCosts& costs) {
     default:
       return costs.reduce_grad;  // REDUCE_GRAD; reserved types never pass validation
   }
+}
+
+// A per-stage vector of the wrong length is a caller's bug, caught before it indexes past one.
+void check_stage_costs(const Schedule& schedule, const SimCosts& costs) {
+  for (const std::vector<double>* v : {&costs.stage_forward, &costs.stage_backward,
+                                       &costs.stage_backward_input, &costs.stage_backward_weight})
+    STRATA_CHECK(v->empty() || v->size() == static_cast<size_t>(schedule.stages),
+                 "per-stage simulation costs need one entry per stage: got " +
+                     std::to_string(v->size()) + " for " + std::to_string(schedule.stages) +
+                     " stages");
 }
 
 class Simulator {
@@ -123,7 +138,7 @@ class Simulator {
       if (done == finished_.end()) return false;
       ready = std::max(ready, done->second + dep.delay);
     }
-    free_at = ready + cost_of(a.type, costs_);
+    free_at = ready + cost_of(a, costs_);
     result.start[rank].push_back(ready);
     result.finish[rank].push_back(free_at);
     finished_[{a.type, a.stage, a.micro_batch}] = free_at;
@@ -225,6 +240,7 @@ std::string pad(const std::string& text, size_t width) {
 
 SimResult simulate_schedule(const Schedule& schedule, const SimCosts& costs) {
   validate_schedule(schedule);
+  check_stage_costs(schedule, costs);
   return Simulator(schedule, costs).run();
 }
 

@@ -23,6 +23,14 @@ struct SimCosts {
   double recv = 0;             // time a RECV_* occupies its rank once the message is there
   double latency = 0;          // from a send's end (or a producer's end, unlowered) to arrival
   double reduce_grad = 0;      // REDUCE_GRAD
+  // Optional per-stage compute costs, indexed by global stage (empty: the scalar above for every
+  // stage). Real stages differ (the head's GEMM sits on the last one, the embedding costs nothing),
+  // and the bubble they leave is what a placement is judged by. A non-empty vector must have one
+  // entry per stage of the simulated schedule.
+  std::vector<double> stage_forward;
+  std::vector<double> stage_backward;
+  std::vector<double> stage_backward_input;
+  std::vector<double> stage_backward_weight;
 };
 
 struct SimResult {
