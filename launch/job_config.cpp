@@ -4,179 +4,28 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <climits>
-#include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
-#include <type_traits>
 #include <utility>
 
 #include "core/error.h"
+#include "launch/pipeline_keys.h"
 #include "launch/yaml_documents.h"
+#include "launch/yaml_values.h"
+#include "parallel/schedule_gen.h"
 
 namespace strata {
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Reading one YAML value into a typed field. Each reader returns "" on success or what was wrong
-// ("expected an integer, got 'abc'"), so the caller can add the location and key.
-
-// A value quoted in a message: long ones are cut, so a 10 MB value is not a 10 MB message.
-std::string shown_value(const std::string& v) {
-  constexpr size_t kShown = 80;
-  if (v.size() <= kShown) return "'" + v + "'";
-  return "'" + v.substr(0, kShown) + "...' (" + std::to_string(v.size()) + " bytes)";
-}
-
-std::string describe(const YAML::Node& n) {
-  if (n.IsNull()) return "an empty value";
-  if (n.IsMap()) return "a map";
-  if (n.IsSequence()) return "a sequence";
-  return shown_value(n.Scalar());
-}
-
-// Offset of the first byte that is not part of well-formed UTF-8 (no overlongs, surrogates or
-// code points past U+10FFFF), or npos.
-size_t invalid_utf8_at(const std::string& s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  for (size_t i = 0; i < s.size();) {
-    const unsigned c = p[i];
-    size_t len = 0;
-    unsigned lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
-    if (c < 0x80)
-      len = 1;
-    else if (c >= 0xC2 && c <= 0xDF)
-      len = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-      len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4)
-      len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else
-      return i;
-    if (i + len > s.size()) return i;
-    for (size_t k = 1; k < len; ++k) {
-      const unsigned b = p[i + k];
-      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return i;
-    }
-    i += len;
-  }
-  return std::string::npos;
-}
-
-// YAML allows a leading '+' on numbers; std::from_chars does not.
-std::string_view unsigned_text(const std::string& s) {
-  std::string_view v(s);
-  if (!v.empty() && v.front() == '+') v.remove_prefix(1);
-  return v;
-}
-
-// Parses all of `text` as a T with std::from_chars; false on any leftover or range error.
-template <class T>
-bool parse_number(const std::string& text, T& out) {
-  const std::string_view v = unsigned_text(text);
-  if (v.empty()) return false;
-  T value{};
-  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
-  if (ec != std::errc() || end != v.data() + v.size()) return false;
-  out = value;
-  return true;
-}
-
-std::string read(const YAML::Node& n, int64_t& out) {
-  if (!n.IsScalar() || !parse_number(n.Scalar(), out))
-    return "expected an integer, got " + describe(n);
-  return "";
-}
-
-std::string read(const YAML::Node& n, uint64_t& out) {
-  if (!n.IsScalar() || !parse_number(n.Scalar(), out))
-    return "expected a non-negative integer, got " + describe(n);
-  return "";
-}
-
-std::string read(const YAML::Node& n, float& out) {
-  float value = 0.f;
-  if (!n.IsScalar() || !parse_number(n.Scalar(), value) || !std::isfinite(value))
-    return "expected a number, got " + describe(n);
-  out = value;
-  return "";
-}
-
-std::string read(const YAML::Node& n, bool& out) {
-  if (n.IsScalar()) {
-    const std::string& s = n.Scalar();
-    const bool is_true = s == "true" || s == "True" || s == "TRUE";
-    const bool is_false = s == "false" || s == "False" || s == "FALSE";
-    if (is_true || is_false) {
-      out = is_true;
-      return "";
-    }
-  }
-  return "expected true or false, got " + describe(n);
-}
-
-// An empty value (`val:`) is the empty string, which several keys use to mean "none/default".
-// Strings name files and choices: a NUL byte would silently cut a path, and invalid UTF-8 would
-// make the resolved config unreadable in the checkpoint manifest, so both are refused here.
-std::string read(const YAML::Node& n, std::string& out) {
-  if (!n.IsNull() && !n.IsScalar()) return "expected a string, got " + describe(n);
-  const std::string v = n.IsNull() ? "" : n.Scalar();
-  constexpr size_t kMaxString = 4096;  // PATH_MAX: every string key is a path or shorter
-  if (v.size() > kMaxString)
-    return "expected at most " + std::to_string(kMaxString) + " bytes, got " + describe(n);
-  if (const size_t nul = v.find('\0'); nul != std::string::npos)
-    return "expected text without NUL bytes, got one at byte " + std::to_string(nul);
-  if (const size_t bad = invalid_utf8_at(v); bad != std::string::npos) {
-    char hex[8];
-    std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(v[bad]));
-    return std::string("expected UTF-8 text, got the invalid byte ") + hex + " at byte " +
-           std::to_string(bad);
-  }
-  out = v;
-  return "";
-}
-
-// ---------------------------------------------------------------------------------------------
-// Writing a value back as YAML text (dump_job_config). Floats use %.9g: enough digits for every
-// float32 to parse back bit-identically.
-
-std::string format_value(int64_t v) { return std::to_string(v); }
-std::string format_value(uint64_t v) { return std::to_string(v); }
-std::string format_value(bool v) { return v ? "true" : "false"; }
-std::string format_value(float v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
-  return buf;
-}
-
-// Plain when it reads back as the same string; otherwise double-quoted with escapes.
-std::string format_value(const std::string& s) {
-  const bool safe_chars = std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("_./-+", c) != nullptr;
-  });
-  const bool is_null_word = s == "null" || s == "Null" || s == "NULL";
-  if (!s.empty() && safe_chars && !is_null_word && s.front() != '-') return s;
-  std::string q = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      q += '\\';
-      q += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(c));
-      q += buf;
-    } else {
-      q += c;
-    }
-  }
-  return q + "\"";
-}
+using yaml_values::describe;
+using yaml_values::format_value;
+using yaml_values::read;
+using yaml_values::shown_value;
 
 // ---------------------------------------------------------------------------------------------
 // "Did you mean": optimal-string-alignment distance, so a swapped pair of letters counts as one.
@@ -265,6 +114,15 @@ Field string_choice(std::string path, Access access, std::vector<std::string> na
   return choice<std::string>(std::move(path), access, pairs);
 }
 
+// The generators' own spelling (parallel/schedule_gen.h), so the key and the code cannot drift.
+std::vector<std::string> schedule_names() {
+  std::vector<std::string> names;
+  for (ScheduleKind kind : {ScheduleKind::gpipe, ScheduleKind::one_f_one_b,
+                            ScheduleKind::interleaved, ScheduleKind::zb_h1})
+    names.emplace_back(schedule_kind_name(kind));
+  return names;
+}
+
 #define STRATA_REF(member) \
   [](auto& c) -> auto& { return c.member; }
 
@@ -315,6 +173,10 @@ const std::vector<Field>& schema() {
       field("parallel.sp", STRATA_REF(parallel.sp)),
       field("parallel.pp", STRATA_REF(parallel.pp)),
       field("parallel.zero_stage", STRATA_REF(parallel.zero_stage)),
+      string_choice("parallel.schedule", STRATA_REF(parallel.schedule), schedule_names()),
+      field("parallel.virtual_stages", STRATA_REF(parallel.virtual_stages)),
+      field("parallel.schedule_file", STRATA_REF(parallel.schedule_file)),
+      field("parallel.pp_layers", STRATA_REF(parallel.pp_layers)),
       string_choice("offload.policy", STRATA_REF(offload.policy),
                     {"keep", "recompute", "swap", "auto"}),
       field("offload.budget_mb", STRATA_REF(offload.budget_mb)),
@@ -633,6 +495,7 @@ void Parser::check_ranges() const {
             std::to_string(per_step) + ", got " + std::to_string(c.train.global_batch) +
             " (each data-parallel rank runs global_batch / (micro_batch * dp) micro-batches per "
             "step)");
+  if (const auto problem = pipeline_key_problem(c)) check(false, problem->key, problem->what);
 }
 
 void Parser::validate() const {

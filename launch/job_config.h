@@ -52,6 +52,14 @@ struct ParallelConfig {
   int64_t sp = 1;
   int64_t pp = 1;
   int64_t zero_stage = 0;  // 0..3
+  // Pipeline (docs/PIPELINE.md): the schedule generator (parallel/schedule_gen.h's names), the
+  // stages per pipeline rank (>= 2 for interleaved, 1 otherwise), a CSV schedule replacing the
+  // generator (its pp and micro-batches must be the job's), and the blocks per stage
+  // (pp * virtual_stages entries summing to model.n_layers; empty = placed by cost).
+  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved | zb-h1
+  int64_t virtual_stages = 1;     // 1..64
+  std::string schedule_file;
+  std::vector<int64_t> pp_layers;
 };
 
 struct OffloadConfig {

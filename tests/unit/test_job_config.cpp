@@ -59,6 +59,10 @@ void expect_same(const JobConfig& a, const JobConfig& b) {
   EXPECT_EQ(a.parallel.sp, b.parallel.sp);
   EXPECT_EQ(a.parallel.pp, b.parallel.pp);
   EXPECT_EQ(a.parallel.zero_stage, b.parallel.zero_stage);
+  EXPECT_EQ(a.parallel.schedule, b.parallel.schedule);
+  EXPECT_EQ(a.parallel.virtual_stages, b.parallel.virtual_stages);
+  EXPECT_EQ(a.parallel.schedule_file, b.parallel.schedule_file);
+  EXPECT_EQ(a.parallel.pp_layers, b.parallel.pp_layers);
   EXPECT_EQ(a.offload.policy, b.offload.policy);
   EXPECT_EQ(a.checkpoint.dir, b.checkpoint.dir);
   EXPECT_EQ(a.checkpoint.every, b.checkpoint.every);
@@ -152,14 +156,31 @@ TEST(JobConfig, AcceptsYamlNumberForms) {
 TEST(JobConfig, DumpRoundTripsEveryField) {
   // Non-default values everywhere, including floats with no short decimal form and strings that
   // need quoting.
-  const JobConfig c = load_job_config(
-      kTiny, {"model.linear_attention.feature_map=identity", "model.linear_attention.decay=none",
-              "model.tie_embeddings=true", "model.norm_eps=1.2345678e-6", "optim.lr=0.1234567891",
-              "optim.name=sgd", "optim.schedule=linear", "optim.momentum=0.875",
-              "train.seed=18446744073709551615", "data.val=", "train.run_dir='runs/a b: c #1'",
-              "checkpoint.dir='null'", "log.metrics_file=\"-m\\\"x\\\\y\"",
-              "checkpoint.resume=/ckpt/step_00000100", "offload.policy=recompute",
-              "parallel.zero_stage=3", "train.threads=3"});
+  const JobConfig c = load_job_config(kTiny, {"model.linear_attention.feature_map=identity",
+                                              "model.linear_attention.decay=none",
+                                              "model.tie_embeddings=true",
+                                              "model.norm_eps=1.2345678e-6",
+                                              "optim.lr=0.1234567891",
+                                              "optim.name=sgd",
+                                              "optim.schedule=linear",
+                                              "optim.momentum=0.875",
+                                              "train.seed=18446744073709551615",
+                                              "data.val=",
+                                              "train.run_dir='runs/a b: c #1'",
+                                              "checkpoint.dir='null'",
+                                              "log.metrics_file=\"-m\\\"x\\\\y\"",
+                                              "checkpoint.resume=/ckpt/step_00000100",
+                                              "offload.policy=recompute",
+                                              "parallel.zero_stage=3",
+                                              "train.threads=3",
+                                              "parallel.pp=2",
+                                              "parallel.schedule=interleaved",
+                                              "parallel.virtual_stages=2",
+                                              "parallel.pp_layers=[1, 2, 1]",
+                                              "parallel.pp_layers=[1,1,1,1]",
+                                              "parallel.schedule_file='my schedules/a.csv'"});
+  EXPECT_EQ(c.parallel.pp_layers, (std::vector<int64_t>{1, 1, 1, 1}));
+  EXPECT_EQ(c.parallel.schedule_file, "my schedules/a.csv");
   EXPECT_EQ(c.train.run_dir, "runs/a b: c #1");
   EXPECT_EQ(c.checkpoint.dir, "null");
   EXPECT_EQ(c.log.metrics_file, "-m\"x\\y");
@@ -181,6 +202,9 @@ TEST(JobConfig, DumpHasEveryKeyInFileLayout) {
                   "    chunk_size: 64\n  tie_embeddings: false\n");
   EXPECT_CONTAINS(text, "\ndata:\n  train: x\n  val: \"\"\n  seq_len: 128\n");
   EXPECT_CONTAINS(text, "\noptim:\n  name: adamw\n");
+  EXPECT_CONTAINS(text,
+                  "\nparallel:\n  dp: 1\n  sp: 1\n  pp: 1\n  zero_stage: 0\n  schedule: 1f1b\n"
+                  "  virtual_stages: 1\n  schedule_file: \"\"\n  pp_layers: []\n");
   EXPECT_CONTAINS(text, "\ncheckpoint:\n  dir: \"\"\n");
   EXPECT_CONTAINS(text, "\nlog:\n  every: 1\n  metrics_file: \"\"\n");
   expect_same(parse_job_config(text, "dump.yaml"), c);
@@ -268,6 +292,8 @@ TEST(JobConfig, OutOfRangeNamesKeyAndValue) {
       {"parallel.pp", "-1", "expected a value in [1, 1048576], got -1"},
       {"train.global_batch", "2147483648", "expected a value in [1, 2147483647], got 2147483648"},
       {"parallel.zero_stage", "4", "expected a value in [0, 3], got 4"},
+      {"parallel.virtual_stages", "0", "expected a value in [1, 64], got 0"},
+      {"parallel.virtual_stages", "65", "expected a value in [1, 64], got 65"},
       {"parallel.zero_stage", "-1", "expected a value in [0, 3], got -1"},
       {"checkpoint.every", "-1", "expected a value >= 0, got -1"},
       {"checkpoint.keep_last", "-1", "expected a value >= 0, got -1"},
@@ -515,6 +541,121 @@ TEST(JobConfigStrings, CarriageReturnOnlyLineEndingsAreLineBreaks) {
             std::string::npos);
   const JobConfig crlf = parse_job_config("data:\r\n  train: x\r\n", "job.yaml");
   EXPECT_EQ(crlf.data.train, "x");
+}
+
+}  // namespace
+}  // namespace strata
+
+// The pipeline keys (docs/JOB_FILE.md, parallel): types, the rules tying them to parallel.pp
+// and model.n_layers, and where their errors point.
+namespace strata {
+namespace {
+
+// Eight blocks: room for pp=4 with two virtual stages.
+const std::string kEightBlocks = "data: {train: x}\nmodel:\n  n_layers: 8\n";
+
+std::string pipeline_error(const std::string& parallel_yaml,
+                           const std::vector<std::string>& overrides = {}) {
+  try {
+    parse_job_config(kEightBlocks + "parallel:\n" + parallel_yaml, "job.yaml", overrides);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an InputError for:\n" << parallel_yaml;
+  return "";
+}
+
+TEST(JobConfigPipeline, DefaultsAreOneStagePerRankOneFOneB) {
+  const JobConfig c = parse_job_config("data: {train: x}\n", "job.yaml");
+  EXPECT_EQ(c.parallel.schedule, "1f1b");
+  EXPECT_EQ(c.parallel.virtual_stages, 1);
+  EXPECT_EQ(c.parallel.schedule_file, "");
+  EXPECT_TRUE(c.parallel.pp_layers.empty());
+}
+
+TEST(JobConfigPipeline, PpLayersReadsBlockAndFlowSequencesAndSet) {
+  const JobConfig block = parse_job_config(
+      kEightBlocks + "parallel:\n  pp: 3\n  pp_layers:\n    - 2\n    - 3\n    - 3\n", "job.yaml");
+  EXPECT_EQ(block.parallel.pp_layers, (std::vector<int64_t>{2, 3, 3}));
+  const JobConfig set =
+      parse_job_config(kEightBlocks, "job.yaml", {"parallel.pp=3", "parallel.pp_layers=[4,2,2]"});
+  EXPECT_EQ(set.parallel.pp_layers, (std::vector<int64_t>{4, 2, 2}));
+  // An empty value, or [], is "placed by cost".
+  const JobConfig empty =
+      parse_job_config(kEightBlocks, "job.yaml", {"parallel.pp_layers=[1]", "parallel.pp_layers="});
+  EXPECT_TRUE(empty.parallel.pp_layers.empty());
+  EXPECT_TRUE(parse_job_config(kEightBlocks + "parallel:\n  pp_layers: []\n", "job.yaml")
+                  .parallel.pp_layers.empty());
+}
+
+TEST(JobConfigPipeline, PpLayersTypeErrorsNameTheEntry) {
+  EXPECT_CONTAINS(pipeline_error("  pp_layers: 8\n"),
+                  "job.yaml:5:3: parallel.pp_layers: expected a sequence of integers (e.g. [2, 1, "
+                  "1]), got '8'");
+  EXPECT_CONTAINS(pipeline_error("  pp: 2\n  pp_layers: [4, x]\n"),
+                  "job.yaml:6:3: parallel.pp_layers: entry 1: expected an integer, got 'x'");
+  EXPECT_CONTAINS(
+      pipeline_error("  pp_layers: {a: 1}\n"),
+      "parallel.pp_layers: expected a sequence of integers (e.g. [2, 1, 1]), got a map");
+  EXPECT_CONTAINS(
+      pipeline_error("", {"parallel.pp_layers=[[1], 2]"}),
+      "--set parallel.pp_layers=[[1], 2]: entry 0: expected an integer, got a sequence");
+}
+
+TEST(JobConfigPipeline, PpLayersMustCoverEveryStageAndBlock) {
+  EXPECT_CONTAINS(pipeline_error("  pp: 4\n  pp_layers: [2, 1, 1]\n"),
+                  "job.yaml:6:3: parallel.pp_layers: expected parallel.pp * "
+                  "parallel.virtual_stages = 4 * 1 = 4 entries (blocks per stage), got 3");
+  EXPECT_CONTAINS(pipeline_error("  pp: 2\n  schedule: interleaved\n  virtual_stages: 2\n"
+                                 "  pp_layers: [2, 2, 2]\n"),
+                  "= 2 * 2 = 4 entries (blocks per stage), got 3");
+  EXPECT_CONTAINS(pipeline_error("  pp: 3\n  pp_layers: [4, 0, 4]\n"),
+                  "job.yaml:6:3: parallel.pp_layers: entry 1 is 0: every stage holds at least one "
+                  "block");
+  EXPECT_CONTAINS(pipeline_error("  pp: 3\n  pp_layers: [2, 2, 3]\n"),
+                  "job.yaml:6:3: parallel.pp_layers: the entries sum to 7 blocks, but "
+                  "model.n_layers = 8");
+  EXPECT_CONTAINS(pipeline_error("", {"parallel.pp=2", "parallel.pp_layers=[5,5]"}),
+                  "--set parallel.pp_layers=[5,5]: the entries sum to 10 blocks, but "
+                  "model.n_layers = 8");
+}
+
+TEST(JobConfigPipeline, ScheduleIsOneOfTheGenerators) {
+  for (const char* name : {"gpipe", "1f1b", "zb-h1"})
+    EXPECT_EQ(parse_job_config(kEightBlocks, "job.yaml", {std::string("parallel.schedule=") + name})
+                  .parallel.schedule,
+              name);
+  EXPECT_CONTAINS(pipeline_error("  schedule: 1f1c\n"),
+                  "job.yaml:5:3: parallel.schedule: expected one of gpipe|1f1b|interleaved|zb-h1, "
+                  "got '1f1c' (did you mean '1f1b'?)");
+}
+
+TEST(JobConfigPipeline, VirtualStagesMatchTheSchedule) {
+  EXPECT_CONTAINS(pipeline_error("  pp: 2\n  schedule: interleaved\n"),
+                  "job.yaml:4:1: parallel.virtual_stages: parallel.schedule interleaved needs "
+                  "parallel.virtual_stages >= 2 (stages per pipeline rank), got 1");
+  EXPECT_CONTAINS(pipeline_error("  pp: 2\n  virtual_stages: 2\n"),
+                  "job.yaml:6:3: parallel.virtual_stages: parallel.schedule 1f1b holds one stage "
+                  "per pipeline rank: parallel.virtual_stages must be 1, got 2");
+  EXPECT_CONTAINS(pipeline_error("  schedule: zb-h1\n", {"parallel.virtual_stages=3"}),
+                  "--set parallel.virtual_stages=3: parallel.schedule zb-h1 holds one stage");
+  const JobConfig ok = parse_job_config(
+      kEightBlocks + "parallel:\n  pp: 2\n  schedule: interleaved\n  virtual_stages: 4\n",
+      "job.yaml");
+  EXPECT_EQ(ok.parallel.virtual_stages, 4);
+  // A schedule file brings its own placement: the schedule key is not consulted.
+  EXPECT_NO_THROW(parse_job_config(
+      kEightBlocks + "parallel:\n  schedule: interleaved\n  schedule_file: s.csv\n", "job.yaml"));
+}
+
+TEST(JobConfigPipeline, EveryStageNeedsABlock) {
+  EXPECT_CONTAINS(pipeline_error("  pp: 4\n  schedule: interleaved\n  virtual_stages: 3\n"),
+                  "parallel.pp: parallel.pp * parallel.virtual_stages = 4 * 3 = 12 stages, more "
+                  "than model.n_layers = 8 (every stage holds at least one block)");
+  EXPECT_CONTAINS(pipeline_error("  pp: 9\n"),
+                  "job.yaml:5:3: parallel.pp: parallel.pp * parallel.virtual_stages = 9 * 1 = 9 "
+                  "stages, more than model.n_layers = 8");
+  EXPECT_NO_THROW(parse_job_config(kEightBlocks + "parallel:\n  pp: 8\n", "job.yaml"));
 }
 
 }  // namespace
