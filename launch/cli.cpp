@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 
 #include "core/error.h"
@@ -16,6 +17,7 @@
 #include "launch/embedded_config.h"
 #include "launch/job_config.h"
 #include "launch/memory_estimate.h"
+#include "launch/pipeline_plan.h"
 #include "launch/prepare_data.h"
 #include "launch/stop_signals.h"
 #include "launch/train_checkpoint.h"
@@ -38,6 +40,7 @@ commands:
   eval          validation loss of a checkpoint
   export        write a checkpoint's weights as safetensors
   prepare-data  turn text files into token shards (llm.c .bin layout, byte-level tokens)
+  schedule      print a job's pipeline plan: stages, schedule timeline, simulated bubble
 
 'strata <command> --help' describes each command.
 )";
@@ -76,6 +79,18 @@ byte-level tokenizer (vocab 256, documents separated by token 0) into DIR/train_
 and DIR/val_000000.bin ... in llm.c's shard layout (version 1: uint16 tokens, 2: uint32).
 The last F (default 0.05) of every document goes to validation. Existing llm.c uint16 shards
 need no preparation: point data.train at them.
+)";
+
+constexpr const char* kScheduleHelp =
+    R"(usage: strata schedule [JOB.yaml] [--set section.key=value]... [--csv FILE] [--peak-gflops G]
+
+Prints the pipeline plan of the job file, exactly what 'strata train' would run, without running
+anything: the blocks each stage holds and their cost per micro-batch, the lowered schedule as a
+timeline (one column per pipeline rank), the simulated step time and bubble fraction, and the
+ideal bubble beside it (docs/PIPELINE.md). Without JOB.yaml, the embedded configs/tiny.yaml.
+  --csv FILE        also write the lowered schedule as CSV; edit it and pass it back with
+                    --set parallel.schedule_file=FILE
+  --peak-gflops G   cost the actions in seconds at G GFLOP/s (default: in GFLOP)
 )";
 
 // Flag parsing: "--name value" or "--name=value"; positionals kept in order.
@@ -311,6 +326,35 @@ int cmd_prepare_data(const std::vector<std::string>& args) {
   return 0;
 }
 
+int cmd_schedule(const std::vector<std::string>& args) {
+  const Args a = parse_args(args, 2, {"set", "csv", "peak-gflops"}, {}, "schedule");
+  if (a.help) {
+    std::fputs(kScheduleHelp, stdout);
+    return 0;
+  }
+  double peak = 0;
+  if (const auto g = a.get("peak-gflops")) {
+    try {
+      size_t used = 0;
+      peak = std::stod(*g, &used) * 1e9;
+      if (used != g->size()) throw std::invalid_argument("trailing");
+    } catch (const std::exception&) {
+      throw InputError("strata schedule: --peak-gflops: expected a number, got '" + *g + "'");
+    }
+    if (!(peak > 0 && std::isfinite(peak)))
+      throw InputError("strata schedule: --peak-gflops: expected a value > 0, got '" + *g + "'");
+  }
+  const JobConfig cfg = load_config_arg(a, "schedule");
+  const PipelinePlan plan = plan_pipeline(cfg, peak);
+  if (const auto csv = a.get("csv")) {
+    std::ofstream out(*csv, std::ios::binary | std::ios::trunc);
+    out << write_schedule_csv(plan.schedule);
+    if (!out.flush()) throw InputError("strata schedule: --csv: cannot write '" + *csv + "'");
+  }
+  std::fputs(format_pipeline_plan(plan, cfg).c_str(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int cli_main(const std::vector<std::string>& args) {
@@ -324,6 +368,7 @@ int cli_main(const std::vector<std::string>& args) {
     if (cmd == "eval") return cmd_eval(args);
     if (cmd == "export") return cmd_export(args);
     if (cmd == "prepare-data") return cmd_prepare_data(args);
+    if (cmd == "schedule") return cmd_schedule(args);
     std::fprintf(stderr, "strata: unknown command '%s'\n\n%s", cmd.c_str(), kMainHelp);
     return 2;
   } catch (const StrataError& e) {
