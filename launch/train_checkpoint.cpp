@@ -1,6 +1,8 @@
 #include "launch/train_checkpoint.h"
 
 #include <algorithm>
+#include <iterator>
+#include <set>
 
 #include "core/error.h"
 #include "core/stop.h"
@@ -18,6 +20,14 @@ std::vector<TensorSlice> unit_slices(const ParamUnit& unit, const float* data, i
   return slices;
 }
 
+namespace {
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+}  // namespace
+
 void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float* dst, int64_t begin,
                      int64_t end, const std::string& suffix) {
   for (const auto& t : unit.tensors()) {
@@ -25,12 +35,35 @@ void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float*
     if (b >= e) continue;
     const std::string name = t.name + suffix;
     throw_if_stop_requested("loading checkpoint " + ckpt.dir());  // between tensors
-    if (!ckpt.has(name)) throw InputError(ckpt.dir() + ": checkpoint has no tensor '" + name + "'");
+    if (!ckpt.has(name))
+      throw InputError(ckpt.dir() + ": checkpoint has no tensor '" + name +
+                       "' (was the model config changed? model.n_layers, model.tie_embeddings "
+                       "and the optimizer must match the run that wrote it)");
     if (ckpt.global_shape(name) != t.shape)
-      throw InputError(ckpt.dir() + ": tensor '" + name +
-                       "' has another shape than the model (was the model config changed?)");
+      throw InputError(ckpt.dir() + ": tensor '" + name + "' is " +
+                       shape_text(ckpt.global_shape(name)) + " in the checkpoint but " +
+                       shape_text(t.shape) + " in the model (was the model config changed?)");
     ckpt.read(name, b - t.offset, e - b, dst + (b - begin));
   }
+}
+
+void check_checkpoint_tensors(const CheckpointReader& ckpt, const std::vector<ParamUnit>& units) {
+  std::set<std::string> model;
+  for (const auto& u : units)
+    for (const auto& t : u.tensors()) model.insert(t.name);
+  std::vector<std::string> extra;
+  for (const auto& name : ckpt.tensor_names()) {
+    // "<tensor>" or "<tensor>.<optimizer state>": the longest model name not after it in order.
+    auto it = model.upper_bound(name);
+    const bool known = it != model.begin() && (*std::prev(it) == name ||
+                                               name.rfind(*std::prev(it) + ".", 0) == 0);
+    if (!known) extra.push_back(name);
+  }
+  if (extra.empty()) return;
+  throw InputError(ckpt.dir() + ": the checkpoint holds " + std::to_string(extra.size()) +
+                   " tensor(s) the model does not have, e.g. '" + extra.front() +
+                   "': it was written for another model (compare model.n_layers, "
+                   "model.tie_embeddings with its config.yaml); refusing to load part of it");
 }
 
 std::string fit_layout_to_world(JobConfig& cfg, int64_t world) {
@@ -44,6 +77,11 @@ std::string fit_layout_to_world(JobConfig& cfg, int64_t world) {
   p.dp = world;
   p.sp = 1;
   p.pp = 1;
+  // The pipeline keys belong to the old layout: one stage runs the whole model.
+  p.schedule = "1f1b";
+  p.virtual_stages = 1;
+  p.schedule_file.clear();
+  p.pp_layers.clear();
   const int64_t per_step = cfg.train.micro_batch * p.dp;
   cfg.train.global_batch = (cfg.train.global_batch + per_step - 1) / per_step * per_step;
   return "the checkpoint's layout (" + before + ") does not fit " + std::to_string(world) +

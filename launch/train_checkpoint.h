@@ -23,6 +23,11 @@ std::vector<TensorSlice> unit_slices(const ParamUnit& unit, const float* data, i
 void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float* dst, int64_t begin,
                      int64_t end, const std::string& suffix = "");
 
+// InputError when the checkpoint holds a tensor (or an optimizer state of one) the model has
+// not: a checkpoint of a deeper model, or an untied one read as tied, would otherwise load in
+// part without a word.
+void check_checkpoint_tensors(const CheckpointReader& ckpt, const std::vector<ParamUnit>& units);
+
 // A layout for reading a checkpoint in `world` processes (eval): a checkpoint stores every tensor
 // under its global name and offset, so any layout reads it. The job's own layout stays when
 // pp * dp * sp == world; otherwise dp = world, sp = pp = 1 with the job's ZeRO stage (ZeRO pads

@@ -333,6 +333,7 @@ void Trainer::save_checkpoint() {
 
 void Trainer::load_weights(const CheckpointReader& ckpt) {
   auto& units = model_->units();
+  check_checkpoint_tensors(ckpt, units);
   for (int64_t u = 0; u < zero_->num_units(); ++u) {
     ParamUnit& unit = units[zero_->unit_id(u)];
     // Stages 0-2 hold whole parameters; stage 3 only its shard.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Eval and export read a checkpoint written under any layout: a checkpoint trained by
 # `mpirun -np 2` with parallel.dp=2 (and one with parallel.sp=2) evaluates in one process, with
-# a log line saying which layout it used, to the val_loss the training run logged, and the same
+# a log line saying which layout it used (a pipeline checkpoint's schedule and stage split are
+# dropped with its layout), to the val_loss the training run logged, and the same
 # as eval under mpirun -np 2; export of it works in one process.
 #
 # usage: bash tests/e2e/eval_any_layout.sh STRATA_BINARY [SOURCE_DIR]
@@ -19,7 +20,7 @@ SETS=("${TINY_SETS[@]}" --set data.train=data/train --set data.val=data/val
 close() { python3 -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(abs(a - b) > 2e-5 * abs(a))" "$1" "$2"; }
 val_of() { sed -nE 's/^step [0-9]+ val_loss ([0-9.]+) batches [0-9]+$/\1/p' "$E2E_OUT/stdout"; }
 
-for layout in "dp=2 zero_stage=3" "sp=2 zero_stage=1"; do
+for layout in "dp=2 zero_stage=3" "sp=2 zero_stage=1" "pp=2 schedule=zb-h1 pp_layers=[1,1]"; do
   sets=()
   for kv in $layout; do sets+=(--set "parallel.$kv"); done
   name=${layout// /_}

@@ -6,6 +6,7 @@
 // size-1 communicator), once per configuration.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/error.h"
 #include "launch/job_config.h"
 #include "launch/trainer.h"
 #include "mpi_test_env.h"
@@ -274,6 +276,34 @@ TEST_P(PipelineResume, ContinuesUnderAnotherLayout) {
     for (int i = 0; i < 6; ++i)
       EXPECT_NEAR(lb[i], ref.losses[6 + i], 2e-5 * ref.losses[6 + i]) << "step " << 7 + i;
   }
+}
+
+// A checkpoint of another model is refused as a whole, naming what differs, on every rank
+// (each checks the full tensor list, so no rank is left waiting).
+TEST_F(PipelineTest, ACheckpointOfAnotherModelIsRefused) {
+  const std::string pp = "parallel.pp=" + std::to_string(world_->size());
+  {
+    Trainer a(config(4, "deep", {pp}), world_.get());
+    a.train_step();
+    a.save_checkpoint();
+  }
+  auto message = [&](std::vector<std::string> sets) {
+    sets.push_back(pp);
+    sets.push_back("model.n_layers=" + std::to_string(std::max(4, world_->size())));
+    Trainer b(config(4, "shallow", sets), world_.get());
+    try {
+      b.resume(dir_ + "/deep/checkpoints");
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string fewer = message({});
+  EXPECT_NE(fewer.find("tensor(s) the model does not have, e.g. 'model.layers."),
+            std::string::npos)
+      << fewer;
+  const std::string tied = message({"model.n_layers=8", "model.tie_embeddings=true"});
+  EXPECT_NE(tied.find("e.g. 'lm_head.weight'"), std::string::npos) << tied;
 }
 
 INSTANTIATE_TEST_SUITE_P(
