@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The collective watchdog under mpirun (README: "When a rank is lost"): a rank stopped with
 # SIGSTOP, stuck in a long computation (STRATA_FAULT) or killed with -9, at dp=2 (ZeRO 0 and 3)
-# and at sp=2 (kill -9 at both). Each job must end non-zero within the deadline + 15 s, the survivor naming the
+# at sp=2 (kill -9 at both), and stalled at pp=2 (the survivor names the pipeline action, stage
+# and micro-batch it waits for). Each job must end non-zero within the deadline + 15 s, the survivor naming the
 # step, the group, the operation and the rank that did not arrive (with kill -9, mpirun ends the
 # job itself and names the rank); the survivor's flight_0.jsonl parses as JSON lines; and the
-# last committed checkpoint loads. The six jobs run side by side: they mostly wait.
+# last committed checkpoint loads. The seven jobs run side by side: they mostly wait.
 set -euo pipefail
 source "$(dirname "$0")/lib.bash"
 e2e_init "$@"
@@ -93,6 +94,7 @@ drive sp_stop stop --set parallel.sp=2 &
 drive sp_stall stall --set parallel.sp=2 &
 drive dp_kill kill --set parallel.dp=2 &
 drive sp_kill kill --set parallel.sp=2 &
+drive pp_stall stall --set parallel.pp=2 &
 wait
 
 # check CASE: exit, time bound and the checkpoint, common to every case.
@@ -150,6 +152,14 @@ for name in dp3_stall sp_stall; do
   python3 -c "import sys; sys.exit(0 if $took <= $TIMEOUT_S + 15 else 1)" ||
     fail "$name: $took s after the stall, more than the deadline + 15 s"
 done
+
+# A stalled pipeline stage: the other waits for its message, and says which.
+check pp_stall $((TIMEOUT_S + 15))
+expect_stderr_matches "rank 0 of 2: error: pipeline RECV_(F|B) of stage 0 micro-batch [0-9]+ \(pp rank 0, peer pp rank 1\): collective timeout at step 3 \(train\): pp irecv #[0-9]+ did not complete" \
+  "pp_stall: the message names the action, stage, micro-batch and peer"
+expect_stderr_matches "Did not arrive: world rank 1 \(pp rank 1\): no answer to the watchdog" \
+  "pp_stall: the message names the missing rank"
+check_flight pp_stall/flight_0.jsonl pending
 
 # kill -9: mpirun notices first, ends the job and names the rank.
 for name in dp_kill sp_kill; do

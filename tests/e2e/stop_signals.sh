@@ -89,3 +89,36 @@ expect_exit 143 "SIGTERM while swap I/O hangs"
 [[ $SECS -le 12 ]] || fail "a hung swap request kept the run $SECS s after SIGTERM"
 expect_stderr_contains "while waiting for swap I/O, which did not finish within 5 s of the stop"
 unset STRATA_IO_BACKEND
+
+# ---- SIGTERM to mpirun with pipeline stages: honoured at the step's end, resumed exactly ------
+# With pp > 1 a stage leaving mid-step would leave its neighbour waiting for a message, so the
+# ranks agree on a stop once per step (README: "Pipeline parallelism"). mpirun forwards SIGTERM
+# to the ranks and exits non-zero itself.
+if command -v mpirun >/dev/null; then
+  require_mpirun
+  PP_JOB=("${BASE[@]}" --set train.global_batch=32 --set train.micro_batch=2 --set data.seq_len=128
+          --set train.steps=400 --set train.eval_every=0 --set train.threads=1 --set parallel.pp=2
+          --set optim.schedule=constant)  # the lr must not depend on train.steps, changed below
+  mkdir -p pp
+  "${MPIRUN[@]}" -np 2 "$STRATA" train "${PP_JOB[@]}" --set train.run_dir=pp >pp/stdout 2>pp/stderr &
+  PID=$!
+  wait_for_log pp '^step 2/400'
+  kill -TERM "$PID"
+  RC=0
+  wait "$PID" || RC=$?
+  E2E_CMD="mpirun -np 2 strata train (pp=2, SIGTERM)"
+  E2E_RC=$RC
+  cp pp/stdout pp/stderr "$E2E_OUT/"
+  [[ $RC -ne 0 ]] || fail "mpirun exited 0 after SIGTERM"
+  expect_stderr_matches 'stopped by signal 15 after step [0-9]+ \(checkpoint saved\)'
+  stop_step=$(sed -nE 's/^stopped by signal 15 after step ([0-9]+) .*/\1/p' pp/stderr)
+  [[ $stop_step -lt 400 ]] || fail "the run was not stopped before its end"
+  run "${MPIRUN[@]}" -np 2 "$STRATA" train "${PP_JOB[@]}" --set train.run_dir=ppref \
+    --set train.steps=$((stop_step + 3))
+  expect_exit 0 "uninterrupted pp=2 run"
+  run "${MPIRUN[@]}" -np 2 "$STRATA" train "${PP_JOB[@]}" --set train.run_dir=pp \
+    --set train.steps=$((stop_step + 3))
+  expect_exit 0 "resumed pp=2 run"
+  diff <(metrics_losses ppref/metrics.jsonl) <(metrics_losses pp/metrics.jsonl) >&2 ||
+    fail "losses of the pp=2 run resumed after step $stop_step differ from the uninterrupted run's"
+fi
