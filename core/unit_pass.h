@@ -10,10 +10,14 @@ enum class UnitPass { forward, backward, backward_input, backward_weight };
 
 inline const char* unit_pass_name(UnitPass p) {
   switch (p) {
-    case UnitPass::forward: return "forward";
-    case UnitPass::backward: return "backward";
-    case UnitPass::backward_input: return "input-gradient backward";
-    case UnitPass::backward_weight: return "weight-gradient backward";
+    case UnitPass::forward:
+      return "forward";
+    case UnitPass::backward:
+      return "backward";
+    case UnitPass::backward_input:
+      return "input-gradient backward";
+    case UnitPass::backward_weight:
+      return "weight-gradient backward";
   }
   return "?";
 }

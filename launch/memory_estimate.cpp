@@ -73,8 +73,7 @@ MemoryEstimate estimate_rank_memory(const JobConfig& c) {
                    static_cast<double>(c.data.seq_len / c.parallel.sp);
   const bool swaps = c.offload.policy == "swap" || c.offload.policy == "auto";
   // With several stages a rank may hold few blocks: only the streams count.
-  const double rows =
-      swaps || c.parallel.pp > 1 ? 3 : static_cast<double>(c.model.n_layers + 2);
+  const double rows = swaps || c.parallel.pp > 1 ? 3 : static_cast<double>(c.model.n_layers + 2);
   e.activations = kF32 * N * static_cast<double>(c.model.dim) * rows;
   // Every rank loads the whole global batch (inputs and targets, int32), plus its share.
   e.batch_tokens =

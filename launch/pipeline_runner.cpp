@@ -15,8 +15,8 @@ TrainStageRunner::TrainStageRunner(Model& model, const PipelinePlan& plan, int p
   ctx_.hooks = &hooks_;
 }
 
-void TrainStageRunner::begin_step(const BlockShape& shape, float loss_scale,
-                                  const int32_t* tokens, const int32_t* targets) {
+void TrainStageRunner::begin_step(const BlockShape& shape, float loss_scale, const int32_t* tokens,
+                                  const int32_t* targets) {
   ctx_.shape = shape;
   ctx_.loss_scale = loss_scale;
   tokens_ = tokens;
@@ -74,8 +74,8 @@ void TrainStageRunner::reduce_grads(int s) {
   zero_.finish_grads(st.first_unit(), st.end_unit());
 }
 
-double TrainStageRunner::eval_micro_batch(Comm& pp, const BlockShape& shape,
-                                          const int32_t* tokens, const int32_t* targets) {
+double TrainStageRunner::eval_micro_batch(Comm& pp, const BlockShape& shape, const int32_t* tokens,
+                                          const int32_t* targets) {
   StageContext c = ctx_;
   c.shape = shape;
   c.loss_scale = 1.f;

@@ -24,7 +24,7 @@ class TrainStageRunner final : public StageRunner {
   void begin_step(const BlockShape& shape, float loss_scale, const int32_t* tokens,
                   const int32_t* targets);
   double loss_sum() const { return loss_sum_; }  // the last stage's, else 0
-  bool idle() const;  // no stage holds anything of a micro-batch
+  bool idle() const;                             // no stage holds anything of a micro-batch
 
   int64_t message_elems(int stage) const override;
   void forward(int stage, int mb, const float* in, float* out, bool last) override;

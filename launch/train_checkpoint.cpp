@@ -55,8 +55,8 @@ void check_checkpoint_tensors(const CheckpointReader& ckpt, const std::vector<Pa
   for (const auto& name : ckpt.tensor_names()) {
     // "<tensor>" or "<tensor>.<optimizer state>": the longest model name not after it in order.
     auto it = model.upper_bound(name);
-    const bool known = it != model.begin() && (*std::prev(it) == name ||
-                                               name.rfind(*std::prev(it) + ".", 0) == 0);
+    const bool known =
+        it != model.begin() && (*std::prev(it) == name || name.rfind(*std::prev(it) + ".", 0) == 0);
     if (!known) extra.push_back(name);
   }
   if (extra.empty()) return;

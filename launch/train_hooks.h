@@ -37,9 +37,8 @@ class TrainerHooks final : public BlockHooks {
     int64_t sig = stop_signal();
     stop_group_->all_reduce_max_int64(&sig, 1);
     if (sig)
-      throw StopRequested(static_cast<int>(sig), std::string("before the ") +
-                                                     unit_pass_name(pass) + " of unit " +
-                                                     std::to_string(u));
+      throw StopRequested(static_cast<int>(sig), std::string("before the ") + unit_pass_name(pass) +
+                                                     " of unit " + std::to_string(u));
   }
 
   ZeroEngine& z_;

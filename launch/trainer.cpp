@@ -201,7 +201,8 @@ StepResult Trainer::train_step() {
   // The loss comes from the last stage; the gradient norm covers every stage.
   double loss_sum = runner_->loss_sum();
   replica_comm().all_reduce_sum_double(&loss_sum, 1);
-  if (mesh_->pp() > 1) mesh_->pp_comm().broadcast_bytes(&loss_sum, sizeof loss_sum, mesh_->pp() - 1);
+  if (mesh_->pp() > 1)
+    mesh_->pp_comm().broadcast_bytes(&loss_sum, sizeof loss_sum, mesh_->pp() - 1);
   double sq = zero_->grad_sq_norm();
   if (mesh_->pp() > 1) mesh_->pp_comm().all_reduce_sum_double(&sq, 1);
   const float lr = schedule_.at(step_);
@@ -303,8 +304,7 @@ void Trainer::save_checkpoint() {
     };
     add(unit_slices(unit, zero_->owned_params(u), own.begin, own.end));
     for (const auto& [name, buf] : zero_->optimizer(u).state())
-      add(unit_slices(unit, buf->data() + (own.begin - opt.begin), own.begin, own.end,
-                      "." + name));
+      add(unit_slices(unit, buf->data() + (own.begin - opt.begin), own.begin, own.end, "." + name));
   }
   const LoaderState ls = train_data_->state();
   const std::map<std::string, std::string> state = {
@@ -360,8 +360,7 @@ bool Trainer::resume(const std::string& where) {
   for (int64_t u = 0; u < zero_->num_units(); ++u) {
     const ShardRange opt = zero_->optimizer_range(u);
     for (const auto& [name, buf] : zero_->optimizer(u).state())
-      read_unit_range(ckpt, units[zero_->unit_id(u)], buf->data(), opt.begin, opt.end,
-                      "." + name);
+      read_unit_range(ckpt, units[zero_->unit_id(u)], buf->data(), opt.begin, opt.end, "." + name);
     zero_->optimizer(u).set_steps(steps);
   }
   step_ = std::stoll(ckpt.state("step"));

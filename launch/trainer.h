@@ -86,7 +86,7 @@ class Trainer {
   std::unique_ptr<Mesh> mesh_;
   std::unique_ptr<Comm> replicas_;  // dp x sp group when sp > 1 (else the dp group is used)
   std::unique_ptr<PipelinePlan> plan_;
-  std::unique_ptr<Comm> tie_;  // tied embedding with pp > 1: first and last stage (same dp, sp)
+  std::unique_ptr<Comm> tie_;     // tied embedding with pp > 1: first and last stage (same dp, sp)
   std::unique_ptr<Model> model_;  // the units of this rank's stages allocated
   std::unique_ptr<ZeroEngine> zero_;
   std::unique_ptr<TrainerHooks> hooks_;  // forwards the model's unit passes to zero_

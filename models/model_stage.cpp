@@ -25,9 +25,7 @@ ModelStage::ModelStage(Model& model, int64_t first_unit, int64_t end_unit)
     STRATA_CHECK(model_.holds(u), "a stage's unit is not allocated in this process");
 }
 
-int64_t ModelStage::end_block() const {
-  return std::min<int64_t>(end_, model_.n_blocks() + 1) - 1;
-}
+int64_t ModelStage::end_block() const { return std::min<int64_t>(end_, model_.n_blocks() + 1) - 1; }
 
 double ModelStage::forward(const StageContext& c, const MicroBatch& mb, const float* x, float* y) {
   BlockHooks& hk = hooks_of(c);
@@ -85,8 +83,7 @@ double ModelStage::head_pass(const StageContext& c, const MicroBatch& mb, const 
   return loss;
 }
 
-void ModelStage::backward(const StageContext& c, const MicroBatch& mb, const float* dy,
-                          float* dx) {
+void ModelStage::backward(const StageContext& c, const MicroBatch& mb, const float* dy, float* dx) {
   run_backward(c, mb, dy, dx, UnitPass::backward);
 }
 
@@ -108,8 +105,8 @@ void ModelStage::run_backward(const StageContext& c, const MicroBatch& mb, const
   } else if (end_block() > first_block()) {
     c.store->prefetch(mb.index, end_block() - 1);
   }
-  if (pass == UnitPass::backward_input) f.deferred.resize(
-      static_cast<size_t>(end_block() - first_block()));
+  if (pass == UnitPass::backward_input)
+    f.deferred.resize(static_cast<size_t>(end_block() - first_block()));
   FloatBuffer a(N * D, MemCategory::activations), b(N * D, MemCategory::activations);  // [N, D]
   const float* cur = dy;
   for (int64_t i = end_block() - 1; i >= first_block(); --i) {

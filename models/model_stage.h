@@ -25,8 +25,8 @@ namespace strata {
 
 // What every pass of one step shares.
 struct StageContext {
-  BlockShape shape;       // one micro-batch on this rank
-  float loss_scale = 1;   // 1 / counted targets of the global batch
+  BlockShape shape;      // one micro-batch on this rank
+  float loss_scale = 1;  // 1 / counted targets of the global batch
   ActivationStore* store = nullptr;
   BlockHooks* hooks = nullptr;  // nullptr: none
 };
@@ -64,9 +64,9 @@ class ModelStage {
 
  private:
   struct InFlight {
-    FloatBuffer dh;                              // last stage: the loss gradient at the head
-    std::vector<DeferredWeightGrads> deferred;   // the split: per block, first block first
-    FloatBuffer embed_dy;                        // the split, first stage: dh at the embedding
+    FloatBuffer dh;                             // last stage: the loss gradient at the head
+    std::vector<DeferredWeightGrads> deferred;  // the split: per block, first block first
+    FloatBuffer embed_dy;                       // the split, first stage: dh at the embedding
   };
   int64_t first_block() const { return first_ == 0 ? 0 : first_ - 1; }
   int64_t end_block() const;

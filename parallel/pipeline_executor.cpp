@@ -64,8 +64,7 @@ void PipelineExecutor::post_receives(size_t /*index*/, StageRunner& runner) {
   }
 }
 
-void PipelineExecutor::wait_named(CommHandle& h, const char* action, int stage, int mb,
-                                  int peer) {
+void PipelineExecutor::wait_named(CommHandle& h, const char* action, int stage, int mb, int peer) {
   try {
     h.wait();
   } catch (const CollectiveTimeout& e) {
@@ -92,23 +91,26 @@ void PipelineExecutor::execute(const Action& a, size_t index, StageRunner& runne
                                  : stats_.backward_weight_s) += dt;
       return;
     }
-    case ActionType::SEND_F: return send(kForward, a);
-    case ActionType::SEND_B: return send(kBackward, a);
+    case ActionType::SEND_F:
+      return send(kForward, a);
+    case ActionType::SEND_B:
+      return send(kBackward, a);
     case ActionType::RECV_F:
     case ActionType::RECV_B: {
       const Dir dir = a.type == ActionType::RECV_B ? kBackward : kForward;
       auto it = posted_.find(Key{dir, a.stage, a.micro_batch});
       STRATA_CHECK(it != posted_.end(), "pipeline: a receive that was never posted");
       const auto t0 = Clock::now();
-      wait_named(it->second.handle, dir == kForward ? "RECV_F" : "RECV_B", a.stage,
-                 a.micro_batch, a.peer);
+      wait_named(it->second.handle, dir == kForward ? "RECV_F" : "RECV_B", a.stage, a.micro_batch,
+                 a.peer);
       stats_.recv_wait_s += seconds_since(t0);
       inbox_.emplace(it->first, std::move(it->second.buf));
       posted_.erase(it);
       ++consumed_;
       return;
     }
-    case ActionType::REDUCE_GRAD: return runner.reduce_grads(a.stage);
+    case ActionType::REDUCE_GRAD:
+      return runner.reduce_grads(a.stage);
     default:
       throw StrataError(std::string("pipeline: the executor cannot run ") +
                         std::string(action_name(a.type)) + " actions");

@@ -46,12 +46,12 @@ class StageRunner {
 
 // What one step did on this rank, from the executor's own clocks.
 struct PipelineStepStats {
-  double compute_s = 0;      // in F/B/I/W passes
+  double compute_s = 0;  // in F/B/I/W passes
   double forward_s = 0, backward_s = 0, backward_input_s = 0, backward_weight_s = 0;
-  double recv_wait_s = 0;    // blocked at RECV_* actions
-  double send_wait_s = 0;    // completing sends at the end of the step
-  double wall_s = 0;         // run_step from start to return
-  int64_t bytes_sent = 0;    // point-to-point payload
+  double recv_wait_s = 0;  // blocked at RECV_* actions
+  double send_wait_s = 0;  // completing sends at the end of the step
+  double wall_s = 0;       // run_step from start to return
+  int64_t bytes_sent = 0;  // point-to-point payload
   int64_t messages_sent = 0;
 };
 

@@ -139,17 +139,17 @@ TEST_P(PipelineSchedule, TrainsLikeOneProcess) {
   EXPECT_NEAR(par.evaluate(), ref.val_loss, 1e-4);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Schedules, PipelineSchedule,
-    ::testing::Combine(::testing::Values("gpipe", "1f1b", "interleaved", "zb-h1"),
-                       ::testing::Bool(), ::testing::Values(4, 8)),
-    [](const auto& info) {
-      std::string s = std::get<0>(info.param);
-      for (auto& ch : s)
-        if (ch == '-') ch = '_';
-      return s + (std::get<1>(info.param) ? "_tied_m" : "_untied_m") +
-             std::to_string(std::get<2>(info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Schedules, PipelineSchedule,
+                         ::testing::Combine(::testing::Values("gpipe", "1f1b", "interleaved",
+                                                              "zb-h1"),
+                                            ::testing::Bool(), ::testing::Values(4, 8)),
+                         [](const auto& info) {
+                           std::string s = std::get<0>(info.param);
+                           for (auto& ch : s)
+                             if (ch == '-') ch = '_';
+                           return s + (std::get<1>(info.param) ? "_tied_m" : "_untied_m") +
+                                  std::to_string(std::get<2>(info.param));
+                         });
 
 // The same layout twice: bit-identical losses and parameters (CPU determinism).
 TEST_F(PipelineTest, SameLayoutTwiceIsBitIdentical) {
@@ -299,8 +299,7 @@ TEST_F(PipelineTest, ACheckpointOfAnotherModelIsRefused) {
     return std::string("no error");
   };
   const std::string fewer = message({});
-  EXPECT_NE(fewer.find("tensor(s) the model does not have, e.g. 'model.layers."),
-            std::string::npos)
+  EXPECT_NE(fewer.find("tensor(s) the model does not have, e.g. 'model.layers."), std::string::npos)
       << fewer;
   const std::string tied = message({"model.n_layers=8", "model.tie_embeddings=true"});
   EXPECT_NE(tied.find("e.g. 'lm_head.weight'"), std::string::npos) << tied;
@@ -308,11 +307,11 @@ TEST_F(PipelineTest, ACheckpointOfAnotherModelIsRefused) {
 
 INSTANTIATE_TEST_SUITE_P(
     Layouts, PipelineResume,
-    ::testing::Values(Resume{"pp1", 1, 4, {}},
-                      Resume{"pp2_zb", 2, 4, {"parallel.pp=2", "parallel.schedule=zb-h1"}},
-                      Resume{"pp4", 4, 4, {"parallel.pp=4"}},
-                      Resume{"pp2_dp2_zero3", 4, 2,
-                             {"parallel.pp=2", "parallel.dp=2", "parallel.zero_stage=3"}}),
+    ::testing::Values(
+        Resume{"pp1", 1, 4, {}},
+        Resume{"pp2_zb", 2, 4, {"parallel.pp=2", "parallel.schedule=zb-h1"}},
+        Resume{"pp4", 4, 4, {"parallel.pp=4"}},
+        Resume{"pp2_dp2_zero3", 4, 2, {"parallel.pp=2", "parallel.dp=2", "parallel.zero_stage=3"}}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
