@@ -229,8 +229,8 @@ TEST_P(PipelineOffload, TrainsLikeOneProcessUnder1F1B) {
               world_.get());
   const auto lp = test::train_losses(par, kSteps);
   expect_like(par, lp, ref);
-  if (GetParam() == "swap") EXPECT_GT(par.activation_store().swapped_blocks(), 0);
-  if (GetParam() == "recompute") EXPECT_GT(par.activation_store().recomputed_blocks(), 0);
+  const ActivationStore& store = par.activation_store();
+  EXPECT_GT(GetParam() == "swap" ? store.swapped_blocks() : store.recomputed_blocks(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, PipelineOffload, ::testing::Values("swap", "recompute"));
