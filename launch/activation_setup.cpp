@@ -57,10 +57,16 @@ ActivationSetup make_activation_store(const JobConfig& cfg, int rank) {
 }
 
 ActivationPlan plan_activation_policies(const JobConfig& cfg, ActivationStore& store,
-                                        const TierBandwidth& bw, const MemorySnapshot& first_step) {
+                                        const TierBandwidth& bw, const MemorySnapshot& first_step,
+                                        const PlanScope& scope) {
+  std::vector<int64_t> blocks = scope.blocks;
+  if (blocks.empty())
+    for (int64_t b = 0; b < store.n_blocks(); ++b) blocks.push_back(b);
   PlanInput in;
-  for (const BlockMeasure& m : store.measures())
+  for (int64_t b : blocks) {
+    const BlockMeasure& m = store.measures()[static_cast<size_t>(b)];
     in.blocks.push_back({m.saved_bytes, m.input_bytes, m.forward_s, m.backward_s});
+  }
   in.bw = bw;
   std::string budget_from;
   if (cfg.offload.budget_mb > 0) {
@@ -85,17 +91,26 @@ ActivationPlan plan_activation_policies(const JobConfig& cfg, ActivationStore& s
     budget_from = "train.max_memory_mb (" + format_bytes(cap) + ") less " + format_bytes(others) +
                   " of other memory and " + format_bytes(scratch) + " of activation scratch";
   }
+  const int in_flight = std::max(1, scope.in_flight);
+  if (in_flight > 1) {
+    in.budget_bytes /= in_flight;
+    budget_from += ", shared by the " + std::to_string(in_flight) +
+                   " micro-batches the pipeline schedule holds at once";
+  }
   ActivationPlan plan = plan_activations(in);
+  const std::string which =
+      scope.blocks.empty() ? ""
+                           : " (this rank's blocks " + std::to_string(blocks.front()) + "-" +
+                                 std::to_string(blocks.back()) + ", numbered from 0)";
   if (!plan.fits)
     throw StrataError("offload.policy auto: no plan fits the activation budget of " +
                       format_bytes(in.budget_bytes) + " from " + budget_from +
-                      "; the least memory is " + plan.summary() +
+                      "; the least memory is " + plan.summary() + which +
                       ". Raise the budget, shorten data.seq_len or train.micro_batch, or split "
                       "the sequence over more ranks (parallel.sp)");
-  for (int64_t b = 0; b < store.n_blocks(); ++b)
-    store.set_policy(b, plan.policy[static_cast<size_t>(b)]);
+  for (size_t i = 0; i < blocks.size(); ++i) store.set_policy(blocks[i], plan.policy[i]);
   log_info("activations: auto plan from step 1 (budget from " + budget_from +
-           "): " + plan.summary());
+           "): " + plan.summary() + which);
   return plan;
 }
 

@@ -220,7 +220,16 @@ StepResult Trainer::train_step() {
   if (plan_after_first_step_) {
     // After the optimizer step, so its state is in the peaks. Each rank plans from its own
     // measurements (every plan trains identically; plans differ only in time and memory).
-    plan_activation_policies(cfg_, *store_, swap_bandwidth_, MemoryTracker::instance().snapshot());
+    PlanScope scope;
+    if (mesh_->pp() > 1) {
+      for (int s : plan_->stages_of_rank(mesh_->pp_rank()))
+        for (int64_t b = plan_->stages[s].first_block();
+             b < plan_->stages[s].end_block(cfg_.model.n_layers); ++b)
+          scope.blocks.push_back(b);
+      scope.in_flight = plan_->sim.peak_in_flight.at(static_cast<size_t>(mesh_->pp_rank()));
+    }
+    plan_activation_policies(cfg_, *store_, swap_bandwidth_, MemoryTracker::instance().snapshot(),
+                             scope);
     plan_after_first_step_ = false;
   }
 
