@@ -36,6 +36,21 @@ TEST(MemoryEstimate, ShardingDividesWhatZeroShards) {
   EXPECT_DOUBLE_EQ(s0.params, 4.0 * static_cast<double>(job({}).model.num_parameters()));
 }
 
+// With stages a rank holds only its own units: the bound is the lightest rank's parameters (it
+// counted the whole model on every rank before, refusing pipeline jobs that fit).
+TEST(MemoryEstimate, PipelineStagesHoldTheirOwnUnits) {
+  const std::vector<std::string> deep = {"model.n_layers=8", "train.global_batch=8",
+                                         "train.micro_batch=1"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), deep.begin(), deep.end());
+    return estimate_rank_memory(job(more));
+  };
+  const MemoryEstimate one = with({}), four = with({"parallel.pp=4"});
+  EXPECT_LT(four.params * 3, one.params);
+  EXPECT_GT(four.params, 0);
+  EXPECT_DOUBLE_EQ(four.grads, four.params);
+}
+
 TEST(MemoryEstimate, HugeMicroBatchNamesItsKeys) {
   const std::string m =
       refusal(job({"train.micro_batch=100000000", "train.global_batch=100000000"}));
