@@ -6,9 +6,12 @@
 // It counts the GEMMs the CPU kernels issue, 2 FLOPs per multiply-add, as core/gemm.h's counter
 // does: the weight GEMMs (projections, MLP, LM head) and the attention core (linear attention's
 // chunked products, softmax attention's causal tiles), each as the kernel runs it (chunk and tile
-// sizes included), so a measured step matches the model. Element-wise work (norms, SwiGLU, RoPE,
-// the softmax's exponentials, cross-entropy) is O(N*D) against the GEMMs' O(N*D^2) and is left
-// out; the embedding is a lookup and costs nothing.
+// sizes included), so a measured step matches the model. Element-wise work is left out: norms,
+// SwiGLU and RoPE are O(N*D) against the GEMMs' O(N*D^2); the head's softmax and cross-entropy
+// are O(N*V) exponentials against its O(N*V*D) GEMMs, but an exponential costs more than a
+// multiply-add, so the measured balance of stages drifts from this model's by 10-30%
+// (bench/pipeline_bench, Table 2: measured against FLOP max/min). The embedding is a lookup and
+// costs nothing.
 //
 // The backward is split as zero-bubble schedules split it: backward_weight is the weight-gradient
 // GEMMs (W, off the critical path), backward_input everything else (I: the input-gradient GEMMs
