@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # strata train under mpirun as a user runs it: data parallelism with ZeRO gives the losses of one
 # process, every rank writes its own checkpoint shard, the checkpoint resumes under another rank
-# count, and a layout that does not match the processes is refused before any work.
+# count, a layout that does not match the processes is refused before any work, and the shipped
+# pipeline job (configs/pp4_1f1b.yaml) trains on 4 processes.
 set -euo pipefail
 source "$(dirname "$0")/lib.bash"
 e2e_init "$@"
@@ -55,3 +56,15 @@ run "${MPIRUN[@]}" -np 2 "$STRATA" train "${SETS[@]}" --set parallel.dp=3 --set 
 [[ $E2E_RC -ne 0 ]] || fail "dp=3 on 2 processes was accepted"
 expect_stderr_contains "parallel: pp*dp*sp = 3" "the mismatch is named"
 [[ "$(tree_snapshot)" == "$BEFORE" ]] || fail "a refused layout wrote files"
+
+# The shipped pipeline job: configs/pp4_1f1b.yaml on 4 processes (a few small steps of it), and
+# its plan printed without training.
+run "$STRATA" schedule "$SRC_DIR/configs/pp4_1f1b.yaml"
+expect_exit 0 "strata schedule configs/pp4_1f1b.yaml"
+grep -q "schedule 1f1b" "$E2E_OUT/stdout" || fail "the plan does not name its schedule"
+run "${MPIRUN[@]}" -np 4 "$STRATA" train "$SRC_DIR/configs/pp4_1f1b.yaml" --set data.train=data/train \
+  --set data.val=data/val --set train.steps=2 --set train.eval_every=0 --set train.eval_batches=1 \
+  --set data.seq_len=32 --set train.threads=1 --set train.run_dir=pp4 --set checkpoint.every=2
+expect_exit 0 "mpirun -np 4 strata train configs/pp4_1f1b.yaml"
+for r in 0 1 2 3; do expect_file pp4/checkpoints/step_00000002/shard_r0000$r.bin; done
+expect_stderr_matches "step 2/2 \| loss [0-9.]+" "the pipeline job logs its steps"
