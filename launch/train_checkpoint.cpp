@@ -13,9 +13,11 @@ std::vector<TensorSlice> unit_slices(const ParamUnit& unit, const float* data, i
                                      int64_t end, const std::string& suffix) {
   std::vector<TensorSlice> slices;
   for (const auto& t : unit.tensors()) {
-    const int64_t b = std::max(begin, t.offset), e = std::min(end, t.offset + t.numel);
+    // Padding rows of a shard (past t.valid) are not part of the global tensor: never saved.
+    const int64_t b = std::max(begin, t.offset), e = std::min(end, t.offset + t.valid);
     if (b >= e) continue;
-    slices.push_back({t.name + suffix, t.shape, b - t.offset, e - b, data + (b - begin)});
+    slices.push_back({t.name + suffix, t.stored_shape(), t.global_offset + (b - t.offset), e - b,
+                      data + (b - begin)});
   }
   return slices;
 }
@@ -31,7 +33,8 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float* dst, int64_t begin,
                      int64_t end, const std::string& suffix) {
   for (const auto& t : unit.tensors()) {
-    const int64_t b = std::max(begin, t.offset), e = std::min(end, t.offset + t.numel);
+    // Padding rows stay as they are (zero): the checkpoint holds only the real ones.
+    const int64_t b = std::max(begin, t.offset), e = std::min(end, t.offset + t.valid);
     if (b >= e) continue;
     const std::string name = t.name + suffix;
     throw_if_stop_requested("loading checkpoint " + ckpt.dir());  // between tensors
@@ -39,11 +42,12 @@ void read_unit_range(const CheckpointReader& ckpt, const ParamUnit& unit, float*
       throw InputError(ckpt.dir() + ": checkpoint has no tensor '" + name +
                        "' (was the model config changed? model.n_layers, model.tie_embeddings "
                        "and the optimizer must match the run that wrote it)");
-    if (ckpt.global_shape(name) != t.shape)
+    if (ckpt.global_shape(name) != t.stored_shape())
       throw InputError(ckpt.dir() + ": tensor '" + name + "' is " +
                        shape_text(ckpt.global_shape(name)) + " in the checkpoint but " +
-                       shape_text(t.shape) + " in the model (was the model config changed?)");
-    ckpt.read(name, b - t.offset, e - b, dst + (b - begin));
+                       shape_text(t.stored_shape()) +
+                       " in the model (was the model config changed?)");
+    ckpt.read(name, t.global_offset + (b - t.offset), e - b, dst + (b - begin));
   }
 }
 

@@ -1,5 +1,7 @@
 #include "models/param_unit.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -15,8 +17,18 @@ void ParamUnit::add(std::string tensor_name, std::vector<int64_t> shape, float i
   t.offset = numel_;
   t.init_std = init_std;
   t.decay = decay;
+  t.valid = t.numel;
   numel_ += t.numel;
   tensors_.push_back(std::move(t));
+}
+
+void ParamUnit::add_row_shard(std::string tensor_name, int64_t global_rows, int64_t cols,
+                              int64_t row0, int64_t rows, float init_std, bool decay) {
+  add(std::move(tensor_name), {rows, cols}, init_std, decay);
+  TensorSpec& t = tensors_.back();
+  t.global_shape = {global_rows, cols};
+  t.global_offset = row0 * cols;
+  t.valid = std::clamp<int64_t>(global_rows - row0, 0, rows) * cols;
 }
 
 void ParamUnit::allocate() {
@@ -49,11 +61,13 @@ std::vector<DecaySegment> ParamUnit::decay_segments() const {
 void ParamUnit::init(uint64_t seed) {
   for (const auto& t : tensors_) {
     float* p = params_.data() + t.offset;
+    // A shard draws its own slice of the global tensor's numbers: every layout holds the same.
     if (t.init_std == 0.f) {
-      for (int64_t i = 0; i < t.numel; ++i) p[i] = 1.f;
+      for (int64_t i = 0; i < t.valid; ++i) p[i] = 1.f;
     } else {
-      fill_normal(p, t.numel, seed, t.name, t.init_std);
+      fill_normal(p, t.valid, seed, t.name, t.init_std, static_cast<uint64_t>(t.global_offset));
     }
+    for (int64_t i = t.valid; i < t.numel; ++i) p[i] = 0.f;  // padding rows
   }
 }
 

@@ -19,6 +19,16 @@ struct TensorSpec {
   int64_t numel = 0;
   float init_std = 0.f;  // N(0, init_std); 0 means a norm gain initialised to 1
   bool decay = true;     // weight decay applies (matrices), not to norm gains
+  // A row shard of a larger tensor (vocabulary parallelism: one rank's rows of the embedding or
+  // the LM head). The global tensor's shape, where the shard's first element sits in it, and how
+  // many leading elements are real rows; the rest is padding (a vocabulary padded to a multiple
+  // of the ranks), initialised to 0 and never saved or loaded.
+  std::vector<int64_t> global_shape;  // empty: the tensor is whole (= shape)
+  int64_t global_offset = 0;          // in elements of the global tensor
+  int64_t valid = 0;                  // real elements from the start (= numel when whole)
+  const std::vector<int64_t>& stored_shape() const {
+    return global_shape.empty() ? shape : global_shape;
+  }
 };
 
 class ParamUnit {
@@ -26,6 +36,10 @@ class ParamUnit {
   explicit ParamUnit(std::string name) : name_(std::move(name)) {}
   // Appends a tensor to the layout (before allocate()).
   void add(std::string tensor_name, std::vector<int64_t> shape, float init_std, bool decay);
+  // Appends rows [row0, row0 + rows) of the global [global_rows, cols] tensor `tensor_name`;
+  // rows past global_rows are padding.
+  void add_row_shard(std::string tensor_name, int64_t global_rows, int64_t cols, int64_t row0,
+                     int64_t rows, float init_std, bool decay);
   // Allocates params and grads (zeroed) for the whole layout.
   void allocate();
 

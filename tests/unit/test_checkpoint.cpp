@@ -667,7 +667,9 @@ TEST_F(CheckpointTest, CheckpointRootIsCheckedBeforeTheFirstStep) {
 
 TEST(EvalLayout, AnyCheckpointLayoutIsReadInAnyNumberOfProcesses) {
   JobConfig cfg;
-  cfg.parallel = {2, 2, 1, 3};  // dp, sp, pp, zero_stage of the saved job
+  cfg.parallel.dp = 2;  // the layout of the saved job
+  cfg.parallel.sp = 2;
+  cfg.parallel.zero_stage = 3;
   cfg.train.global_batch = 8;
   cfg.train.micro_batch = 2;
   JobConfig same = cfg;
