@@ -1,0 +1,176 @@
+#pragma once
+// LM head + cross-entropy split by vocabulary rows over a group of ranks (vocabulary parallelism,
+// Yeung et al. 2024), computed without ever materialising [N x V] logits (Cut Cross-Entropy,
+// Wijmans et al. 2024): logits exist one [tiles.rows x tiles.cols] tile at a time.
+//
+// Input hn [N, D] (the final RMSNorm's output) and targets [N] are the same on every rank of the
+// group; each rank holds rows [row0, row0 + rows) of W_out. The math is split into passes with
+// the communication left to the caller, between them:
+//
+//   S pass   vocab_head_local      per row: local max m, local sum s = sum_v exp(l_v - m),
+//                                  target logit (owner only), G = sum_v exp(l_v - m) W_v,
+//                                  Wt = W_target (owner only)
+//   caller   all-reduce MAX of a copy of max()                       -> M   [N]
+//            vocab_head_rescale(p, M)   s, G expressed relative to M
+//   caller   all-reduce SUM of sums() = [ s | target_logit | G | Wt ]  (one buffer, one call)
+//            vocab_head_finish          lse = M + log S, loss sum, dhn = scale (G / S - Wt)
+//   T pass   vocab_head_weight_grad     recompute the logit tiles, dW += scale (p - onehot)^T hn
+//
+// Why one SUM all-reduce suffices after the MAX: once every rank has scaled its s and G to the
+// same global max M, the global sum S = sum_r s_r and the unnormalised gradient G = sum_r G_r
+// are plain sums; the target logit and W_target are nonzero on the owner only, so summing
+// selects them. The division by S must come after the sum, so W_target cannot be folded into G
+// (that would need S, known only after the sum): it travels in its own slot Wt, and
+// dL/dhn = scale * (G / S - Wt) is formed after the sum, identically on every rank.
+//
+// Ignored rows (target -1) contribute nothing: max -inf, s = 0, target logit 0, G = Wt = 0 on
+// every rank; the combine leaves them so, and finish gives lse = 0, no loss, dhn = 0.
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "core/memory.h"
+
+namespace strata {
+
+// This rank's rows of the output weight. Global rows >= vocab are padding (the vocabulary padded
+// to a multiple of the group size): they get no probability and no gradient, and their values
+// are never read.
+template <class T>
+struct VocabShard {
+  const T* weight = nullptr;  // [rows, D]; row r is global vocabulary row row0 + r
+  int64_t row0 = 0, rows = 0;
+  int64_t vocab = 0;  // unpadded global vocabulary size
+  // Rows [0, real_rows()) of the shard are real vocabulary entries; the rest is padding.
+  int64_t real_rows() const {
+    const int64_t r = vocab - row0;
+    return r < 0 ? 0 : (r < rows ? r : rows);
+  }
+};
+
+// Rows per shard when `vocab` is split over `parts` ranks: ceil(vocab / parts); the last shard is
+// padded up to it.
+inline int64_t vocab_shard_rows(int64_t vocab, int64_t parts) {
+  return (vocab + parts - 1) / parts;
+}
+
+// The logits held at once: rows (tokens) x cols (vocabulary rows). Clamped to N and the shard.
+struct VocabTiles {
+  int64_t rows = 64;
+  int64_t cols = 2048;
+};
+
+// A zeroed array charged to MemoryTracker's activations while it lives. Move-only.
+template <class T>
+class ActivationArray {
+ public:
+  ActivationArray() = default;
+  explicit ActivationArray(int64_t n) : v_(static_cast<size_t>(charge(n))) {}
+  ~ActivationArray() { release(); }
+  ActivationArray(ActivationArray&& o) noexcept : v_(std::move(o.v_)) { o.v_.clear(); }
+  ActivationArray& operator=(ActivationArray&& o) noexcept {
+    if (this != &o) {
+      release();
+      v_ = std::move(o.v_);
+      o.v_.clear();
+    }
+    return *this;
+  }
+  ActivationArray(const ActivationArray&) = delete;
+  ActivationArray& operator=(const ActivationArray&) = delete;
+  T* data() { return v_.data(); }
+  const T* data() const { return v_.data(); }
+  int64_t size() const { return static_cast<int64_t>(v_.size()); }
+
+ private:
+  static int64_t charge(int64_t n) {  // before allocating: the memory cap may refuse
+    MemoryTracker::instance().charge(MemCategory::activations, n * int64_t(sizeof(T)));
+    return n;
+  }
+  void release() {
+    if (!v_.empty())
+      MemoryTracker::instance().release(MemCategory::activations, size() * int64_t(sizeof(T)));
+    v_.clear();
+    v_.shrink_to_fit();
+  }
+  std::vector<T> v_;
+};
+
+// The per-row statistics passed between the passes: max() [N] for the MAX all-reduce, then one
+// contiguous sums() buffer for the SUM all-reduce, laid out [ s N | target_logit N | G N*D |
+// Wt N*D ]. N (2D + 3) values: independent of the vocabulary.
+template <class T>
+class VocabHeadPartial {
+ public:
+  VocabHeadPartial(int64_t N, int64_t D) : N_(N), D_(D), max_(N), sums_(N * (2 * D + 2)) {}
+  int64_t N() const { return N_; }
+  int64_t D() const { return D_; }
+  T* max() { return max_.data(); }
+  const T* max() const { return max_.data(); }
+  T* sums() { return sums_.data(); }
+  int64_t sums_size() const { return sums_.size(); }
+  T* s() { return sums_.data(); }
+  const T* s() const { return sums_.data(); }
+  T* target_logit() { return sums_.data() + N_; }
+  const T* target_logit() const { return sums_.data() + N_; }
+  T* G() { return sums_.data() + 2 * N_; }
+  const T* G() const { return sums_.data() + 2 * N_; }
+  T* Wt() { return sums_.data() + 2 * N_ + N_ * D_; }
+  const T* Wt() const { return sums_.data() + 2 * N_ + N_ * D_; }
+
+ private:
+  int64_t N_, D_;
+  ActivationArray<T> max_, sums_;
+};
+
+// S pass, this shard's part: fills every field of `out` (N, D as constructed) from scratch.
+// targets are global ids, -1 = ignored; a target >= shard.vocab or < -1 throws StrataError.
+template <class T>
+void vocab_head_local(const VocabShard<T>& shard, const T* hn, const int32_t* targets, int64_t N,
+                      int64_t D, VocabTiles tiles, VocabHeadPartial<T>& out);
+
+// After the MAX all-reduce: global_max [N] (a copy of max() reduced; the local max is still
+// needed here). Scales s and G by exp(m_local - M) and stores M in max().
+template <class T>
+void vocab_head_rescale(VocabHeadPartial<T>& p, const T* global_max);
+
+// After the SUM all-reduce of sums(): writes lse [N] (kept for the T pass; 0 for ignored rows)
+// and, when dhn != nullptr, dhn [N, D] = loss_scale * (G / S - Wt) (overwritten; 0 for ignored
+// rows). Returns the loss SUM over counted rows, sum_n (lse_n - target_logit_n), in double.
+template <class T>
+double vocab_head_finish(const VocabHeadPartial<T>& p, const int32_t* targets, T loss_scale, T* lse,
+                         T* dhn);
+
+// T pass: dW [shard.rows, D] += (loss_scale (softmax - onehot))^T hn over the shard's real rows,
+// recomputing the logits tile by tile from lse. Padding rows of dW are not touched.
+template <class T>
+void vocab_head_weight_grad(const VocabShard<T>& shard, const T* hn, const int32_t* targets,
+                            const T* lse, int64_t N, int64_t D, T loss_scale, VocabTiles tiles,
+                            T* dW);
+
+// The caller's collectives over the vocabulary group, in place on n values.
+template <class T>
+class VocabReduce {
+ public:
+  virtual ~VocabReduce() = default;
+  virtual void all_reduce_max(T* x, int64_t n) = 0;
+  virtual void all_reduce_sum(T* x, int64_t n) = 0;
+};
+
+// The one-process group: the shard is the whole vocabulary, nothing to reduce.
+template <class T>
+class IdentityVocabReduce final : public VocabReduce<T> {
+ public:
+  void all_reduce_max(T*, int64_t) override {}
+  void all_reduce_sum(T*, int64_t) override {}
+};
+
+// All passes in order with the two all-reduces between them. Returns the global loss SUM (the
+// same on every rank). dhn [N, D] overwritten when != nullptr; dW [shard.rows, D] accumulated
+// (T pass) when != nullptr.
+template <class T>
+double vocab_head_loss(const VocabShard<T>& shard, const T* hn, const int32_t* targets, int64_t N,
+                       int64_t D, T loss_scale, VocabTiles tiles, T* dhn, T* dW,
+                       VocabReduce<T>& reduce);
+
+}  // namespace strata

@@ -1,0 +1,367 @@
+// The vocabulary-parallel LM head (models/vocab_head.h) and embedding (models/vocab_embedding.h):
+// against today's head math (full logits + cross_entropy + linear backward), split over 2-4
+// shards with a software all-reduce, ignored targets, finite differences in double, tile-size
+// independence, the activation peak (never N x V), and the sharded embedding.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <barrier>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "core/gemm.h"
+#include "core/memory.h"
+#include "models/cross_entropy.h"
+#include "models/embedding.h"
+#include "models/vocab_embedding.h"
+#include "models/vocab_head.h"
+#include "tests/unit/op_test_util.h"
+
+using namespace strata;
+using strata::test::randn;
+using strata::test::rel_err;
+
+namespace {
+
+template <class T>
+double tol() {
+  return std::is_same_v<T, float> ? 1e-5 : 1e-11;
+}
+
+constexpr double kPadSentinel = 12345.0;  // dW padding rows start here and must stay here
+
+template <class T>
+struct HeadResult {
+  double loss = 0;
+  std::vector<T> dhn, dW;  // dW: [V, D], the real rows only
+};
+
+// A head problem: hn [N, D], W [V, D], targets with some ignored rows.
+template <class T>
+struct Problem {
+  int64_t N, V, D;
+  std::vector<T> hn, W;
+  std::vector<int32_t> y;
+  T scale;
+  Problem(int64_t n, int64_t v, int64_t d, uint64_t seed) : N(n), V(v), D(d) {
+    hn = randn<T>(N * D, seed, 1.0);
+    W = randn<T>(V * D, seed + 1, 0.7);
+    y.resize(N);
+    for (int64_t i = 0; i < N; ++i)
+      y[i] = i % 5 == 3 ? -1 : static_cast<int32_t>((i * 11 + seed) % V);
+    if (N > 1) y[1] = static_cast<int32_t>(V - 1);  // the last real row, next to the padding
+    const auto counted = std::count_if(y.begin(), y.end(), [](int32_t t) { return t >= 0; });
+    scale = T(1.0 / double(counted));
+  }
+};
+
+// Today's head, Model::head_loss without its RMSNorm: full [N, V] logits, cross-entropy, then
+// the input and weight gradients. float: the linear_* calls themselves; double: the same gemm.
+template <class T>
+HeadResult<T> reference_head(const Problem<T>& p) {
+  const int64_t N = p.N, V = p.V, D = p.D;
+  std::vector<T> logits(N * V);
+  HeadResult<T> r{0, std::vector<T>(N * D), std::vector<T>(V * D, T(0))};
+  if constexpr (std::is_same_v<T, float>)
+    linear_forward(p.hn.data(), p.W.data(), logits.data(), N, V, D);
+  else
+    gemm(false, true, N, V, D, 1.0, p.hn.data(), D, p.W.data(), D, 0.0, logits.data(), V);
+  r.loss = cross_entropy_forward_backward(logits.data(), p.y.data(), logits.data(), N, V, p.scale);
+  if constexpr (std::is_same_v<T, float>) {
+    linear_backward_input(logits.data(), p.W.data(), r.dhn.data(), N, V, D);
+    linear_backward_weight(logits.data(), p.hn.data(), r.dW.data(), N, V, D);
+  } else {
+    gemm(false, false, N, D, V, 1.0, logits.data(), V, p.W.data(), D, 0.0, r.dhn.data(), D);
+    gemm(true, false, V, D, N, 1.0, logits.data(), V, p.hn.data(), D, 1.0, r.dW.data(), D);
+  }
+  return r;
+}
+
+// The vocabulary padded to parts * ceil(V / parts) rows; padding rows hold NaN (never read).
+template <class T>
+std::vector<T> padded_weight(const Problem<T>& p, int64_t parts) {
+  const int64_t rows = vocab_shard_rows(p.V, parts);
+  std::vector<T> Wp(parts * rows * p.D, std::numeric_limits<T>::quiet_NaN());
+  std::copy(p.W.begin(), p.W.end(), Wp.begin());
+  return Wp;
+}
+
+template <class T>
+std::vector<T> padded_grad(const Problem<T>& p, int64_t parts) {
+  const int64_t rows = vocab_shard_rows(p.V, parts);
+  std::vector<T> dWp(parts * rows * p.D, T(kPadSentinel));
+  std::fill(dWp.begin(), dWp.begin() + p.V * p.D, T(0));
+  return dWp;
+}
+
+template <class T>
+void expect_padding_untouched(const std::vector<T>& dWp, const Problem<T>& p) {
+  for (size_t i = p.V * p.D; i < dWp.size(); ++i) ASSERT_EQ(dWp[i], T(kPadSentinel)) << i;
+}
+
+// The passes of every shard in turn, with the all-reduces done in software between them, as a
+// pipeline schedule would place them. Every "rank" must end with the same loss and dhn.
+template <class T>
+HeadResult<T> sharded_head(const Problem<T>& p, const std::vector<T>& Wp, std::vector<T>& dWp,
+                           int64_t parts, VocabTiles tiles) {
+  const int64_t N = p.N, D = p.D, rows = vocab_shard_rows(p.V, parts);
+  std::vector<VocabShard<T>> shards;
+  std::vector<VocabHeadPartial<T>> parts_out;
+  parts_out.reserve(parts);
+  for (int64_t r = 0; r < parts; ++r) {
+    shards.push_back({Wp.data() + r * rows * D, r * rows, rows, p.V});
+    parts_out.emplace_back(N, D);
+    vocab_head_local(shards[r], p.hn.data(), p.y.data(), N, D, tiles, parts_out[r]);
+  }
+  std::vector<T> M(parts_out[0].max(), parts_out[0].max() + N);  // all-reduce MAX
+  for (int64_t r = 1; r < parts; ++r)
+    for (int64_t n = 0; n < N; ++n) M[n] = std::max(M[n], parts_out[r].max()[n]);
+  for (auto& q : parts_out) vocab_head_rescale(q, M.data());
+  const int64_t n_sum = parts_out[0].sums_size();  // all-reduce SUM, rank order
+  std::vector<T> S(parts_out[0].sums(), parts_out[0].sums() + n_sum);
+  for (int64_t r = 1; r < parts; ++r)
+    for (int64_t i = 0; i < n_sum; ++i) S[i] += parts_out[r].sums()[i];
+  HeadResult<T> out{0, std::vector<T>(N * D), {}};
+  for (int64_t r = 0; r < parts; ++r) {
+    std::copy(S.begin(), S.end(), parts_out[r].sums());
+    std::vector<T> lse(N), dhn(N * D);
+    const double loss =
+        vocab_head_finish(parts_out[r], p.y.data(), p.scale, lse.data(), dhn.data());
+    if (r == 0) {
+      out.loss = loss;
+      out.dhn = dhn;
+    }
+    EXPECT_EQ(loss, out.loss) << "rank " << r;
+    EXPECT_EQ(dhn, out.dhn) << "rank " << r;
+    vocab_head_weight_grad(shards[r], p.hn.data(), p.y.data(), lse.data(), N, D, p.scale, tiles,
+                           dWp.data() + r * rows * D);
+  }
+  out.dW.assign(dWp.begin(), dWp.begin() + p.V * D);
+  return out;
+}
+
+template <class T>
+HeadResult<T> sharded_head(const Problem<T>& p, int64_t parts, VocabTiles tiles) {
+  auto Wp = padded_weight(p, parts);
+  auto dWp = padded_grad(p, parts);
+  auto r = sharded_head(p, Wp, dWp, parts, tiles);
+  expect_padding_untouched(dWp, p);
+  return r;
+}
+
+template <class T>
+void expect_same(const HeadResult<T>& a, const HeadResult<T>& b, double tolerance) {
+  EXPECT_LE(std::abs(a.loss - b.loss), tolerance * std::abs(b.loss));
+  EXPECT_LE(rel_err(a.dhn, b.dhn), tolerance);
+  EXPECT_LE(rel_err(a.dW, b.dW), tolerance);
+}
+
+// A vocabulary group of threads: each all-reduce meets at a barrier and every rank reduces the
+// buffers in rank order, so all ranks get bitwise the same result.
+template <class T>
+class ThreadGroupReduce final : public VocabReduce<T> {
+ public:
+  struct Shared {
+    explicit Shared(int64_t n) : bar(static_cast<std::ptrdiff_t>(n)), bufs(n) {}
+    std::barrier<> bar;
+    std::vector<T*> bufs;
+  };
+  ThreadGroupReduce(Shared& s, int64_t rank) : s_(s), rank_(rank) {}
+  void all_reduce_max(T* x, int64_t n) override { reduce(x, n, true); }
+  void all_reduce_sum(T* x, int64_t n) override { reduce(x, n, false); }
+
+ private:
+  void reduce(T* x, int64_t n, bool is_max) {
+    s_.bufs[rank_] = x;
+    s_.bar.arrive_and_wait();
+    std::vector<T> acc(s_.bufs[0], s_.bufs[0] + n);
+    for (size_t r = 1; r < s_.bufs.size(); ++r)
+      for (int64_t i = 0; i < n; ++i)
+        acc[i] = is_max ? std::max(acc[i], s_.bufs[r][i]) : acc[i] + s_.bufs[r][i];
+    s_.bar.arrive_and_wait();  // every rank has read every buffer: now overwrite our own
+    std::copy(acc.begin(), acc.end(), x);
+  }
+  Shared& s_;
+  int64_t rank_;
+};
+
+// Central differences of f at x, element by element, against the analytic gradient.
+void expect_grad(std::vector<double>& x, const std::vector<double>& grad,
+                 const std::function<double()>& f, double tolerance = 1e-6) {
+  ASSERT_EQ(x.size(), grad.size());
+  const double h = 1e-6;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double keep = x[i];
+    x[i] = keep + h;
+    const double fp = f();
+    x[i] = keep - h;
+    const double fm = f();
+    x[i] = keep;
+    const double fd = (fp - fm) / (2 * h);
+    EXPECT_NEAR(grad[i], fd, tolerance * (1 + std::abs(fd))) << "element " << i;
+  }
+}
+
+}  // namespace
+
+template <class T>
+class VocabHead : public ::testing::Test {};
+using Scalars = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(VocabHead, Scalars);
+
+TYPED_TEST(VocabHead, OneShardMatchesTodaysHead) {
+  using T = TypeParam;
+  const Problem<T> p(13, 37, 8, 1);
+  const auto ref = reference_head(p);
+  HeadResult<T> got{0, std::vector<T>(p.N * p.D), randn<T>(p.V * p.D, 9)};
+  const std::vector<T> dW0 = got.dW;  // dW accumulates
+  IdentityVocabReduce<T> one;
+  got.loss = vocab_head_loss<T>({p.W.data(), 0, p.V, p.V}, p.hn.data(), p.y.data(), p.N, p.D,
+                                p.scale, {4, 8}, got.dhn.data(), got.dW.data(), one);
+  for (size_t i = 0; i < dW0.size(); ++i) got.dW[i] -= dW0[i];
+  expect_same(got, ref, tol<T>());
+}
+
+TYPED_TEST(VocabHead, SplitOverTwoThreeFourShardsMatchesOneShard) {
+  using T = TypeParam;
+  const Problem<T> p(17, 37, 8, 2);  // 37 rows: padded to 38, 39, 40
+  const auto ref = reference_head(p);
+  for (int64_t parts : {2, 3, 4}) {
+    SCOPED_TRACE(parts);
+    expect_same(sharded_head(p, parts, {5, 4}), ref, tol<T>());
+  }
+}
+
+TYPED_TEST(VocabHead, LossCompositionOverAThreadGroupMatches) {
+  using T = TypeParam;
+  const Problem<T> p(11, 37, 6, 3);
+  const int64_t parts = 3, rows = vocab_shard_rows(p.V, parts);
+  const auto ref = reference_head(p);
+  auto Wp = padded_weight(p, parts);
+  auto dWp = padded_grad(p, parts);
+  std::vector<std::vector<T>> dhn(parts, std::vector<T>(p.N * p.D));
+  std::vector<double> loss(parts);
+  typename ThreadGroupReduce<T>::Shared shared(parts);
+  std::vector<std::thread> ranks;
+  for (int64_t r = 0; r < parts; ++r)
+    ranks.emplace_back([&, r] {
+      ThreadGroupReduce<T> reduce(shared, r);
+      loss[r] = vocab_head_loss<T>({Wp.data() + r * rows * p.D, r * rows, rows, p.V}, p.hn.data(),
+                                   p.y.data(), p.N, p.D, p.scale, {3, 5}, dhn[r].data(),
+                                   dWp.data() + r * rows * p.D, reduce);
+    });
+  for (auto& t : ranks) t.join();
+  expect_padding_untouched(dWp, p);
+  for (int64_t r = 1; r < parts; ++r) {
+    EXPECT_EQ(loss[r], loss[0]);
+    EXPECT_EQ(dhn[r], dhn[0]);
+  }
+  const HeadResult<T> got{loss[0], dhn[0], std::vector<T>(dWp.begin(), dWp.begin() + p.V * p.D)};
+  expect_same(got, ref, tol<T>());
+}
+
+TYPED_TEST(VocabHead, IgnoredRowsContributeNothing) {
+  using T = TypeParam;
+  Problem<T> p(9, 37, 5, 4);
+  const auto ref = reference_head(p);
+  const auto got = sharded_head(p, 4, {2, 3});
+  expect_same(got, ref, tol<T>());
+  for (int64_t n = 0; n < p.N; ++n) {
+    if (p.y[n] >= 0) continue;
+    for (int64_t j = 0; j < p.D; ++j) EXPECT_EQ(got.dhn[n * p.D + j], T(0));
+  }
+  // A batch with every row ignored: no loss, no gradient, no NaN from the -inf maxima.
+  std::fill(p.y.begin(), p.y.end(), -1);
+  const auto none = sharded_head(p, 3, {2, 3});
+  EXPECT_EQ(none.loss, 0.0);
+  for (T v : none.dhn) EXPECT_EQ(v, T(0));
+  for (T v : none.dW) EXPECT_EQ(v, T(0));
+}
+
+TYPED_TEST(VocabHead, TargetsOutsideTheVocabularyThrow) {
+  using T = TypeParam;
+  Problem<T> p(4, 10, 3, 5);
+  VocabHeadPartial<T> part(p.N, p.D);
+  const VocabShard<T> shard{p.W.data() + 5 * p.D, 5, 5, 9};  // rows 5..9, row 9 is padding
+  for (int32_t bad : {9, 10, -2}) {
+    p.y[2] = bad;  // 9: a padded row can never be a target (targets < vocab)
+    EXPECT_THROW(vocab_head_local(shard, p.hn.data(), p.y.data(), p.N, p.D, {}, part), StrataError);
+  }
+}
+
+TEST(VocabHeadDouble, MatchesFiniteDifferences) {
+  Problem<double> p(5, 7, 4, 6);  // 7 rows over 2 shards: one padding row
+  auto loss = [&] {
+    auto dWp = padded_grad(p, 2);
+    return sharded_head(p, padded_weight(p, 2), dWp, 2, {2, 3}).loss * p.scale;
+  };
+  auto dWp = padded_grad(p, 2);
+  const auto g = sharded_head(p, padded_weight(p, 2), dWp, 2, {2, 3});
+  expect_grad(p.hn, g.dhn, loss);
+  expect_grad(p.W, g.dW, loss);
+}
+
+TYPED_TEST(VocabHead, ResultsDoNotDependOnTheTiles) {
+  using T = TypeParam;
+  const double t = std::is_same_v<T, float> ? 1e-6 : 1e-13;
+  const Problem<T> p(23, 37, 7, 7);
+  const auto base = sharded_head(p, 3, {});
+  for (VocabTiles tiles : {VocabTiles{1, 1}, VocabTiles{3, 5}, VocabTiles{1000, 1000}}) {
+    SCOPED_TRACE(::testing::Message() << tiles.rows << "x" << tiles.cols);
+    expect_same(sharded_head(p, 3, tiles), base, t);
+  }
+}
+
+TYPED_TEST(VocabHead, ActivationPeakIsOneTileNotTokensTimesVocab) {
+  using T = TypeParam;
+  const int64_t N = 64, V = 65536, D = 16;
+  const VocabTiles tiles{16, 1024};
+  const auto hn = randn<T>(N * D, 8), W = randn<T>(V * D, 9, 0.02);
+  std::vector<int32_t> y(N);
+  for (int64_t n = 0; n < N; ++n) y[n] = static_cast<int32_t>((n * 4099) % V);
+  std::vector<T> dhn(N * D), dW(V * D, T(0));
+  IdentityVocabReduce<T> one;
+  auto& mt = MemoryTracker::instance();
+  mt.reset_peaks();
+  const int64_t before = mt.snapshot().current[static_cast<int>(MemCategory::activations)];
+  const double loss = vocab_head_loss<T>({W.data(), 0, V, V}, hn.data(), y.data(), N, D, T(1.0 / N),
+                                         tiles, dhn.data(), dW.data(), one);
+  const auto snap = mt.snapshot();
+  const int64_t peak = snap.peak[static_cast<int>(MemCategory::activations)] - before;
+  const int64_t tile = tiles.rows * tiles.cols * int64_t(sizeof(T));
+  EXPECT_GE(peak, tile);  // the tile is charged: the bound below is a real measurement
+  EXPECT_LT(peak, tile + 3 * N * D * int64_t(sizeof(T)));
+  EXPECT_LT(peak, N * V * int64_t(sizeof(T)) / 64);
+  EXPECT_EQ(snap.current[static_cast<int>(MemCategory::activations)], before);
+  EXPECT_NEAR(loss / N, std::log(double(V)), 0.05);  // small weights: nearly uniform
+}
+
+TYPED_TEST(VocabHead, ShardedEmbeddingSumsToTheEmbedding) {
+  using T = TypeParam;
+  const int64_t V = 37, D = 6, N = 12;
+  const auto E = randn<T>(V * D, 10), dh = randn<T>(N * D, 11);
+  const std::vector<int32_t> tok = {36, 0, 5, 36, 12, 13, 0, 25, 26, 36, 1, 24};
+  std::vector<T> h_ref(N * D), dE_ref(V * D, T(0));
+  embedding_forward(E.data(), tok.data(), h_ref.data(), N, D);
+  embedding_backward(tok.data(), dh.data(), dE_ref.data(), N, D);
+  for (int64_t parts : {2, 3, 4}) {
+    const int64_t rows = vocab_shard_rows(V, parts);
+    std::vector<T> Ep(parts * rows * D, T(0)), dEp(parts * rows * D, T(0)), h(N * D, T(0));
+    std::copy(E.begin(), E.end(), Ep.begin());
+    for (int64_t r = 0; r < parts; ++r) {
+      std::vector<T> hr(N * D, T(-1));  // overwritten entirely
+      vocab_embedding_forward(Ep.data() + r * rows * D, r * rows, rows, tok.data(), hr.data(), N,
+                              D);
+      for (int64_t i = 0; i < N * D; ++i) h[i] += hr[i];  // the caller's SUM all-reduce
+      vocab_embedding_backward(tok.data(), dh.data(), dEp.data() + r * rows * D, r * rows, rows, N,
+                               D);
+    }
+    EXPECT_EQ(h, h_ref) << parts;
+    EXPECT_EQ(std::vector<T>(dEp.begin(), dEp.begin() + V * D), dE_ref) << parts;
+    for (size_t i = V * D; i < dEp.size(); ++i) EXPECT_EQ(dEp[i], T(0));
+  }
+}
