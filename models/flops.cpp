@@ -103,7 +103,9 @@ UnitFlops block_flops(const ModelConfig& cfg, int64_t block, const FlopShape& sh
 UnitFlops head_flops(const ModelConfig& cfg, int64_t tokens) {
   const double one = 2 * static_cast<double>(tokens) * static_cast<double>(cfg.vocab_size) *
                      static_cast<double>(cfg.dim);
-  return {one, one, one};
+  // The tiled head (models/vocab_head.h) never keeps logits: its weight-gradient pass computes
+  // them again, so it costs two GEMMs.
+  return {one, one, 2 * one};
 }
 
 UnitFlops embedding_flops(const ModelConfig& /*cfg*/, int64_t /*tokens*/) { return {}; }

@@ -49,7 +49,8 @@ UnitFlops block_gemm_flops(const ModelConfig& cfg, int64_t block, int64_t tokens
 UnitFlops attention_core_flops(const ModelConfig& cfg, int64_t block, const FlopShape& shape);
 // Both: block i's unit.
 UnitFlops block_flops(const ModelConfig& cfg, int64_t block, const FlopShape& shape);
-// The head: 2*N*V*D forward, as much again for each backward half.
+// The head: 2*N*V*D forward (logits), as much for the input gradient, twice that for the weight
+// gradient (the logits recomputed tile by tile, then dW).
 UnitFlops head_flops(const ModelConfig& cfg, int64_t tokens);
 // The embedding: zero (a lookup, and a scatter-add in the backward).
 UnitFlops embedding_flops(const ModelConfig& cfg, int64_t tokens);

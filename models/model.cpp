@@ -4,24 +4,27 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "core/gemm.h"
-#include "models/cross_entropy.h"
 #include "models/embedding.h"
 #include "models/model_stage.h"
 #include "models/rmsnorm.h"
+#include "models/vocab_head.h"
 
 namespace strata {
 
 namespace {
-// Rows of logits materialised at once by the head: bounds that buffer to kHeadRows * V floats.
-constexpr int64_t kHeadRows = 1024;
+// Logits materialised at once by the head: 64 tokens x 2048 vocabulary rows (512 KiB).
+constexpr VocabTiles kHeadTiles{64, 2048};
 }  // namespace
 
-Model::Model(const ModelConfig& cfg, const std::vector<bool>& held) : cfg_(cfg) {
+Model::Model(const ModelConfig& cfg, const std::vector<bool>& held, VocabSplit split)
+    : cfg_(cfg), split_(split) {
   cfg_.validate();
-  const int64_t V = cfg_.vocab_size, D = cfg_.dim;
+  const int64_t V = cfg_.vocab_size, D = cfg_.dim, rows = split_.rows(V), row0 = split_.row0(V);
   units_.emplace_back("embed");
-  units_.back().add("model.embed_tokens.weight", {V, D}, 0.02f, true);
+  if (split_.on)
+    units_.back().add_row_shard("model.embed_tokens.weight", V, D, row0, rows, 0.02f, true);
+  else
+    units_.back().add("model.embed_tokens.weight", {V, D}, 0.02f, true);
   for (int64_t i = 0; i < cfg_.n_layers; ++i) {
     blocks_.emplace_back(cfg_, i);
     units_.emplace_back("layers." + std::to_string(i));
@@ -29,7 +32,11 @@ Model::Model(const ModelConfig& cfg, const std::vector<bool>& held) : cfg_(cfg) 
   }
   units_.emplace_back("head");
   units_.back().add("model.norm.weight", {D}, 0.f, false);
-  if (!cfg_.tie_embeddings) units_.back().add("lm_head.weight", {V, D}, 0.02f, true);
+  if (!cfg_.tie_embeddings && !split_.on) units_.back().add("lm_head.weight", {V, D}, 0.02f, true);
+  if (!cfg_.tie_embeddings && split_.on) {
+    units_.emplace_back("lm_head");
+    units_.back().add_row_shard("lm_head.weight", V, D, row0, rows, 0.02f, true);
+  }
   held_ = held.empty() ? std::vector<bool>(units_.size(), true) : held;
   STRATA_CHECK(held_.size() == units_.size(), "one held flag per unit expected");
   for (size_t u = 0; u < units_.size(); ++u)
@@ -52,42 +59,41 @@ void Model::zero_grads() {
     if (held_[u]) units_[u].grads().zero();
 }
 
+int64_t Model::output_unit() const {
+  if (cfg_.tie_embeddings) return 0;
+  return split_.on ? head_unit() + 1 : head_unit();
+}
+
 const float* Model::output_weight() const {
-  return cfg_.tie_embeddings
-             ? units_.front().params().data()
-             : units_.back().params().data() + units_.back().find("lm_head.weight").offset;
+  const ParamUnit& u = units_[static_cast<size_t>(output_unit())];
+  const char* name = cfg_.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  return u.params().data() + u.find(name).offset;
 }
 
 float* Model::output_weight_grad() {
-  return cfg_.tie_embeddings
-             ? units_.front().grads().data()
-             : units_.back().grads().data() + units_.back().find("lm_head.weight").offset;
+  ParamUnit& u = units_[static_cast<size_t>(output_unit())];
+  const char* name = cfg_.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  return u.grads().data() + u.find(name).offset;
 }
 
+// The head is the vocabulary-parallel op over a group of one (models/vocab_head.h): logits exist
+// one tile at a time, so the loss's memory is bounded by the tile, not by tokens x vocabulary.
 double Model::head_loss(const float* h, const int32_t* targets, int64_t N, float loss_scale,
                         float* dh) {
   const int64_t D = cfg_.dim, V = cfg_.vocab_size;
-  ParamUnit& hu = units_.back();
+  ParamUnit& hu = units_[static_cast<size_t>(head_unit())];
   const float* g = hu.params().data() + hu.find("model.norm.weight").offset;
   float* dg = hu.grads().data() + hu.find("model.norm.weight").offset;
-  const float* Wout = output_weight();
-  const int64_t rows = std::min(N, kHeadRows);
-  FloatBuffer hn(rows * D, MemCategory::activations);            // [rows, D] RMSNorm(h; g_final)
-  FloatBuffer inv(rows, MemCategory::activations);               // [rows]
-  FloatBuffer logits(rows * V, MemCategory::activations);        // [rows, V], then dlogits in place
-  FloatBuffer dhn(dh ? rows * D : 0, MemCategory::activations);  // [rows, D]
-  double loss = 0;
-  for (int64_t r0 = 0; r0 < N; r0 += rows) {
-    const int64_t n = std::min(rows, N - r0);
-    rmsnorm_forward(h + r0 * D, g, hn.data(), inv.data(), n, D, cfg_.norm_eps);
-    linear_forward(hn.data(), Wout, logits.data(), n, V, D);
-    loss += cross_entropy_forward_backward(logits.data(), targets + r0,
-                                           dh ? logits.data() : nullptr, n, V, loss_scale);
-    if (!dh) continue;
-    linear_backward_input(logits.data(), Wout, dhn.data(), n, V, D);
-    linear_backward_weight(logits.data(), hn.data(), output_weight_grad(), n, V, D);
-    rmsnorm_backward(h + r0 * D, g, inv.data(), dhn.data(), dh + r0 * D, dg, n, D);
-  }
+  FloatBuffer hn(N * D, MemCategory::activations);             // [N, D] RMSNorm(h; g_final)
+  FloatBuffer inv(N, MemCategory::activations);                // [N]
+  FloatBuffer dhn(dh ? N * D : 0, MemCategory::activations);  // [N, D]
+  rmsnorm_forward(h, g, hn.data(), inv.data(), N, D, cfg_.norm_eps);
+  const VocabShard<float> whole{output_weight(), 0, V, V};
+  IdentityVocabReduce<float> one;
+  const double loss = vocab_head_loss(whole, hn.data(), targets, N, D, loss_scale, kHeadTiles,
+                                      dh ? dhn.data() : nullptr,
+                                      dh ? output_weight_grad() : nullptr, one);
+  if (dh) rmsnorm_backward(h, g, inv.data(), dhn.data(), dh, dg, N, D);
   return loss;
 }
 

@@ -24,20 +24,41 @@ class BlockHooks {
   virtual void prefetch(int64_t /*unit*/) {}
 };
 
+// Vocabulary parallelism: the embedding and the LM head split by rows over `count` ranks, this
+// process holding shard `index` (rows [index * rows, (index + 1) * rows) of the vocabulary padded
+// to a multiple of count). Then the head unit is the final norm alone, and the untied LM head is
+// a unit of its own after it (units[L+2]); the embedding unit is the shard. Off (the default):
+// the whole embedding and the head unit with the whole LM head.
+struct VocabSplit {
+  bool on = false;
+  int index = 0, count = 1;
+  int64_t rows(int64_t vocab) const { return on ? (vocab + count - 1) / count : vocab; }
+  int64_t row0(int64_t vocab) const { return on ? index * rows(vocab) : 0; }
+};
+
 class Model {
  public:
   // `held` (one flag per unit; empty = all): the units whose parameters and gradients this
   // process allocates. A pipeline stage holds only its own; the others keep their layout (names,
   // shapes) for checkpoints and planning but no memory.
-  explicit Model(const ModelConfig& cfg, const std::vector<bool>& held = {});
+  explicit Model(const ModelConfig& cfg, const std::vector<bool>& held = {},
+                 VocabSplit split = {});
 
   const ModelConfig& config() const { return cfg_; }
   std::vector<ParamUnit>& units() { return units_; }
   const std::vector<ParamUnit>& units() const { return units_; }
   ParamUnit& embedding() { return units_.front(); }
-  ParamUnit& head() { return units_.back(); }
+  ParamUnit& head() { return units_[static_cast<size_t>(head_unit())]; }
   int64_t num_parameters() const;
   bool holds(int64_t unit) const { return held_.at(static_cast<size_t>(unit)); }
+  const VocabSplit& vocab_split() const { return split_; }
+  int64_t head_unit() const { return cfg_.n_layers + 1; }
+  // The unit holding the output weight's rows: the head (or the embedding when tied); with
+  // vocabulary parallelism the LM head unit (or the embedding shard when tied).
+  int64_t output_unit() const;
+  // The output weight [rows, D] (this process's rows) and its gradient.
+  const float* output_weight() const;
+  float* output_weight_grad();
   int64_t n_blocks() const { return static_cast<int64_t>(blocks_.size()); }
   const Block& block(int64_t i) const { return blocks_.at(static_cast<size_t>(i)); }
 
@@ -62,10 +83,8 @@ class Model {
   double head_loss(const float* h, const int32_t* targets, int64_t N, float loss_scale, float* dh);
 
  private:
-  const float* output_weight() const;  // lm_head, or the embedding when tied
-  float* output_weight_grad();
-
   ModelConfig cfg_;
+  VocabSplit split_;
   std::vector<Block> blocks_;
   std::vector<ParamUnit> units_;
   std::vector<bool> held_;

@@ -7,6 +7,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "models/embedding.h"
+#include "models/rmsnorm.h"
 
 namespace strata {
 
@@ -54,6 +55,10 @@ double ModelStage::forward(const StageContext& c, const MicroBatch& mb, const fl
     in = out;
     hk.after(ui, UnitPass::forward);
   }
+  if (has_head() && !is_last()) {
+    final_norm(c, mb, in, y, /*train=*/true);
+    return 0;
+  }
   if (!is_last()) {
     std::memcpy(y, in, sizeof(float) * N * D);
     return 0;
@@ -67,7 +72,7 @@ double ModelStage::forward(const StageContext& c, const MicroBatch& mb, const fl
 double ModelStage::head_pass(const StageContext& c, const MicroBatch& mb, const float* h,
                              bool train) {
   BlockHooks& hk = hooks_of(c);
-  const int64_t N = c.shape.tokens(), D = model_.config().dim, head = end_ - 1;
+  const int64_t N = c.shape.tokens(), D = model_.config().dim, head = model_.head_unit();
   const UnitPass pass = train ? UnitPass::backward : UnitPass::forward;
   hk.before(head, pass);
   if (train && end_block() > first_block()) hk.prefetch(end_block());  // the last block's unit
@@ -102,8 +107,12 @@ void ModelStage::run_backward(const StageContext& c, const MicroBatch& mb, const
     STRATA_CHECK(f.dh.size() > 0, "a backward on the last stage without its forward");
     head_dh = std::move(f.dh);
     dy = head_dh.data();
-  } else if (end_block() > first_block()) {
-    c.store->prefetch(mb.index, end_block() - 1);
+  } else {
+    if (end_block() > first_block()) c.store->prefetch(mb.index, end_block() - 1);
+    if (has_head()) {  // vocabulary parallel: dy is the gradient at the final norm's output
+      head_dh = final_norm_backward(c, mb, dy, pass);
+      dy = head_dh.data();
+    }
   }
   if (pass == UnitPass::backward_input)
     f.deferred.resize(static_cast<size_t>(end_block() - first_block()));
@@ -126,6 +135,43 @@ void ModelStage::run_backward(const StageContext& c, const MicroBatch& mb, const
     std::memcpy(f.embed_dy.data(), cur, sizeof(float) * N * D);
   }
   if (pass == UnitPass::backward) in_flight_.erase(mb.index);
+}
+
+void ModelStage::final_norm(const StageContext& c, const MicroBatch& mb, const float* h, float* y,
+                            bool train) {
+  BlockHooks& hk = hooks_of(c);
+  const int64_t N = c.shape.tokens(), D = model_.config().dim, head = model_.head_unit();
+  const ParamUnit& hu = model_.units()[head];
+  hk.before(head, UnitPass::forward);
+  FloatBuffer inv(N, MemCategory::activations);  // [N]
+  rmsnorm_forward(h, hu.params().data() + hu.find("model.norm.weight").offset, y, inv.data(), N,
+                  D, model_.config().norm_eps);
+  hk.after(head, UnitPass::forward);
+  if (!train) return;
+  InFlight& f = in_flight_[mb.index];
+  f.h = FloatBuffer(N * D, MemCategory::activations);  // [N, D]
+  std::memcpy(f.h.data(), h, sizeof(float) * N * D);
+  f.inv = std::move(inv);
+}
+
+FloatBuffer ModelStage::final_norm_backward(const StageContext& c, const MicroBatch& mb,
+                                            const float* dy, UnitPass pass) {
+  BlockHooks& hk = hooks_of(c);
+  const int64_t N = c.shape.tokens(), D = model_.config().dim, head = model_.head_unit();
+  InFlight& f = in_flight_.at(mb.index);
+  STRATA_CHECK(f.h.size() > 0, "a backward through the final norm without its forward");
+  // The gain's gradient is tiny and needed by nothing else: B and I both compute it here.
+  const UnitPass p = pass == UnitPass::backward ? UnitPass::backward : UnitPass::backward_input;
+  hk.before(head, p);
+  ParamUnit& hu = model_.units()[head];
+  const int64_t off = hu.find("model.norm.weight").offset;
+  FloatBuffer dh(N * D, MemCategory::activations);  // [N, D]
+  rmsnorm_backward(f.h.data(), hu.params().data() + off, f.inv.data(), dy, dh.data(),
+                   hu.grads().data() + off, N, D);
+  hk.after(head, p);
+  f.h.reset();
+  f.inv.reset();
+  return dh;
 }
 
 void ModelStage::block_backward(const StageContext& c, const MicroBatch& mb, int64_t i,
@@ -210,7 +256,10 @@ double ModelStage::forward_eval(const StageContext& c, const MicroBatch& mb, con
     hk.after(ui, UnitPass::forward);
   }
   if (is_last()) return head_pass(c, mb, in, /*train=*/false);
-  std::memcpy(y, in, sizeof(float) * N * D);
+  if (has_head())
+    final_norm(c, mb, in, y, /*train=*/false);
+  else
+    std::memcpy(y, in, sizeof(float) * N * D);
   return 0;
 }
 

@@ -41,8 +41,12 @@ class ModelStage {
  public:
   ModelStage(Model& model, int64_t first_unit, int64_t end_unit);
 
-  bool is_first() const { return first_ == 0; }
-  bool is_last() const { return end_ == static_cast<int64_t>(model_.units().size()); }
+  bool is_first() const { return first_ == 0; }  // embeds the tokens itself
+  bool has_head() const { return first_ <= model_.head_unit() && model_.head_unit() < end_; }
+  // The stage computes the loss itself (the head with the whole output weight). With vocabulary
+  // parallelism the head unit is the final norm alone: the stage's output is RMSNorm(h), and the
+  // loss and its gradient come from the vocabulary passes of every rank.
+  bool is_last() const { return has_head() && !model_.vocab_split().on; }
   int64_t first_unit() const { return first_; }
   int64_t end_unit() const { return end_; }
 
@@ -67,6 +71,7 @@ class ModelStage {
     FloatBuffer dh;                             // last stage: the loss gradient at the head
     std::vector<DeferredWeightGrads> deferred;  // the split: per block, first block first
     FloatBuffer embed_dy;                       // the split, first stage: dh at the embedding
+    FloatBuffer h, inv;  // vocabulary parallel, last stage: the final norm's input [N, D], 1/rms
   };
   int64_t first_block() const { return first_ == 0 ? 0 : first_ - 1; }
   int64_t end_block() const;
@@ -76,6 +81,11 @@ class ModelStage {
   void block_backward(const StageContext& c, const MicroBatch& mb, int64_t i, const float* dy,
                       float* dx, UnitPass pass, InFlight& f);
   double head_pass(const StageContext& c, const MicroBatch& mb, const float* h, bool train);
+  // Vocabulary parallel: y = RMSNorm(h; g_final); with `train`, h and 1/rms kept for the backward.
+  void final_norm(const StageContext& c, const MicroBatch& mb, const float* h, float* y, bool train);
+  // Its backward: dy (the gradient at the norm's output) -> dh [N, D]; the gain's gradient.
+  FloatBuffer final_norm_backward(const StageContext& c, const MicroBatch& mb, const float* dy,
+                                  UnitPass pass);
 
   Model& model_;
   int64_t first_, end_;

@@ -115,6 +115,10 @@ void Comm::all_reduce_sum(float* buf, int64_t n) {
   do_all_reduce(buf, n, CommType::f32, ReduceOp::sum);
 }
 
+void Comm::all_reduce_max(float* buf, int64_t n) {
+  scalar_all_reduce(buf, n, CommType::f32, ReduceOp::max);
+}
+
 void Comm::reduce_scatter_sum(const float* send, float* recv, int64_t n) {
   check_count(n, "reduce_scatter_sum");
   check_scatter_gather(send, recv, n, false);

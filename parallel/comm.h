@@ -78,6 +78,7 @@ class Comm {
 
   // fp32 collectives (host buffers for MPI and self, device buffers for NCCL).
   void all_reduce_sum(float* buf, int64_t n);
+  void all_reduce_max(float* buf, int64_t n);  // the online softmax's row maxima
   void reduce_scatter_sum(const float* send /*[size*n]*/, float* recv /*[n]*/, int64_t n);
   void all_gather(const float* send /*[n]*/, float* recv /*[size*n]*/, int64_t n);
   void broadcast(float* buf, int64_t n, int root);

@@ -33,7 +33,7 @@ TEST(Flops, WeightGemmsByHand) {
   const UnitFlops head = head_flops(cfg, N);
   EXPECT_DOUBLE_EQ(head.forward, 2.0 * N * 23 * 16);
   EXPECT_DOUBLE_EQ(head.backward_input, 2.0 * N * 23 * 16);
-  EXPECT_DOUBLE_EQ(head.backward_weight, 2.0 * N * 23 * 16);
+  EXPECT_DOUBLE_EQ(head.backward_weight, 2 * 2.0 * N * 23 * 16);  // logits again, then dW
   EXPECT_EQ(embedding_flops(cfg, N).total(), 0);
 }
 
