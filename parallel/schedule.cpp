@@ -151,9 +151,20 @@ bool is_communication(ActionType type) {
          type == ActionType::RECV_B;
 }
 
-bool is_reserved(ActionType type) {
+bool is_vocab(ActionType type) {
   return type == ActionType::S || type == ActionType::T || type == ActionType::EMBED_F ||
          type == ActionType::EMBED_B;
+}
+
+bool is_vocab_collective(ActionType type) {
+  return type == ActionType::S || type == ActionType::EMBED_F || type == ActionType::EMBED_B;
+}
+
+bool has_vocab_passes(const Schedule& schedule) {
+  for (const auto& actions : schedule.ranks)
+    for (const Action& a : actions)
+      if (is_vocab(a.type)) return true;
+  return false;
 }
 
 bool is_lowered(const Schedule& schedule) {

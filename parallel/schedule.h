@@ -10,6 +10,13 @@
 // holds any SEND/RECV/REDUCE_GRAD action counts as lowered, and the validator then demands the
 // whole lowering (every cross-rank dependency through a receive, every stage reduced once).
 //
+// Vocabulary parallelism (Yeung et al. 2024; parallel/schedule_vocab.h, docs/PIPELINE.md
+// "Vocabulary passes"): the embedding and the LM head + loss are split by vocabulary rows over
+// all pipeline ranks. Every rank then runs, for every micro-batch, one EMBED_F, S, T and EMBED_B.
+// S and T carry the last stage (the stage whose output S consumes), EMBED_F and EMBED_B stage 0
+// (the stage whose input they produce / whose input gradient they consume), on every rank.
+// EMBED_F, S and EMBED_B are collectives over all pp ranks; T is local compute.
+//
 // Communication actions name the stage on the rank that holds them:
 //   SEND_F(s, mb)  after F(s, mb): the activation goes to stage s+1 on rank `peer`.
 //   RECV_F(s, mb)  before F(s, mb): the activation comes from stage s-1 on rank `peer`.
@@ -33,12 +40,11 @@ enum class ActionType {
   SEND_B,       // send the input gradient to the previous stage
   RECV_B,       // receive this stage's output gradient from the next stage
   REDUCE_GRAD,  // the stage's gradients are final: reduce over dp (micro_batch unused)
-  // Reserved for vocabulary parallelism (next issue): in the vocabulary and the CSV names, but
-  // refused by the validator until an executor can run them.
-  S,        // vocabulary-parallel head pass 1 (logit tile statistics, partial dX)
-  T,        // vocabulary-parallel head pass 2 (weight gradient)
-  EMBED_F,  // vocabulary-parallel embedding lookup
-  EMBED_B,  // vocabulary-parallel embedding backward
+  // Vocabulary parallelism: every rank's shard of the embedding and of the head + loss.
+  S,        // collective: this shard's logits, softmax statistics over all shards, loss, dX
+  T,        // local: this shard's head weight gradient (recomputes its logits)
+  EMBED_F,  // collective: the embedding lookup of this shard's rows, summed over the ranks
+  EMBED_B,  // collective: stage 0's input gradient to every rank, scattered into its rows
 };
 
 inline constexpr int kNoMicroBatch = -1;  // REDUCE_GRAD's micro_batch
@@ -68,9 +74,11 @@ struct Schedule {
 std::string_view action_name(ActionType type);
 std::optional<ActionType> parse_action_name(std::string_view name);
 
-bool is_compute(ActionType type);        // F, B, I, W
-bool is_communication(ActionType type);  // SEND_F, RECV_F, SEND_B, RECV_B
-bool is_reserved(ActionType type);       // S, T, EMBED_F, EMBED_B
+bool is_compute(ActionType type);           // F, B, I, W
+bool is_communication(ActionType type);     // SEND_F, RECV_F, SEND_B, RECV_B
+bool is_vocab(ActionType type);             // S, T, EMBED_F, EMBED_B
+bool is_vocab_collective(ActionType type);  // EMBED_F, S, EMBED_B (over all pp ranks)
+bool has_vocab_passes(const Schedule& schedule);
 bool is_lowered(const Schedule& schedule);
 
 // PyTorch's _Action spelling: "<stage><name><micro_batch>", e.g. "2F5", "0SEND_B3",

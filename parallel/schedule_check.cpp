@@ -4,6 +4,8 @@
 #include <tuple>
 #include <vector>
 
+#include "parallel/schedule_vocab_check.h"
+
 namespace strata {
 namespace {
 
@@ -31,11 +33,14 @@ class Validator {
 
   void run() {
     check_shape();
+    // Vocabulary passes sit on every rank with a fixed stage: their own rules follow the
+    // stages' (parallel/schedule_vocab_check.h), which they rely on.
     for (int rank = 0; rank < s_.pp; ++rank)
       for (int index = 0; index < static_cast<int>(s_.ranks[rank].size()); ++index)
-        check_action({rank, index});
+        if (!is_vocab(s_.ranks[rank][index].type)) check_action({rank, index});
     for (int stage = 0; stage < s_.stages; ++stage)
       for (int mb = 0; mb < s_.micro_batches; ++mb) check_micro_batch(stage, mb);
+    check_vocab_passes(s_);
     if (is_lowered(s_)) {
       check_sends_matched();
       for (int stage = 0; stage < s_.stages; ++stage) {
@@ -79,10 +84,6 @@ class Validator {
 
   void check_action(Location at) {
     const Action& a = action_at(at);
-    if (is_reserved(a.type))
-      fail(at,
-           "vocabulary-parallel passes (S, T, EMBED_F, EMBED_B) are reserved for a later "
-           "version and cannot be scheduled yet");
     if (a.stage < 0 || a.stage >= s_.stages)
       fail(at, "stage out of range [0, " + std::to_string(s_.stages) + ")");
     if (s_.rank_of_stage(a.stage) != at.rank)

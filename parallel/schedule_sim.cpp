@@ -23,27 +23,6 @@ double stage_cost(const std::vector<double>& per_stage, double scalar, int stage
   return per_stage.empty() ? scalar : per_stage[static_cast<size_t>(stage)];
 }
 
-double cost_of(const Action& a, const SimCosts& costs) {
-  switch (a.type) {
-    case ActionType::F:
-      return stage_cost(costs.stage_forward, costs.forward, a.stage);
-    case ActionType::B:
-      return stage_cost(costs.stage_backward, costs.backward, a.stage);
-    case ActionType::I:
-      return stage_cost(costs.stage_backward_input, costs.backward_input, a.stage);
-    case ActionType::W:
-      return stage_cost(costs.stage_backward_weight, costs.backward_weight, a.stage);
-    case ActionType::SEND_F:
-    case ActionType::SEND_B:
-      return costs.send;
-    case ActionType::RECV_F:
-    case ActionType::RECV_B:
-      return costs.recv;
-    default:
-      return costs.reduce_grad;  // REDUCE_GRAD; reserved types never pass validation
-  }
-}
-
 // A per-stage vector of the wrong length is a caller's bug, caught before it indexes past one.
 void check_stage_costs(const Schedule& schedule, const SimCosts& costs) {
   for (const std::vector<double>* v : {&costs.stage_forward, &costs.stage_backward,
@@ -70,7 +49,7 @@ class Simulator {
     for (bool progress = true; progress;) {
       progress = false;
       for (int rank = 0; rank < s_.pp; ++rank)
-        while (advance(rank, free_at[rank], result)) progress = true;
+        while (advance(rank, free_at, result)) progress = true;
     }
     check_finished(result);
     summarise(result);
@@ -83,6 +62,11 @@ class Simulator {
     ActionKey b{ActionType::B, stage, mb};
     return present_.count(b) ? b : ActionKey{ActionType::I, stage, mb};
   }
+  // A vocabulary pass of `mb` when the schedule has it: the data dependencies on the passes.
+  void add_if_present(std::vector<Dependency>& deps, ActionType type, int stage, int mb) const {
+    if (present_.count({type, stage, mb})) deps.push_back({{type, stage, mb}});
+  }
+  bool is_collective(const Action& a) const { return is_vocab_collective(a.type); }
 
   // Unlowered schedules (and same-rank neighbours) depend on the producer directly; lowered
   // cross-rank ones through the receive that precedes the consumer on its rank.
@@ -99,12 +83,23 @@ class Simulator {
     switch (a.type) {
       case ActionType::F:
         if (s > 0 && direct(s - 1, s)) deps.push_back({{ActionType::F, s - 1, mb}, hop(s - 1, s)});
+        if (s == 0) add_if_present(deps, ActionType::EMBED_F, 0, mb);
         break;
       case ActionType::B:
       case ActionType::I:
         deps.push_back({{ActionType::F, s, mb}});
         if (s + 1 < s_.stages && direct(s + 1, s))
           deps.push_back({backward_input(s + 1, mb), hop(s + 1, s)});
+        if (s + 1 == s_.stages) add_if_present(deps, ActionType::S, s, mb);
+        break;
+      case ActionType::S:
+        deps.push_back({{ActionType::F, s, mb}});
+        break;
+      case ActionType::T:
+        deps.push_back({{ActionType::S, s, mb}});
+        break;
+      case ActionType::EMBED_B:
+        deps.push_back({backward_input(0, mb)});
         break;
       case ActionType::W:
         deps.push_back({{ActionType::I, s, mb}});
@@ -122,26 +117,52 @@ class Simulator {
         deps.push_back({{ActionType::SEND_B, s + 1, mb}, costs_.latency});
         break;
       default:
-        break;  // REDUCE_GRAD: its place on the rank (after the last backward) suffices
+        break;  // REDUCE_GRAD: its place on the rank (after the last backward) suffices;
+                // EMBED_F: nothing before it
     }
     return deps;
   }
 
-  // Runs the rank's next action if its dependencies are done; false when done or blocked.
-  bool advance(int rank, double& free_at, SimResult& result) {
+  // The rank's next action, or null when its list is done.
+  const Action* next_of(int rank, const SimResult& result) const {
     size_t index = result.start[rank].size();
-    if (index == s_.ranks[rank].size()) return false;
-    const Action& a = s_.ranks[rank][index];
-    double ready = free_at;
-    for (const Dependency& dep : dependencies(a)) {
+    return index == s_.ranks[rank].size() ? nullptr : &s_.ranks[rank][index];
+  }
+  // The ranks whose next action is not the collective `a` (those it waits for).
+  std::vector<int> absent_from(const Action& a, const SimResult& result) const {
+    std::vector<int> absent;
+    for (int rank = 0; rank < s_.pp; ++rank) {
+      const Action* next = next_of(rank, result);
+      if (!next || next->type != a.type || next->micro_batch != a.micro_batch)
+        absent.push_back(rank);
+    }
+    return absent;
+  }
+
+  // Runs the rank's next action if its dependencies are done; false when done or blocked. A
+  // collective runs once the last rank reaches it, on every rank at once.
+  bool advance(int rank, std::vector<double>& free_at, SimResult& result) {
+    const Action* a = next_of(rank, result);
+    if (!a) return false;
+    const bool collective = is_collective(*a);
+    if (collective && !absent_from(*a, result).empty()) return false;
+    double ready = free_at[rank];
+    if (collective)
+      for (double f : free_at) ready = std::max(ready, f);
+    for (const Dependency& dep : dependencies(*a)) {
       auto done = finished_.find(dep.key);
       if (done == finished_.end()) return false;
       ready = std::max(ready, done->second + dep.delay);
     }
-    free_at = ready + cost_of(a, costs_);
-    result.start[rank].push_back(ready);
-    result.finish[rank].push_back(free_at);
-    finished_[{a.type, a.stage, a.micro_batch}] = free_at;
+    const double end = ready + action_cost(*a, costs_);
+    for (int r = 0; r < s_.pp; ++r) {
+      if (r != rank && !collective) continue;
+      free_at[r] = end;
+      result.start[r].push_back(ready);
+      result.finish[r].push_back(end);
+    }
+    // T is on every rank under one key and nothing waits for it: only the ranks' lists matter.
+    if (a->type != ActionType::T) finished_[{a->type, a->stage, a->micro_batch}] = end;
     return true;
   }
 
@@ -158,14 +179,23 @@ class Simulator {
     for (int rank = 0; rank < s_.pp; ++rank) {
       size_t index = result.start[rank].size();
       if (index == s_.ranks[rank].size()) continue;
+      const Action& at = s_.ranks[rank][index];
+      stuck += (stuck.empty() ? "" : "; ") + std::string("rank ") + std::to_string(rank) +
+               " waits at action #" + std::to_string(index) + " (" + format_action(at) + ") for ";
+      if (is_collective(at)) {
+        const std::vector<int> absent = absent_from(at, result);
+        waits_on[rank] = absent.front();
+        std::string ranks;
+        for (int r : absent) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+        stuck += std::string(absent.size() == 1 ? "rank " : "ranks ") + ranks +
+                 " to reach the collective";
+        continue;
+      }
       ActionKey key = blocker(rank, index);
       Action wanted{std::get<0>(key), std::get<1>(key), std::get<2>(key)};
       int owner = s_.rank_of_stage(wanted.stage);
       waits_on[rank] = owner;
-      stuck += (stuck.empty() ? "" : "; ") + std::string("rank ") + std::to_string(rank) +
-               " waits at action #" + std::to_string(index) + " (" +
-               format_action(s_.ranks[rank][index]) + ") for " + format_action(wanted) +
-               " on rank " + std::to_string(owner);
+      stuck += format_action(wanted) + " on rank " + std::to_string(owner);
     }
     if (waits_on.empty()) return;
     int first = waits_on.begin()->first;
@@ -203,7 +233,8 @@ class Simulator {
       for (size_t i = 0; i < s_.ranks[rank].size(); ++i) {
         const Action& a = s_.ranks[rank][i];
         result.makespan = std::max(result.makespan, result.finish[rank][i]);
-        if (is_compute(a.type)) result.busy[rank] += result.finish[rank][i] - result.start[rank][i];
+        if (is_compute(a.type) || is_vocab(a.type))
+          result.busy[rank] += result.finish[rank][i] - result.start[rank][i];
         if (a.type == ActionType::F) events.push_back({result.start[rank][i], +1});
         if (a.type == ActionType::B || a.type == ActionType::W)
           events.push_back({result.finish[rank][i], -1});
@@ -237,6 +268,36 @@ std::string pad(const std::string& text, size_t width) {
 }
 
 }  // namespace
+
+double action_cost(const Action& a, const SimCosts& costs) {
+  switch (a.type) {
+    case ActionType::F:
+      return stage_cost(costs.stage_forward, costs.forward, a.stage);
+    case ActionType::B:
+      return stage_cost(costs.stage_backward, costs.backward, a.stage);
+    case ActionType::I:
+      return stage_cost(costs.stage_backward_input, costs.backward_input, a.stage);
+    case ActionType::W:
+      return stage_cost(costs.stage_backward_weight, costs.backward_weight, a.stage);
+    case ActionType::SEND_F:
+    case ActionType::SEND_B:
+      return costs.send;
+    case ActionType::RECV_F:
+    case ActionType::RECV_B:
+      return costs.recv;
+    case ActionType::S:
+      return costs.vocab_s;
+    case ActionType::T:
+      return costs.vocab_t;
+    case ActionType::EMBED_F:
+      return costs.embed_f;
+    case ActionType::EMBED_B:
+      return costs.embed_b;
+    case ActionType::REDUCE_GRAD:
+      break;
+  }
+  return costs.reduce_grad;
+}
 
 SimResult simulate_schedule(const Schedule& schedule, const SimCosts& costs) {
   validate_schedule(schedule);

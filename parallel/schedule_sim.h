@@ -7,6 +7,12 @@
 // latency). Sends never wait for their receiver (they are nonblocking and buffered), receives
 // block where they stand. The start times are the earliest the dependencies allow, so the
 // makespan is that of an executor that follows the list and nothing else.
+//
+// Vocabulary passes (docs/PIPELINE.md, "Vocabulary passes"): EMBED_F, S and EMBED_B are blocking
+// collectives over all pp ranks: one starts once every rank has reached it, occupies every rank
+// for its cost and ends on all of them together. T is local compute. The data they carry follows
+// from the lists: F(0, mb) after EMBED_F(mb) and S(mb) after F(last, mb) on their ranks, B/I(last,
+// mb) after S(mb), T(mb) after S(mb), EMBED_B(mb) after B/I(0, mb).
 #include <string>
 #include <vector>
 
@@ -23,6 +29,11 @@ struct SimCosts {
   double recv = 0;             // time a RECV_* occupies its rank once the message is there
   double latency = 0;          // from a send's end (or a producer's end, unlowered) to arrival
   double reduce_grad = 0;      // REDUCE_GRAD
+  // Vocabulary passes, each one rank's shard of one micro-batch (the same on every rank).
+  double vocab_s = 0.25;  // S: the shard's logits, the loss, the input gradient (collective)
+  double vocab_t = 0.25;  // T: the shard's head weight gradient (local)
+  double embed_f = 0;     // EMBED_F: the embedding lookup (collective)
+  double embed_b = 0;     // EMBED_B: the embedding's gradient (collective)
   // Optional per-stage compute costs, indexed by global stage (empty: the scalar above for every
   // stage). Real stages differ (the head's GEMM sits on the last one, the embedding costs nothing),
   // and the bubble they leave is what a placement is judged by. A non-empty vector must have one
@@ -35,7 +46,7 @@ struct SimCosts {
 
 struct SimResult {
   double makespan = 0;                     // the simulated step time
-  std::vector<double> busy;                // per rank: time in F/B/I/W
+  std::vector<double> busy;                // per rank: time in F/B/I/W and vocabulary passes
   double bubble_fraction = 0;              // 1 - sum(busy) / (ranks * makespan)
   std::vector<int> peak_in_flight;         // per rank: most micro-batches with F started and
                                            // their last backward (B or W) not finished
@@ -43,9 +54,12 @@ struct SimResult {
   std::vector<std::vector<double>> finish;
 };
 
+// The time `action` occupies its rank (all ranks, for a collective), per `costs`.
+double action_cost(const Action& action, const SimCosts& costs);
+
 // Validates (validate_schedule), then simulates. A schedule that cannot make progress throws
-// ScheduleRuleError naming every stuck rank, the action it waits at and what for, and the cycle
-// of ranks waiting on each other.
+// ScheduleRuleError naming every stuck rank, the action it waits at and what for (a dependency,
+// or the ranks that never reach its collective), and the cycle of ranks waiting on each other.
 SimResult simulate_schedule(const Schedule& schedule, const SimCosts& costs = {});
 
 // One column per rank, one row per distinct start time (actions as "<stage><name><mb>", e.g.

@@ -143,12 +143,16 @@ TEST(ScheduleCheck, PlacementRangesAndPeers) {
   expect_rule(shape, "expected action lists for 2 ranks, got 1");
 }
 
-TEST(ScheduleCheck, ReservedVocabularyPassesAreRefused) {
-  for (ActionType reserved :
+TEST(ScheduleCheck, AStrayVocabularyPassIsRefused) {
+  // One vocabulary pass on one rank: vocabulary parallelism is all four kinds on every rank or
+  // nothing (tests/unit/test_schedule_vocab_check.cpp has the rest of its rules).
+  for (ActionType vocab :
        {ActionType::S, ActionType::T, ActionType::EMBED_F, ActionType::EMBED_B}) {
     Schedule s = make_1f1b(2, 2);
-    s.ranks[1].push_back(act(reserved, 1, 0));
-    expect_rule(s, "reserved for a later version");
+    const int stage = vocab == ActionType::S || vocab == ActionType::T ? 1 : 0;
+    s.ranks[1].push_back(act(vocab, stage, 0));
+    expect_rule(s, "rank 1 action #4 (" + format_action(act(vocab, stage, 0)) +
+                       "): a vocabulary-parallel pass, but rank 0 has none");
   }
 }
 

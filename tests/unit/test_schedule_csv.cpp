@@ -115,10 +115,10 @@ TEST(ScheduleCsv, RuleViolationsNameTheLineOfTheAction) {
   expect_input_error([&] { load(unmatched); },
                      "job.csv:5: pipeline schedule: rank 0 action #2 "
                      "(0RECV_B0): unmatched");
-  // Reserved vocabulary pass named on its line.
-  std::string reserved = text + "1,5,S,1,0,\n";
-  expect_input_error([&] { load(reserved); }, "job.csv:13: ");
-  expect_input_error([&] { load(reserved); }, "reserved");
+  // A vocabulary pass on one rank only, named on its line.
+  std::string stray = text + "1,5,S,1,0,\n";
+  expect_input_error([&] { load(stray); }, "job.csv:13: ");
+  expect_input_error([&] { load(stray); }, "a vocabulary-parallel pass, but rank 0 has none");
 }
 
 TEST(ScheduleCsv, DeadlockAndMissingMicroBatch) {
