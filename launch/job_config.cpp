@@ -177,6 +177,7 @@ const std::vector<Field>& schema() {
       field("parallel.virtual_stages", STRATA_REF(parallel.virtual_stages)),
       field("parallel.schedule_file", STRATA_REF(parallel.schedule_file)),
       field("parallel.pp_layers", STRATA_REF(parallel.pp_layers)),
+      field("parallel.vocab_parallel", STRATA_REF(parallel.vocab_parallel)),
       string_choice("offload.policy", STRATA_REF(offload.policy),
                     {"keep", "recompute", "swap", "auto"}),
       field("offload.budget_mb", STRATA_REF(offload.budget_mb)),

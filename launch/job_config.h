@@ -60,6 +60,10 @@ struct ParallelConfig {
   int64_t virtual_stages = 1;     // 1..64
   std::string schedule_file;
   std::vector<int64_t> pp_layers;
+  // Vocabulary parallelism (docs/PIPELINE.md, "Vocabulary passes"): the embedding and the LM
+  // head + loss split by vocabulary rows over all pipeline ranks, their passes (EMBED_F, S, T,
+  // EMBED_B) placed into the schedule; off, the embedding sits on stage 0 and the head on the last.
+  bool vocab_parallel = false;
 };
 
 struct OffloadConfig {

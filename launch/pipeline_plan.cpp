@@ -9,6 +9,7 @@
 #include "parallel/schedule_check.h"
 #include "parallel/schedule_file.h"
 #include "parallel/schedule_gen.h"
+#include "parallel/schedule_vocab.h"
 #include "parallel/stage_split.h"
 
 namespace strata {
@@ -51,14 +52,17 @@ void check_job(const JobConfig& cfg, int m) {
 }
 
 // The blocks per stage: parallel.pp_layers, else the split minimising the slowest stage's
-// forward + backward FLOPs (the head's on the last stage, the embedding's on the first).
+// forward + backward FLOPs (the head's on the last stage, the embedding's on the first; with
+// vocabulary parallelism neither: their shards cost every rank alike, in the vocabulary passes).
 std::vector<int64_t> blocks_per_stage(const JobConfig& cfg, const std::vector<UnitFlops>& units,
                                       int64_t n_stages) {
   if (!cfg.parallel.pp_layers.empty()) return cfg.parallel.pp_layers;
   StageSplitCosts costs;
   for (size_t u = 1; u + 1 < units.size(); ++u) costs.blocks.push_back(units[u].total());
-  costs.first_extra = units.front().total();
-  costs.last_extra = units.back().total();
+  if (!cfg.parallel.vocab_parallel) {
+    costs.first_extra = units.front().total();
+    costs.last_extra = units.back().total();
+  }
   return split_stages(costs, n_stages);
 }
 
@@ -77,6 +81,8 @@ std::vector<StagePlan> place_stages(const JobConfig& cfg, const std::vector<Unit
     block += counts[static_cast<size_t>(s)];
     st.end_unit = s + 1 == n_stages ? L + 2 : block + 1;
     for (int64_t u = st.first_unit; u < st.end_unit; ++u) {
+      const bool vocab_unit = u == 0 || u == L + 1;             // the embedding, the head
+      if (vocab_unit && cfg.parallel.vocab_parallel) continue;  // in the vocabulary passes
       const UnitFlops& f = units[static_cast<size_t>(u)];
       st.forward_flops += f.forward;
       st.backward_input_flops += f.backward_input;
@@ -88,20 +94,39 @@ std::vector<StagePlan> place_stages(const JobConfig& cfg, const std::vector<Unit
   return stages;
 }
 
-Schedule generated_schedule(const JobConfig& cfg, int m) {
+Schedule generated_schedule(const JobConfig& cfg, int m, const SimCosts& costs) {
   const ParallelConfig& p = cfg.parallel;
   try {
     const ScheduleKind kind = parse_schedule_kind(p.schedule);
-    return lower_schedule(
-        make_schedule(kind, static_cast<int>(p.pp), m, static_cast<int>(p.virtual_stages)));
+    Schedule s = make_schedule(kind, static_cast<int>(p.pp), m, static_cast<int>(p.virtual_stages));
+    if (p.vocab_parallel) s = add_vocab_passes(s, costs);
+    return lower_schedule(s);
   } catch (const InputError& e) {
     throw InputError("parallel.schedule: " + std::string(e.what()) +
                      " (micro-batches: " + micro_batch_origin(cfg) + ")");
   }
 }
 
+// A file's vocabulary passes must agree with parallel.vocab_parallel; a compute-only file gets
+// them placed as a generator's schedule does, a lowered one can't (its messages are fixed).
+Schedule file_vocab_passes(const JobConfig& cfg, Schedule s, const SimCosts& costs) {
+  const std::string what = "parallel.schedule_file: " + cfg.parallel.schedule_file + " ";
+  const bool has = has_vocab_passes(s);
+  if (has && !cfg.parallel.vocab_parallel)
+    throw InputError(what +
+                     "holds vocabulary-parallel passes (S, T, EMBED_F, EMBED_B), but "
+                     "parallel.vocab_parallel is false");
+  if (has || !cfg.parallel.vocab_parallel) return s;
+  if (is_lowered(s))
+    throw InputError(
+        what +
+        "is lowered without vocabulary-parallel passes, but parallel.vocab_parallel "
+        "is true: add them, or drop its SEND/RECV/REDUCE_GRAD rows so they are placed");
+  return add_vocab_passes(s, costs);
+}
+
 // A schedule file replaces the generator; it must describe this job's pipeline.
-Schedule file_schedule(const JobConfig& cfg, int m) {
+Schedule file_schedule(const JobConfig& cfg, int m, const SimCosts& costs) {
   const ParallelConfig& p = cfg.parallel;
   const std::string& path = p.schedule_file;
   Schedule s = load_schedule_file(path);  // parsed, validated and proven deadlock-free
@@ -115,6 +140,7 @@ Schedule file_schedule(const JobConfig& cfg, int m) {
     throw InputError(what + "has stages=" + str(s.stages) + " (" + str(s.virtual_stages()) +
                      " per rank), but parallel.pp * parallel.virtual_stages = " + str(p.pp) +
                      " * " + str(p.virtual_stages) + " = " + str(p.pp * p.virtual_stages));
+  s = file_vocab_passes(cfg, s, costs);
   if (!is_lowered(s)) s = lower_schedule(s);  // a compute-only file gets the standard messages
   validate_schedule(s);
   return s;
@@ -137,6 +163,19 @@ SimCosts stage_sim_costs(const std::vector<StagePlan>& stages, double peak_flops
     c.backward_weight = std::max(c.backward_weight, c.stage_backward_weight.back());
   }
   return c;
+}
+
+// One rank's shard of the vocabulary passes (V / pp rows of the head and the embedding): S is
+// the shard's logits and their input gradient (forward + input-gradient GEMMs), T its weight
+// gradient, which models/flops.h already counts with the logits recomputed. The embedding passes
+// have no GEMM; each is priced at one FLOP per element of the [N, D] activations its
+// collective sums or hands out, so they cost a little, as a collective does.
+void add_vocab_costs(SimCosts& c, const JobConfig& cfg, const FlopShape& shape, double scale) {
+  const UnitFlops head = head_flops(cfg.model, shape.tokens);
+  const double shard = scale / static_cast<double>(cfg.parallel.pp);
+  c.vocab_s = (head.forward + head.backward_input) * shard;
+  c.vocab_t = head.backward_weight * shard;
+  c.embed_f = c.embed_b = static_cast<double>(shape.tokens * cfg.model.dim) * scale;
 }
 
 }  // namespace
@@ -168,10 +207,13 @@ PipelinePlan plan_pipeline(const JobConfig& cfg, double peak_flops) {
       std::max<int64_t>(1, cfg.data.seq_len / std::max<int64_t>(1, cfg.parallel.sp));
   const FlopShape shape{cfg.train.micro_batch * chunk, chunk, cfg.data.seq_len};
   plan.stages = place_stages(cfg, unit_flops(cfg.model, shape));
-  plan.schedule =
-      cfg.parallel.schedule_file.empty() ? generated_schedule(cfg, m) : file_schedule(cfg, m);
+  plan.vocab_parallel = cfg.parallel.vocab_parallel;
   plan.peak_flops = peak_flops > 0 ? peak_flops : 0;
   plan.costs = stage_sim_costs(plan.stages, plan.peak_flops);
+  if (plan.vocab_parallel)
+    add_vocab_costs(plan.costs, cfg, shape, plan.peak_flops > 0 ? 1 / plan.peak_flops : 1e-9);
+  plan.schedule = cfg.parallel.schedule_file.empty() ? generated_schedule(cfg, m, plan.costs)
+                                                     : file_schedule(cfg, m, plan.costs);
   plan.sim = simulate_schedule(plan.schedule, plan.costs);
   return plan;
 }

@@ -36,14 +36,25 @@ std::string aligned(const std::vector<std::vector<std::string>>& rows) {
   return text;
 }
 
-// "embedding, blocks 0-1", "blocks 2-3", "block 7, head".
-std::string holds(const StagePlan& st, int64_t n_layers) {
-  std::string parts = st.has_embedding() ? "embedding, " : "";
+// "embedding, blocks 0-1", "blocks 2-3", "block 7, head"; with vocabulary parallelism the
+// embedding and the head are every rank's (vocab_line), so only the blocks are named.
+std::string holds(const StagePlan& st, int64_t n_layers, bool vocab_parallel) {
+  std::string parts = st.has_embedding() && !vocab_parallel ? "embedding, " : "";
   const int64_t first = st.first_block(), last = st.end_block(n_layers) - 1;
   parts += first == last ? "block " + std::to_string(first)
                          : "blocks " + std::to_string(first) + "-" + std::to_string(last);
-  if (st.end_unit == n_layers + 2) parts += ", head";
+  if (st.end_unit == n_layers + 2 && !vocab_parallel) parts += ", head";
   return parts;
+}
+
+// What every rank runs besides its stages under vocabulary parallelism, per micro-batch.
+std::string vocab_line(const PipelinePlan& plan) {
+  const SimCosts& c = plan.costs;
+  return "vocabulary parallel: the embedding and the head + loss split by vocabulary rows over "
+         "all " +
+         std::to_string(plan.pp) + " ranks; each rank per micro-batch: S " + number(c.vocab_s) +
+         ", T " + number(c.vocab_t) + ", EMBED_F " + number(c.embed_f) + ", EMBED_B " +
+         number(c.embed_b) + " (EMBED_F, S, EMBED_B collectives over all ranks)\n";
 }
 
 std::string placement_table(const PipelinePlan& plan, const JobConfig& cfg) {
@@ -51,12 +62,12 @@ std::string placement_table(const PipelinePlan& plan, const JobConfig& cfg) {
   std::vector<std::vector<std::string>> rows = {
       {"stage", "rank", "units", "holds", "forward", "backward (input + weight)"}};
   for (const StagePlan& st : plan.stages)
-    rows.push_back({std::to_string(st.stage), std::to_string(st.rank),
-                    std::to_string(st.first_unit) + "-" + std::to_string(st.end_unit - 1),
-                    holds(st, cfg.model.n_layers), number(st.forward_flops * scale),
-                    number(st.backward_flops * scale) + " (" +
-                        number(st.backward_input_flops * scale) + " + " +
-                        number(st.backward_weight_flops * scale) + ")"});
+    rows.push_back(
+        {std::to_string(st.stage), std::to_string(st.rank),
+         std::to_string(st.first_unit) + "-" + std::to_string(st.end_unit - 1),
+         holds(st, cfg.model.n_layers, plan.vocab_parallel), number(st.forward_flops * scale),
+         number(st.backward_flops * scale) + " (" + number(st.backward_input_flops * scale) +
+             " + " + number(st.backward_weight_flops * scale) + ")"});
   return aligned(rows);
 }
 
@@ -74,7 +85,10 @@ std::string format_pipeline_plan(const PipelinePlan& plan, const JobConfig& cfg)
           (plan.peak_flops > 0 ? "seconds at " + number(plan.peak_flops * 1e-9) + " GFLOP/s"
                                : std::string("GFLOP")) +
           "\n";
-  text += placement_table(plan, cfg) + "\n" + format_schedule_table(plan.schedule, plan.sim);
+  text += placement_table(plan, cfg);
+  if (plan.vocab_parallel) text += vocab_line(plan);
+  text += '\n';  // (not "\n" + string: GCC 12's -Wrestrict misfires on it)
+  text += format_schedule_table(plan.schedule, plan.sim);
   // The textbook bubble of equal stages and free messages, to judge the simulated one against.
   const int p = plan.pp, m = plan.micro_batches;
   char ideal[160];
