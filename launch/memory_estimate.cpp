@@ -44,13 +44,21 @@ double cgroup_limit_bytes() {
 double parameter_count(const JobConfig& c) {
   if (c.parallel.pp == 1) return static_cast<double>(c.model.num_parameters());
   const PipelinePlan plan = plan_pipeline(c);
-  const Model layout(c.model, std::vector<bool>(static_cast<size_t>(c.model.n_layers + 2), false));
+  const bool vocab = c.parallel.vocab_parallel;
+  const int64_t units = c.model.n_layers + 2 + (vocab && !c.model.tie_embeddings ? 1 : 0);
   double fewest = -1;
   for (int r = 0; r < plan.pp; ++r) {
-    double n = 0;
+    VocabSplit split;
+    if (vocab) split = VocabSplit{true, r, plan.pp};
+    const Model layout(c.model, std::vector<bool>(static_cast<size_t>(units), false), split);
+    std::vector<bool> held(static_cast<size_t>(units), false);
     for (int s : plan.stages_of_rank(r))
       for (int64_t u = plan.stages[s].first_unit; u < plan.stages[s].end_unit; ++u)
-        n += static_cast<double>(layout.units()[u].numel());
+        held[static_cast<size_t>(u)] = !vocab || u != 0;
+    if (vocab) held.front() = held.back() = true;  // every rank's rows of the embedding and head
+    double n = 0;
+    for (int64_t u = 0; u < units; ++u)
+      if (held[static_cast<size_t>(u)]) n += static_cast<double>(layout.units()[u].numel());
     fewest = fewest < 0 ? n : std::min(fewest, n);
   }
   return fewest;

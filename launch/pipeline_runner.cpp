@@ -5,11 +5,14 @@
 namespace strata {
 
 TrainStageRunner::TrainStageRunner(Model& model, const PipelinePlan& plan, int pp_rank,
-                                   ZeroEngine& zero, TrainerHooks& hooks, ActivationStore& store)
-    : plan_(plan), zero_(zero), hooks_(hooks), dim_(model.config().dim) {
+                                   ZeroEngine& zero, TrainerHooks& hooks, ActivationStore& store,
+                                   VocabPasses* vocab)
+    : plan_(plan), zero_(zero), hooks_(hooks), dim_(model.config().dim), vocab_(vocab) {
   for (int s : plan_.stages_of_rank(pp_rank)) {
     const StagePlan& sp = plan_.stages.at(static_cast<size_t>(s));
-    stages_.emplace(s, std::make_unique<ModelStage>(model, sp.first_unit, sp.end_unit));
+    // With the vocabulary split the embedding is no stage's: EMBED_F gives stage 0 its input.
+    const int64_t first = vocab_ && sp.first_unit == 0 ? 1 : sp.first_unit;
+    stages_.emplace(s, std::make_unique<ModelStage>(model, first, sp.end_unit));
   }
   ctx_.store = &store;
   ctx_.hooks = &hooks_;
@@ -22,12 +25,27 @@ void TrainStageRunner::begin_step(const BlockShape& shape, float loss_scale, con
   tokens_ = tokens;
   targets_ = targets;
   loss_sum_ = 0;
+  if (vocab_) vocab_->begin_step(shape.tokens(), loss_scale, tokens, targets);
 }
 
 bool TrainStageRunner::idle() const {
   for (const auto& [s, st] : stages_)
     if (!st->idle()) return false;
-  return true;
+  return !vocab_ || vocab_->idle();
+}
+
+VocabPasses& TrainStageRunner::vocab() {
+  STRATA_CHECK(vocab_, "pipeline: a vocabulary pass without parallel.vocab_parallel");
+  return *vocab_;
+}
+
+void TrainStageRunner::embed_forward(int mb, float* out) { vocab().embed_forward(mb, out); }
+void TrainStageRunner::vocab_forward(int mb, const float* hn, float* dhn) {
+  vocab().vocab_forward(mb, hn, dhn);
+}
+void TrainStageRunner::vocab_weight(int mb, bool) { vocab().vocab_weight(mb); }
+void TrainStageRunner::embed_backward(int mb, const float* dx, bool) {
+  vocab().embed_backward(mb, dx);
 }
 
 ModelStage& TrainStageRunner::stage(int s) {
@@ -84,6 +102,12 @@ double TrainStageRunner::eval_micro_batch(Comm& pp, const BlockShape& shape, con
   const int stages = static_cast<int>(plan_.stages.size()), me = pp.rank();
   FloatBuffer x, y;  // [N, D] the chain's activation into and out of a stage
   double loss = 0;
+  const bool first_here = plan_.stages.front().rank == me,
+             last_here = plan_.stages.back().rank == me;
+  if (vocab_) {  // every rank embeds its rows; stage 0 gets the sum
+    x = FloatBuffer(first_here ? n : 0, MemCategory::comm);
+    vocab_->eval_embed(tokens, shape.tokens(), first_here ? x.data() : nullptr);
+  }
   for (int s = 0; s < stages; ++s) {
     const int at = plan_.stages[static_cast<size_t>(s)].rank;
     if (at != me) continue;
@@ -94,15 +118,17 @@ double TrainStageRunner::eval_micro_batch(Comm& pp, const BlockShape& shape, con
         pp.recv(x.data(), n, from, PipelineExecutor::message_tag(false, s, 0));
       }
     }
-    if (s + 1 < stages) y = FloatBuffer(n, MemCategory::comm);
-    loss += stage(s).forward_eval(c, mb, s > 0 ? x.data() : nullptr,
-                                  s + 1 < stages ? y.data() : nullptr);
+    const bool in = s > 0 || vocab_, out = s + 1 < stages || vocab_;
+    if (out) y = FloatBuffer(n, MemCategory::comm);
+    loss += stage(s).forward_eval(c, mb, in ? x.data() : nullptr, out ? y.data() : nullptr);
     if (s + 1 < stages) {
       const int to = plan_.stages[static_cast<size_t>(s + 1)].rank;
       if (to != me) pp.send(y.data(), n, to, PipelineExecutor::message_tag(false, s + 1, 0));
       x = std::move(y);
     }
   }
+  // The loss through every rank's rows of the head: the same on every rank.
+  if (vocab_) loss = vocab_->eval_loss(last_here ? y.data() : nullptr, targets, shape.tokens());
   return loss;
 }
 

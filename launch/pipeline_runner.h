@@ -9,6 +9,7 @@
 
 #include "launch/pipeline_plan.h"
 #include "launch/train_hooks.h"
+#include "launch/vocab_passes.h"
 #include "models/model_stage.h"
 #include "parallel/pipeline_executor.h"
 #include "parallel/zero.h"
@@ -17,14 +18,17 @@ namespace strata {
 
 class TrainStageRunner final : public StageRunner {
  public:
+  // `vocab`: the vocabulary passes when the embedding and head are split over the pipeline ranks
+  // (stage 0 then starts at the first block; the last stage's head is the final norm).
   TrainStageRunner(Model& model, const PipelinePlan& plan, int pp_rank, ZeroEngine& zero,
-                   TrainerHooks& hooks, ActivationStore& store);
+                   TrainerHooks& hooks, ActivationStore& store, VocabPasses* vocab = nullptr);
 
   // tokens/targets: this rank's share of the step, micro-batch after micro-batch.
   void begin_step(const BlockShape& shape, float loss_scale, const int32_t* tokens,
                   const int32_t* targets);
-  double loss_sum() const { return loss_sum_; }  // the last stage's, else 0
-  bool idle() const;                             // no stage holds anything of a micro-batch
+  // The last stage's (with vocabulary passes: every rank's, the same), else 0.
+  double loss_sum() const { return loss_sum_ + (vocab_ ? vocab_->loss_sum() : 0); }
+  bool idle() const;  // no stage holds anything of a micro-batch
 
   int64_t message_elems(int stage) const override;
   void forward(int stage, int mb, const float* in, float* out, bool last) override;
@@ -32,6 +36,10 @@ class TrainStageRunner final : public StageRunner {
   void backward_input(int stage, int mb, const float* dy, float* dx) override;
   void backward_weight(int stage, int mb, bool last) override;
   void reduce_grads(int stage) override;
+  void embed_forward(int mb, float* out) override;
+  void vocab_forward(int mb, const float* hn, float* dhn) override;
+  void vocab_weight(int mb, bool last) override;
+  void embed_backward(int mb, const float* dx, bool last) override;
 
   // Evaluation: one micro-batch through this rank's stages, the chain of stages in order, with
   // blocking messages over `pp` (stage s's output goes to stage s+1). Returns the loss sum on
@@ -41,6 +49,7 @@ class TrainStageRunner final : public StageRunner {
 
  private:
   ModelStage& stage(int s);
+  VocabPasses& vocab();
   MicroBatch micro_batch(int mb) const;
 
   const PipelinePlan& plan_;
@@ -52,6 +61,7 @@ class TrainStageRunner final : public StageRunner {
   const int32_t* targets_ = nullptr;
   int64_t dim_ = 0;
   double loss_sum_ = 0;
+  VocabPasses* vocab_ = nullptr;
 };
 
 }  // namespace strata

@@ -96,7 +96,7 @@ Trainer::Trainer(const JobConfig& cfg, Comm* world)
     swap_bandwidth_ = a.bandwidth;
   }
   runner_ = std::make_unique<TrainStageRunner>(*model_, *plan_, mesh_->pp_rank(), *zero_, *hooks_,
-                                               *store_);
+                                               *store_, vocab_.get());
   executor_ = std::make_unique<PipelineExecutor>(plan_->schedule, mesh_->pp_comm());
   train_data_ = std::make_unique<DataLoader>(cfg_.data.train, cfg_.data.seq_len,
                                              cfg_.model.vocab_size, cfg_.train.seed);
@@ -120,40 +120,54 @@ Trainer::~Trainer() = default;
 // This rank's part of the model: the units of its pipeline stages (all of them with pp = 1),
 // their ZeRO engine over the stage's replicas, and the hooks between the two.
 void Trainer::build_stages() {
-  const int64_t U = cfg_.model.n_layers + 2, head = U - 1;
-  const bool tied = cfg_.model.tie_embeddings;
+  const bool tied = cfg_.model.tie_embeddings, vocab = cfg_.parallel.vocab_parallel;
+  const int pp = mesh_->pp(), r = mesh_->pp_rank();
+  // With the vocabulary split the LM head (untied) is a unit of its own after the head's norm.
+  const int64_t head = cfg_.model.n_layers + 1, U = head + 1 + (vocab && !tied ? 1 : 0);
   std::vector<bool> held(static_cast<size_t>(U), false);
-  for (int s : plan_->stages_of_rank(mesh_->pp_rank()))
+  for (int s : plan_->stages_of_rank(r))
     for (int64_t u = plan_->stages[s].first_unit; u < plan_->stages[s].end_unit; ++u)
       held[static_cast<size_t>(u)] = true;
-  const bool holds_head = held.back(), owns_embedding = held.front();
+  const bool holds_head = held[static_cast<size_t>(head)], owns_embedding = held.front();
+  // Vocabulary parallel: every rank holds its rows of the embedding and of the LM head.
+  if (vocab) {
+    held.front() = true;
+    if (!tied) held.back() = true;
+  }
   // Tied with several stages: the last stage keeps a copy of the embedding (its output weight);
   // the two copies' gradients are summed over the tie group, so both take the same update.
-  if (tied && holds_head) held.front() = true;
-  if (tied && mesh_->pp() > 1) {
-    const bool ends = mesh_->pp_rank() == 0 || mesh_->pp_rank() == mesh_->pp() - 1;
-    tie_ = mesh_->world().split(ends ? mesh_->dp_rank() * mesh_->sp() + mesh_->sp_rank() : -1,
-                                mesh_->pp_rank(), "tie");
+  const bool tie_copy = tied && !vocab;
+  if (tie_copy && holds_head) held.front() = true;
+  if (tie_copy && pp > 1) {
+    const bool ends = r == 0 || r == pp - 1;
+    tie_ = mesh_->world().split(ends ? mesh_->dp_rank() * mesh_->sp() + mesh_->sp_rank() : -1, r,
+                                "tie");
   }
-  model_ = std::make_unique<Model>(cfg_.model, held);
+  VocabSplit split;
+  if (vocab) split = VocabSplit{true, r, pp};
+  model_ = std::make_unique<Model>(cfg_.model, held, split);
   model_->init(cfg_.train.seed);
   std::vector<ZeroUnit> units;
   for (int64_t u = 0; u < U; ++u) {
     if (!held[static_cast<size_t>(u)]) continue;
     ParamUnit& unit = model_->units()[u];
     ZeroUnit z{u, &unit.params(), &unit.grads(), unit.numel(), unit.decay_segments()};
-    z.pinned = tied && u == 0 && holds_head;  // the head reads the embedding too
-    z.replica = u == 0 && !owns_embedding;
+    z.pinned = tie_copy && u == 0 && holds_head;  // the head reads the embedding too
+    z.replica = tie_copy && u == 0 && !owns_embedding;
     z.tie = u == 0 ? tie_.get() : nullptr;
     units.push_back(std::move(z));
   }
   ZeroOptions zo;
-  zo.reduce_once_per_step = mesh_->pp() > 1;
+  zo.reduce_once_per_step = pp > 1;
   zero_ = std::make_unique<ZeroEngine>(replica_comm(), static_cast<int>(cfg_.parallel.zero_stage),
                                        std::move(units), cfg_.optim.name,
                                        optimizer_options(cfg_.optim), zo);
-  hooks_ = std::make_unique<TrainerHooks>(*zero_, mesh_->pp() == 1 ? &mesh_->world() : nullptr,
-                                          tied && holds_head ? head : -1);
+  hooks_ = std::make_unique<TrainerHooks>(*zero_, pp == 1 ? &mesh_->world() : nullptr,
+                                          tie_copy && holds_head ? head : -1);
+  if (vocab) {
+    vocab_comm_ = mesh_->pp_comm().split(0, r, "vocab");
+    vocab_ = std::make_unique<VocabPasses>(*model_, *vocab_comm_, pp - 1, *hooks_, VocabTiles{});
+  }
 }
 
 std::string Trainer::checkpoint_root() const {
@@ -488,7 +502,7 @@ int Trainer::run() {
   if (is_logger()) write_file_atomic(cfg_.train.run_dir + "/config.yaml", config_yaml_);
 
   sgemm_peak_ = cached_sgemm_peak_gflops();
-  log_info("strata: " + std::to_string(model_->num_parameters()) + " parameters, " +
+  log_info("strata: " + std::to_string(cfg_.model.num_parameters()) + " parameters, " +
            std::to_string(cfg_.train.global_batch * cfg_.data.seq_len) + " tokens/step, " +
            std::to_string(omp_get_max_threads()) + " threads, sgemm peak " +
            fmt("%.1f", sgemm_peak_) + " GFLOP/s, train data " +

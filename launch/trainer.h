@@ -60,6 +60,8 @@ class Trainer {
   ZeroEngine& zero() { return *zero_; }
   const PipelinePlan& pipeline_plan() const { return *plan_; }
   const PipelineExecutor& executor() const { return *executor_; }
+  // The vocabulary passes' communicator (parallel.vocab_parallel), else nullptr.
+  Comm* vocab_comm() { return vocab_comm_.get(); }
   const ActivationStore& activation_store() const { return *store_; }
   int64_t step() const { return step_; }
   // Loads only the model weights of a checkpoint (evaluation, export).
@@ -90,6 +92,8 @@ class Trainer {
   std::unique_ptr<Model> model_;  // the units of this rank's stages allocated
   std::unique_ptr<ZeroEngine> zero_;
   std::unique_ptr<TrainerHooks> hooks_;  // forwards the model's unit passes to zero_
+  std::unique_ptr<Comm> vocab_comm_;     // vocabulary parallel: the pp group's copy for its passes
+  std::unique_ptr<VocabPasses> vocab_;   // vocabulary parallel: this rank's embedding/head rows
   std::unique_ptr<TrainStageRunner> runner_;
   std::unique_ptr<PipelineExecutor> executor_;
   std::unique_ptr<ActivationStore> store_;

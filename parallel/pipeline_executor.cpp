@@ -25,9 +25,29 @@ PipelineExecutor::PipelineExecutor(Schedule schedule, Comm& pp)
     if ((a.type == ActionType::B || a.type == ActionType::W) && !seen_b[s])
       last_backward_[i] = seen_b[s] = true;
   }
-  for (size_t i = 0; i < n; ++i)
+  bool seen_t = false, seen_eb = false;
+  for (size_t i = n; i-- > 0;) {
+    if (actions_[i].type == ActionType::T && !seen_t) last_backward_[i] = seen_t = true;
+    if (actions_[i].type == ActionType::EMBED_B && !seen_eb) last_backward_[i] = seen_eb = true;
+  }
+  for (size_t i = 0; i < n; ++i) {
     if (actions_[i].type == ActionType::RECV_F || actions_[i].type == ActionType::RECV_B)
       recv_index_.push_back(i);
+    vocab_ = vocab_ || is_vocab(actions_[i].type);
+  }
+}
+
+void StageRunner::embed_forward(int, float*) {
+  throw StrataError("pipeline: this runner has no vocabulary passes (EMBED_F)");
+}
+void StageRunner::vocab_forward(int, const float*, float*) {
+  throw StrataError("pipeline: this runner has no vocabulary passes (S)");
+}
+void StageRunner::vocab_weight(int, bool) {
+  throw StrataError("pipeline: this runner has no vocabulary passes (T)");
+}
+void StageRunner::embed_backward(int, const float*, bool) {
+  throw StrataError("pipeline: this runner has no vocabulary passes (EMBED_B)");
 }
 
 PipelineExecutor::~PipelineExecutor() = default;
@@ -111,9 +131,48 @@ void PipelineExecutor::execute(const Action& a, size_t index, StageRunner& runne
     }
     case ActionType::REDUCE_GRAD:
       return runner.reduce_grads(a.stage);
+    case ActionType::S:
+    case ActionType::T:
+    case ActionType::EMBED_F:
+    case ActionType::EMBED_B: {
+      const auto t0 = Clock::now();
+      vocab_pass(a, index, runner);
+      stats_.vocab_s += seconds_since(t0);
+      return;
+    }
+  }
+}
+
+// The vocabulary passes' data: stage 0's input comes from EMBED_F and its input gradient goes to
+// EMBED_B; the last stage's output goes to S and its gradient comes from it. On other ranks
+// they only take part in the collectives.
+void PipelineExecutor::vocab_pass(const Action& a, size_t index, StageRunner& runner) {
+  const int mb = a.micro_batch, last = schedule_.stages - 1;
+  const int64_t n = runner.message_elems(0);
+  switch (a.type) {
+    case ActionType::EMBED_F: {
+      FloatBuffer out = on_rank(0) ? FloatBuffer(n, MemCategory::comm) : FloatBuffer();
+      runner.embed_forward(mb, on_rank(0) ? out.data() : nullptr);
+      if (on_rank(0)) inbox_.emplace(Key{kForward, 0, mb}, std::move(out));
+      return;
+    }
+    case ActionType::S: {
+      FloatBuffer hn = on_rank(last) ? take_input(kVocab, last, mb, -1, "S") : FloatBuffer();
+      FloatBuffer dhn = on_rank(last) ? FloatBuffer(n, MemCategory::comm) : FloatBuffer();
+      runner.vocab_forward(mb, on_rank(last) ? hn.data() : nullptr,
+                           on_rank(last) ? dhn.data() : nullptr);
+      if (on_rank(last)) inbox_.emplace(Key{kBackward, last, mb}, std::move(dhn));
+      return;
+    }
+    case ActionType::T:
+      return runner.vocab_weight(mb, last_backward_[index]);
+    case ActionType::EMBED_B: {
+      FloatBuffer dx = on_rank(0) ? take_input(kEmbedGrad, 0, mb, -1, "EMBED_B") : FloatBuffer();
+      runner.embed_backward(mb, on_rank(0) ? dx.data() : nullptr, last_backward_[index]);
+      return;
+    }
     default:
-      throw StrataError(std::string("pipeline: the executor cannot run ") +
-                        std::string(action_name(a.type)) + " actions");
+      return;
   }
 }
 
@@ -121,23 +180,32 @@ void PipelineExecutor::execute(const Action& a, size_t index, StageRunner& runne
 void PipelineExecutor::compute(const Action& a, size_t index, StageRunner& runner) {
   const int s = a.stage, mb = a.micro_batch, last = schedule_.stages - 1;
   if (a.type == ActionType::W) return runner.backward_weight(s, mb, last_backward_[index]);
+  // With vocabulary passes stage 0 has an input (EMBED_F's) and an input gradient (for
+  // EMBED_B), the last stage an output (for S) and an output gradient (S's).
+  const bool has_in = s != 0 || vocab_, has_out = s != last || vocab_;
   if (a.type == ActionType::F) {
-    FloatBuffer in = s == 0 ? FloatBuffer() : take_input(kForward, s, mb, a.peer, "F");
-    FloatBuffer out = s == last ? FloatBuffer() : output_buffer(s, runner);
-    runner.forward(s, mb, s == 0 ? nullptr : in.data(), s == last ? nullptr : out.data(),
+    FloatBuffer in = has_in ? take_input(kForward, s, mb, a.peer, "F") : FloatBuffer();
+    FloatBuffer out = has_out ? output_buffer(s, runner) : FloatBuffer();
+    runner.forward(s, mb, has_in ? in.data() : nullptr, has_out ? out.data() : nullptr,
                    last_forward_[index]);
-    if (s != last) hand_over(kForward, s + 1, mb, std::move(out));
+    if (s != last)
+      hand_over(kForward, s + 1, mb, std::move(out));
+    else if (vocab_)
+      inbox_.emplace(Key{kVocab, last, mb}, std::move(out));
     return;
   }
-  FloatBuffer dy = s == last ? FloatBuffer() : take_input(kBackward, s, mb, a.peer, "B");
-  FloatBuffer dx = s == 0 ? FloatBuffer() : output_buffer(s, runner);
-  const float* dyp = s == last ? nullptr : dy.data();
-  float* dxp = s == 0 ? nullptr : dx.data();
+  FloatBuffer dy = has_out ? take_input(kBackward, s, mb, a.peer, "B") : FloatBuffer();
+  FloatBuffer dx = has_in ? output_buffer(s, runner) : FloatBuffer();
+  const float* dyp = has_out ? dy.data() : nullptr;
+  float* dxp = has_in ? dx.data() : nullptr;
   if (a.type == ActionType::B)
     runner.backward(s, mb, dyp, dxp, last_backward_[index]);
   else
     runner.backward_input(s, mb, dyp, dxp);
-  if (s != 0) hand_over(kBackward, s - 1, mb, std::move(dx));
+  if (s != 0)
+    hand_over(kBackward, s - 1, mb, std::move(dx));
+  else if (vocab_)
+    inbox_.emplace(Key{kEmbedGrad, 0, mb}, std::move(dx));
 }
 
 FloatBuffer PipelineExecutor::output_buffer(int stage, StageRunner& runner) const {

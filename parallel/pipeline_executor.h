@@ -42,12 +42,26 @@ class StageRunner {
   virtual void backward_input(int stage, int mb, const float* dy, float* dx) = 0;
   virtual void backward_weight(int stage, int mb, bool last) = 0;
   virtual void reduce_grads(int stage) = 0;
+
+  // Vocabulary parallelism: collectives over every pipeline rank (the schedule holds them in the
+  // same order on all), around the embedding and head shards every rank holds.
+  // EMBED_F: the partial embeddings summed; `out` [N, D] is stage 0's input on its rank, else
+  // nullptr.
+  virtual void embed_forward(int mb, float* out);
+  // S: `hn` the last stage's output (normed hidden states) on its rank, else nullptr; `dhn` its
+  // gradient there (the loss's, through every rank's shard), else nullptr.
+  virtual void vocab_forward(int mb, const float* hn, float* dhn);
+  // T: this rank's head shard's weight gradient (local). `last`: the step's last T.
+  virtual void vocab_weight(int mb, bool last);
+  // EMBED_B: `dx` stage 0's input gradient on its rank (else nullptr) to every rank's shard.
+  virtual void embed_backward(int mb, const float* dx, bool last);
 };
 
 // What one step did on this rank, from the executor's own clocks.
 struct PipelineStepStats {
   double compute_s = 0;  // in F/B/I/W passes
   double forward_s = 0, backward_s = 0, backward_input_s = 0, backward_weight_s = 0;
+  double vocab_s = 0;      // in S, T, EMBED_F, EMBED_B (their collectives' waits included)
   double recv_wait_s = 0;  // blocked at RECV_* actions
   double send_wait_s = 0;  // completing sends at the end of the step
   double wall_s = 0;       // run_step from start to return
@@ -73,7 +87,8 @@ class PipelineExecutor {
   static int message_tag(bool backward, int stage, int micro_batch);
 
  private:
-  enum Dir { kForward = 0, kBackward = 1 };
+  // kVocab: the last stage's output for S; kEmbedGrad: stage 0's input gradient for EMBED_B.
+  enum Dir { kForward = 0, kBackward = 1, kVocab = 2, kEmbedGrad = 3 };
   using Key = std::tuple<int, int, int>;  // (direction, stage, micro-batch)
   struct PostedRecv {
     FloatBuffer buf;
@@ -93,13 +108,16 @@ class PipelineExecutor {
   void poll_sends();
   void finish_sends();
   void compute(const Action& a, size_t index, StageRunner& runner);
+  void vocab_pass(const Action& a, size_t index, StageRunner& runner);
+  bool on_rank(int stage) const { return schedule_.rank_of_stage(stage) == pp_.rank(); }
   FloatBuffer output_buffer(int stage, StageRunner& runner) const;
   void wait_named(CommHandle& h, const char* action, int stage, int mb, int peer);
 
   Schedule schedule_;
   Comm& pp_;
   const std::vector<Action>& actions_;
-  std::vector<bool> last_forward_, last_backward_;  // per action index
+  std::vector<bool> last_forward_, last_backward_;  // per action index (T, EMBED_B: last of kind)
+  bool vocab_ = false;                              // the schedule has vocabulary passes
   std::vector<size_t> recv_index_;                  // indices of RECV_* actions, in order
   size_t next_post_ = 0, consumed_ = 0;             // into recv_index_
   std::map<Key, PostedRecv> posted_;

@@ -3,7 +3,8 @@
 # `mpirun -np 2` with parallel.dp=2 (and one with parallel.sp=2) evaluates in one process, with
 # a log line saying which layout it used (a pipeline checkpoint's schedule and stage split are
 # dropped with its layout), to the val_loss the training run logged, and the same
-# as eval under mpirun -np 2; export of it works in one process.
+# as eval under mpirun -np 2; export of it works in one process; a vocabulary-parallel one exports
+# the unpadded tensors.
 #
 # usage: bash tests/e2e/eval_any_layout.sh STRATA_BINARY [SOURCE_DIR]
 set -euo pipefail
@@ -47,3 +48,25 @@ for layout in "dp=2 zero_stage=3" "sp=2 zero_stage=1" "pp=2 schedule=zb-h1 pp_la
   expect_exit 0 "export in one process of the $layout checkpoint"
   expect_file $name.safetensors
 done
+
+# A vocabulary-parallel checkpoint (pp=2, a 251-row vocabulary: 126 rows a rank, the last one
+# padding) evaluates in one process to the logged val_loss and exports the unpadded [251, D]
+# weights.
+run "${MPIRUN[@]}" -np 2 "$STRATA" train "${SETS[@]}" --set parallel.pp=2 \
+  --set parallel.vocab_parallel=true --set model.vocab_size=251 --set train.run_dir=vocab
+expect_exit 0 "mpirun -np 2 training with vocab_parallel"
+logged=$(python3 -c "import json, sys; print([d for d in map(json.loads, open(sys.argv[1])) if 'val_loss' in d][-1]['val_loss'])" vocab/metrics.jsonl)
+run "$STRATA" eval --checkpoint vocab/checkpoints/step_00000004
+expect_exit 0 "eval in one process of the vocab_parallel checkpoint"
+one=$(val_of)
+close "$one" "$logged" || fail "vocab_parallel: eval in one process gives $one, training logged $logged"
+run "$STRATA" export --checkpoint vocab/checkpoints/step_00000004 --output vocab.safetensors
+expect_exit 0 "export of the vocab_parallel checkpoint"
+python3 - vocab.safetensors <<'PY' || fail "the exported vocabulary tensors are not [251, 32]"
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+h = json.loads(raw[8:8 + n])
+for name in ("model.embed_tokens.weight", "lm_head.weight"):
+    assert h[name]["shape"] == [251, 32], (name, h[name]["shape"])
+PY
