@@ -109,6 +109,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_ranks.h"
 #include "core/memory.h"
 #include "core/rng.h"
 #include "launch/data.h"
@@ -120,30 +121,15 @@
 
 using namespace strata;
 
+using bench::load_average;
+using bench::on_first_ranks;
+using bench::process_cpu_seconds;
+using bench::split_list;
+
 namespace {
 
 constexpr double kMiB = 1024.0 * 1024.0;
 constexpr double kKiB = 1024.0;
-constexpr int kReleaseTag = 31000;  // below MPI's guaranteed tag bound, above the executor's
-
-double process_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-// /proc/loadavg's first three fields ("?" where there is none).
-std::string load_average() {
-  std::FILE* f = std::fopen("/proc/loadavg", "r");
-  if (!f) return "?";
-  double a = 0, b = 0, c = 0;
-  const int n = std::fscanf(f, "%lf %lf %lf", &a, &b, &c);
-  std::fclose(f);
-  if (n != 3) return "?";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", a, b, c);
-  return buf;
-}
 
 struct Options {
   int64_t dim = 128, layers = 8, vocab = 2048, seq = 128, micro = 1, steps = 2;
@@ -154,15 +140,6 @@ struct Options {
   std::vector<int64_t> micro_batches = {4, 8, 16};
   bool skip_pipeline = false, skip_tps = false, keep_data = false;
 };
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 // What one rank measured, per timed step (means).
 struct RankMeasure {
@@ -267,41 +244,6 @@ double max_of(const std::vector<RankMeasure>& ranks, double RankMeasure::*field)
   double m = 0;
   for (const RankMeasure& r : ranks) m = std::max(m, r.*field);
   return m;
-}
-
-// The ranks outside a run wait here without spinning until rank 0 releases them.
-void idle_until_released(Comm& world) {
-  float token = 0;
-  CommHandle h = world.irecv(&token, 1, 0, kReleaseTag);
-  while (!h.test()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-}
-
-// Runs fn on a communicator of the first k world ranks (k <= world size); the others sleep.
-// k_is_self: the single rank 0 runs fn on no communicator at all (a Trainer's own SelfComm).
-void on_first_ranks(Comm& world, int k, bool k_is_self, const std::function<void(Comm*)>& fn) {
-  std::unique_ptr<Comm> sub;
-  if (!k_is_self) sub = world.split(world.rank() < k ? 0 : -1, world.rank(), "bench");
-  if (world.rank() < k) {
-    fn(sub.get());
-    if (world.rank() == 0) {
-      float token = 1;
-      for (int r = k; r < world.size(); ++r) world.send(&token, 1, r, kReleaseTag);
-    }
-  } else {
-    idle_until_released(world);
-  }
-  world.barrier();
-}
-
-// A directory every rank sees: made by rank 0, its name broadcast.
-std::string shared_temp_dir(Comm& world) {
-  char path[256] = {};
-  if (world.rank() == 0) {
-    std::strcpy(path, "/tmp/strata_pipeline_bench_XXXXXX");
-    if (!mkdtemp(path)) path[0] = 0;
-  }
-  world.broadcast_bytes(path, sizeof path, 0);
-  return path;
 }
 
 // The schedule replayed with the measured pass times as per-stage costs (the "busy" bubble).
@@ -463,7 +405,7 @@ int main(int argc, char** argv) {
   const int tps_ranks = std::min(N, 2);
 
   // Random tokens: time, memory and traffic do not depend on the text.
-  const std::string dir = shared_temp_dir(comm);
+  const std::string dir = bench::shared_temp_dir(comm, "strata_pipeline_bench");
   if (dir.empty()) {
     if (root) std::fprintf(stderr, "pipeline_bench: cannot create a temporary directory\n");
     return 1;
@@ -474,11 +416,8 @@ int main(int argc, char** argv) {
       int64_t most = o.tps_batch;
       for (int64_t m : o.micro_batches) most = std::max(most, m * o.micro);
       const int64_t windows = std::max<int64_t>(256, most * 4);
-      std::vector<int32_t> tokens(static_cast<size_t>(windows * o.seq + 1));
-      RngStream rng{rng_key(11, "bench/pipeline_tokens"), 0};
-      for (auto& t : tokens)
-        t = static_cast<int32_t>(rng.next_below(static_cast<uint64_t>(o.vocab)));
-      write_token_shard(dir + "/train_000000.bin", tokens, o.vocab < 65536 ? 1 : 2);
+      bench::write_random_shard(dir + "/train_000000.bin", windows, o.seq, o.vocab, 11,
+                                "bench/pipeline_tokens");
     } catch (const std::exception& e) {
       std::fprintf(stderr, "pipeline_bench: %s\n", e.what());
       ok = 0;

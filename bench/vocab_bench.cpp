@@ -124,6 +124,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "bench/bench_ranks.h"
 #include "core/memory.h"
 #include "core/rng.h"
 #include "launch/data.h"
@@ -140,26 +141,7 @@ namespace {
 
 constexpr double kMiB = 1024.0 * 1024.0;
 constexpr double kGoal = 1.10;
-constexpr int kReleaseTag = 31001;  // below MPI's guaranteed tag bound, above the executor's
 constexpr int64_t kTileRows = 64, kTileCols = 2048, kOldHeadRows = 1024;
-
-double cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-std::string loadavg() {
-  std::FILE* f = std::fopen("/proc/loadavg", "r");
-  if (!f) return "?";
-  double a = 0, b = 0, c = 0;
-  const int n = std::fscanf(f, "%lf %lf %lf", &a, &b, &c);
-  std::fclose(f);
-  if (n != 3) return "?";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", a, b, c);
-  return buf;
-}
 
 struct Options {
   int64_t vocab = 65536, dim = 256, layers = 8, pp = 4, m = 8, seq = 128, micro = 1;
@@ -210,9 +192,9 @@ RankMeasure measure_steps(Trainer& t, Comm& comm, int64_t steps) {
   m.pp_rank = t.mesh().pp_rank();
   for (int64_t i = 0; i < steps; ++i) {
     comm.barrier();
-    const double cpu0 = cpu_seconds();
+    const double cpu0 = bench::process_cpu_seconds();
     const StepResult r = t.train_step();
-    m.cpu += cpu_seconds() - cpu0;
+    m.cpu += bench::process_cpu_seconds() - cpu0;
     m.step += r.seconds;
     const PipelineStepStats& s = t.executor().last_step();
     m.compute += s.compute_s;
@@ -244,48 +226,6 @@ RankMeasure measure_steps(Trainer& t, Comm& comm, int64_t steps) {
                     &m.bc_calls, &m.bc_bytes, &m.all_calls, &m.all_bytes})
     *f /= n;
   return m;
-}
-
-// Ranks outside a run: asleep until rank 0's release message.
-void sleep_until_released(Comm& world) {
-  float token = 0;
-  CommHandle h = world.irecv(&token, 1, 0, kReleaseTag);
-  while (!h.test()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-}
-
-// fn on the first k world ranks (a communicator of them; none when `self`: rank 0 alone, its
-// Trainer on its own SelfComm); the other ranks sleep meanwhile.
-void run_on_first(Comm& world, int k, bool self, const std::function<void(Comm*)>& fn) {
-  std::unique_ptr<Comm> sub;
-  if (!self) sub = world.split(world.rank() < k ? 0 : -1, world.rank(), "vocab_bench");
-  if (world.rank() < k) {
-    fn(sub.get());
-    if (world.rank() == 0) {
-      float token = 1;
-      for (int r = k; r < world.size(); ++r) world.send(&token, 1, r, kReleaseTag);
-    }
-  } else {
-    sleep_until_released(world);
-  }
-  world.barrier();
-}
-
-std::string make_shared_dir(Comm& world) {
-  char path[256] = {};
-  if (world.rank() == 0) {
-    std::strcpy(path, "/tmp/strata_vocab_bench_XXXXXX");
-    if (!mkdtemp(path)) path[0] = 0;
-  }
-  world.broadcast_bytes(path, sizeof path, 0);
-  return path;
-}
-
-void write_random_shard(const std::string& path, int64_t windows, int64_t seq, int64_t vocab,
-                        uint64_t seed) {
-  std::vector<int32_t> tokens(static_cast<size_t>(windows * seq + 1));
-  RngStream rng{rng_key(seed, "bench/vocab_tokens"), 0};
-  for (auto& t : tokens) t = static_cast<int32_t>(rng.next_below(static_cast<uint64_t>(vocab)));
-  write_token_shard(path, tokens, vocab <= 65536 ? 1 : 2);
 }
 
 // "a/b/c" of values x scale in `fmt`.
@@ -367,15 +307,6 @@ struct HeadRow {
   double step_s = 0, step_act = 0, step_total = 0, head_act = 0, loss = 0;
 };
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 int64_t ffn_for(int64_t dim) { return (dim * 8 / 3 + 15) / 16 * 16; }
 
 }  // namespace
@@ -419,7 +350,7 @@ int main(int argc, char** argv) {
     else if (a == "--pattern")
       o.pattern = value();
     else if (a == "--schedules")
-      o.schedules = split_commas(value());
+      o.schedules = bench::split_list(value());
     else if (a == "--head-vocab")
       o.head_vocab = num();
     else if (a == "--head-dim")
@@ -454,7 +385,7 @@ int main(int argc, char** argv) {
   const int P = static_cast<int>(o.pp);
   const bool run_pipeline = !o.skip_pipeline && W >= P && P > 1;
 
-  const std::string dir = make_shared_dir(comm);
+  const std::string dir = bench::shared_temp_dir(comm, "strata_vocab_bench");
   if (dir.empty()) {
     if (root) std::fprintf(stderr, "vocab_bench: cannot create a temporary directory\n");
     return 1;
@@ -465,11 +396,13 @@ int main(int argc, char** argv) {
       std::filesystem::create_directories(dir + "/pp");
       std::filesystem::create_directories(dir + "/head");
       if (run_pipeline)
-        write_random_shard(dir + "/pp/train_000000.bin", std::max<int64_t>(64, o.m * o.micro * 4),
-                           o.seq, o.vocab, 21);
+        bench::write_random_shard(dir + "/pp/train_000000.bin",
+                                  std::max<int64_t>(64, o.m * o.micro * 4), o.seq, o.vocab, 21,
+                                  "bench/vocab_tokens");
       if (!o.skip_head)
-        write_random_shard(dir + "/head/train_000000.bin", std::max<int64_t>(64, o.head_micro * 4),
-                           o.head_seq, o.head_vocab, 22);
+        bench::write_random_shard(dir + "/head/train_000000.bin",
+                                  std::max<int64_t>(64, o.head_micro * 4), o.head_seq, o.head_vocab,
+                                  22, "bench/vocab_tokens");
     } catch (const std::exception& e) {
       std::fprintf(stderr, "vocab_bench: %s\n", e.what());
       ok = 0;
@@ -531,7 +464,7 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
                     dir + "/head/train",
                     "head"};
 
-  const std::string load0 = loadavg();
+  const std::string load0 = bench::load_average();
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -545,7 +478,7 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
         Row row;
         row.schedule = schedule;
         row.vocab = vocab;
-        run_on_first(comm, P, false, [&](Comm* sub) {
+        bench::on_first_ranks(comm, P, false, [&](Comm* sub) {
           RankMeasure mine;
           const std::string what = schedule + (vocab ? " vocab on" : " vocab off");
           try {
@@ -574,7 +507,7 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
 
   HeadRow head;
   if (!o.skip_head) {
-    run_on_first(comm, 1, true, [&](Comm*) {
+    bench::on_first_ranks(comm, 1, true, [&](Comm*) {
       try {
         Trainer t(config(small, "1f1b", false), nullptr);
         MemoryTracker& mt = MemoryTracker::instance();
@@ -631,7 +564,7 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
       std::getenv("OMP_NUM_THREADS") ? std::getenv("OMP_NUM_THREADS") : "unset",
       std::thread::hardware_concurrency(), elapsed());
   std::printf("load average (1, 5, 15 min) at start %s, at end %s\n", load0.c_str(),
-              loadavg().c_str());
+              bench::load_average().c_str());
 
   const auto goal = [](double ratio) { return ratio <= kGoal ? "met" : "NO"; };
   if (!run_pipeline) {
