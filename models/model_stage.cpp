@@ -28,11 +28,13 @@ ModelStage::ModelStage(Model& model, int64_t first_unit, int64_t end_unit)
 
 int64_t ModelStage::end_block() const { return std::min<int64_t>(end_, model_.n_blocks() + 1) - 1; }
 
-double ModelStage::forward(const StageContext& c, const MicroBatch& mb, const float* x, float* y) {
+// The embedding (first stage) and the stage's blocks into a or b; returns the one holding the
+// output. Training saves each block's activations through the store; evaluation drops them.
+const float* ModelStage::blocks_forward(const StageContext& c, const MicroBatch& mb, const float* x,
+                                        FloatBuffer& a, FloatBuffer& b, bool train) {
   BlockHooks& hk = hooks_of(c);
   const int64_t N = c.shape.tokens(), D = model_.config().dim;
   auto& units = model_.units();
-  FloatBuffer a(N * D, MemCategory::activations), b(N * D, MemCategory::activations);  // [N, D]
   const float* in = x;
   if (is_first()) {
     hk.before(0, UnitPass::forward);
@@ -46,15 +48,24 @@ double ModelStage::forward(const StageContext& c, const MicroBatch& mb, const fl
     hk.before(ui, UnitPass::forward);
     if (ui + 1 < end_) hk.prefetch(ui + 1);
     float* out = in == a.data() ? b.data() : a.data();
-    SavedTensors saved;
+    SavedTensors saved;  // evaluation: dropped right away
     const auto t0 = Clock::now();
     model_.block(i).forward(units[ui], units[ui].params().data(), in, out, c.shape, saved);
-    c.store->record_forward(i, seconds_since(t0), saved.bytes(),
-                            saved.buffer("x")->capacity_bytes());
-    c.store->save(mb.index, i, std::move(saved));
+    if (train) {
+      c.store->record_forward(i, seconds_since(t0), saved.bytes(),
+                              saved.buffer("x")->capacity_bytes());
+      c.store->save(mb.index, i, std::move(saved));
+    }
     in = out;
     hk.after(ui, UnitPass::forward);
   }
+  return in;
+}
+
+double ModelStage::forward(const StageContext& c, const MicroBatch& mb, const float* x, float* y) {
+  const int64_t N = c.shape.tokens(), D = model_.config().dim;
+  FloatBuffer a(N * D, MemCategory::activations), b(N * D, MemCategory::activations);  // [N, D]
+  const float* in = blocks_forward(c, mb, x, a, b, /*train=*/true);
   if (has_head() && !is_last()) {
     final_norm(c, mb, in, y, /*train=*/true);
     return 0;
@@ -144,8 +155,8 @@ void ModelStage::final_norm(const StageContext& c, const MicroBatch& mb, const f
   const ParamUnit& hu = model_.units()[head];
   hk.before(head, UnitPass::forward);
   FloatBuffer inv(N, MemCategory::activations);  // [N]
-  rmsnorm_forward(h, hu.params().data() + hu.find("model.norm.weight").offset, y, inv.data(), N,
-                  D, model_.config().norm_eps);
+  rmsnorm_forward(h, hu.params().data() + hu.find("model.norm.weight").offset, y, inv.data(), N, D,
+                  model_.config().norm_eps);
   hk.after(head, UnitPass::forward);
   if (!train) return;
   InFlight& f = in_flight_[mb.index];
@@ -234,27 +245,9 @@ void ModelStage::backward_weight(const StageContext& c, const MicroBatch& mb) {
 
 double ModelStage::forward_eval(const StageContext& c, const MicroBatch& mb, const float* x,
                                 float* y) {
-  BlockHooks& hk = hooks_of(c);
   const int64_t N = c.shape.tokens(), D = model_.config().dim;
-  auto& units = model_.units();
   FloatBuffer a(N * D, MemCategory::activations), b(N * D, MemCategory::activations);  // [N, D]
-  const float* in = x;
-  if (is_first()) {
-    hk.before(0, UnitPass::forward);
-    embedding_forward(units[0].params().data(), mb.tokens, a.data(), N, D);
-    hk.after(0, UnitPass::forward);
-    in = a.data();
-  }
-  for (int64_t i = first_block(); i < end_block(); ++i) {
-    const int64_t ui = i + 1;
-    hk.before(ui, UnitPass::forward);
-    if (ui + 1 < end_) hk.prefetch(ui + 1);
-    float* out = in == a.data() ? b.data() : a.data();
-    SavedTensors scratch;  // dropped right away: evaluation keeps no activations
-    model_.block(i).forward(units[ui], units[ui].params().data(), in, out, c.shape, scratch);
-    in = out;
-    hk.after(ui, UnitPass::forward);
-  }
+  const float* in = blocks_forward(c, mb, x, a, b, /*train=*/false);
   if (is_last()) return head_pass(c, mb, in, /*train=*/false);
   if (has_head())
     final_norm(c, mb, in, y, /*train=*/false);

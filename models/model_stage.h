@@ -75,6 +75,8 @@ class ModelStage {
   };
   int64_t first_block() const { return first_ == 0 ? 0 : first_ - 1; }
   int64_t end_block() const;
+  const float* blocks_forward(const StageContext& c, const MicroBatch& mb, const float* x,
+                              FloatBuffer& a, FloatBuffer& b, bool train);
   void run_backward(const StageContext& c, const MicroBatch& mb, const float* dy, float* dx,
                     UnitPass pass);
   // One block's backward (B or I) from dy into dx.
@@ -82,7 +84,8 @@ class ModelStage {
                       float* dx, UnitPass pass, InFlight& f);
   double head_pass(const StageContext& c, const MicroBatch& mb, const float* h, bool train);
   // Vocabulary parallel: y = RMSNorm(h; g_final); with `train`, h and 1/rms kept for the backward.
-  void final_norm(const StageContext& c, const MicroBatch& mb, const float* h, float* y, bool train);
+  void final_norm(const StageContext& c, const MicroBatch& mb, const float* h, float* y,
+                  bool train);
   // Its backward: dy (the gradient at the norm's output) -> dh [N, D]; the gain's gradient.
   FloatBuffer final_norm_backward(const StageContext& c, const MicroBatch& mb, const float* dy,
                                   UnitPass pass);
