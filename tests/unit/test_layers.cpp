@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "fd_check.h"
 #include "models/cross_entropy.h"
 #include "models/embedding.h"
 #include "models/rmsnorm.h"
@@ -24,22 +25,7 @@ std::vector<double> randn(size_t n, uint32_t seed, double scale = 1.0) {
   return v;
 }
 
-// Checks analytic gradient `grad` of scalar f at x by central differences, element by element.
-void expect_grad(std::vector<double>& x, const std::vector<double>& grad,
-                 const std::function<double()>& f, double tol = 1e-6) {
-  ASSERT_EQ(x.size(), grad.size());
-  const double h = 1e-6;
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double keep = x[i];
-    x[i] = keep + h;
-    const double fp = f();
-    x[i] = keep - h;
-    const double fm = f();
-    x[i] = keep;
-    const double fd = (fp - fm) / (2 * h);
-    EXPECT_NEAR(grad[i], fd, tol * (1 + std::abs(fd))) << "element " << i;
-  }
-}
+using test::expect_grad;
 
 double dot(const std::vector<double>& a, const std::vector<double>& b) {
   double s = 0;

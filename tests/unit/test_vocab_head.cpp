@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/memory.h"
+#include "fd_check.h"
 #include "models/cross_entropy.h"
 #include "models/embedding.h"
 #include "models/vocab_embedding.h"
@@ -189,22 +190,7 @@ class ThreadGroupReduce final : public VocabReduce<T> {
   int64_t rank_;
 };
 
-// Central differences of f at x, element by element, against the analytic gradient.
-void expect_grad(std::vector<double>& x, const std::vector<double>& grad,
-                 const std::function<double()>& f, double tolerance = 1e-6) {
-  ASSERT_EQ(x.size(), grad.size());
-  const double h = 1e-6;
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double keep = x[i];
-    x[i] = keep + h;
-    const double fp = f();
-    x[i] = keep - h;
-    const double fm = f();
-    x[i] = keep;
-    const double fd = (fp - fm) / (2 * h);
-    EXPECT_NEAR(grad[i], fd, tolerance * (1 + std::abs(fd))) << "element " << i;
-  }
-}
+using test::expect_grad;
 
 }  // namespace
 
