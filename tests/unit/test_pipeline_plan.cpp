@@ -15,6 +15,7 @@
 #include "models/flops.h"
 #include "parallel/schedule_check.h"
 #include "parallel/schedule_gen.h"
+#include "schedule_test_util.h"
 
 namespace strata {
 namespace {
@@ -147,14 +148,7 @@ TEST(PipelinePlan, ConfigsBuiltInCodeGetTheJobFileRules) {
   test::expect_input_error([&] { plan_pipeline(cfg); }, "parallel.virtual_stages >= 2");
 }
 
-class ScheduleFile : public ::testing::Test {
- protected:
-  std::string path_ = (std::filesystem::temp_directory_path() /
-                       ("strata_plan_" + std::to_string(::getpid()) + ".csv"))
-                          .string();
-  void TearDown() override { std::filesystem::remove(path_); }
-  void write(const std::string& text) { std::ofstream(path_, std::ios::binary) << text; }
-};
+class ScheduleFile : public test::ScheduleFileTest {};
 
 TEST_F(ScheduleFile, ItsOwnCsvGivesTheSamePlan) {
   const JobConfig cfg = job();

@@ -16,6 +16,7 @@
 #include "parallel/schedule_check.h"
 #include "parallel/schedule_gen.h"
 #include "parallel/schedule_vocab.h"
+#include "schedule_test_util.h"
 
 namespace strata {
 namespace {
@@ -103,14 +104,7 @@ TEST(PipelinePlanVocab, OneProcessRunsEveryPassLocally) {
   EXPECT_DOUBLE_EQ(plan.sim.bubble_fraction, 0);
 }
 
-class VocabScheduleFile : public ::testing::Test {
- protected:
-  std::string path_ = (std::filesystem::temp_directory_path() /
-                       ("strata_plan_vocab_" + std::to_string(::getpid()) + ".csv"))
-                          .string();
-  void TearDown() override { std::filesystem::remove(path_); }
-  void write(const std::string& text) { std::ofstream(path_, std::ios::binary) << text; }
-};
+class VocabScheduleFile : public test::ScheduleFileTest {};
 
 TEST_F(VocabScheduleFile, ItsOwnCsvGivesTheSamePlan) {
   const JobConfig cfg = job();

@@ -8,16 +8,15 @@
 #include "parallel/schedule_check.h"
 #include "parallel/schedule_gen.h"
 #include "parallel/schedule_sim.h"
+#include "schedule_test_util.h"
 
 namespace strata {
 namespace {
 
 using test::expect_input_error;
 
-constexpr ScheduleKind kAllKinds[] = {ScheduleKind::gpipe, ScheduleKind::one_f_one_b,
-                                      ScheduleKind::interleaved, ScheduleKind::zb_h1};
-
-int virtual_stages_for(ScheduleKind kind) { return kind == ScheduleKind::interleaved ? 2 : 1; }
+using test::kAllKinds;
+using test::virtual_stages_for;
 
 double bubble(ScheduleKind kind, int pp, int m) {
   return simulate_schedule(make_schedule(kind, pp, m, virtual_stages_for(kind))).bubble_fraction;
