@@ -120,18 +120,27 @@ check() {
   cp "$name/out.txt" "$E2E_OUT/stderr"
 }
 
-# check_flight FILE [pending]: JSON lines; with "pending", the last operation not complete.
+# check_flight FILE [pending]: JSON lines; with "pending", the operation rank 0 names as not
+# completed ("<group> <op> #<seq> did not complete", in the captured stderr) is in the record and
+# not complete. Not necessarily the last record: a nonblocking reduction may be waited for after
+# a later blocking operation (the stop poll) has completed.
 check_flight() {
   expect_file "$1"
-  python3 - "$1" "${2:-}" <<'PY' || fail "$1 is not the flight record expected"
-import json, sys
+  python3 - "$1" "${2:-}" "$E2E_OUT/stderr" <<'PY' || fail "$1 is not the flight record expected"
+import json, re, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
 assert recs, "empty"
 for r in recs:
     for k in ("op", "group", "seq", "bytes", "t_start", "t_end", "step"):
         assert k in r, (k, r)
 if sys.argv[2] == "pending":
-    assert recs[-1]["done"] is False and recs[-1]["t_end"] is None, recs[-1]
+    text = open(sys.argv[3]).read()
+    m = re.search(r"rank 0 of 2: error: .*?(\S+) (\w+) #(\d+) did not complete", text)
+    assert m, "rank 0 names no operation that did not complete"
+    group, op, seq = m.group(1), m.group(2), int(m.group(3))
+    named = [r for r in recs if r["group"] == group and r["op"] == op and r["seq"] == seq]
+    assert named, ("not in the record", group, op, seq)
+    assert named[-1]["done"] is False and named[-1]["t_end"] is None, named[-1]
 PY
 }
 
