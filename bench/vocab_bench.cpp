@@ -1,10 +1,12 @@
 // Vocabulary-parallelism benchmark: a large-vocabulary model trained under pp ranks with the
 // embedding and the LM head on the first and last stage (parallel.vocab_parallel: false) and
-// split by rows over every pp rank (true: EMBED_F, S, T, EMBED_B in the schedule), under 1f1b
-// and zb-h1; per-stage compute and memory balance (the goal: max/min <= 1.10 with vocabulary
-// parallelism), tokens/s, the vocabulary collectives' bytes against their analytic count; then
-// one process (pp = 1) with a 131072-token vocabulary: the tiled head's activation peak against
-// the previous head's [1024 x V] logits buffer.
+// split by rows over every pp rank (true: EMBED_F, S, T, EMBED_B in the schedule), its
+// collectives overlapping other micro-batches' work ("on", parallel.vocab_overlap: true) or each
+// waited for where it is posted ("blk", false), under 1f1b and zb-h1; per-stage compute and memory
+// balance (the goal: max/min <= 1.10 with vocabulary parallelism), tokens/s, the vocabulary
+// collectives' bytes against their analytic count; then one process (pp = 1) with a 131072-token
+// vocabulary: the tiled head's activation peak against the previous head's [1024 x V] logits
+// buffer.
 //
 //   cmake -S . -B build-hf -G Ninja -DCMAKE_BUILD_TYPE=Release && ninja -C build-hf vocab_bench
 //   (any build directory will do; build-hf is the one these runs were made with)
@@ -18,7 +20,7 @@
 // Options (defaults in brackets): --vocab [65536] --dim [256] --layers [8] --pp [4]
 //   --micro-batches [8] (m, per step) --seq [128] --micro-batch [1] --steps [2] (timed, after
 //   1 warm-up) --repeat [2] (rounds, best kept) --heads [dim/64] --kv-heads [heads/2]
-//   --ffn [8/3 dim, to 16] --pattern [LLLS] --schedules [1f1b,zb-h1]
+//   --ffn [8/3 dim, to 16] --pattern [LLLS] --schedules [1f1b,zb-h1] --no-blocking (no "blk" rows)
 //   table 5: --head-vocab [131072] --head-dim [64] --head-layers [2] --head-seq [256]
 //   --head-micro-batch [4]; --skip-pipeline (no tables 1-4) --skip-head (no table 5) --keep-data
 //
@@ -45,6 +47,9 @@
 //   max/mn       max over ranks / min over ranks of busy (printed to 3 decimals);
 //                goal: with vocab on, <= 1.10 (met/NO).
 //   vocab ms     the vocab_s part of busy, per rank (0 with vocab off).
+//   vwait ms     per rank, executor vocab_wait_s: time blocked on a vocabulary collective's result
+//                (stage 0's input before its F, the last stage's dL/dhn before its B or I, the
+//                step's end); not in busy. "blk" rows wait inside the passes instead (vocab ms).
 //   F-B m/m      max/min of compute_s alone (the blocks' passes, and with vocab off the head).
 //   plan m/m     the trainer's plan: max/min of the simulated busy time per rank
 //                (PipelinePlan::sim.busy, per-stage FLOP costs, collectives' waits excluded).
@@ -88,8 +93,8 @@
 //                parallel/comm_stats.h (all-reduce of n floats counts 2n x 4 bytes, broadcast n x
 //                4); every rank counts the same volume.
 //   analytic     m x per micro-batch (N = micro-batch x seq tokens, D = dim): EMBED_F all-reduce
-//                2 N D 4; S broadcast of hn N D 4 + MAX all-reduce 2 N 4 + SUM all-reduce
-//                2 N (2D+2) 4; EMBED_B broadcast N D 4. all_reduce: 3m calls, 4 m (6ND + 6N)
+//                2 N D 4; S broadcast of hn N D 4 + one log-domain all-reduce of the statistics
+//                2 N (2D+3) 4; EMBED_B broadcast N D 4. all_reduce: 2m calls, 4 m (6ND + 6N)
 //                bytes; broadcast: 2m calls, 4 m 2ND bytes; total 4 m (8ND + 6N).
 //   match        "exact" when every rank's measured calls and bytes equal the analytic ones.
 //
@@ -149,13 +154,17 @@ struct Options {
   std::string pattern = "LLLS";
   std::vector<std::string> schedules = {"1f1b", "zb-h1"};
   int64_t head_vocab = 131072, head_dim = 64, head_layers = 2, head_seq = 256, head_micro = 4;
-  bool skip_pipeline = false, skip_head = false, keep_data = false;
+  bool skip_pipeline = false, skip_head = false, keep_data = false, blocking = true;
 };
+
+// The vocabulary variants of a schedule: off, on (overlapping collectives), on and blocking.
+enum class Vocab { off, on, blocking };
+const char* vocab_name(Vocab v) { return v == Vocab::off ? "off" : v == Vocab::on ? "on" : "blk"; }
 
 // What one rank measured, per timed step (means). Doubles only: gathered as a flat array.
 struct RankMeasure {
   double pp_rank = 0;
-  double compute = 0, vocab = 0;  // executor compute_s, vocab_s
+  double compute = 0, vocab = 0, vocab_wait = 0;  // executor compute_s, vocab_s, vocab_wait_s
   double forward = 0, backward = 0, backward_input = 0, backward_weight = 0;
   double exec_wall = 0, step = 0, cpu = 0;
   double total_peak = 0, state_peak = 0, act_peak = 0;  // bytes
@@ -199,6 +208,7 @@ RankMeasure measure_steps(Trainer& t, Comm& comm, int64_t steps) {
     const PipelineStepStats& s = t.executor().last_step();
     m.compute += s.compute_s;
     m.vocab += s.vocab_s;
+    m.vocab_wait += s.vocab_wait_s;
     m.forward += s.forward_s;
     m.backward += s.backward_s;
     m.backward_input += s.backward_input_s;
@@ -221,7 +231,7 @@ RankMeasure measure_steps(Trainer& t, Comm& comm, int64_t steps) {
     m.all_bytes = static_cast<double>(c1.total_bytes() - c0.total_bytes());
   }
   const double n = static_cast<double>(steps);
-  for (double* f : {&m.compute, &m.vocab, &m.forward, &m.backward, &m.backward_input,
+  for (double* f : {&m.compute, &m.vocab, &m.vocab_wait, &m.forward, &m.backward, &m.backward_input,
                     &m.backward_weight, &m.exec_wall, &m.step, &m.cpu, &m.ar_calls, &m.ar_bytes,
                     &m.bc_calls, &m.bc_bytes, &m.all_calls, &m.all_bytes})
     *f /= n;
@@ -293,7 +303,7 @@ SimResult replay_measured(const PipelinePlan& plan, const std::vector<RankMeasur
 
 struct Row {
   std::string schedule;
-  bool vocab = false;
+  Vocab vocab = Vocab::off;
   PipelinePlan plan;
   std::vector<RankMeasure> ranks;  // by pp rank
   double step() const {
@@ -367,6 +377,8 @@ int main(int argc, char** argv) {
       o.skip_head = true;
     else if (a == "--keep-data")
       o.keep_data = true;
+    else if (a == "--no-blocking")
+      o.blocking = false;
     else {
       std::fprintf(stderr, "vocab_bench: unknown option %s\n", a.c_str());
       return 2;
@@ -421,7 +433,7 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
     int64_t vocab, dim, layers, heads, kv_heads, ffn, seq, micro, global_batch, pp;
     std::string data, run;
   };
-  auto config = [&](const Shape& s, const std::string& schedule, bool vocab) {
+  auto config = [&](const Shape& s, const std::string& schedule, Vocab vocab) {
     const std::vector<std::string> sets = {
         "model.vocab_size=" + std::to_string(s.vocab),
         "model.dim=" + std::to_string(s.dim),
@@ -440,7 +452,8 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
         "checkpoint.resume=never",
         "parallel.pp=" + std::to_string(s.pp),
         "parallel.schedule=" + schedule,
-        std::string("parallel.vocab_parallel=") + (vocab ? "true" : "false"),
+        std::string("parallel.vocab_parallel=") + (vocab != Vocab::off ? "true" : "false"),
+        std::string("parallel.vocab_overlap=") + (vocab == Vocab::blocking ? "false" : "true"),
     };
     return parse_job_config(yaml, "vocab_bench.yaml", sets);
   };
@@ -474,13 +487,14 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
   for (int64_t round = 0; run_pipeline && round < o.repeat; ++round) {
     size_t index = 0;
     for (const std::string& schedule : o.schedules) {
-      for (bool vocab : {false, true}) {
+      for (Vocab vocab : {Vocab::off, Vocab::on, Vocab::blocking}) {
+        if (vocab == Vocab::blocking && !o.blocking) continue;
         Row row;
         row.schedule = schedule;
         row.vocab = vocab;
         bench::on_first_ranks(comm, P, false, [&](Comm* sub) {
           RankMeasure mine;
-          const std::string what = schedule + (vocab ? " vocab on" : " vocab off");
+          const std::string what = schedule + " vocab " + vocab_name(vocab);
           try {
             Trainer t(config(big, schedule, vocab), sub);
             mine = measure_steps(t, *sub, o.steps);
@@ -491,7 +505,7 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
           row.ranks = gather_all(*sub, mine);
           if (root)
             std::fprintf(stderr, "vocab_bench: round %lld %-6s vocab %-3s step %7.1f ms (%.0f s)\n",
-                         static_cast<long long>(round + 1), schedule.c_str(), vocab ? "on" : "off",
+                         static_cast<long long>(round + 1), schedule.c_str(), vocab_name(vocab),
                          row.step() * 1e3, elapsed());
         });
         if (root) {
@@ -509,7 +523,7 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
   if (!o.skip_head) {
     bench::on_first_ranks(comm, 1, true, [&](Comm*) {
       try {
-        Trainer t(config(small, "1f1b", false), nullptr);
+        Trainer t(config(small, "1f1b", Vocab::off), nullptr);
         MemoryTracker& mt = MemoryTracker::instance();
         const size_t act = static_cast<size_t>(MemCategory::activations);
         mt.reset_peaks();
@@ -546,7 +560,7 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
 
   int64_t params = 0;
   {
-    const JobConfig c = config(big, "1f1b", false);
+    const JobConfig c = config(big, "1f1b", Vocab::off);
     const Model layout(c.model, std::vector<bool>(static_cast<size_t>(o.layers + 2), false));
     for (const ParamUnit& u : layout.units()) params += u.numel();
   }
@@ -575,23 +589,26 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
         "\nTable 1: per-stage compute, ms per step, per rank r0/r1/...; busy = executor "
         "compute_s + vocab_s; goal with vocab on: busy max/min <= %.2f\n",
         kGoal);
-    std::printf("%-6s %-5s | %-31s %6s %-4s | %-27s | %7s %7s | %s\n", "sched", "vocab",
-                "busy ms per rank", "max/mn", "goal", "vocab ms per rank", "F-B m/m", "plan m/m",
-                "placement (blocks per stage)");
+    std::printf("%-6s %-5s | %-31s %6s %-4s | %-27s | %-27s | %7s %7s | %s\n", "sched", "vocab",
+                "busy ms per rank", "max/mn", "goal", "vocab ms per rank", "vwait ms per rank",
+                "F-B m/m", "plan m/m", "placement (blocks per stage)");
     for (const Row& r : rows) {
       const auto busy = column(r.ranks, [](const RankMeasure& k) { return k.busy(); });
       const auto voc = column(r.ranks, [](const RankMeasure& k) { return k.vocab; });
+      const auto vwait = column(r.ranks, [](const RankMeasure& k) { return k.vocab_wait; });
+      const bool on = r.vocab != Vocab::off;
       const auto cmp = column(r.ranks, [](const RankMeasure& k) { return k.compute; });
       std::string blocks;
       for (const StagePlan& s : r.plan.stages) {
         if (!blocks.empty()) blocks += ',';
         blocks += std::to_string(s.end_block(o.layers) - s.first_block());
-        if (s.has_embedding() && !r.vocab) blocks += "+E";
-        if (s.end_unit == o.layers + 2 && !r.vocab) blocks += "+H";
+        if (s.has_embedding() && !on) blocks += "+E";
+        if (s.end_unit == o.layers + 2 && !on) blocks += "+H";
       }
-      std::printf("%-6s %-5s | %-31s %6.3f %-4s | %-27s | %7.2f %7.2f | %s\n", r.schedule.c_str(),
-                  r.vocab ? "on" : "off", slashed(busy, 1e3, "%.1f").c_str(), max_over_min(busy),
-                  r.vocab ? goal(max_over_min(busy)) : "-", slashed(voc, 1e3, "%.1f").c_str(),
+      std::printf("%-6s %-5s | %-31s %6.3f %-4s | %-27s | %-27s | %7.2f %7.2f | %s\n",
+                  r.schedule.c_str(), vocab_name(r.vocab), slashed(busy, 1e3, "%.1f").c_str(),
+                  max_over_min(busy), on ? goal(max_over_min(busy)) : "-",
+                  slashed(voc, 1e3, "%.1f").c_str(), slashed(vwait, 1e3, "%.1f").c_str(),
                   max_over_min(cmp), max_over_min(r.plan.sim.busy), blocks.c_str());
     }
     std::printf(
@@ -610,9 +627,10 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
       const auto st = column(r.ranks, [](const RankMeasure& k) { return k.state_peak; });
       const auto act = column(r.ranks, [](const RankMeasure& k) { return k.act_peak; });
       std::printf("%-6s %-5s | %-27s %6.3f %-4s | %-27s %6.2f | %-23s %6.2f\n", r.schedule.c_str(),
-                  r.vocab ? "on" : "off", slashed(tot, 1 / kMiB, "%.1f").c_str(), max_over_min(tot),
-                  r.vocab ? goal(max_over_min(tot)) : "-", slashed(st, 1 / kMiB, "%.1f").c_str(),
-                  max_over_min(st), slashed(act, 1 / kMiB, "%.2f").c_str(), max_over_min(act));
+                  vocab_name(r.vocab), slashed(tot, 1 / kMiB, "%.1f").c_str(), max_over_min(tot),
+                  r.vocab != Vocab::off ? goal(max_over_min(tot)) : "-",
+                  slashed(st, 1 / kMiB, "%.1f").c_str(), max_over_min(st),
+                  slashed(act, 1 / kMiB, "%.2f").c_str(), max_over_min(act));
     }
 
     const double tokens = static_cast<double>(o.m * o.micro * o.seq);
@@ -634,12 +652,12 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
       const double tok_s = tokens / r.step();
       const SimResult rep = replay_measured(r.plan, r.ranks);
       const double busy_tok_s = rep.makespan > 0 ? tokens / rep.makespan : 0;
-      if (!r.vocab) {
+      if (r.vocab == Vocab::off) {
         off_wall = tok_s;
         off_busy = busy_tok_s;
       }
       std::printf("%-6s %-5s | %8.1f %8.0f %5.2fx | %-31s %-31s %-31s %5.2f | %8.1f %9.0f %5.2fx\n",
-                  r.schedule.c_str(), r.vocab ? "on" : "off", r.step() * 1e3, tok_s,
+                  r.schedule.c_str(), vocab_name(r.vocab), r.step() * 1e3, tok_s,
                   off_wall > 0 ? tok_s / off_wall : 0, slashed(exec, 1e3, "%.1f").c_str(),
                   slashed(busy, 1e3, "%.1f").c_str(), slashed(cpu, 1e3, "%.1f").c_str(),
                   sum_busy / (static_cast<double>(r.ranks.size()) * largest(exec)),
@@ -651,7 +669,7 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
 
     const double N = static_cast<double>(o.micro * o.seq), D = static_cast<double>(o.dim),
                  m = static_cast<double>(o.m);
-    const double ar_calls = 3 * m, bc_calls = 2 * m;
+    const double ar_calls = 2 * m, bc_calls = 2 * m;
     const double ar_bytes = 4 * m * (6 * N * D + 6 * N), bc_bytes = 4 * m * 2 * N * D;
     std::printf(
         "\nTable 4: vocabulary collectives per step, per rank (vocab on; N = %.0f tokens, D = "
@@ -660,7 +678,7 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
     std::printf("%-6s | %-14s | %-35s %-35s | %-39s | %s\n", "sched", "", "all_reduce calls/bytes",
                 "broadcast calls/bytes", "total bytes (all ops)", "match");
     for (const Row& r : rows) {
-      if (!r.vocab) continue;
+      if (r.vocab == Vocab::off) continue;
       bool exact = true;
       std::vector<double> total;
       for (const RankMeasure& k : r.ranks) {
@@ -673,7 +691,8 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
       char ar[64], bc[64];
       std::snprintf(ar, sizeof ar, "%.0f / %.0f", k0.ar_calls, k0.ar_bytes);
       std::snprintf(bc, sizeof bc, "%.0f / %.0f", k0.bc_calls, k0.bc_bytes);
-      std::printf("%-6s | %-14s | %-35s %-35s | %-39s | %s\n", r.schedule.c_str(), "measured (r0)",
+      const std::string label = std::string("measured (") + vocab_name(r.vocab) + ")";
+      std::printf("%-6s | %-14s | %-35s %-35s | %-39s | %s\n", r.schedule.c_str(), label.c_str(),
                   ar, bc, slashed(total, 1, "%.0f").c_str(), exact ? "exact, every rank" : "NO");
       std::snprintf(ar, sizeof ar, "%.0f / %.0f", ar_calls, ar_bytes);
       std::snprintf(bc, sizeof bc, "%.0f / %.0f", bc_calls, bc_bytes);
@@ -683,7 +702,7 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
       std::printf("%-6s | %-14s | %-35s %-35s | %-39s |\n", "", "analytic", ar, bc, tot);
     }
     std::printf(
-        "  (all_reduce: EMBED_F 2ND + S max 2N + S sum 2N(2D+2), x4 bytes; broadcast: S hn ND + "
+        "  (all_reduce: EMBED_F 2ND + S statistics 2N(2D+3), x4 bytes; broadcast: S hn ND + "
         "EMBED_B ND, x4 bytes; each per micro-batch, x m)\n");
   }
 

@@ -178,6 +178,7 @@ const std::vector<Field>& schema() {
       field("parallel.schedule_file", STRATA_REF(parallel.schedule_file)),
       field("parallel.pp_layers", STRATA_REF(parallel.pp_layers)),
       field("parallel.vocab_parallel", STRATA_REF(parallel.vocab_parallel)),
+      field("parallel.vocab_overlap", STRATA_REF(parallel.vocab_overlap)),
       string_choice("offload.policy", STRATA_REF(offload.policy),
                     {"keep", "recompute", "swap", "auto"}),
       field("offload.budget_mb", STRATA_REF(offload.budget_mb)),

@@ -64,6 +64,10 @@ struct ParallelConfig {
   // head + loss split by vocabulary rows over all pipeline ranks, their passes (EMBED_F, S, T,
   // EMBED_B) placed into the schedule; off, the embedding sits on stage 0 and the head on the last.
   bool vocab_parallel = false;
+  // Whether the vocabulary collectives overlap other micro-batches' work (posted at their
+  // action, waited for where their result is needed); false waits for each where it is posted
+  // (for side-by-side measurements of what the overlap buys).
+  bool vocab_overlap = true;
 };
 
 struct OffloadConfig {

@@ -98,7 +98,12 @@ Schedule generated_schedule(const JobConfig& cfg, int m, const SimCosts& costs) 
   const ParallelConfig& p = cfg.parallel;
   try {
     const ScheduleKind kind = parse_schedule_kind(p.schedule);
-    Schedule s = make_schedule(kind, static_cast<int>(p.pp), m, static_cast<int>(p.virtual_stages));
+    // 1F1B with vocabulary passes runs each backward one forward later, so the last stage's S
+    // all-reduce overlaps a forward (schedule_gen.h make_1f1b, `lead`); ZB-H1's deferred W
+    // passes already give it that work.
+    const int lead = p.vocab_parallel && kind == ScheduleKind::one_f_one_b ? 1 : 0;
+    Schedule s =
+        make_schedule(kind, static_cast<int>(p.pp), m, static_cast<int>(p.virtual_stages), lead);
     if (p.vocab_parallel) s = add_vocab_passes(s, costs);
     return lower_schedule(s);
   } catch (const InputError& e) {

@@ -39,10 +39,10 @@ VocabPasses& TrainStageRunner::vocab() {
   return *vocab_;
 }
 
-void TrainStageRunner::embed_forward(int mb, float* out) { vocab().embed_forward(mb, out); }
-void TrainStageRunner::vocab_forward(int mb, const float* hn, float* dhn) {
-  vocab().vocab_forward(mb, hn, dhn);
-}
+void TrainStageRunner::embed_forward(int mb) { vocab().embed_forward(mb); }
+void TrainStageRunner::embed_result(int mb, float* out) { vocab().embed_result(mb, out); }
+void TrainStageRunner::vocab_result(int mb, float* dhn) { vocab().vocab_result(mb, dhn); }
+void TrainStageRunner::vocab_forward(int mb, const float* hn) { vocab().vocab_forward(mb, hn); }
 void TrainStageRunner::vocab_weight(int mb, bool) { vocab().vocab_weight(mb); }
 void TrainStageRunner::embed_backward(int mb, const float* dx, bool) {
   vocab().embed_backward(mb, dx);

@@ -36,8 +36,12 @@ class TrainStageRunner final : public StageRunner {
   void backward_input(int stage, int mb, const float* dy, float* dx) override;
   void backward_weight(int stage, int mb, bool last) override;
   void reduce_grads(int stage) override;
-  void embed_forward(int mb, float* out) override;
-  void vocab_forward(int mb, const float* hn, float* dhn) override;
+  void embed_forward(int mb) override;
+  void embed_result(int mb, float* out) override;
+  void vocab_forward(int mb, const float* hn) override;
+  void vocab_result(int mb, float* dhn) override;
+  void poll_vocab() override { vocab().poll(); }
+  void finish_vocab() override { vocab().finish_step(); }
   void vocab_weight(int mb, bool last) override;
   void embed_backward(int mb, const float* dx, bool last) override;
 

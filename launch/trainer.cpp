@@ -166,7 +166,8 @@ void Trainer::build_stages() {
                                           tie_copy && holds_head ? head : -1);
   if (vocab) {
     vocab_comm_ = mesh_->pp_comm().split(0, r, "vocab");
-    vocab_ = std::make_unique<VocabPasses>(*model_, *vocab_comm_, pp - 1, *hooks_, VocabTiles{});
+    vocab_ = std::make_unique<VocabPasses>(*model_, *vocab_comm_, pp - 1, *hooks_, VocabTiles{},
+                                           cfg_.parallel.vocab_overlap);
   }
 }
 

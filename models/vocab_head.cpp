@@ -7,7 +7,6 @@
 
 #include "core/error.h"
 #include "core/gemm.h"
-#include "models/vocab_embedding.h"
 
 namespace strata {
 
@@ -38,13 +37,15 @@ void logits_tile(const T* W, const T* hn, int64_t n0, int64_t nr, int64_t c0, in
   gemm(false, true, nr, nc, D, T(1), hn + n0 * D, D, W + c0 * D, D, T(0), L, nc);
 }
 
-// One vocabulary tile of the online softmax for rows [0, nr) of the token tile (m, s, t, G, y
-// already offset to its first row). col0 is the global vocabulary id of tile column 0. Picks
-// up the target logit, folds the tile into the running max and sum, and leaves exp(l - m) in L
-// (0 on ignored rows) for the caller's G += L W_tile.
+// One vocabulary tile of the online softmax for rows [0, nr) of the token tile (rec and y
+// already offset to its first row; rec's records are R apart, VocabHeadPartial's layout). col0
+// is the global vocabulary id of tile column 0. Picks up the target logit, folds the tile into
+// the running max and sum, and leaves exp(l - m) in L (0 on ignored rows) for the caller's
+// G += L W_tile.
 template <class T>
-void online_softmax_tile(T* L, int64_t nr, int64_t nc, int64_t col0, const int32_t* y, T* m, T* s,
-                         T* t, T* G, int64_t D) {
+void online_softmax_tile(T* L, int64_t nr, int64_t nc, int64_t col0, const int32_t* y, T* rec,
+                         int64_t R, int64_t D) {
+  using P = VocabHeadPartial<T>;
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < nr; ++r) {
     T* lr = L + r * nc;
@@ -52,24 +53,38 @@ void online_softmax_tile(T* L, int64_t nr, int64_t nc, int64_t col0, const int32
       std::fill(lr, lr + nc, T(0));
       continue;
     }
+    T* q = rec + r * R;
+    T &m = q[P::kMax], &s = q[P::kSum], *G = q + P::kG;
     const int64_t yc = static_cast<int64_t>(y[r]) - col0;
-    if (yc >= 0 && yc < nc) t[r] = lr[yc];
+    if (yc >= 0 && yc < nc) q[D + 2] = lr[yc];  // the target logit (VocabHeadPartial::target_at)
     const T mt = *std::max_element(lr, lr + nc);
-    if (mt > m[r]) {
+    if (mt > m) {
       // The running max grew: s and G so far are relative to the old max, so scale them by
       // exp(m_old - m_new) <= 1 (0 on the row's first tile, where m_old = -inf and s, G = 0).
       // Every exponent stays <= 0: nothing overflows, whatever the logits' range.
-      const T f = m[r] == neg_inf<T>() ? T(0) : std::exp(m[r] - mt);
-      s[r] *= f;
-      for (int64_t j = 0; j < D; ++j) G[r * D + j] *= f;
-      m[r] = mt;
+      const T f = m == neg_inf<T>() ? T(0) : std::exp(m - mt);
+      s *= f;
+      for (int64_t j = 0; j < D; ++j) G[j] *= f;
+      m = mt;
     }
     double sum = 0;  // a tile's terms in double: the float running sum then adds one per tile
     for (int64_t c = 0; c < nc; ++c) {
-      lr[c] = std::exp(lr[c] - m[r]);
+      lr[c] = std::exp(lr[c] - m);
       sum += lr[c];
     }
-    s[r] += static_cast<T>(sum);
+    s += static_cast<T>(sum);
+  }
+}
+
+// Wt of each record: the owner copies its target's weight row, every other rank leaves zeros.
+template <class T>
+void gather_target_rows(const VocabShard<T>& shard, int64_t real, const int32_t* targets, int64_t N,
+                        int64_t D, VocabHeadPartial<T>& out) {
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t local = static_cast<int64_t>(targets[n]) - shard.row0;
+    if (targets[n] < 0 || local < 0 || local >= real) continue;
+    const T* w = shard.weight + local * D;
+    std::copy(w, w + D, out.data() + n * out.row_len() + out.wt_at());
   }
 }
 
@@ -98,14 +113,12 @@ void vocab_head_local(const VocabShard<T>& shard, const T* hn, const int32_t* ta
   if (out.N() != N || out.D() != D)
     throw StrataError("vocab_head_local: partial buffer shape does not match N, D");
   check_targets(targets, N, shard.vocab);
-  T *m = out.max(), *s = out.s(), *t = out.target_logit(), *G = out.G();
-  std::fill(m, m + N, neg_inf<T>());
-  std::fill(s, s + N, T(0));
-  std::fill(t, t + N, T(0));
-  std::fill(G, G + N * D, T(0));
+  const int64_t R = out.row_len();
+  T* rec = out.data();
+  std::fill(rec, rec + out.size(), T(0));
+  for (int64_t n = 0; n < N; ++n) rec[n * R + VocabHeadPartial<T>::kMax] = neg_inf<T>();
   const int64_t real = shard.real_rows();
-  // The target row is a plain gather: the owner writes W_target, every other rank zeros.
-  vocab_embedding_forward(shard.weight, shard.row0, real, targets, out.Wt(), N, D);
+  gather_target_rows(shard, real, targets, N, D, out);
   if (real == 0 || N == 0) return;  // a shard of padding only: the identity of the combine
   const VocabTiles ts = clamp_tiles(tiles, N, real);
   ActivationArray<T> L(ts.rows * ts.cols);
@@ -115,37 +128,18 @@ void vocab_head_local(const VocabShard<T>& shard, const T* hn, const int32_t* ta
     for (int64_t c0 = 0; c0 < real; c0 += ts.cols) {
       const int64_t nc = std::min(ts.cols, real - c0);
       logits_tile(shard.weight, hn, n0, nr, c0, nc, D, L.data());
-      online_softmax_tile(L.data(), nr, nc, shard.row0 + c0, targets + n0, m + n0, s + n0, t + n0,
-                          G + n0 * D, D);
+      online_softmax_tile(L.data(), nr, nc, shard.row0 + c0, targets + n0, rec + n0 * R, R, D);
       // G += exp(l - m) W_tile: the softmax-weighted sum of W's rows, not yet divided by S.
-      gemm(false, false, nr, D, nc, T(1), L.data(), nc, shard.weight + c0 * D, D, T(1), G + n0 * D,
-           D);
+      gemm(false, false, nr, D, nc, T(1), L.data(), nc, shard.weight + c0 * D, D, T(1),
+           rec + n0 * R + VocabHeadPartial<T>::kG, R);
     }
-  }
-}
-
-template <class T>
-void vocab_head_rescale(VocabHeadPartial<T>& p, const T* global_max) {
-  const int64_t N = p.N(), D = p.D();
-  T *m = p.max(), *s = p.s(), *G = p.G();
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    // m = -inf: nothing accumulated on this rank (ignored row, or a shard of padding only);
-    // s and G are 0 already, and M may itself be -inf (ignored row): no exp(-inf + inf).
-    if (m[n] != neg_inf<T>()) {
-      const T f = std::exp(m[n] - global_max[n]);  // <= 1: M is the max over the group
-      s[n] *= f;
-      for (int64_t j = 0; j < D; ++j) G[n * D + j] *= f;
-    }
-    m[n] = global_max[n];
   }
 }
 
 template <class T>
 double vocab_head_finish(const VocabHeadPartial<T>& p, const int32_t* targets, T loss_scale, T* lse,
                          T* dhn) {
-  const int64_t N = p.N(), D = p.D();
-  const T *m = p.max(), *s = p.s(), *t = p.target_logit(), *G = p.G(), *Wt = p.Wt();
+  const int64_t N = p.N(), D = p.D(), R = p.row_len();
   std::vector<double> row_loss(static_cast<size_t>(N), 0.0);
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
@@ -154,15 +148,17 @@ double vocab_head_finish(const VocabHeadPartial<T>& p, const int32_t* targets, T
       if (dhn) std::fill(dhn + n * D, dhn + (n + 1) * D, T(0));
       continue;
     }
-    const double l = double(m[n]) + std::log(double(s[n]));
+    const T* q = p.data() + n * R;
+    const T *G = q + VocabHeadPartial<T>::kG, *Wt = q + p.wt_at();
+    const double s = double(q[VocabHeadPartial<T>::kSum]);
+    const double l = double(q[VocabHeadPartial<T>::kMax]) + std::log(s);
     lse[n] = static_cast<T>(l);
-    row_loss[n] = l - double(t[n]);
+    row_loss[n] = l - double(q[p.target_at()]);
     if (!dhn) continue;
     // dL/dhn = scale (sum_v p_v W_v - W_y) = scale (G / S - Wt): G and Wt were summed apart
     // because the division by S could only happen after the sum.
-    const T inv_s = static_cast<T>(1.0 / double(s[n]));
-    for (int64_t j = 0; j < D; ++j)
-      dhn[n * D + j] = loss_scale * (G[n * D + j] * inv_s - Wt[n * D + j]);
+    const T inv_s = static_cast<T>(1.0 / s);
+    for (int64_t j = 0; j < D; ++j) dhn[n * D + j] = loss_scale * (G[j] * inv_s - Wt[j]);
   }
   double total = 0;  // fixed order: deterministic
   for (int64_t n = 0; n < N; ++n) total += row_loss[n];
@@ -200,11 +196,7 @@ double vocab_head_loss(const VocabShard<T>& shard, const T* hn, const int32_t* t
   {  // the partial statistics die before the T pass allocates its tile
     VocabHeadPartial<T> p(N, D);
     vocab_head_local(shard, hn, targets, N, D, tiles, p);
-    ActivationArray<T> global_max(N);
-    std::copy(p.max(), p.max() + N, global_max.data());
-    reduce.all_reduce_max(global_max.data(), N);
-    vocab_head_rescale(p, global_max.data());
-    reduce.all_reduce_sum(p.sums(), p.sums_size());
+    reduce.combine(p);
     loss = vocab_head_finish(p, targets, loss_scale, lse.data(), dhn);
   }
   if (dW) vocab_head_weight_grad(shard, hn, targets, lse.data(), N, D, loss_scale, tiles, dW);
@@ -214,7 +206,6 @@ double vocab_head_loss(const VocabShard<T>& shard, const T* hn, const int32_t* t
 #define STRATA_VOCAB_HEAD_INSTANTIATE(T)                                                       \
   template void vocab_head_local<T>(const VocabShard<T>&, const T*, const int32_t*, int64_t,   \
                                     int64_t, VocabTiles, VocabHeadPartial<T>&);                \
-  template void vocab_head_rescale<T>(VocabHeadPartial<T>&, const T*);                         \
   template double vocab_head_finish<T>(const VocabHeadPartial<T>&, const int32_t*, T, T*, T*); \
   template void vocab_head_weight_grad<T>(const VocabShard<T>&, const T*, const int32_t*,      \
                                           const T*, int64_t, int64_t, T, VocabTiles, T*);      \

@@ -8,20 +8,20 @@
 // the communication left to the caller, between them:
 //
 //   S pass   vocab_head_local      per row: local max m, local sum s = sum_v exp(l_v - m),
-//                                  target logit (owner only), G = sum_v exp(l_v - m) W_v,
-//                                  Wt = W_target (owner only)
-//   caller   all-reduce MAX of a copy of max()                       -> M   [N]
-//            vocab_head_rescale(p, M)   s, G expressed relative to M
-//   caller   all-reduce SUM of sums() = [ s | target_logit | G | Wt ]  (one buffer, one call)
+//                                  G = sum_v exp(l_v - m) W_v, target logit (owner only),
+//                                  Wt = W_target (owner only): one record [m | s G | t Wt]
+//   caller   one all-reduce of the records in the log domain (core/scaled_rows.h): M = max m,
+//            s and G rescaled to M and summed, t and Wt summed
 //            vocab_head_finish          lse = M + log S, loss sum, dhn = scale (G / S - Wt)
 //   T pass   vocab_head_weight_grad     recompute the logit tiles, dW += scale (p - onehot)^T hn
 //
-// Why one SUM all-reduce suffices after the MAX: once every rank has scaled its s and G to the
-// same global max M, the global sum S = sum_r s_r and the unnormalised gradient G = sum_r G_r
-// are plain sums; the target logit and W_target are nonzero on the owner only, so summing
-// selects them. The division by S must come after the sum, so W_target cannot be folded into G
-// (that would need S, known only after the sum): it travels in its own slot Wt, and
-// dL/dhn = scale * (G / S - Wt) is formed after the sum, identically on every rank.
+// Why one all-reduce suffices (the paper's one-barrier "Vocab-2"): the partial input gradient G
+// is formed in S relative to the local max, and the combine rescales it to the global max as it
+// sums, so no rank waits for a MAX all-reduce before it can start the SUM. The target logit and
+// W_target are nonzero on the owner only, so summing selects them. The division by S must come
+// after the sum, so W_target cannot be folded into G (that would need S, known only after the
+// sum): it travels in its own slot Wt, and dL/dhn = scale * (G / S - Wt) is formed after the sum,
+// identically on every rank.
 //
 // Ignored rows (target -1) contribute nothing: max -inf, s = 0, target logit 0, G = Wt = 0 on
 // every rank; the combine leaves them so, and finish gives lse = 0, no loss, dhn = 0.
@@ -96,31 +96,28 @@ class ActivationArray {
   std::vector<T> v_;
 };
 
-// The per-row statistics passed between the passes: max() [N] for the MAX all-reduce, then one
-// contiguous sums() buffer for the SUM all-reduce, laid out [ s N | target_logit N | G N*D |
-// Wt N*D ]. N (2D + 3) values: independent of the vocabulary.
+// The per-row statistics passed between the passes: one record per row for the log-domain
+// all-reduce (core/scaled_rows.h), [ m | s  G (D) | target_logit  Wt (D) ] with s and G scaled
+// (relative to m). N (2D + 3) values: independent of the vocabulary.
 template <class T>
 class VocabHeadPartial {
  public:
-  VocabHeadPartial(int64_t N, int64_t D) : N_(N), D_(D), max_(N), sums_(N * (2 * D + 2)) {}
+  VocabHeadPartial(int64_t N, int64_t D) : N_(N), D_(D), rec_(N * (2 * D + 3)) {}
   int64_t N() const { return N_; }
   int64_t D() const { return D_; }
-  T* max() { return max_.data(); }
-  const T* max() const { return max_.data(); }
-  T* sums() { return sums_.data(); }
-  int64_t sums_size() const { return sums_.size(); }
-  T* s() { return sums_.data(); }
-  const T* s() const { return sums_.data(); }
-  T* target_logit() { return sums_.data() + N_; }
-  const T* target_logit() const { return sums_.data() + N_; }
-  T* G() { return sums_.data() + 2 * N_; }
-  const T* G() const { return sums_.data() + 2 * N_; }
-  T* Wt() { return sums_.data() + 2 * N_ + N_ * D_; }
-  const T* Wt() const { return sums_.data() + 2 * N_ + N_ * D_; }
+  int64_t row_len() const { return 2 * D_ + 3; }
+  int64_t scaled() const { return D_ + 1; }  // s and G
+  T* data() { return rec_.data(); }
+  const T* data() const { return rec_.data(); }
+  int64_t size() const { return rec_.size(); }
+  // Offsets within a record.
+  static constexpr int64_t kMax = 0, kSum = 1, kG = 2;
+  int64_t target_at() const { return D_ + 2; }
+  int64_t wt_at() const { return D_ + 3; }
 
  private:
   int64_t N_, D_;
-  ActivationArray<T> max_, sums_;
+  ActivationArray<T> rec_;
 };
 
 // S pass, this shard's part: fills every field of `out` (N, D as constructed) from scratch.
@@ -129,12 +126,7 @@ template <class T>
 void vocab_head_local(const VocabShard<T>& shard, const T* hn, const int32_t* targets, int64_t N,
                       int64_t D, VocabTiles tiles, VocabHeadPartial<T>& out);
 
-// After the MAX all-reduce: global_max [N] (a copy of max() reduced; the local max is still
-// needed here). Scales s and G by exp(m_local - M) and stores M in max().
-template <class T>
-void vocab_head_rescale(VocabHeadPartial<T>& p, const T* global_max);
-
-// After the SUM all-reduce of sums(): writes lse [N] (kept for the T pass; 0 for ignored rows)
+// After the all-reduce of the records: writes lse [N] (kept for the T pass; 0 for ignored rows)
 // and, when dhn != nullptr, dhn [N, D] = loss_scale * (G / S - Wt) (overwritten; 0 for ignored
 // rows). Returns the loss SUM over counted rows, sum_n (lse_n - target_logit_n), in double.
 template <class T>
@@ -148,24 +140,23 @@ void vocab_head_weight_grad(const VocabShard<T>& shard, const T* hn, const int32
                             const T* lse, int64_t N, int64_t D, T loss_scale, VocabTiles tiles,
                             T* dW);
 
-// The caller's collectives over the vocabulary group, in place on n values.
+// The caller's collective over the vocabulary group: the log-domain all-reduce of the records
+// (core/scaled_rows.h), in place.
 template <class T>
 class VocabReduce {
  public:
   virtual ~VocabReduce() = default;
-  virtual void all_reduce_max(T* x, int64_t n) = 0;
-  virtual void all_reduce_sum(T* x, int64_t n) = 0;
+  virtual void combine(VocabHeadPartial<T>& p) = 0;
 };
 
 // The one-process group: the shard is the whole vocabulary, nothing to reduce.
 template <class T>
 class IdentityVocabReduce final : public VocabReduce<T> {
  public:
-  void all_reduce_max(T*, int64_t) override {}
-  void all_reduce_sum(T*, int64_t) override {}
+  void combine(VocabHeadPartial<T>&) override {}
 };
 
-// All passes in order with the two all-reduces between them. Returns the global loss SUM (the
+// All passes in order with the all-reduce between them. Returns the global loss SUM (the
 // same on every rank). dhn [N, D] overwritten when != nullptr; dW [shard.rows, D] accumulated
 // (T pass) when != nullptr.
 template <class T>

@@ -235,6 +235,24 @@ CommHandle Comm::irecv(float* buf, int64_t n, int src, int tag) {
   return do_irecv(buf, n, src, tag);
 }
 
+CommHandle Comm::ibroadcast(float* buf, int64_t n, int root) {
+  check_count(n, "ibroadcast");
+  check_peer(root, "root", "ibroadcast");
+  stats_.add(CommOp::broadcast, n * kF32);
+  return do_ibroadcast(buf, n, root);
+}
+
+CommHandle Comm::iall_reduce_scaled_rows(float* buf, int64_t rows, int64_t row_len,
+                                         int64_t scaled) {
+  check_count(rows, "iall_reduce_scaled_rows");
+  STRATA_CHECK(row_len >= 1 && scaled >= 0 && scaled < row_len,
+               "iall_reduce_scaled_rows on " + describe() + ": a record of " +
+                   std::to_string(row_len) + " floats cannot hold 1 + " + std::to_string(scaled) +
+                   " scaled values");
+  stats_.add(CommOp::all_reduce, 2 * rows * row_len * kF32);
+  return do_iall_reduce_scaled_rows(buf, rows, row_len, scaled);
+}
+
 std::unique_ptr<Comm> Comm::split(int color, int key, std::string axis) {
   return do_split(color, key, std::move(axis));
 }

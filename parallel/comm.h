@@ -104,6 +104,17 @@ class Comm {
   [[nodiscard]] CommHandle iall_gather(const float* send, float* recv, int64_t n);
   [[nodiscard]] CommHandle isend(const float* buf, int64_t n, int dst, int tag);
   [[nodiscard]] CommHandle irecv(float* buf, int64_t n, int src, int tag);
+  [[nodiscard]] CommHandle ibroadcast(float* buf, int64_t n, int root);
+
+  // The log-domain sum of `rows` records of `row_len` floats each, in place and nonblocking:
+  // a record is [m | a_1..a_k | b_1..b_(row_len-1-k)] with k = `scaled`, standing for the values
+  // exp(m) a_i and the plain values b_j. Two records combine to M = max(m, m'),
+  // a_i exp(m - M) + a'_i exp(m' - M), b_j + b'_j (a record with m = -inf adds nothing to the
+  // a's). The online softmax's statistics meet in one such call (models/vocab_head.h) instead of a
+  // MAX all-reduce and a SUM all-reduce that has to wait for it. The combine is exactly
+  // commutative, so every rank gets the same bits. Counted as an all-reduce of rows * row_len.
+  [[nodiscard]] CommHandle iall_reduce_scaled_rows(float* buf, int64_t rows, int64_t row_len,
+                                                   int64_t scaled);
 
   // Collective over this communicator: ranks with the same color form a new communicator, ordered
   // by key (ties by rank here). color < 0: this rank joins none and gets nullptr. `axis` names the
@@ -126,6 +137,9 @@ class Comm {
   virtual CommHandle do_iall_gather(const float* send, float* recv, int64_t n) = 0;
   virtual CommHandle do_isend(const float* buf, int64_t n, int dst, int tag) = 0;
   virtual CommHandle do_irecv(float* buf, int64_t n, int src, int tag) = 0;
+  virtual CommHandle do_ibroadcast(float* buf, int64_t n, int root) = 0;
+  virtual CommHandle do_iall_reduce_scaled_rows(float* buf, int64_t rows, int64_t row_len,
+                                                int64_t scaled) = 0;
   virtual std::unique_ptr<Comm> do_split(int color, int key, std::string axis) = 0;
 
  private:

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "parallel/mpi_scaled_rows.h"
 #include "parallel/mpi_watchdog.h"
 #include "parallel/watchdog.h"
 
@@ -290,6 +291,25 @@ CommHandle MpiComm::do_irecv(float* buf, int64_t n, int src, int tag) {
   check(MPI_Irecv(buf, expected, MPI_FLOAT, src, tag, comm_, &req), "MPI_Irecv");
   return CommHandle(
       std::make_unique<MpiRequest>(req, "MPI_Irecv", describe(), std::move(rec), expected));
+}
+
+CommHandle MpiComm::do_ibroadcast(float* buf, int64_t n, int root) {
+  FlightRecord rec = record("ibroadcast", n * 4, root);
+  MPI_Request req;
+  check(MPI_Ibcast(buf, count(n, "MPI_Ibcast"), MPI_FLOAT, root, comm_, &req), "MPI_Ibcast");
+  return CommHandle(std::make_unique<MpiRequest>(req, "MPI_Ibcast", describe(), std::move(rec)));
+}
+
+CommHandle MpiComm::do_iall_reduce_scaled_rows(float* buf, int64_t rows, int64_t row_len,
+                                               int64_t scaled) {
+  FlightRecord rec = record("iall_reduce_scaled_rows", rows * row_len * 4);
+  const MpiScaledRows t = mpi_scaled_rows(row_len, scaled);
+  MPI_Request req;
+  check(
+      MPI_Iallreduce(MPI_IN_PLACE, buf, count(rows, "MPI_Iallreduce"), t.record, t.op, comm_, &req),
+      "MPI_Iallreduce");
+  return CommHandle(
+      std::make_unique<MpiRequest>(req, "MPI_Iallreduce", describe(), std::move(rec)));
 }
 
 std::unique_ptr<Comm> MpiComm::do_split(int color, int key, std::string axis) {

@@ -44,6 +44,9 @@ class MpiComm final : public Comm {
   CommHandle do_iall_gather(const float* send, float* recv, int64_t n) override;
   CommHandle do_isend(const float* buf, int64_t n, int dst, int tag) override;
   CommHandle do_irecv(float* buf, int64_t n, int src, int tag) override;
+  CommHandle do_ibroadcast(float* buf, int64_t n, int root) override;
+  CommHandle do_iall_reduce_scaled_rows(float* buf, int64_t rows, int64_t row_len,
+                                        int64_t scaled) override;
   std::unique_ptr<Comm> do_split(int color, int key, std::string axis) override;
 
  private:

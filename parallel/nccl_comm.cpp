@@ -210,6 +210,20 @@ CommHandle NcclComm::do_irecv(float* buf, int64_t n, int src, int) {
   return pending("ncclRecv");
 }
 
+CommHandle NcclComm::do_ibroadcast(float* buf, int64_t n, int root) {
+  check(ncclBroadcast(buf, buf, static_cast<size_t>(n), ncclFloat32, root, comm_, stream()),
+        "ncclBroadcast");
+  return pending("ncclBroadcast");
+}
+
+CommHandle NcclComm::do_iall_reduce_scaled_rows(float*, int64_t, int64_t, int64_t) {
+  // NCCL has no user-defined reductions; the device form (a MAX all-reduce, a rescale kernel,
+  // a SUM all-reduce on one stream) comes with the CUDA vocabulary head.
+  throw StrataError("iall_reduce_scaled_rows on " + describe() +
+                    ": not available on the NCCL backend yet (vocabulary parallelism runs on "
+                    "the MPI backend)");
+}
+
 std::unique_ptr<Comm> NcclComm::do_split(int color, int key, std::string axis) {
   ncclComm_t out = nullptr;
   check(ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &out, nullptr),

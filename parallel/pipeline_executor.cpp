@@ -37,10 +37,16 @@ PipelineExecutor::PipelineExecutor(Schedule schedule, Comm& pp)
   }
 }
 
-void StageRunner::embed_forward(int, float*) {
+void StageRunner::embed_forward(int) {
   throw StrataError("pipeline: this runner has no vocabulary passes (EMBED_F)");
 }
-void StageRunner::vocab_forward(int, const float*, float*) {
+void StageRunner::embed_result(int, float*) {
+  throw StrataError("pipeline: this runner has no vocabulary passes (EMBED_F)");
+}
+void StageRunner::vocab_forward(int, const float*) {
+  throw StrataError("pipeline: this runner has no vocabulary passes (S)");
+}
+void StageRunner::vocab_result(int, float*) {
   throw StrataError("pipeline: this runner has no vocabulary passes (S)");
 }
 void StageRunner::vocab_weight(int, bool) {
@@ -63,7 +69,12 @@ void PipelineExecutor::run_step(StageRunner& runner) {
   for (size_t i = 0; i < actions_.size(); ++i) {
     post_receives(i, runner);
     execute(actions_[i], i, runner);
-    poll_sends();
+    poll_sends(runner);
+  }
+  if (vocab_) {
+    const auto tv = Clock::now();
+    runner.finish_vocab();
+    stats_.vocab_wait_s += seconds_since(tv);
   }
   finish_sends();
   STRATA_CHECK(posted_.empty() && inbox_.empty() && outbox_.empty(),
@@ -102,8 +113,9 @@ void PipelineExecutor::execute(const Action& a, size_t index, StageRunner& runne
     case ActionType::I:
     case ActionType::W: {
       const auto t0 = Clock::now();
+      const double waited = stats_.vocab_wait_s;
       compute(a, index, runner);
-      const double dt = seconds_since(t0);
+      const double dt = seconds_since(t0) - (stats_.vocab_wait_s - waited);
       stats_.compute_s += dt;
       (a.type == ActionType::F   ? stats_.forward_s
        : a.type == ActionType::B ? stats_.backward_s
@@ -143,25 +155,17 @@ void PipelineExecutor::execute(const Action& a, size_t index, StageRunner& runne
   }
 }
 
-// The vocabulary passes' data: stage 0's input comes from EMBED_F and its input gradient goes to
-// EMBED_B; the last stage's output goes to S and its gradient comes from it. On other ranks
-// they only take part in the collectives.
+// The vocabulary passes' data: stage 0's input comes from EMBED_F (taken by its F) and its
+// input gradient goes to EMBED_B; the last stage's output goes to S and its gradient comes from
+// it (taken by its B or I). On other ranks they only take part in the collectives.
 void PipelineExecutor::vocab_pass(const Action& a, size_t index, StageRunner& runner) {
   const int mb = a.micro_batch, last = schedule_.stages - 1;
-  const int64_t n = runner.message_elems(0);
   switch (a.type) {
-    case ActionType::EMBED_F: {
-      FloatBuffer out = on_rank(0) ? FloatBuffer(n, MemCategory::comm) : FloatBuffer();
-      runner.embed_forward(mb, on_rank(0) ? out.data() : nullptr);
-      if (on_rank(0)) inbox_.emplace(Key{kForward, 0, mb}, std::move(out));
-      return;
-    }
+    case ActionType::EMBED_F:
+      return runner.embed_forward(mb);
     case ActionType::S: {
       FloatBuffer hn = on_rank(last) ? take_input(kVocab, last, mb, -1, "S") : FloatBuffer();
-      FloatBuffer dhn = on_rank(last) ? FloatBuffer(n, MemCategory::comm) : FloatBuffer();
-      runner.vocab_forward(mb, on_rank(last) ? hn.data() : nullptr,
-                           on_rank(last) ? dhn.data() : nullptr);
-      if (on_rank(last)) inbox_.emplace(Key{kBackward, last, mb}, std::move(dhn));
+      runner.vocab_forward(mb, on_rank(last) ? hn.data() : nullptr);
       return;
     }
     case ActionType::T:
@@ -184,7 +188,9 @@ void PipelineExecutor::compute(const Action& a, size_t index, StageRunner& runne
   // EMBED_B), the last stage an output (for S) and an output gradient (S's).
   const bool has_in = s != 0 || vocab_, has_out = s != last || vocab_;
   if (a.type == ActionType::F) {
-    FloatBuffer in = has_in ? take_input(kForward, s, mb, a.peer, "F") : FloatBuffer();
+    FloatBuffer in = s == 0 && vocab_ ? vocab_result(kForward, mb, runner)
+                     : has_in         ? take_input(kForward, s, mb, a.peer, "F")
+                                      : FloatBuffer();
     FloatBuffer out = has_out ? output_buffer(s, runner) : FloatBuffer();
     runner.forward(s, mb, has_in ? in.data() : nullptr, has_out ? out.data() : nullptr,
                    last_forward_[index]);
@@ -194,7 +200,9 @@ void PipelineExecutor::compute(const Action& a, size_t index, StageRunner& runne
       inbox_.emplace(Key{kVocab, last, mb}, std::move(out));
     return;
   }
-  FloatBuffer dy = has_out ? take_input(kBackward, s, mb, a.peer, "B") : FloatBuffer();
+  FloatBuffer dy = s == last && vocab_ ? vocab_result(kBackward, mb, runner)
+                   : has_out           ? take_input(kBackward, s, mb, a.peer, "B")
+                                       : FloatBuffer();
   FloatBuffer dx = has_in ? output_buffer(s, runner) : FloatBuffer();
   const float* dyp = has_out ? dy.data() : nullptr;
   float* dxp = has_in ? dx.data() : nullptr;
@@ -206,6 +214,19 @@ void PipelineExecutor::compute(const Action& a, size_t index, StageRunner& runne
     hand_over(kBackward, s - 1, mb, std::move(dx));
   else if (vocab_)
     inbox_.emplace(Key{kEmbedGrad, 0, mb}, std::move(dx));
+}
+
+// Stage 0's input (kForward) or the last stage's output gradient (kBackward) from the
+// vocabulary collective that made it: a wait, timed apart from the pass that needs it.
+FloatBuffer PipelineExecutor::vocab_result(Dir dir, int mb, StageRunner& runner) {
+  const auto t0 = Clock::now();
+  FloatBuffer buf(runner.message_elems(0), MemCategory::comm);
+  if (dir == kForward)
+    runner.embed_result(mb, buf.data());
+  else
+    runner.vocab_result(mb, buf.data());
+  stats_.vocab_wait_s += seconds_since(t0);
+  return buf;
 }
 
 FloatBuffer PipelineExecutor::output_buffer(int stage, StageRunner& runner) const {
@@ -248,7 +269,8 @@ void PipelineExecutor::send(Dir dir, const Action& a) {
   sends_.push_back(std::move(p));
 }
 
-void PipelineExecutor::poll_sends() {
+void PipelineExecutor::poll_sends(StageRunner& runner) {
+  if (vocab_) runner.poll_vocab();
   // MPI moves a nonblocking message only inside MPI calls: a poll at every action keeps the
   // rendezvous of large messages going while this rank computes.
   for (auto& p : sends_) p.handle.test();

@@ -44,28 +44,36 @@ class StageRunner {
   virtual void reduce_grads(int stage) = 0;
 
   // Vocabulary parallelism: collectives over every pipeline rank (the schedule holds them in the
-  // same order on all), around the embedding and head shards every rank holds.
-  // EMBED_F: the partial embeddings summed; `out` [N, D] is stage 0's input on its rank, else
-  // nullptr.
-  virtual void embed_forward(int mb, float* out);
-  // S: `hn` the last stage's output (normed hidden states) on its rank, else nullptr; `dhn` its
-  // gradient there (the loss's, through every rank's shard), else nullptr.
-  virtual void vocab_forward(int mb, const float* hn, float* dhn);
+  // same order on all), around the embedding and head shards every rank holds. Each is started
+  // at its action and completed where its result is needed (launch/vocab_passes.h).
+  // EMBED_F: the partial embeddings' sum started.
+  virtual void embed_forward(int mb);
+  // Stage 0's input [N, D] from EMBED_F(mb) (on stage 0's rank, before its F).
+  virtual void embed_result(int mb, float* out);
+  // S: `hn` the last stage's output (normed hidden states) on its rank, else nullptr.
+  virtual void vocab_forward(int mb, const float* hn);
+  // The gradient of hn [N, D] from S(mb) (on the last stage's rank, before its B or I).
+  virtual void vocab_result(int mb, float* dhn);
   // T: this rank's head shard's weight gradient (local). `last`: the step's last T.
   virtual void vocab_weight(int mb, bool last);
   // EMBED_B: `dx` stage 0's input gradient on its rank (else nullptr) to every rank's shard.
   virtual void embed_backward(int mb, const float* dx, bool last);
+  // Between actions: lets the collectives in flight move. At the step's end: completes them.
+  virtual void poll_vocab() {}
+  virtual void finish_vocab() {}
 };
 
 // What one step did on this rank, from the executor's own clocks.
 struct PipelineStepStats {
   double compute_s = 0;  // in F/B/I/W passes
   double forward_s = 0, backward_s = 0, backward_input_s = 0, backward_weight_s = 0;
-  double vocab_s = 0;      // in S, T, EMBED_F, EMBED_B (their collectives' waits included)
-  double recv_wait_s = 0;  // blocked at RECV_* actions
-  double send_wait_s = 0;  // completing sends at the end of the step
-  double wall_s = 0;       // run_step from start to return
-  int64_t bytes_sent = 0;  // point-to-point payload
+  double vocab_s = 0;       // in S, T, EMBED_F, EMBED_B (a non-last rank's wait for hn included)
+  double vocab_wait_s = 0;  // waiting for a vocabulary collective's result before F(0) or the
+                            // last stage's B/I, and completing them at the step's end
+  double recv_wait_s = 0;   // blocked at RECV_* actions
+  double send_wait_s = 0;   // completing sends at the end of the step
+  double wall_s = 0;        // run_step from start to return
+  int64_t bytes_sent = 0;   // point-to-point payload
   int64_t messages_sent = 0;
 };
 
@@ -105,12 +113,13 @@ class PipelineExecutor {
   FloatBuffer take_input(Dir dir, int stage, int mb, int peer, const char* action);
   void send(Dir dir, const Action& a);
   void hand_over(Dir dir, int stage, int mb, FloatBuffer buf);  // to a stage on this rank
-  void poll_sends();
+  void poll_sends(StageRunner& runner);
   void finish_sends();
   void compute(const Action& a, size_t index, StageRunner& runner);
   void vocab_pass(const Action& a, size_t index, StageRunner& runner);
   bool on_rank(int stage) const { return schedule_.rank_of_stage(stage) == pp_.rank(); }
   FloatBuffer output_buffer(int stage, StageRunner& runner) const;
+  FloatBuffer vocab_result(Dir dir, int mb, StageRunner& runner);
   void wait_named(CommHandle& h, const char* action, int stage, int mb, int peer);
 
   Schedule schedule_;

@@ -70,12 +70,12 @@ Schedule make_gpipe(int pp, int micro_batches) {
   return schedule;
 }
 
-Schedule make_1f1b(int pp, int micro_batches) {
+Schedule make_1f1b(int pp, int micro_batches, int lead) {
   require_micro_batches_at_least_pp("1f1b", pp, micro_batches);
   Schedule schedule = empty_schedule(pp, micro_batches, 1);
   for (int rank = 0; rank < pp; ++rank) {
     std::vector<Action>& actions = schedule.ranks[rank];
-    const int warmup = pp - 1 - rank;
+    const int warmup = std::min(pp - 1 - rank + lead, micro_batches);
     for (int mb = 0; mb < warmup; ++mb) actions.push_back(compute(ActionType::F, rank, mb));
     for (int k = 0; k < micro_batches - warmup; ++k) {
       actions.push_back(compute(ActionType::F, rank, warmup + k));
@@ -125,12 +125,12 @@ Schedule make_interleaved(int pp, int micro_batches, int virtual_stages) {
   return schedule;
 }
 
-Schedule make_zb_h1(int pp, int micro_batches) {
+Schedule make_zb_h1(int pp, int micro_batches, int lead) {
   require_micro_batches_at_least_pp("zb-h1", pp, micro_batches);
   Schedule schedule = empty_schedule(pp, micro_batches, 1);
   for (int rank = 0; rank < pp; ++rank) {
     std::vector<Action>& actions = schedule.ranks[rank];
-    const int warmup = pp - 1 - rank;
+    const int warmup = std::min(pp - 1 - rank + lead, micro_batches);
     const int w_lag = rank;  // W of micro-batch k runs after I of micro-batch k + w_lag
     int next_w = 0;
     auto input_grad_then_due_weight_grad = [&](int mb) {
@@ -149,7 +149,7 @@ Schedule make_zb_h1(int pp, int micro_batches) {
   return schedule;
 }
 
-Schedule make_schedule(ScheduleKind kind, int pp, int micro_batches, int virtual_stages) {
+Schedule make_schedule(ScheduleKind kind, int pp, int micro_batches, int virtual_stages, int lead) {
   if (kind != ScheduleKind::interleaved && virtual_stages != 1)
     throw InputError("pipeline schedule " + std::string(schedule_kind_name(kind)) +
                      " holds one stage per rank: virtual_stages must be 1, got " +
@@ -158,11 +158,11 @@ Schedule make_schedule(ScheduleKind kind, int pp, int micro_batches, int virtual
     case ScheduleKind::gpipe:
       return make_gpipe(pp, micro_batches);
     case ScheduleKind::one_f_one_b:
-      return make_1f1b(pp, micro_batches);
+      return make_1f1b(pp, micro_batches, lead);
     case ScheduleKind::interleaved:
       return make_interleaved(pp, micro_batches, virtual_stages);
     case ScheduleKind::zb_h1:
-      return make_zb_h1(pp, micro_batches);
+      return make_zb_h1(pp, micro_batches, lead);
   }
   STRATA_CHECK(false, "unhandled schedule kind");
 }

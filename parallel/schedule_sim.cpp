@@ -77,7 +77,7 @@ class Simulator {
     return s_.rank_of_stage(from_stage) == s_.rank_of_stage(to_stage) ? 0 : costs_.latency;
   }
 
-  std::vector<Dependency> dependencies(const Action& a) const {
+  std::vector<Dependency> dependencies(const Action& a, int rank) const {
     std::vector<Dependency> deps;
     const int s = a.stage, mb = a.micro_batch;
     switch (a.type) {
@@ -92,14 +92,15 @@ class Simulator {
           deps.push_back({backward_input(s + 1, mb), hop(s + 1, s)});
         if (s + 1 == s_.stages) add_if_present(deps, ActionType::S, s, mb);
         break;
-      case ActionType::S:
+      case ActionType::S:  // every rank reads the broadcast output of the last stage
         deps.push_back({{ActionType::F, s, mb}});
         break;
       case ActionType::T:
         deps.push_back({{ActionType::S, s, mb}});
         break;
       case ActionType::EMBED_B:
-        deps.push_back({backward_input(0, mb)});
+        // The broadcast's root reads stage 0's input gradient; the others only post their part.
+        if (s_.rank_of_stage(0) == rank) deps.push_back({backward_input(0, mb)});
         break;
       case ActionType::W:
         deps.push_back({{ActionType::I, s, mb}});
@@ -128,47 +129,52 @@ class Simulator {
     size_t index = result.start[rank].size();
     return index == s_.ranks[rank].size() ? nullptr : &s_.ranks[rank][index];
   }
-  // The ranks whose next action is not the collective `a` (those it waits for).
-  std::vector<int> absent_from(const Action& a, const SimResult& result) const {
-    std::vector<int> absent;
+  // The ranks that have not yet run their part of the collective `key` (those its result waits
+  // for).
+  std::vector<int> missing_parts(const ActionKey& key, const SimResult& result) const {
+    std::vector<int> missing;
     for (int rank = 0; rank < s_.pp; ++rank) {
-      const Action* next = next_of(rank, result);
-      if (!next || next->type != a.type || next->micro_batch != a.micro_batch)
-        absent.push_back(rank);
+      const auto& list = s_.ranks[rank];
+      const size_t done = result.start[rank].size();
+      const bool ran = std::any_of(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(done),
+                                   [&](const Action& a) {
+                                     return ActionKey{a.type, a.stage, a.micro_batch} == key;
+                                   });
+      if (!ran) missing.push_back(rank);
     }
-    return absent;
+    return missing;
   }
 
   // Runs the rank's next action if its dependencies are done; false when done or blocked. A
-  // collective runs once the last rank reaches it, on every rank at once.
+  // collective's part runs like compute; its result is there once every rank's part has ended.
   bool advance(int rank, std::vector<double>& free_at, SimResult& result) {
     const Action* a = next_of(rank, result);
     if (!a) return false;
-    const bool collective = is_collective(*a);
-    if (collective && !absent_from(*a, result).empty()) return false;
     double ready = free_at[rank];
-    if (collective)
-      for (double f : free_at) ready = std::max(ready, f);
-    for (const Dependency& dep : dependencies(*a)) {
+    for (const Dependency& dep : dependencies(*a, rank)) {
       auto done = finished_.find(dep.key);
       if (done == finished_.end()) return false;
       ready = std::max(ready, done->second + dep.delay);
     }
     const double end = ready + action_cost(*a, costs_);
-    for (int r = 0; r < s_.pp; ++r) {
-      if (r != rank && !collective) continue;
-      free_at[r] = end;
-      result.start[r].push_back(ready);
-      result.finish[r].push_back(end);
+    free_at[rank] = end;
+    result.start[rank].push_back(ready);
+    result.finish[rank].push_back(end);
+    const ActionKey key{a->type, a->stage, a->micro_batch};
+    if (is_collective(*a)) {
+      Parts& p = parts_[key];
+      p.end = std::max(p.end, end);
+      if (++p.count == s_.pp) finished_[key] = p.end;
+    } else if (a->type != ActionType::T) {
+      // T is on every rank under one key and nothing waits for it: only the ranks' lists matter.
+      finished_[key] = end;
     }
-    // T is on every rank under one key and nothing waits for it: only the ranks' lists matter.
-    if (a->type != ActionType::T) finished_[{a->type, a->stage, a->micro_batch}] = end;
     return true;
   }
 
   // The first unfinished dependency of a stuck rank's next action.
   ActionKey blocker(int rank, size_t index) const {
-    for (const Dependency& dep : dependencies(s_.ranks[rank][index]))
+    for (const Dependency& dep : dependencies(s_.ranks[rank][index], rank))
       if (!finished_.count(dep.key)) return dep.key;
     STRATA_CHECK(false, "a stuck rank without an unfinished dependency");
   }
@@ -182,17 +188,17 @@ class Simulator {
       const Action& at = s_.ranks[rank][index];
       stuck += (stuck.empty() ? "" : "; ") + std::string("rank ") + std::to_string(rank) +
                " waits at action #" + std::to_string(index) + " (" + format_action(at) + ") for ";
-      if (is_collective(at)) {
-        const std::vector<int> absent = absent_from(at, result);
-        waits_on[rank] = absent.front();
-        std::string ranks;
-        for (int r : absent) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
-        stuck += std::string(absent.size() == 1 ? "rank " : "ranks ") + ranks +
-                 " to reach the collective";
-        continue;
-      }
       ActionKey key = blocker(rank, index);
       Action wanted{std::get<0>(key), std::get<1>(key), std::get<2>(key)};
+      if (is_vocab_collective(wanted.type)) {
+        const std::vector<int> missing = missing_parts(key, result);
+        waits_on[rank] = missing.front();
+        std::string ranks;
+        for (int r : missing) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+        stuck += "the collective " + format_action(wanted) + " of " +
+                 (missing.size() == 1 ? "rank " : "ranks ") + ranks;
+        continue;
+      }
       int owner = s_.rank_of_stage(wanted.stage);
       waits_on[rank] = owner;
       stuck += format_action(wanted) + " on rank " + std::to_string(owner);
@@ -255,6 +261,11 @@ class Simulator {
   const bool lowered_;
   std::set<ActionKey> present_;
   std::map<ActionKey, double> finished_;
+  struct Parts {  // a collective's parts run so far
+    int count = 0;
+    double end = 0;
+  };
+  std::map<ActionKey, Parts> parts_;
 };
 
 std::string format_number(double value) {

@@ -8,11 +8,13 @@
 // block where they stand. The start times are the earliest the dependencies allow, so the
 // makespan is that of an executor that follows the list and nothing else.
 //
-// Vocabulary passes (docs/PIPELINE.md, "Vocabulary passes"): EMBED_F, S and EMBED_B are blocking
-// collectives over all pp ranks: one starts once every rank has reached it, occupies every rank
-// for its cost and ends on all of them together. T is local compute. The data they carry follows
-// from the lists: F(0, mb) after EMBED_F(mb) and S(mb) after F(last, mb) on their ranks, B/I(last,
-// mb) after S(mb), T(mb) after S(mb), EMBED_B(mb) after B/I(0, mb).
+// Vocabulary passes (docs/PIPELINE.md, "Vocabulary passes"): EMBED_F, S and EMBED_B are
+// collectives over all pp ranks that overlap compute, as the executor runs them
+// (launch/vocab_passes.h): each rank runs its own part (its cost) when its list gets there and the
+// data it reads is there, then goes on; the collective's result exists once every rank's part has
+// ended, and only the passes that consume it wait for it. The data: every rank's S(mb) reads
+// F(last, mb)'s output (broadcast), stage 0's rank's EMBED_B(mb) reads B/I(0, mb)'s; F(0, mb) needs
+// EMBED_F(mb)'s result, B/I(last, mb) and T(mb) need S(mb)'s. T is local compute.
 #include <string>
 #include <vector>
 

@@ -307,10 +307,11 @@ Schedule add_vocab_passes(const Schedule& compute_only, const SimCosts& costs) {
   for (TPolicy policy : {TPolicy::after_s, TPolicy::gaps_after_collectives, TPolicy::gaps}) {
     Placer placer(compute_only, costs, policy);
     Schedule placed = placer.run();
-    // The witness checked: the lists are valid and run at the times they were built with.
+    // The witness checked: the lists are valid, and run no slower than they were built with
+    // (the placer waits at each collective; the executor, and the simulator, overlap them).
     const SimResult check = simulate_schedule(placed, costs);
-    STRATA_CHECK(check.makespan == placer.makespan(),
-                 "vocabulary placement: the simulator disagrees with the placement's step time");
+    STRATA_CHECK(check.makespan <= placer.makespan() * (1 + 1e-12),
+                 "vocabulary placement: the simulator is slower than the placement's step time");
     if (best.ranks.empty() || check.makespan < best_makespan)
       best = std::move(placed), best_makespan = check.makespan;
   }

@@ -4,8 +4,10 @@
 // is exact in fp32 whatever the reduction order.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -156,6 +158,66 @@ TEST(Comm, Broadcast) {
   if (w->rank() == w->size() - 1) std::strcpy(text, "strata bytes");
   w->broadcast_bytes(text, sizeof text, w->size() - 1);
   EXPECT_STREQ(text, "strata bytes");
+}
+
+TEST(Comm, IBroadcastFromEveryRoot) {
+  auto w = world();
+  for (int root = 0; root < w->size(); ++root) {
+    std::vector<float> buf(5000, -1.f);
+    if (w->rank() == root)
+      for (int i = 0; i < 5000; ++i) buf[i] = static_cast<float>(root * 10000 + i);
+    CommHandle h = w->ibroadcast(buf.data(), 5000, root);
+    h.wait();
+    int bad = 0;
+    for (int i = 0; i < 5000; ++i) bad += buf[i] != static_cast<float>(root * 10000 + i);
+    EXPECT_EQ(bad, 0) << "root " << root;
+  }
+  EXPECT_EQ(w->stats()[CommOp::broadcast].bytes, w->size() * f32_bytes(5000));
+}
+
+// Rank r's record of row n: [m | 2 scaled | 2 plain]. Row 0 accumulated nothing anywhere
+// (m = -inf, zeros), row 1 only on the last rank, the others on every rank with spread maxima.
+std::vector<float> scaled_record(int r, int size, int64_t n) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  const bool empty = n == 0 || (n == 1 && r != size - 1);
+  const float m = empty ? ninf : static_cast<float>(3 * r - 2 * n);
+  return {m, empty ? 0.f : 1.f + r, empty ? 0.f : 0.5f * (n + 1), float(r + n), float(10 * r)};
+}
+
+TEST(Comm, ScaledRowsCombineInTheLogDomain) {
+  auto w = world();
+  const int S = w->size();
+  const int64_t rows = 6, len = 5, scaled = 2;
+  std::vector<float> buf;
+  for (int64_t n = 0; n < rows; ++n) {
+    const auto rec = scaled_record(w->rank(), S, n);
+    buf.insert(buf.end(), rec.begin(), rec.end());
+  }
+  w->iall_reduce_scaled_rows(buf.data(), rows, len, scaled).wait();
+  for (int64_t n = 0; n < rows; ++n) {
+    double M = -std::numeric_limits<double>::infinity();
+    for (int r = 0; r < S; ++r) M = std::max<double>(M, scaled_record(r, S, n)[0]);
+    double a[2] = {0, 0}, b[2] = {0, 0};
+    for (int r = 0; r < S; ++r) {
+      const auto rec = scaled_record(r, S, n);
+      const double f = std::isinf(rec[0]) ? 0 : std::exp(double(rec[0]) - M);
+      for (int i = 0; i < 2; ++i) a[i] += rec[1 + i] * f, b[i] += rec[3 + i];
+    }
+    const float* got = buf.data() + n * len;
+    EXPECT_EQ(double(got[0]), M) << "row " << n;
+    for (int i = 0; i < 2; ++i) {
+      EXPECT_NEAR(got[1 + i], a[i], 1e-6 * std::max(1.0, a[i])) << "row " << n;
+      EXPECT_EQ(got[3 + i], b[i]) << "row " << n;  // small integers: exact
+    }
+    EXPECT_FALSE(std::isnan(got[1]) || std::isnan(got[2])) << "row " << n;
+  }
+  // Every rank got the same bits.
+  std::vector<float> all(buf.size() * S);
+  w->all_gather(buf.data(), all.data(), static_cast<int64_t>(buf.size()));
+  for (int r = 1; r < S; ++r)
+    EXPECT_EQ(0, std::memcmp(all.data(), all.data() + r * buf.size(), buf.size() * 4)) << r;
+  EXPECT_EQ(w->stats()[CommOp::all_reduce].bytes, 2 * f32_bytes(rows * len));
+  EXPECT_THROW(w->iall_reduce_scaled_rows(buf.data(), rows, len, len).wait(), StrataError);
 }
 
 TEST(Comm, ScalarReductions) {

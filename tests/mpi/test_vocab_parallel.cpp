@@ -9,11 +9,14 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "models/vocab_head.h"
+#include "parallel/watchdog.h"
 #include "pipeline_fixture.h"
 
 namespace strata {
@@ -86,12 +89,57 @@ INSTANTIATE_TEST_SUITE_P(
 class MpiVocabReduce final : public VocabReduce<float> {
  public:
   explicit MpiVocabReduce(Comm& c) : c_(c) {}
-  void all_reduce_max(float* x, int64_t n) override { c_.all_reduce_max(x, n); }
-  void all_reduce_sum(float* x, int64_t n) override { c_.all_reduce_sum(x, n); }
+  void combine(VocabHeadPartial<float>& p) override {
+    c_.iall_reduce_scaled_rows(p.data(), p.N(), p.row_len(), p.scaled()).wait();
+  }
 
  private:
   Comm& c_;
 };
+
+// Operations this rank started while one of its vocabulary S all-reduces was in flight, from the
+// flight recorder's JSON lines (records newer than `since` only).
+int64_t started_during_s_reductions(double since) {
+  struct Rec {
+    std::string op;
+    double start, end;
+  };
+  std::vector<Rec> recs;
+  std::istringstream lines(Watchdog::instance().recorder().jsonl(0));
+  const std::regex re(R"re("op":"([a-z_]+)".*"t_start":([0-9.]+),"t_end":([0-9.]+))re");
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, re) && std::stod(m[2]) > since)
+      recs.push_back({m[1], std::stod(m[2]), std::stod(m[3])});
+  }
+  int64_t n = 0;
+  for (const Rec& r : recs)
+    if (r.op == "iall_reduce_scaled_rows")
+      for (const Rec& o : recs) n += o.start > r.start && o.start < r.end;
+  return n;
+}
+
+// The S all-reduces overlap the transformer work of other micro-batches: with vocab_overlap
+// some rank starts its pipeline messages (and other collectives) while one is in flight; with
+// it off, none does (each is waited for where it is posted).
+TEST_F(VocabParallel, SReductionsOverlapOtherMicroBatchesWork) {
+  for (bool overlap : {false, true}) {
+    SCOPED_TRACE(overlap);
+    const double since = unix_seconds();
+    Trainer par(config(4, overlap ? "ov1" : "ov0",
+                       {kVocab, "parallel.pp=" + std::to_string(world_->size()),
+                        "parallel.vocab_parallel=true",
+                        std::string("parallel.vocab_overlap=") + (overlap ? "true" : "false")}),
+                world_.get());
+    test::train_losses(par, 2);
+    int64_t n = started_during_s_reductions(since);
+    world_->all_reduce_sum_int64(&n, 1);
+    if (overlap)
+      EXPECT_GT(n, 0);
+    else
+      EXPECT_EQ(n, 0);
+  }
+}
 
 TEST_F(VocabParallel, HeadOverAnMpiGroupIgnoresMaskedTargets) {
   const int64_t V = 37, D = 8, N = 12, P = world_->size(), rows = vocab_shard_rows(V, P);

@@ -58,6 +58,16 @@ TEST(PipelinePlan, FourStagesOneFOneBOverEightMicroBatches) {
   EXPECT_LT(plan.sim.bubble_fraction, 0.5);
 }
 
+TEST(PipelinePlan, VocabularyParallel1f1bRunsEachBackwardOneForwardLater) {
+  // So the last stage's S all-reduce overlaps a forward (schedule_gen.h make_1f1b, lead).
+  const PipelinePlan plan = plan_pipeline(job({"parallel.vocab_parallel=true"}));
+  const PipelinePlan plain = plan_pipeline(job());
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(plan.sim.peak_in_flight[r], plain.sim.peak_in_flight[r] + 1) << "rank " << r;
+    EXPECT_EQ(plain.sim.peak_in_flight[r], 4 - r) << "rank " << r;
+  }
+}
+
 TEST(PipelinePlan, StageCostsAreTheSumOfTheirUnits) {
   const JobConfig cfg = job();
   const PipelinePlan plan = plan_pipeline(cfg, 1e9);  // 1 GFLOP/s: seconds = GFLOP

@@ -113,6 +113,26 @@ TEST(ScheduleGen, PeakInFlightMicroBatches) {
   }
 }
 
+TEST(ScheduleGen, ALeadPutsEachBackwardThatManyForwardsLater) {
+  for (int lead : {1, 2}) {
+    SCOPED_TRACE(lead);
+    const Schedule s = make_1f1b(4, 8, lead);
+    EXPECT_NO_THROW(validate_schedule(lower_schedule(s)));
+    const SimResult r = simulate_schedule(s);
+    for (int rank = 0; rank < 4; ++rank) {
+      EXPECT_EQ(r.peak_in_flight[rank], 4 - rank + lead);
+      // The first backward comes after pp - 1 - rank + lead forwards.
+      const auto& list = s.ranks[rank];
+      const auto first_b = std::find_if(list.begin(), list.end(),
+                                        [](const Action& a) { return a.type == ActionType::B; });
+      EXPECT_EQ(first_b - list.begin(), 4 - rank + lead) << "rank " << rank;
+    }
+    EXPECT_NO_THROW(validate_schedule(lower_schedule(make_zb_h1(4, 8, lead))));
+  }
+  // Clamped to the micro-batches: every forward, then every backward (GPipe's order).
+  EXPECT_EQ(make_1f1b(2, 2, 5).ranks, make_gpipe(2, 2).ranks);
+}
+
 TEST(ScheduleGen, OneRankIsForwardBackwardPerMicroBatch) {
   Schedule s = make_1f1b(1, 3);
   ASSERT_EQ(s.ranks.size(), 1u);

@@ -1,7 +1,7 @@
 // Vocabulary-parallel schedules (docs/PIPELINE.md, "Vocabulary passes"): the validator's rules on
 // hand-broken schedules, each refused naming the rank, the action and the rule, and the
-// simulator's collectives (every rank starts and ends them together; a rank that never gets to
-// one is named in the deadlock).
+// simulator's collectives (each rank runs its part and goes on, the result waits for every part;
+// a rank whose part never comes is named in the deadlock).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -57,12 +57,13 @@ TEST(ScheduleVocabCheck, HandWrittenScheduleValidatesAndItsCollectivesSynchronis
   SimCosts costs;
   costs.embed_f = costs.embed_b = 0.5;
   const SimResult r = simulate_schedule(s, costs);
-  // EMBED_F 0-0.5 on both; 0F0 0.5-1.5; 1F0 1.5-2.5; S waits for rank 1: 2.5-2.75 on both;
-  // T 2.75-3; 1B0 3-5; 0B0 5-7; EMBED_B waits for rank 0: 7-7.5 on both.
+  // EMBED_F 0-0.5 on both; 0F0 0.5-1.5 (after the sum); 1F0 1.5-2.5; S reads 1F0's output:
+  // 2.5-2.75 on both; T 2.75-3; 1B0 3-5; 0B0 5-7. EMBED_B: rank 1 only posts its part of the
+  // broadcast (5-5.5, overlapping rank 0's 0B0), rank 0 roots it after 0B0: 7-7.5.
   for (int rank = 0; rank < 2; ++rank) {
     EXPECT_DOUBLE_EQ(r.start[rank][2], 2.5) << "S on rank " << rank;
     EXPECT_DOUBLE_EQ(r.finish[rank][3], 3) << "T on rank " << rank;
-    EXPECT_DOUBLE_EQ(r.start[rank][5], 7) << "EMBED_B on rank " << rank;
+    EXPECT_DOUBLE_EQ(r.start[rank][5], rank == 0 ? 7 : 5) << "EMBED_B on rank " << rank;
     EXPECT_DOUBLE_EQ(r.busy[rank], 4.5) << "the vocabulary passes are busy time";
   }
   EXPECT_DOUBLE_EQ(r.makespan, 7.5);
@@ -200,12 +201,23 @@ TEST(ScheduleVocabCheck, ACollectiveARankNeverReachesDeadlocksNamingTheRanks) {
   EXPECT_NO_THROW(validate_schedule(s));
   expect_rule(s,
               "pipeline schedule deadlocks (no rank can make progress): rank 0 waits at "
-              "action #1 (1S0) for rank 1 to reach the collective; rank 1 waits at action #1 "
+              "action #1 (1S0) for 1F0 on rank 1; rank 1 waits at action #1 "
               "(1F0) for 0F0 on rank 0; cycle: rank 0 -> rank 1 -> rank 0");
   // Lowered, the same: the receive is where rank 1 waits.
-  expect_rule(lower_schedule(s),
-              "rank 0 waits at action #1 (1S0) for rank 1 to reach the "
-              "collective");
+  expect_rule(lower_schedule(s), "rank 0 waits at action #1 (1S0) for 1F0 on rank 1");
+}
+
+TEST(ScheduleVocabCheck, AResultWaitingForAPartThatNeverComesNamesItsRank) {
+  // Rank 0 takes its part of S only after its backward, which needs the last stage's backward,
+  // which needs S's result: the last stage waits at T for rank 0's part.
+  Schedule s = hand_written();
+  s.ranks[0] = {act(ActionType::EMBED_F, 0, 0), act(ActionType::F, 0, 0),
+                act(ActionType::B, 0, 0),       act(ActionType::S, 1, 0),
+                act(ActionType::T, 1, 0),       act(ActionType::EMBED_B, 0, 0)};
+  EXPECT_NO_THROW(validate_schedule(s));
+  expect_rule(s,
+              "rank 0 waits at action #2 (0B0) for 1B0 on rank 1; rank 1 waits at action #3 "
+              "(1T0) for the collective 1S0 of rank 0; cycle: rank 0 -> rank 1 -> rank 0");
 }
 
 TEST(ScheduleVocabCheck, ACollectiveOrderMismatchIsRefusedBeforeItCouldHang) {

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/memory.h"
+#include "core/scaled_rows.h"
 #include "fd_check.h"
 #include "models/cross_entropy.h"
 #include "models/embedding.h"
@@ -118,17 +119,13 @@ HeadResult<T> sharded_head(const Problem<T>& p, const std::vector<T>& Wp, std::v
     parts_out.emplace_back(N, D);
     vocab_head_local(shards[r], p.hn.data(), p.y.data(), N, D, tiles, parts_out[r]);
   }
-  std::vector<T> M(parts_out[0].max(), parts_out[0].max() + N);  // all-reduce MAX
+  const int64_t size = parts_out[0].size(), R = parts_out[0].row_len();
+  std::vector<T> S(parts_out[0].data(), parts_out[0].data() + size);  // the all-reduce, rank order
   for (int64_t r = 1; r < parts; ++r)
-    for (int64_t n = 0; n < N; ++n) M[n] = std::max(M[n], parts_out[r].max()[n]);
-  for (auto& q : parts_out) vocab_head_rescale(q, M.data());
-  const int64_t n_sum = parts_out[0].sums_size();  // all-reduce SUM, rank order
-  std::vector<T> S(parts_out[0].sums(), parts_out[0].sums() + n_sum);
-  for (int64_t r = 1; r < parts; ++r)
-    for (int64_t i = 0; i < n_sum; ++i) S[i] += parts_out[r].sums()[i];
+    combine_scaled_rows(parts_out[r].data(), S.data(), N, R, parts_out[r].scaled());
   HeadResult<T> out{0, std::vector<T>(N * D), {}};
   for (int64_t r = 0; r < parts; ++r) {
-    std::copy(S.begin(), S.end(), parts_out[r].sums());
+    std::copy(S.begin(), S.end(), parts_out[r].data());
     std::vector<T> lse(N), dhn(N * D);
     const double loss =
         vocab_head_finish(parts_out[r], p.y.data(), p.scale, lse.data(), dhn.data());
@@ -161,8 +158,8 @@ void expect_same(const HeadResult<T>& a, const HeadResult<T>& b, double toleranc
   EXPECT_LE(rel_err(a.dW, b.dW), tolerance);
 }
 
-// A vocabulary group of threads: each all-reduce meets at a barrier and every rank reduces the
-// buffers in rank order, so all ranks get bitwise the same result.
+// A vocabulary group of threads: the all-reduce meets at a barrier and every rank combines the
+// records in rank order, so all ranks get bitwise the same result.
 template <class T>
 class ThreadGroupReduce final : public VocabReduce<T> {
  public:
@@ -172,20 +169,18 @@ class ThreadGroupReduce final : public VocabReduce<T> {
     std::vector<T*> bufs;
   };
   ThreadGroupReduce(Shared& s, int64_t rank) : s_(s), rank_(rank) {}
-  void all_reduce_max(T* x, int64_t n) override { reduce(x, n, true); }
-  void all_reduce_sum(T* x, int64_t n) override { reduce(x, n, false); }
-
- private:
-  void reduce(T* x, int64_t n, bool is_max) {
+  void combine(VocabHeadPartial<T>& p) override {
+    T* x = p.data();
     s_.bufs[rank_] = x;
     s_.bar.arrive_and_wait();
-    std::vector<T> acc(s_.bufs[0], s_.bufs[0] + n);
+    std::vector<T> acc(s_.bufs[0], s_.bufs[0] + p.size());
     for (size_t r = 1; r < s_.bufs.size(); ++r)
-      for (int64_t i = 0; i < n; ++i)
-        acc[i] = is_max ? std::max(acc[i], s_.bufs[r][i]) : acc[i] + s_.bufs[r][i];
+      combine_scaled_rows(s_.bufs[r], acc.data(), p.N(), p.row_len(), p.scaled());
     s_.bar.arrive_and_wait();  // every rank has read every buffer: now overwrite our own
     std::copy(acc.begin(), acc.end(), x);
   }
+
+ private:
   Shared& s_;
   int64_t rank_;
 };
