@@ -25,17 +25,6 @@ static_assert(std::endian::native == std::endian::little,
 // ---------------------------------------------------------------------------------------------
 // Number formats
 
-uint16_t fp32_to_bf16(float x) {
-  const uint32_t u = std::bit_cast<uint32_t>(x);
-  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);  // NaN
-  // Adding 0x7FFF plus the lowest kept bit rounds half-way cases to the even neighbour;
-  // overflow carries into the exponent and correctly yields infinity.
-  const uint32_t rounded = u + 0x7FFFu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(rounded >> 16);
-}
-
-float bf16_to_fp32(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
-
 float fp16_to_fp32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t exp = (h >> 10) & 0x1Fu;

@@ -15,12 +15,11 @@
 #include <vector>
 
 #include "core/atomic_file.h"
+#include "core/bf16.h"  // fp32_to_bf16, bf16_to_fp32
 
 namespace strata {
 
-// fp32 -> bf16 with round-to-nearest-even (NaN stays a quiet NaN); bf16 -> fp32 is exact.
-uint16_t fp32_to_bf16(float x);
-float bf16_to_fp32(uint16_t h);
+// fp16 -> fp32, exact (subnormals, infinities, NaN included).
 float fp16_to_fp32(uint16_t h);
 
 enum class SafetensorsDType { F32, BF16 };

@@ -1,0 +1,33 @@
+#pragma once
+// The bf16 GEMM: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C with A and B in bf16 and
+// C (and the accumulation) in fp32, row-major, BLAS semantics as core/gemm.h. Backed by oneDNN's
+// matmul primitive, which runs it on the AMX tiles (or AVX512-BF16) where the CPU has them:
+// oneDNN's implementation string reads "brg:avx512_core_amx" then. A primitive is created once
+// per shape (transposes, sizes, leading dimensions, alpha, beta) and reused: creating one costs
+// far more than running a small GEMM. Deterministic for a fixed shape and thread count.
+// Main thread only (the primitive cache is not locked; the GEMM itself is multi-threaded).
+#include <cstdint>
+#include <string>
+
+#include "core/bf16.h"
+
+namespace strata {
+
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+               const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
+               int64_t ldc);
+
+// Total FLOPs issued through gemm_bf16 by this process since start (2 M N K per call).
+int64_t gemm_bf16_flops();
+
+// oneDNN's implementation for this shape (e.g. "brg:avx512_core_amx"), for logs and benchmarks.
+std::string gemm_bf16_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K);
+
+// Whether this CPU runs bf16 natively (AVX512-BF16 or AMX-BF16, as oneDNN sees it); without,
+// oneDNN emulates bf16 on AVX-512 or falls back to a reference kernel (slow but correct).
+bool cpu_has_native_bf16();
+
+// Primitives created so far (tests: the cache must not grow with repeated shapes).
+int64_t gemm_bf16_primitives();
+
+}  // namespace strata
