@@ -26,6 +26,7 @@ if [ "$want_tests" = 1 ]; then
   packages+=(sentencepiece)  # spm_encode: tests/e2e/tokenizers.sh checks prepare-data's ids by it
   packages+=(slurm-wlm munge)  # tests/e2e/slurm_train.sh: a private single-node Slurm on localhost
   packages+=(clang libclang-rt-dev llvm)  # tests/fuzz.sh: libFuzzer, llvm-symbolizer for reports
+  packages+=(prometheus chromium)  # tests/e2e/monitor.sh: promtool check metrics, headless page
 fi
 
 missing=()
