@@ -39,7 +39,7 @@ commands:
   train         train from a YAML job file (default: the embedded configs/tiny.yaml)
   eval          validation loss of a checkpoint
   export        write a checkpoint's weights as safetensors
-  prepare-data  turn text files into token shards (llm.c .bin layout, byte-level tokens)
+  prepare-data  turn text files into token shards (llm.c .bin layout; byte or SentencePiece)
   schedule      print a job's pipeline plan: stages, schedule timeline, simulated bubble
 
 'strata <command> --help' describes each command.
@@ -72,13 +72,24 @@ configuration is stored as JSON in the header's __metadata__ under 'strata_confi
 
 constexpr const char* kPrepareHelp =
     R"(usage: strata prepare-data --input PATH [--input PATH]... --output DIR
-                           [--val-fraction F] [--version 1|2] [--shard-tokens N]
+                           [--tokenizer byte|spm:MODEL_FILE]
+                           [--train-tokenizer --vocab-size N [--tokenizer-type bpe|unigram]]
+                           [--val-fraction F] [--version 1|7] [--shard-tokens N] [--quiet]
 
-Tokenizes text files (directories are searched recursively; binary files are skipped) with the
-byte-level tokenizer (vocab 256, documents separated by token 0) into DIR/train_000000.bin ...
-and DIR/val_000000.bin ... in llm.c's shard layout (version 1: uint16 tokens, 2: uint32).
-The last F (default 0.05) of every document goes to validation. Existing llm.c uint16 shards
-need no preparation: point data.train at them.
+Tokenizes text files (directories are searched recursively; binary files are skipped) into
+DIR/train_000000.bin ... and DIR/val_000000.bin ... in llm.c's shard layout, and writes
+DIR/tokenizer.yaml (which tokenizer; the trainer checks model.vocab_size against it).
+  --tokenizer byte        byte-level: vocab 256, documents separated by token 0 (default)
+  --tokenizer spm:FILE    a SentencePiece model (documents separated by its <s>); copied to
+                          DIR/tokenizer.model
+  --train-tokenizer       first train a SentencePiece model of --vocab-size N pieces (BPE by
+                          default) on the training part of the text, saved as DIR/tokenizer.model
+  --version 1|7           1: uint16 tokens (llm.c's GPT-2 layout), 7: uint32 (llm.c's Llama-3
+                          layout); default: 1 for vocabularies up to 65536 tokens, else 7
+  --val-fraction F        the last F (default 0.05) of every document goes to validation
+  --quiet                 no progress lines on stderr
+Existing llm.c shards (GPT-2 or Llama-3 layout) and Megatron-LM .bin/.idx datasets need no
+preparation: point data.train at them.
 )";
 
 constexpr const char* kScheduleHelp =
@@ -281,9 +292,27 @@ int cmd_export(const std::vector<std::string>& args) {
   return 0;
 }
 
+// The tokenizer flags of prepare-data.
+void parse_tokenizer_flags(const Args& a, PrepareDataOptions& opt) {
+  if (const auto t = a.get("tokenizer")) opt.tokenizer = *t;
+  opt.train_tokenizer = a.has("train-tokenizer");
+  const auto vocab = a.get("vocab-size");
+  const auto type = a.get("tokenizer-type");
+  if (!opt.train_tokenizer && (vocab || type))
+    throw InputError(
+        "strata prepare-data: --vocab-size and --tokenizer-type go with "
+        "--train-tokenizer");
+  if (opt.train_tokenizer && !vocab)
+    throw InputError("strata prepare-data: --train-tokenizer needs --vocab-size N");
+  if (vocab) opt.training.vocab_size = parse_int_flag("prepare-data", "vocab-size", *vocab);
+  if (type) opt.training.model_type = *type;
+}
+
 int cmd_prepare_data(const std::vector<std::string>& args) {
-  const Args a = parse_args(args, 2, {"input", "output", "val-fraction", "version", "shard-tokens"},
-                            {}, "prepare-data");
+  const Args a = parse_args(args, 2,
+                            {"input", "output", "val-fraction", "version", "shard-tokens",
+                             "tokenizer", "vocab-size", "tokenizer-type"},
+                            {"train-tokenizer", "quiet"}, "prepare-data");
   if (a.help) {
     std::fputs(kPrepareHelp, stdout);
     return 0;
@@ -308,21 +337,26 @@ int cmd_prepare_data(const std::vector<std::string>& args) {
   }
   if (const auto v = a.get("version")) {
     opt.version = static_cast<int>(parse_int_flag("prepare-data", "version", *v));
-    if (opt.version != 1 && opt.version != 2)
-      throw InputError("strata prepare-data: --version: expected 1 or 2");
+    if (opt.version != 1 && opt.version != 7)
+      throw InputError(
+          "strata prepare-data: --version: expected 1 (uint16, llm.c's GPT-2 "
+          "layout) or 7 (uint32, llm.c's Llama-3 layout)");
   }
   if (const auto s = a.get("shard-tokens")) {
     opt.shard_tokens = parse_int_flag("prepare-data", "shard-tokens", *s);
     if (opt.shard_tokens < 2)
       throw InputError("strata prepare-data: --shard-tokens: expected >= 2");
   }
+  parse_tokenizer_flags(a, opt);
+  opt.progress = !a.has("quiet");
   const PrepareDataSummary s = prepare_data(opt);
   std::printf(
       "prepare-data: %lld documents (%lld skipped) -> %lld train tokens in %zu shards, "
-      "%lld val tokens in %zu shards under %s\n",
+      "%lld val tokens in %zu shards under %s (%s tokenizer, vocab %lld, shard version %d)\n",
       static_cast<long long>(s.files), static_cast<long long>(s.skipped_files),
       static_cast<long long>(s.train_tokens), s.train_shards.size(),
-      static_cast<long long>(s.val_tokens), s.val_shards.size(), opt.output_dir.c_str());
+      static_cast<long long>(s.val_tokens), s.val_shards.size(), opt.output_dir.c_str(),
+      s.tokenizer_kind.c_str(), static_cast<long long>(s.vocab_size), s.version);
   return 0;
 }
 

@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <glob.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +16,8 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "launch/megatron_index.h"
+#include "launch/tokenizer_info.h"
 
 namespace strata {
 
@@ -43,13 +43,16 @@ void check_holds_header(const std::string& path, int64_t file_bytes) {
 
 // Throws unless the header words and the file size agree exactly; returns the token count.
 int64_t validate_header(const std::string& path, const int32_t* header, int64_t file_bytes) {
-  if (header[0] != kShardMagic)
+  if (header[0] != kShardMagic && header[0] != kLlama3ShardMagic)
     throw InputError(path + ": bad magic " + std::to_string(header[0]) + " (expected " +
-                     std::to_string(kShardMagic) + ": not a token shard in llm.c's .bin layout)");
+                     std::to_string(kShardMagic) + " or " + std::to_string(kLlama3ShardMagic) +
+                     ": not a token shard in llm.c's .bin layout, and no Megatron .idx beside it)");
   const int64_t width = shard_token_width(header[1]);
-  if (width == 0)
-    throw InputError(path + ": unsupported version " + std::to_string(header[1]) +
-                     " (expected 1 = uint16 tokens or 2 = uint32 tokens)");
+  if (width == 0 || shard_magic(header[1]) != header[0])
+    throw InputError(path + ": unsupported version " + std::to_string(header[1]) + " for magic " +
+                     std::to_string(header[0]) + " (expected magic " + std::to_string(kShardMagic) +
+                     " with version 1 = uint16 tokens or 2 = " + "uint32 tokens, or magic " +
+                     std::to_string(kLlama3ShardMagic) + " with version 7 = uint32 tokens)");
   const int64_t ntok = header[2];
   if (ntok < 0)
     throw InputError(path + ": header says " + std::to_string(ntok) +
@@ -63,18 +66,7 @@ int64_t validate_header(const std::string& path, const int32_t* header, int64_t 
   return ntok;
 }
 
-// Scans once at open for the first token >= vocab_size, so reads in the hot loop need no check.
-template <typename T>
-void check_vocab(const std::string& path, const T* tokens, int64_t n, int64_t vocab_size) {
-  T max_token = 0;
-  for (int64_t i = 0; i < n; ++i) max_token = std::max(max_token, tokens[i]);  // vectorises
-  if (n == 0 || static_cast<int64_t>(max_token) < vocab_size) return;
-  for (int64_t i = 0; i < n; ++i)
-    if (static_cast<int64_t>(tokens[i]) >= vocab_size)
-      throw InputError(path + ": token at index " + std::to_string(i) + " has value " +
-                       std::to_string(tokens[i]) + ", expected < vocab_size " +
-                       std::to_string(vocab_size));
-}
+TokenType shard_token_type(int version) { return version == 1 ? TokenType::u16 : TokenType::u32; }
 
 // ---------------------------------------------------------------------------------------------
 // Writing
@@ -107,7 +99,7 @@ void check_writable_tokens(const std::string& path, std::span<const int32_t> tok
 void write_shard_body(int fd, const std::string& path, std::span<const int32_t> tokens,
                       int version) {
   std::array<int32_t, kShardHeaderInts> header{};
-  header[0] = kShardMagic;
+  header[0] = shard_magic(version);
   header[1] = version;
   header[2] = static_cast<int32_t>(tokens.size());
   write_all(fd, header.data(), sizeof(header), path);
@@ -115,7 +107,7 @@ void write_shard_body(int fd, const std::string& path, std::span<const int32_t> 
   std::vector<uint16_t> narrow;
   for (size_t begin = 0; begin < tokens.size(); begin += kBlock) {
     const auto block = tokens.subspan(begin, std::min(kBlock, tokens.size() - begin));
-    if (version == 2) {
+    if (version != 1) {
       write_all(fd, block.data(), block.size_bytes(), path);  // int32 >= 0 == uint32 bits
       continue;
     }
@@ -157,7 +149,13 @@ int64_t windows_in(int64_t tokens, int64_t seq_len) {
 
 }  // namespace
 
-int64_t shard_token_width(int version) { return version == 1 ? 2 : version == 2 ? 4 : 0; }
+int64_t shard_token_width(int version) {
+  return version == 1 ? 2 : (version == 2 || version == kLlama3ShardVersion) ? 4 : 0;
+}
+
+int32_t shard_magic(int version) {
+  return version == kLlama3ShardVersion ? kLlama3ShardMagic : kShardMagic;
+}
 
 TokenShardHeader parse_token_shard(const unsigned char* bytes, int64_t size, int64_t vocab_size,
                                    const std::string& source) {
@@ -165,11 +163,8 @@ TokenShardHeader parse_token_shard(const unsigned char* bytes, int64_t size, int
   int32_t header[3];
   std::memcpy(header, bytes, sizeof(header));
   const TokenShardHeader h{header[1], validate_header(source, header, size)};
-  const unsigned char* tokens = bytes + kShardHeaderBytes;
-  if (h.version == 1)
-    check_vocab(source, reinterpret_cast<const uint16_t*>(tokens), h.num_tokens, vocab_size);
-  else
-    check_vocab(source, reinterpret_cast<const uint32_t*>(tokens), h.num_tokens, vocab_size);
+  check_tokens(shard_token_type(h.version), bytes + kShardHeaderBytes, h.num_tokens, vocab_size,
+               source);
   return h;
 }
 
@@ -178,86 +173,46 @@ TokenShardHeader parse_token_shard(const unsigned char* bytes, int64_t size, int
 
 TokenShard::TokenShard(const std::string& path, int64_t vocab_size) : path_(path) {
   STRATA_CHECK(vocab_size > 0 && vocab_size <= (int64_t{1} << 31), "vocab_size out of range");
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw InputError(path + ": cannot open token shard: " + errno_text());
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw InputError(path + ": not a regular file (expected a token shard)");
+  if (has_megatron_index(path)) {
+    open_megatron(vocab_size);
+    return;
   }
-  const int64_t file_bytes = st.st_size;
-  try {
-    check_holds_header(path, file_bytes);  // before mmap, which refuses an empty file
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  void* map = ::mmap(nullptr, static_cast<size_t>(file_bytes), PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);  // the mapping keeps the file alive
-  if (map == MAP_FAILED) throw InputError(path + ": cannot mmap token shard: " + errno_text());
-  map_ = map;
-  map_bytes_ = file_bytes;
-  try {
-    const auto* bytes = static_cast<const unsigned char*>(map_);
-    const TokenShardHeader h = parse_token_shard(bytes, file_bytes, vocab_size, path);
-    version_ = h.version;
-    num_tokens_ = h.num_tokens;
-    tokens_ = bytes + kShardHeaderBytes;
-  } catch (...) {
-    release();  // the destructor does not run for a throwing constructor
-    throw;
-  }
+  map_ = MappedFile(path, "token shard");
+  const TokenShardHeader h = parse_token_shard(map_.data(), map_.size(), vocab_size, path);
+  version_ = h.version;
+  type_ = shard_token_type(h.version);
+  num_tokens_ = h.num_tokens;
+  tokens_ = map_.data() + kShardHeaderBytes;
 }
 
-TokenShard::~TokenShard() { release(); }
-
-TokenShard::TokenShard(TokenShard&& o) noexcept
-    : path_(std::move(o.path_)),
-      map_(std::exchange(o.map_, nullptr)),
-      map_bytes_(std::exchange(o.map_bytes_, 0)),
-      version_(o.version_),
-      num_tokens_(std::exchange(o.num_tokens_, 0)),
-      tokens_(std::exchange(o.tokens_, nullptr)) {}
-
-TokenShard& TokenShard::operator=(TokenShard&& o) noexcept {
-  if (this != &o) {
-    release();
-    path_ = std::move(o.path_);
-    map_ = std::exchange(o.map_, nullptr);
-    map_bytes_ = std::exchange(o.map_bytes_, 0);
-    version_ = o.version_;
-    num_tokens_ = std::exchange(o.num_tokens_, 0);
-    tokens_ = std::exchange(o.tokens_, nullptr);
-  }
-  return *this;
-}
-
-void TokenShard::release() {
-  if (map_ != nullptr) ::munmap(map_, static_cast<size_t>(map_bytes_));
-  map_ = nullptr;
-  tokens_ = nullptr;
+// The index is checked and dropped: reading the stream needs only the .bin.
+void TokenShard::open_megatron(int64_t vocab_size) {
+  const std::string idx_path = megatron_index_path(path_);
+  map_ = MappedFile(path_, "Megatron .bin (the tokens of " + idx_path + ")");
+  const MappedFile idx(idx_path, "Megatron .idx index");
+  const MegatronIndex m =
+      parse_megatron_index(idx.data(), idx.size(), map_.size(), idx_path, path_);
+  type_ = m.type;
+  num_tokens_ = m.num_tokens;
+  tokens_ = map_.data();
+  check_tokens(type_, tokens_, num_tokens_, vocab_size, path_);
 }
 
 int32_t TokenShard::at(int64_t i) const {
-  if (version_ == 1) return reinterpret_cast<const uint16_t*>(tokens_)[i];
-  return static_cast<int32_t>(reinterpret_cast<const uint32_t*>(tokens_)[i]);
+  int32_t v = 0;
+  copy_tokens(type_, tokens_, i, 1, &v);
+  return v;
 }
 
 void TokenShard::copy(int64_t begin, int64_t n, int32_t* dst) const {
   STRATA_CHECK(begin >= 0 && n >= 0 && begin + n <= num_tokens_, "token range outside shard");
-  if (version_ == 1) {
-    const auto* src = reinterpret_cast<const uint16_t*>(tokens_) + begin;
-    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-  } else {
-    const auto* src = reinterpret_cast<const uint32_t*>(tokens_) + begin;
-    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<int32_t>(src[i]);
-  }
+  copy_tokens(type_, tokens_, begin, n, dst);
 }
 
 void write_token_shard(const std::string& path, std::span<const int32_t> tokens, int version) {
   if (shard_token_width(version) == 0)
     throw InputError(path + ": cannot write token shard version " + std::to_string(version) +
-                     " (expected 1 = uint16 tokens or 2 = uint32 tokens)");
+                     " (expected 1 = uint16 tokens, 7 = llm.c's Llama-3 uint32 layout, or 2)");
   check_writable_tokens(path, tokens, version);
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -284,7 +239,11 @@ std::vector<std::string> resolve_shards(const std::string& spec) {
     throw InputError("data spec is empty (expected a .bin file, a directory, a prefix or a glob)");
   std::error_code ec;
   const auto st = fs::status(spec, ec);
+  // A Megatron dataset is named by its .idx, its .bin or the prefix both share.
+  if (fs::is_regular_file(st) && fs::path(spec).extension() == ".idx")
+    return {fs::path(spec).replace_extension(".bin").string()};
   if (fs::is_regular_file(st)) return {spec};
+  if (!fs::exists(st) && has_megatron_index(spec + ".bin")) return {spec + ".bin"};
   if (fs::is_directory(st)) {
     auto found = bin_files_in(spec);
     if (found.empty())
@@ -311,7 +270,9 @@ ShardSet::ShardSet(const std::string& spec, int64_t seq_len, int64_t vocab_size)
                      std::to_string(seq_len));
   window_begin_.push_back(0);
   int64_t largest = 0;
-  for (const auto& path : resolve_shards(spec)) {
+  const std::vector<std::string> paths = resolve_shards(spec);
+  check_tokenizer_vocab(paths, vocab_size);  // one clear message before any token is scanned
+  for (const auto& path : paths) {
     shards_.emplace_back(path, vocab_size);
     const int64_t n = shards_.back().size();
     num_tokens_ += n;

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "launch/monitor_keys.h"
 #include "launch/pipeline_keys.h"
 #include "launch/yaml_documents.h"
 #include "launch/yaml_values.h"
@@ -196,6 +197,11 @@ const std::vector<Field>& schema() {
       field("checkpoint.resume", STRATA_REF(checkpoint.resume)),
       field("log.every", STRATA_REF(log.every)),
       field("log.metrics_file", STRATA_REF(log.metrics_file)),
+      field("log.progress_s", STRATA_REF(log.progress_s)),
+      field("log.trace_steps", STRATA_REF(log.trace_steps)),
+      field("log.tensorboard_dir", STRATA_REF(log.tensorboard_dir)),
+      field("monitor.port", STRATA_REF(monitor.port)),
+      field("monitor.bind", STRATA_REF(monitor.bind)),
   };
   return fields;
 }
@@ -498,6 +504,7 @@ void Parser::check_ranges() const {
             " (each data-parallel rank runs global_batch / (micro_batch * dp) micro-batches per "
             "step)");
   if (const auto problem = pipeline_key_problem(c)) check(false, problem->key, problem->what);
+  if (const auto problem = monitor_key_problem(c)) check(false, problem->key, problem->what);
 }
 
 void Parser::validate() const {

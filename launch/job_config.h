@@ -95,6 +95,18 @@ struct CheckpointConfig {
 struct LogConfig {
   int64_t every = 1;         // steps between log lines
   std::string metrics_file;  // default: <run_dir>/metrics.jsonl
+  // Seconds between the progress lines of a long evaluation or checkpoint save (0 = every
+  // batch or phase).
+  int64_t progress_s = 10;
+  // Steps (1-based) whose trace-event JSON is written to <run_dir>/trace_r<rank>.json.
+  std::vector<int64_t> trace_steps;
+  std::string tensorboard_dir;  // rank 0 writes TensorBoard event files here; empty = none
+};
+
+// The run monitor (launch/monitor_hub.h): rank 0 serves /metrics, /status and a dashboard.
+struct MonitorConfig {
+  int64_t port = 0;                // 0 = off
+  std::string bind = "127.0.0.1";  // an IP address literal; 0.0.0.0 or :: serve every interface
 };
 
 struct JobConfig {
@@ -108,6 +120,7 @@ struct JobConfig {
   OffloadConfig offload;
   CheckpointConfig checkpoint;
   LogConfig log;
+  MonitorConfig monitor;
 };
 
 // Parses YAML text; `source` names it in errors. `overrides` are "section.key=value" strings

@@ -18,12 +18,15 @@ done
 packages=(build-essential cmake ninja-build pkg-config
           libopenmpi-dev openmpi-bin liburing-dev libyaml-cpp-dev libdnnl-dev
           libnuma-dev numactl libboost-dev libgtest-dev
+          libsentencepiece-dev  # prepare-data --tokenizer spm:FILE / --train-tokenizer
           fortunes)  # fortunes: the English text corpus of configs/tiny.yaml
 if [ "$want_tests" = 1 ]; then
   packages+=(python3 python3-torch libopenblas0-openmp)  # PyTorch: the independent reference
   # (OpenBLAS: with the reference BLAS its checks take minutes, not seconds)
+  packages+=(sentencepiece)  # spm_encode: tests/e2e/tokenizers.sh checks prepare-data's ids by it
   packages+=(slurm-wlm munge)  # tests/e2e/slurm_train.sh: a private single-node Slurm on localhost
   packages+=(clang libclang-rt-dev llvm)  # tests/fuzz.sh: libFuzzer, llvm-symbolizer for reports
+  packages+=(prometheus chromium)  # tests/e2e/monitor.sh: promtool check metrics, headless page
 fi
 
 missing=()

@@ -11,6 +11,15 @@
 
 namespace strata {
 
+// Told of every unit pass this rank runs, between ZeRO's gather and its reduction (so a span is
+// the pass's compute alone): the trace's compute spans and the monitor's view of the rank.
+class PassObserver {
+ public:
+  virtual ~PassObserver() = default;
+  virtual void pass_begun(int64_t unit, UnitPass pass) = 0;
+  virtual void pass_done(int64_t unit, UnitPass pass) = 0;
+};
+
 class TrainerHooks final : public BlockHooks {
  public:
   // `stop_group`: the ranks that agree on a stop at every unit boundary (the world, with one
@@ -24,11 +33,16 @@ class TrainerHooks final : public BlockHooks {
     if (stop_group_ && pass != UnitPass::backward_weight) poll_stop(u, pass);
     if (u == tied_head_) z_.before(0, UnitPass::forward);  // the output weight is the embedding
     z_.before(u, pass);
+    if (observer_) observer_->pass_begun(u, pass);
   }
-  void after(int64_t u, UnitPass pass) override { z_.after(u, pass, last_); }
+  void after(int64_t u, UnitPass pass) override {
+    if (observer_) observer_->pass_done(u, pass);
+    z_.after(u, pass, last_);
+  }
   void prefetch(int64_t u) override { z_.prefetch(u); }
   // Set by the pipeline runner around a stage's last pass of the step.
   void set_last(bool last) { last_ = last; }
+  void set_observer(PassObserver* o) { observer_ = o; }
 
  private:
   // One 8-byte all-reduce: ranks may see a signal at different moments, and all must leave at
@@ -45,6 +59,7 @@ class TrainerHooks final : public BlockHooks {
   Comm* stop_group_;
   int64_t tied_head_;
   bool last_ = false;
+  PassObserver* observer_ = nullptr;
 };
 
 }  // namespace strata

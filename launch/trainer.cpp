@@ -23,9 +23,11 @@
 #include "core/memory.h"
 #include "core/peak.h"
 #include "core/stop.h"
+#include "core/trace.h"
 #include "launch/activation_setup.h"
 #include "launch/checkpoint.h"
 #include "launch/fault_injection.h"
+#include "launch/monitor_hub.h"
 #include "launch/stop_signals.h"
 #include "launch/train_checkpoint.h"
 #include "optim/grad_norm.h"
@@ -225,7 +227,9 @@ StepResult Trainer::train_step() {
   const double loss = loss_sum / static_cast<double>(counted);
   const bool finite = std::isfinite(loss) && std::isfinite(sq);
   if (finite) {
+    const double t_opt = trace_now_us();
     zero_->step(lr, clip_coefficient(sq, cfg_.optim.grad_clip));
+    trace_span(TraceTrack::optimizer, "optimizer step", t_opt);
     skipped_in_row_ = 0;
   } else {
     handle_nonfinite_step(loss, sq);  // throws under on_nonfinite: stop
@@ -293,8 +297,10 @@ double Trainer::evaluate() {
   // that ZeRO-3 gathers and the sequence-parallel collectives stay matched.
   double sums[2] = {0, 0};  // loss, counted targets
   const int64_t dp = mesh_->dp(), rounds = (cfg_.train.eval_batches + dp - 1) / dp;
+  ProgressLog shown = progress(RankState::evaluating, "evaluation", "batches", rounds * dp);
   for (int64_t b = 0; b < rounds * dp; ++b) {
     val_data_->next_batch(mb, in.data(), tg.data());
+    if (b > 0) shown.update(b);
     if (b % dp != mesh_->dp_rank()) continue;
     for (int64_t i = 0; i < mb; ++i) {
       std::copy_n(in.begin() + i * T + pos0, n, my_in.begin() + i * n);
@@ -308,6 +314,7 @@ double Trainer::evaluate() {
       sums[1] += static_cast<double>(c);
     }
   }
+  shown.update(rounds * dp);
   replica_comm().all_reduce_sum_double(sums, 2);
   // The loss sum is the last stage's; every stage counted the same targets.
   if (mesh_->pp() > 1) mesh_->pp_comm().broadcast_bytes(sums, sizeof sums, mesh_->pp() - 1);
@@ -344,12 +351,25 @@ void Trainer::save_checkpoint() {
       {"parallel.zero_stage", std::to_string(zero_->stage())},
   };
   Comm& world = mesh_->world();
+  ProgressLog shown = progress(RankState::checkpointing,
+                               "checkpoint of step " + std::to_string(step_), "phases", 3, false);
+  const auto t_write = Clock::now();
   write_shard(checkpoint_root(), step_, world.rank(), slices);
+  int64_t bytes = 0;
+  for (const TensorSlice& s : slices) bytes += s.numel * static_cast<int64_t>(sizeof(float));
+  const double write_s = seconds_since(t_write);
+  shown.update(
+      1,
+      "shard written: " + format_bytes(bytes) + " in " + format_duration(write_s) + " (" +
+          format_bytes(static_cast<int64_t>(static_cast<double>(bytes) / std::max(write_s, 1e-9))) +
+          "/s); waiting for every rank's");
   world.barrier();  // every shard and index is durable before the manifest names them
+  shown.update(2, "every shard is durable; committing the manifest");
   if (world.rank() == 0)
     commit_checkpoint(checkpoint_root(), step_, world.size(), state, config_yaml_,
                       cfg_.checkpoint.keep_last);
   world.barrier();
+  shown.update(3, "committed");
   last_saved_step_ = step_;
   log_info("checkpoint: saved step " + std::to_string(step_) + " to " + checkpoint_root() + "/" +
            step_dir_name(step_));
@@ -406,6 +426,7 @@ std::string Trainer::log_line(const StepResult& r) const {
      << fmt("%.1f", r.gflops) << " GFLOP/s (" << fmt("%.1f", 100.0 * r.gflops / sgemm_peak_)
      << "% of sgemm peak " << fmt("%.0f", sgemm_peak_) << ") | peak mem "
      << format_memory(MemoryTracker::instance().snapshot());
+  if (hub_) os << " | " << hub_->progress_text();
   return os.str();
 }
 
@@ -459,6 +480,8 @@ void Trainer::check_output_paths(std::ofstream& metrics) {
   check_checkpoint_root_writable(checkpoint_root());  // every rank writes its shard there
   if (!is_logger()) return;
   check_output_dir("train.run_dir", cfg_.train.run_dir);
+  if (!cfg_.log.tensorboard_dir.empty())
+    check_output_dir("log.tensorboard_dir", cfg_.log.tensorboard_dir);
   metrics.open(path, std::ios::app);
   if (!metrics)
     throw InputError("log.metrics_file: cannot open '" + path +
@@ -469,20 +492,25 @@ void Trainer::check_output_paths(std::ofstream& metrics) {
 // A stop during the evaluation ends it early; the step itself is complete.
 void Trainer::run_one_step(std::ofstream& metrics, int64_t first_step) {
   MemoryTracker::instance().reset_peaks();
+  hub_->begin_step(step_ + 1);
   const StepResult r = train_step();
+  hub_->step_timed(r);
   const bool last = step_ == cfg_.train.steps;
-  std::string js = step_json(r);
+  std::string js = step_json(r) + ",\"elapsed_s\":" + fmt("%.3f", hub_->elapsed()) +
+                   ",\"eta_s\":" + json_number("%.3f", hub_->eta());
   if (r.step % cfg_.log.every == 0 || last || r.step == first_step) log_info(log_line(r));
   std::optional<StopRequested> stopped;
+  double vl = NAN;
   if (val_data_ && ((cfg_.train.eval_every > 0 && r.step % cfg_.train.eval_every == 0) || last)) {
     try {
-      const double vl = evaluate();
+      vl = evaluate();
       log_info("step " + std::to_string(r.step) + " | val loss " + fmt("%.4f", vl));
       js += ",\"val_loss\":" + json_number("%.9g", vl);
     } catch (const StopRequested& e) {
       stopped = e;
     }
   }
+  hub_->step_finished(r, vl);
   if (is_logger()) metrics << js << "}\n" << std::flush;
   if ((cfg_.checkpoint.every > 0 && r.step % cfg_.checkpoint.every == 0) || last) save_checkpoint();
   if (stopped) throw *stopped;
@@ -502,6 +530,7 @@ int Trainer::run() {
   check_output_paths(metrics);
   if (is_logger()) write_file_atomic(cfg_.train.run_dir + "/config.yaml", config_yaml_);
 
+  start_monitoring();
   sgemm_peak_ = cached_sgemm_peak_gflops();
   log_info("strata: " + std::to_string(cfg_.model.num_parameters()) + " parameters, " +
            std::to_string(cfg_.train.global_batch * cfg_.data.seq_len) + " tokens/step, " +
@@ -529,11 +558,28 @@ int Trainer::run() {
     if (!stop) continue;
     // A step stopped part-way left nothing behind: the checkpoint is of the last whole step.
     if (last_saved_step_ != step_) save_checkpoint();
+    hub_->finish();
     log_info("stopped by signal " + std::to_string(stop) + " after step " + std::to_string(step_) +
              (step_ > 0 ? " (checkpoint saved)" : " (nothing trained, nothing saved)"));
     return 128 + static_cast<int>(stop);
   }
+  hub_->finish();
   return 0;
+}
+
+void Trainer::start_monitoring() {
+  std::vector<const Comm*> comms = {&mesh_->world(),   &mesh_->pp_comm(), &mesh_->dp_comm(),
+                                    &mesh_->sp_comm(), replicas_.get(),   tie_.get(),
+                                    vocab_comm_.get()};
+  hub_ = std::make_unique<MonitorHub>(HubContext{&cfg_, &mesh_->world(), std::move(comms),
+                                                 store_.get(), cfg_.model.num_parameters()});
+  if (hub_->wants_passes()) hooks_->set_observer(hub_.get());
+}
+
+ProgressLog Trainer::progress(RankState state, const std::string& what, const std::string& unit,
+                              int64_t total, bool uniform) {
+  if (hub_) return hub_->progress(state, what, unit, total, uniform);
+  return ProgressLog(what, unit, total, static_cast<double>(cfg_.log.progress_s), {}, uniform);
 }
 
 }  // namespace strata

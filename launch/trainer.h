@@ -13,6 +13,8 @@
 #include "launch/data.h"
 #include "launch/fault_injection.h"
 #include "launch/job_config.h"
+#include "launch/monitor_progress.h"
+#include "launch/monitor_report.h"
 #include "launch/pipeline_plan.h"
 #include "launch/pipeline_runner.h"
 #include "launch/train_hooks.h"
@@ -26,6 +28,8 @@
 #include "parallel/zero.h"
 
 namespace strata {
+
+class MonitorHub;
 
 struct StepResult {
   int64_t step = 0;  // 1-based optimizer step just taken
@@ -77,6 +81,10 @@ class Trainer {
   void check_output_paths(std::ofstream& metrics);
   void run_one_step(std::ofstream& metrics, int64_t first_step);
   std::string log_line(const StepResult& r) const;
+  // Progress of long work: lines every log.progress_s, and the monitor's view of this rank.
+  ProgressLog progress(RankState state, const std::string& what, const std::string& unit,
+                       int64_t total, bool uniform = true);
+  void start_monitoring();  // the hub (launch/monitor_hub.h), when run() starts
   bool is_logger() const { return mesh_->world_rank() == 0; }
   // A non-finite loss or norm: throws (on_nonfinite: stop, or max_skipped reached) or drops the
   // step's gradients.
@@ -97,6 +105,7 @@ class Trainer {
   std::unique_ptr<TrainStageRunner> runner_;
   std::unique_ptr<PipelineExecutor> executor_;
   std::unique_ptr<ActivationStore> store_;
+  std::unique_ptr<MonitorHub> hub_;     // run() only: clock, trace, TensorBoard, monitor
   bool plan_after_first_step_ = false;  // offload.policy auto, before its plan
   TierBandwidth swap_bandwidth_;        // auto: the swap tier's, measured at start
   std::unique_ptr<DataLoader> train_data_;

@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/stop_wait.h"
+#include "core/trace.h"
 
 namespace strata {
 
@@ -128,6 +129,7 @@ struct Op {
   int64_t outstanding = 0;               // pieces neither completed nor dropped
   std::function<void(bool ok)> on_done;  // run once when outstanding reaches 0
   std::string error;                     // first failure; later pieces are drained, not resubmitted
+  double t_submit_us = trace_now_us();   // its span in a trace (log.trace_steps)
 };
 
 struct FileEntry {
@@ -505,7 +507,9 @@ class EngineBase : public IoEngine {
       return;
     }
     stats_.bytes += p->len;
-    --op.outstanding;
+    if (--op.outstanding == 0)
+      trace_span(TraceTrack::swap, op.is_write ? "write" : "read", op.t_submit_us,
+                 "\"bytes\":" + std::to_string(op.bytes));
   }
 
   void finish(std::unordered_map<IoTicket, std::unique_ptr<Op>>::iterator it) {

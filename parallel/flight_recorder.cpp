@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/atomic_file.h"
+#include "core/trace.h"
 
 namespace strata {
 
@@ -31,10 +32,28 @@ const FlightRecord* FlightRecorder::find(uint64_t id) const {
   return r.id == id ? &r : nullptr;
 }
 
+namespace {
+
+// The operation as a trace span (log.trace_steps): "all_reduce dp #12" from start to completion.
+void trace_record(const FlightRecord& r) {
+  if (!TraceRecorder::instance().active()) return;
+  const std::string axis = r.group ? r.group->axis : "?";
+  std::string args = "\"axis\":" + json_quote(axis) + ",\"seq\":" + std::to_string(r.seq) +
+                     ",\"bytes\":" + std::to_string(r.bytes);
+  if (r.peer >= 0) args += ",\"peer\":" + std::to_string(r.peer);
+  TraceRecorder::instance().add(
+      TraceSpan{TraceTrack::comm, std::string(r.op) + " " + axis + " #" + std::to_string(r.seq),
+                r.t_start * 1e6, r.t_end * 1e6, std::move(args)});
+}
+
+}  // namespace
+
 void FlightRecorder::complete(uint64_t id) {
   if (id == 0) return;
   FlightRecord& r = ring_[id % ring_.size()];
-  if (r.id == id) r.t_end = unix_seconds();
+  if (r.id != id) return;
+  r.t_end = unix_seconds();
+  trace_record(r);
 }
 
 namespace {

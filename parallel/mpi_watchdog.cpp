@@ -241,6 +241,7 @@ int mpi_wait_all(int n, MPI_Request* reqs, MPI_Status* statuses, const FlightRec
     }
     const double waited = seconds_since(t0);
     if (waited < kSpinSeconds) continue;
+    wd.while_waiting(what);
     if (!stop_seen && stop_signal() != 0) {
       // A stop while waiting (SIGTERM from a launcher whose other rank died, or a time limit):
       // keep the record now, in case the next signal is SIGKILL, and wait no longer than the

@@ -13,6 +13,7 @@
 // Process-wide, like the stop request of core/stop.h: one process is one rank, and its
 // communicators share one clock, one phase and one flight recorder. Main thread only.
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "core/error.h"
@@ -64,6 +65,16 @@ class Watchdog {
   void clear_fired() { fired_ = false; }  // tests only
 
   FlightRecorder& recorder() { return recorder_; }
+
+  // Called again and again while a wait lasts past its first spin, with the operation waited
+  // for: the run monitor (launch/monitor.h) sends and collects heartbeats there, so a rank
+  // blocked on a stalled peer still shows what it waits for. Main thread; the hook must not
+  // throw, nor wait on a communicator of the trainer.
+  using WaitHook = std::function<void(const FlightRecord&)>;
+  void set_wait_hook(WaitHook hook) { wait_hook_ = std::move(hook); }
+  void while_waiting(const FlightRecord& r) const {
+    if (wait_hook_) wait_hook_(r);
+  }
   // Writes the flight recorder to flight_path() (if set); false if it could not.
   bool write_flight() const;
 
@@ -77,6 +88,7 @@ class Watchdog {
   WatchPhase phase_ = WatchPhase::startup;
   bool fired_ = false;
   FlightRecorder recorder_;
+  WaitHook wait_hook_;
 };
 
 // Sets the phase for a scope and restores the previous one (checkpoint save and load).

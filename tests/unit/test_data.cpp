@@ -273,11 +273,11 @@ TEST(PrepareData, ShardsAreCutAtShardTokensAndStaleOnesRemoved) {
   opt.output_dir = dir / "out";
   opt.val_fraction = 0.0;
   opt.shard_tokens = 100;
-  opt.version = 2;
+  opt.version = kLlama3ShardVersion;
   auto summary = prepare_data(opt);
   ASSERT_EQ(summary.train_shards.size(), 3u);  // 251 tokens with the separator
   EXPECT_EQ(TokenShard(summary.train_shards[0], 256).size(), 100);
-  EXPECT_EQ(TokenShard(summary.train_shards[2], 256).version(), 2);
+  EXPECT_EQ(TokenShard(summary.train_shards[2], 256).version(), kLlama3ShardVersion);
   EXPECT_EQ(summary.val_tokens, 0);
   EXPECT_TRUE(summary.val_shards.empty());
   EXPECT_EQ(shard_text(summary.train_shards), std::string(1, '\0') + std::string(250, 'x'));
