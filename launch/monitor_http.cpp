@@ -1,10 +1,11 @@
 #include "launch/monitor_http.h"
 
+// First, in a block of its own: Boost 1.74's asio uses std::exchange without including it.
 #include <boost/asio.hpp>
 #include <chrono>
 #include <cstdio>
 #include <exception>
-#include <utility>  // before asio: Boost 1.74 uses std::exchange without it under C++20
+#include <utility>
 
 #include "core/error.h"
 
