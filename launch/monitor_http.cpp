@@ -1,11 +1,9 @@
 #include "launch/monitor_http.h"
 
-// First, in a block of its own: Boost 1.74's asio uses std::exchange without including it.
 #include <boost/asio.hpp>
 #include <chrono>
 #include <cstdio>
 #include <exception>
-#include <utility>
 
 #include "core/error.h"
 
