@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
-#include <utility>  // before asio: Boost 1.74 uses std::exchange without it under C++20
 
 #include "core/error.h"
 

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>  // Boost 1.74's asio uses std::exchange without it (C++20)
 
 namespace strata {
 
