@@ -158,6 +158,7 @@ const std::vector<Field>& schema() {
       field("train.max_memory_mb", STRATA_REF(train.max_memory_mb)),
       field("train.collective_timeout_s", STRATA_REF(train.collective_timeout_s)),
       string_choice("train.on_nonfinite", STRATA_REF(train.on_nonfinite), {"stop", "skip"}),
+      string_choice("train.precision", STRATA_REF(train.precision), {"fp32", "bf16"}),
       field("train.max_skipped", STRATA_REF(train.max_skipped)),
       string_choice("optim.name", STRATA_REF(optim.name), {"adamw", "sgd"}),
       field("optim.lr", STRATA_REF(optim.lr)),
@@ -522,6 +523,10 @@ std::string normalise_line_endings(const std::string& text) {
 }
 
 }  // namespace
+
+Precision train_precision(const TrainConfig& t) {
+  return t.precision == "bf16" ? Precision::bf16 : Precision::fp32;
+}
 
 JobConfig parse_job_config(const std::string& yaml_text, const std::string& source,
                            const std::vector<std::string>& overrides) {

@@ -31,7 +31,13 @@ struct TrainConfig {
   // A non-finite loss or global gradient norm: stop the run, or skip that step's update.
   std::string on_nonfinite = "stop";  // stop | skip
   int64_t max_skipped = 3;            // skip: stop after this many skipped steps in a row
+  // The GEMMs' precision (core/precision.h): fp32 (the bit-exact reference) or bf16 (mixed:
+  // bf16 operands, fp32 accumulation, fp32 master weights and everything else).
+  std::string precision = "fp32";  // fp32 | bf16
 };
+
+// train.precision as the enum the model computes with.
+Precision train_precision(const TrainConfig& t);
 
 struct OptimConfig {
   std::string name = "adamw";  // adamw | sgd

@@ -24,6 +24,7 @@
 #include "core/peak.h"
 #include "core/stop.h"
 #include "core/trace.h"
+#include "core/weights_epoch.h"
 #include "launch/activation_setup.h"
 #include "launch/checkpoint.h"
 #include "launch/fault_injection.h"
@@ -147,7 +148,9 @@ void Trainer::build_stages() {
   }
   VocabSplit split;
   if (vocab) split = VocabSplit{true, r, pp};
-  model_ = std::make_unique<Model>(cfg_.model, held, split);
+  ModelConfig mc = cfg_.model;
+  mc.precision = train_precision(cfg_.train);
+  model_ = std::make_unique<Model>(mc, held, split);
   model_->init(cfg_.train.seed);
   std::vector<ZeroUnit> units;
   for (int64_t u = 0; u < U; ++u) {
@@ -388,6 +391,7 @@ void Trainer::load_weights(const CheckpointReader& ckpt) {
       read_unit_range(ckpt, unit, unit.params().data(), 0, unit.numel());
     }
   }
+  bump_weights_epoch();  // the bf16 weight copies, if any, are of the old weights
 }
 
 bool Trainer::resume(const std::string& where) {

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/error.h"
 #include "core/gemm.h"
 #include "core/linear_attention.h"
 #include "core/rope.h"
@@ -78,34 +79,66 @@ void Block::declare(ParamUnit& u) const {
 }
 
 #define W(name) (w + u.find(name).offset)
+#define OFF(name) (u.find(name).offset)
+
+float* Block::operand_slot(SavedTensors& saved, const std::string& name, int64_t n,
+                           FloatBuffer& scratch) const {
+  if (cfg_.precision == Precision::fp32) return saved.add(name, n);
+  scratch = FloatBuffer(n, MemCategory::activations);
+  return scratch.data();
+}
+
+Operand Block::save_operand(SavedTensors& saved, const std::string& name, const float* x,
+                            int64_t n) const {
+  if (cfg_.precision == Precision::bf16)  // in fp32, x is the saved buffer already
+    to_bf16(x, reinterpret_cast<bf16*>(saved.add(name, operand_floats(Precision::bf16, n))), n);
+  return saved_operand(saved, name);
+}
+
+Operand Block::saved_operand(const SavedTensors& saved, const std::string& name) const {
+  return operand_of(cfg_.precision, saved.buffer(name));
+}
 
 void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y,
                     const BlockShape& s, SavedTensors& saved) const {
   const int64_t N = s.tokens();
+  const UnitGemms gm(cfg_.precision, u, w);
   float* xs = saved.add("x", N * D_);  // [N, D] block input (recompute starts here)
   std::memcpy(xs, x, sizeof(float) * N * D_);
-  float* a = saved.add("a", N * D_);   // [N, D] RMSNorm(x; g_in)
-  float* inv1 = saved.add("inv1", N);  // [N]
+  FloatBuffer scratch;
+  float* a = operand_slot(saved, "a", N * D_, scratch);  // [N, D] RMSNorm(x; g_in)
+  float* inv1 = saved.add("inv1", N);                    // [N]
   rmsnorm_forward(x, W("input_layernorm.weight"), a, inv1, N, D_, cfg_.norm_eps);
+  const Operand A = save_operand(saved, "a", a, N * D_);
+  scratch = FloatBuffer();
 
   float* h1 = saved.add("h1", N * D_);  // [N, D] x + mixer(a)
   if (mixer_ == 'L')
-    linear_mixer_forward(u, w, a, h1, s, saved);
+    linear_mixer_forward(u, w, gm, A, h1, s, saved);
   else
-    softmax_mixer_forward(u, w, a, h1, s, saved);
+    softmax_mixer_forward(u, w, gm, A, h1, s, saved);
   add_inplace(h1, x, N * D_);
+  mlp_forward(u, w, gm, h1, y, N, saved);
+}
 
-  float* m = saved.add("m", N * D_);   // [N, D] RMSNorm(h1; g_post)
-  float* inv2 = saved.add("inv2", N);  // [N]
+void Block::mlp_forward(const ParamUnit& u, const float* w, const UnitGemms& gm, const float* h1,
+                        float* y, int64_t N, SavedTensors& saved) const {
+  FloatBuffer scratch;
+  float* m = operand_slot(saved, "m", N * D_, scratch);  // [N, D] RMSNorm(h1; g_post)
+  float* inv2 = saved.add("inv2", N);                    // [N]
   rmsnorm_forward(h1, W("post_attention_layernorm.weight"), m, inv2, N, D_, cfg_.norm_eps);
+  const Operand M = save_operand(saved, "m", m, N * D_);
+  scratch = FloatBuffer();
   float* gate = saved.add("gate", N * F_);  // [N, F]
   float* up = saved.add("up", N * F_);      // [N, F]
-  float* act = saved.add("act", N * F_);    // [N, F] SiLU(gate) * up
-  linear_forward(m, W("mlp.gate_proj.weight"), gate, N, F_, D_);
-  linear_forward(m, W("mlp.up_proj.weight"), up, N, F_, D_);
+  gm.forward(M, OFF("mlp.gate_proj.weight"), gate, N, F_, D_);
+  gm.forward(M, OFF("mlp.up_proj.weight"), up, N, F_, D_);
+  float* act = operand_slot(saved, "act", N * F_, scratch);  // [N, F] SiLU(gate) * up
   swiglu_forward(gate, up, act, N * F_);
+  const Operand Act = save_operand(saved, "act", act, N * F_);
+  scratch = FloatBuffer();
   std::memcpy(y, h1, sizeof(float) * N * D_);
-  linear_forward(act, W("mlp.down_proj.weight"), y, N, D_, F_, /*accumulate=*/true);
+  gm.forward(Act, OFF("mlp.down_proj.weight"), y, N, D_, F_, /*accumulate=*/true);
 }
 
 const std::vector<std::string>& Block::mlp_saved_names() {
@@ -116,45 +149,40 @@ const std::vector<std::string>& Block::mlp_saved_names() {
 // ---- backward: one code path, the weight-gradient GEMMs run now or deferred ------------------
 
 struct Block::GradSink {
-  // One input of a weight-gradient GEMM, and how a deferred GEMM may keep it alive.
-  struct Input {
-    // A buffer nobody writes after the GEMM's place in the backward: shared, not copied.
-    Input(const SharedBuffer& b) : data(b->data()), keep(b) {}  // NOLINT: implicit on purpose
-    // Memory that is overwritten later (caller's dy, scratch reused in place): copied.
-    Input(const float* p) : data(p) {}  // NOLINT: implicit on purpose
-    const float* data;
-    SharedBuffer keep;
-  };
-
   float* dw;                      // the norm gains always accumulate here at once
   DeferredWeightGrads* deferred;  // nullptr: the weight GEMMs run at once too
+  Precision p;
 
-  // dW[N,K] += dY[M,N]^T X[M,K], dW at dw_offset; the very call backward always made.
-  void weight_grad(const Input& dY, const Input& X, int64_t dw_offset, int64_t M, int64_t N,
+  // dW[N,K] += dY[M,N]^T X[M,K], dW at dw_offset; the very call backward always made. A deferred
+  // GEMM shares an operand's buffer when it has one (nobody writes it after this point) and
+  // copies one without (memory that is overwritten later: the caller's dy, scratch reused).
+  void weight_grad(const Operand& dY, const Operand& X, int64_t dw_offset, int64_t M, int64_t N,
                    int64_t K) const {
     if (!deferred) {
-      linear_backward_weight(dY.data, X.data, dw + dw_offset, M, N, K);
+      gemm_backward_weight(dY, X, dw + dw_offset, M, N, K);
       return;
     }
-    deferred->record(dY.keep ? dY.keep : DeferredWeightGrads::copy(dY.data, M * N),
-                     X.keep ? X.keep : DeferredWeightGrads::copy(X.data, M * K), dw_offset, M, N,
-                     K);
+    deferred->record(held(dY, M * N), held(X, M * K), dw_offset, M, N, K, p);
+  }
+  SharedBuffer held(const Operand& o, int64_t n) const {
+    if (o.keep) return o.keep;
+    STRATA_CHECK(o.f32, "a deferred bf16 operand without its buffer");
+    return DeferredWeightGrads::copy(o.f32, n);
   }
 };
 
-#define OFF(name) (u.find(name).offset)
 #define DW(name) (g.dw + OFF(name))  // a norm gain's gradient, written now
 
 void Block::backward(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
                      const float* dy, float* dx, const BlockShape& s,
                      const BackwardPoints* at) const {
-  backward_impl(u, w, GradSink{dw, nullptr}, saved, dy, dx, s, at);
+  backward_impl(u, w, GradSink{dw, nullptr, cfg_.precision}, saved, dy, dx, s, at);
 }
 
 void Block::backward_input(const ParamUnit& u, const float* w, float* dw, SavedTensors& saved,
                            const float* dy, float* dx, const BlockShape& s,
                            DeferredWeightGrads& deferred, const BackwardPoints* at) const {
-  backward_impl(u, w, GradSink{dw, &deferred}, saved, dy, dx, s, at);
+  backward_impl(u, w, GradSink{dw, &deferred, cfg_.precision}, saved, dy, dx, s, at);
 }
 
 void Block::backward_weight(DeferredWeightGrads& deferred, float* dw) { deferred.run(dw); }
@@ -163,16 +191,17 @@ void Block::backward_impl(const ParamUnit& u, const float* w, const GradSink& g,
                           SavedTensors& saved, const float* dy, float* dx, const BlockShape& s,
                           const BackwardPoints* at) const {
   const int64_t N = s.tokens();
+  const UnitGemms gm(cfg_.precision, u, w);
   // Shared: the mixer's o_proj weight gradient reads it, possibly after this call (deferred).
   const SharedBuffer dh1 = std::make_shared<FloatBuffer>(N * D_, MemCategory::activations);
-  mlp_backward(u, w, g, saved, dy, dh1->data(), N);
+  mlp_backward(u, w, gm, g, saved, dy, dh1->data(), N);
   if (at && at->mlp_done) at->mlp_done();
   // Mixer: h1 = x + mixer(a)
   FloatBuffer da(N * D_, MemCategory::activations);  // [N, D]
   if (mixer_ == 'L')
-    linear_mixer_backward(u, w, g, saved, dh1, da.data(), s, at);
+    linear_mixer_backward(u, w, gm, g, saved, dh1, da.data(), s, at);
   else
-    softmax_mixer_backward(u, w, g, saved, dh1, da.data(), s, at);
+    softmax_mixer_backward(u, w, gm, g, saved, dh1, da.data(), s, at);
   rmsnorm_backward(saved.get("x"), W("input_layernorm.weight"), saved.get("inv1"), da.data(), dx,
                    DW("input_layernorm.weight"), N, D_);
   add_inplace(dx, dh1->data(), N * D_);
@@ -180,24 +209,39 @@ void Block::backward_impl(const ParamUnit& u, const float* w, const GradSink& g,
 }
 
 // MLP: y = h1 + act Wd^T; dh1 (out, [N, D]) = dy + the gradient through RMSNorm(h1; g_post).
-// The [N, F] gradients live in the saved [N, F] buffers they replace: dact in act (after the
-// weight gradient has read act, which a deferred GEMM therefore copies), dgate in gate, dup in up
-// (final once written, so a deferred GEMM shares them).
-void Block::mlp_backward(const ParamUnit& u, const float* w, const GradSink& g, SavedTensors& saved,
-                         const float* dy, float* dh1, int64_t N) const {
+// The [N, F] gradients live in the saved [N, F] buffers they replace: dgate in gate, dup in up
+// (final once written, so a deferred GEMM shares them), and in fp32 dact in act (after the
+// weight gradient has read act, which a deferred GEMM therefore copies); in bf16 act is a bf16
+// operand, so dact gets a buffer of its own and the GEMMs read bf16 copies of dy, dgate, dup.
+void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm, const GradSink& g,
+                         SavedTensors& saved, const float* dy, float* dh1, int64_t N) const {
+  const Precision p = cfg_.precision;
   std::memcpy(dh1, dy, sizeof(float) * N * D_);
-  float* act = saved.mutable_get("act");    // [N, F] -> dact
   float* gate = saved.mutable_get("gate");  // [N, F] -> dgate
   float* up = saved.mutable_get("up");      // [N, F] -> dup
-  g.weight_grad(dy, act, OFF("mlp.down_proj.weight"), N, D_, F_);
-  linear_backward_input(dy, W("mlp.down_proj.weight"), act, N, D_, F_);
-  swiglu_backward(gate, up, act, gate, up, N * F_);
+  const Operand dY = to_operand(p, dy, N * D_);
+  FloatBuffer dact_own;  // bf16: [N, F]
+  float* dact = nullptr;
+  if (p == Precision::fp32) {
+    dact = saved.mutable_get("act");  // [N, F] -> dact
+    g.weight_grad(dY, Operand{dact, nullptr, nullptr}, OFF("mlp.down_proj.weight"), N, D_, F_);
+  } else {
+    dact_own = FloatBuffer(N * F_, MemCategory::activations);
+    dact = dact_own.data();
+    g.weight_grad(dY, saved_operand(saved, "act"), OFF("mlp.down_proj.weight"), N, D_, F_);
+  }
+  gm.backward_input(dY, OFF("mlp.down_proj.weight"), dact, N, D_, F_);
+  swiglu_backward(gate, up, dact, gate, up, N * F_);
+  dact_own = FloatBuffer();
   saved.drop("act");
+  const Operand dG = to_operand(p, gate, N * F_, saved.buffer("gate"));
+  const Operand dU = to_operand(p, up, N * F_, saved.buffer("up"));
   FloatBuffer dm(N * D_, MemCategory::activations);  // [N, D]
-  linear_backward_input(gate, W("mlp.gate_proj.weight"), dm.data(), N, F_, D_);
-  linear_backward_input(up, W("mlp.up_proj.weight"), dm.data(), N, F_, D_, true);
-  g.weight_grad(saved.buffer("gate"), saved.buffer("m"), OFF("mlp.gate_proj.weight"), N, F_, D_);
-  g.weight_grad(saved.buffer("up"), saved.buffer("m"), OFF("mlp.up_proj.weight"), N, F_, D_);
+  gm.backward_input(dG, OFF("mlp.gate_proj.weight"), dm.data(), N, F_, D_);
+  gm.backward_input(dU, OFF("mlp.up_proj.weight"), dm.data(), N, F_, D_, true);
+  const Operand M = saved_operand(saved, "m");
+  g.weight_grad(dG, M, OFF("mlp.gate_proj.weight"), N, F_, D_);
+  g.weight_grad(dU, M, OFF("mlp.up_proj.weight"), N, F_, D_);
   for (const char* t : {"gate", "up", "m"}) saved.drop(t);
   FloatBuffer dh1_norm(N * D_, MemCategory::activations);  // [N, D]
   rmsnorm_backward(saved.get("h1"), W("post_attention_layernorm.weight"), saved.get("inv2"),
@@ -210,8 +254,9 @@ void Block::mlp_backward(const ParamUnit& u, const float* w, const GradSink& g, 
 // q = phi(a Wq^T), k = phi(a Wk^T)/sqrt(dh), v = a Wv^T; o = LinAttn(q,k,v);
 // u = per-head RMS(o); out = (u * g_out) Wo^T
 
-void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
-                                 const BlockShape& s, SavedTensors& saved) const {
+void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const UnitGemms& gm,
+                                 const Operand& a, float* out, const BlockShape& s,
+                                 SavedTensors& saved) const {
   const int64_t N = s.tokens(), E = H_ * dh_;
   const bool silu = cfg_.feature_map == FeatureMap::silu;
   const float kscale = 1.f / std::sqrt(static_cast<float>(dh_));
@@ -220,9 +265,9 @@ void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const float
   float* q = saved.add("q", N * E);  // [B, T, H, dh]
   float* k = saved.add("k", N * E);
   float* v = saved.add("v", N * E);
-  linear_forward(a, W("q_proj.weight"), qp, N, E, D_);
-  linear_forward(a, W("k_proj.weight"), kp, N, E, D_);
-  linear_forward(a, W("v_proj.weight"), v, N, E, D_);
+  gm.forward(a, OFF("q_proj.weight"), qp, N, E, D_);
+  gm.forward(a, OFF("k_proj.weight"), kp, N, E, D_);
+  gm.forward(a, OFF("v_proj.weight"), v, N, E, D_);
   feature_map_forward(qp, q, N * E, silu, 1.f);
   feature_map_forward(kp, k, N * E, silu, kscale);
   float* o = saved.add("o", N * E);  // [B, T, H, dh]
@@ -235,13 +280,14 @@ void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const float
   rmsnorm_forward<float>(o, nullptr, un, inv_o, N * H_, dh_, cfg_.norm_eps);
   FloatBuffer z(N * E, MemCategory::activations);  // [N, D] u * g_out
   scale_columns(un, W("out_norm.weight"), z.data(), N, E);
-  linear_forward(z.data(), W("o_proj.weight"), out, N, D_, E);
+  gm.forward(to_operand(cfg_.precision, z.data(), N * E), OFF("o_proj.weight"), out, N, D_, E);
 }
 
-void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const GradSink& g,
-                                  SavedTensors& saved, const SharedBuffer& dout, float* da,
-                                  const BlockShape& s, const BackwardPoints* at) const {
+void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const UnitGemms& gm,
+                                  const GradSink& g, SavedTensors& saved, const SharedBuffer& dout,
+                                  float* da, const BlockShape& s, const BackwardPoints* at) const {
   const int64_t N = s.tokens(), E = H_ * dh_;
+  const Precision p = cfg_.precision;
   const bool silu = cfg_.feature_map == FeatureMap::silu;
   const float kscale = 1.f / std::sqrt(static_cast<float>(dh_));
   FloatBuffer dO(N * E, MemCategory::activations);  // [B, T, H, dh]
@@ -253,8 +299,9 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const Grad
     SharedBuffer z = std::make_shared<FloatBuffer>(N * E, MemCategory::activations);  // u * g_out
     FloatBuffer dz(N * E, MemCategory::activations);                                  // [N, D]
     scale_columns(un, g_out, z->data(), N, E);
-    linear_backward_input(dout->data(), W("o_proj.weight"), dz.data(), N, D_, E);
-    g.weight_grad(dout, z, OFF("o_proj.weight"), N, D_, E);
+    const Operand dOut = to_operand(p, dout->data(), N * D_, dout);
+    gm.backward_input(dOut, OFF("o_proj.weight"), dz.data(), N, D_, E);
+    g.weight_grad(dOut, to_operand(p, z->data(), N * E, z), OFF("o_proj.weight"), N, D_, E);
     accumulate_column_products(dz.data(), un, DW("out_norm.weight"), N, E);
     saved.drop("u");
     z.reset();
@@ -278,22 +325,24 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const Grad
   feature_map_backward(saved.get("qp"), dq->data(), dq->data(), N * E, silu, 1.f);
   feature_map_backward(saved.get("kp"), dk->data(), dk->data(), N * E, silu, kscale);
   for (const char* t : {"qp", "kp"}) saved.drop(t);
-  input_projections_backward(u, w, g, saved.buffer("a"), dq, dk, dv, E, da, N);
+  input_projections_backward(u, gm, g, saved_operand(saved, "a"), dq, dk, dv, E, da, N);
 }
 
 // ---- softmax attention mixer -----------------------------------------------------------------
 // q = RoPE(a Wq^T), k = RoPE(a Wk^T), v = a Wv^T (grouped-query); out = Attn(q,k,v) Wo^T
 
-void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
-                                  const BlockShape& s, SavedTensors& saved) const {
+void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const UnitGemms& gm,
+                                  const Operand& a, float* out, const BlockShape& s,
+                                  SavedTensors& saved) const {
+  (void)w;
   const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
   const int64_t Tall = s.T * sequence_group(s).size();  // the whole sequence
   float* q = saved.add("q", N * E);                     // [B, T, H, dh] after RoPE
   FloatBuffer k(N * Ekv, MemCategory::activations);     // [B, T, Hkv, dh] after RoPE
   FloatBuffer v(N * Ekv, MemCategory::activations);     // [B, T, Hkv, dh]
-  linear_forward(a, W("q_proj.weight"), q, N, E, D_);
-  linear_forward(a, W("k_proj.weight"), k.data(), N, Ekv, D_);
-  linear_forward(a, W("v_proj.weight"), v.data(), N, Ekv, D_);
+  gm.forward(a, OFF("q_proj.weight"), q, N, E, D_);
+  gm.forward(a, OFF("k_proj.weight"), k.data(), N, Ekv, D_);
+  gm.forward(a, OFF("v_proj.weight"), v.data(), N, Ekv, D_);
   rope_forward<float>(q, s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
   rope_forward<float>(k.data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
   // LASP-2H: keys and values of the whole sequence, gathered over the sequence-parallel group
@@ -303,16 +352,20 @@ void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const floa
   float* lse = saved.add("lse", s.B * H_ * s.T);        // [B, H, T]
   sequence::softmax_attention_forward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, q, k.data(),
                                       v.data(), k_all, v_all, o, lse);
-  linear_forward(o, W("o_proj.weight"), out, N, D_, E);
+  gm.forward(to_operand(cfg_.precision, o, N * E), OFF("o_proj.weight"), out, N, D_, E);
 }
 
-void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, const GradSink& g,
-                                   SavedTensors& saved, const SharedBuffer& dout, float* da,
-                                   const BlockShape& s, const BackwardPoints* at) const {
+void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, const UnitGemms& gm,
+                                   const GradSink& g, SavedTensors& saved, const SharedBuffer& dout,
+                                   float* da, const BlockShape& s, const BackwardPoints* at) const {
+  (void)w;
   const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
+  const Precision p = cfg_.precision;
   FloatBuffer dO(N * E, MemCategory::activations);  // [B, T, H, dh]
-  linear_backward_input(dout->data(), W("o_proj.weight"), dO.data(), N, D_, E);
-  g.weight_grad(dout, saved.buffer("o"), OFF("o_proj.weight"), N, D_, E);
+  const Operand dOut = to_operand(p, dout->data(), N * D_, dout);
+  gm.backward_input(dOut, OFF("o_proj.weight"), dO.data(), N, D_, E);
+  g.weight_grad(dOut, to_operand(p, saved.get("o"), N * E, saved.buffer("o")), OFF("o_proj.weight"),
+                N, D_, E);
   // Shared so that a deferred weight GEMM keeps them (final after the RoPE backward below).
   const SharedBuffer dq = std::make_shared<FloatBuffer>(N * E, MemCategory::activations),
                      dk = std::make_shared<FloatBuffer>(N * Ekv, MemCategory::activations),
@@ -326,22 +379,26 @@ void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, const Gra
   if (at && at->attention_done) at->attention_done();
   rope_backward<float>(dq->data(), s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
   rope_backward<float>(dk->data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
-  input_projections_backward(u, w, g, saved.buffer("a"), dq, dk, dv, Ekv, da, N);
+  input_projections_backward(u, gm, g, saved_operand(saved, "a"), dq, dk, dv, Ekv, da, N);
 }
 
 // Both mixers end in q/k/v = a W^T: da (overwritten) from dq, dk, dv ([N, E], [N, Ekv] x2),
 // then the three weight gradients, in that order (the order the undeferred sums were taken in).
-void Block::input_projections_backward(const ParamUnit& u, const float* w, const GradSink& g,
-                                       const SharedBuffer& a, const SharedBuffer& dq,
+void Block::input_projections_backward(const ParamUnit& u, const UnitGemms& gm, const GradSink& g,
+                                       const Operand& a, const SharedBuffer& dq,
                                        const SharedBuffer& dk, const SharedBuffer& dv, int64_t Ekv,
                                        float* da, int64_t N) const {
   const int64_t E = H_ * dh_;
-  linear_backward_input(dq->data(), W("q_proj.weight"), da, N, E, D_);
-  linear_backward_input(dk->data(), W("k_proj.weight"), da, N, Ekv, D_, true);
-  linear_backward_input(dv->data(), W("v_proj.weight"), da, N, Ekv, D_, true);
-  g.weight_grad(dq, a, OFF("q_proj.weight"), N, E, D_);
-  g.weight_grad(dk, a, OFF("k_proj.weight"), N, Ekv, D_);
-  g.weight_grad(dv, a, OFF("v_proj.weight"), N, Ekv, D_);
+  const Precision p = cfg_.precision;
+  const Operand dQ = to_operand(p, dq->data(), N * E, dq);
+  const Operand dK = to_operand(p, dk->data(), N * Ekv, dk);
+  const Operand dV = to_operand(p, dv->data(), N * Ekv, dv);
+  gm.backward_input(dQ, OFF("q_proj.weight"), da, N, E, D_);
+  gm.backward_input(dK, OFF("k_proj.weight"), da, N, Ekv, D_, true);
+  gm.backward_input(dV, OFF("v_proj.weight"), da, N, Ekv, D_, true);
+  g.weight_grad(dQ, a, OFF("q_proj.weight"), N, E, D_);
+  g.weight_grad(dK, a, OFF("k_proj.weight"), N, Ekv, D_);
+  g.weight_grad(dV, a, OFF("v_proj.weight"), N, Ekv, D_);
 }
 
 #undef W

@@ -3,7 +3,10 @@
 //   h = x + Mixer(RMSNorm(x; g_in));  y = h + W_down(SiLU(W_gate m) * (W_up m)),  m = RMSNorm(h;
 //   g_post)
 // Mixer is linear attention ('L') or softmax attention ('S'). Hand-written forward and backward;
-// the block knows nothing of ranks: weights come in as a pointer to its flat buffer.
+// the block knows nothing of ranks: weights come in as a pointer to its flat buffer. Its GEMMs run
+// in the config's precision (models/gemm_ops.h); in bf16 the activations that only feed GEMMs
+// (a, m, act) are saved in bf16, everything else (the residual stream, norms' inputs and
+// statistics, the attention's q/k/v/o, the MLP's gate/up) in fp32.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -11,6 +14,7 @@
 
 #include "models/config.h"
 #include "models/deferred_grads.h"
+#include "models/gemm_ops.h"
 #include "models/param_unit.h"
 #include "offload/saved_tensors.h"
 #include "parallel/comm.h"
@@ -72,22 +76,32 @@ class Block {
   void backward_impl(const ParamUnit& u, const float* w, const GradSink& g, SavedTensors& saved,
                      const float* dy, float* dx, const BlockShape& s,
                      const BackwardPoints* at) const;
-  void mlp_backward(const ParamUnit& u, const float* w, const GradSink& g, SavedTensors& saved,
-                    const float* dy, float* dh1, int64_t N) const;
-  void linear_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
-                            const BlockShape& s, SavedTensors& saved) const;
-  void linear_mixer_backward(const ParamUnit& u, const float* w, const GradSink& g,
-                             SavedTensors& saved, const SharedBuffer& dout, float* da,
-                             const BlockShape& s, const BackwardPoints* at) const;
-  void softmax_mixer_forward(const ParamUnit& u, const float* w, const float* a, float* out,
-                             const BlockShape& s, SavedTensors& saved) const;
-  void softmax_mixer_backward(const ParamUnit& u, const float* w, const GradSink& g,
-                              SavedTensors& saved, const SharedBuffer& dout, float* da,
-                              const BlockShape& s, const BackwardPoints* at) const;
-  void input_projections_backward(const ParamUnit& u, const float* w, const GradSink& g,
-                                  const SharedBuffer& a, const SharedBuffer& dq,
-                                  const SharedBuffer& dk, const SharedBuffer& dv, int64_t Ekv,
-                                  float* da, int64_t N) const;
+  void mlp_forward(const ParamUnit& u, const float* w, const UnitGemms& gm, const float* h1,
+                   float* y, int64_t N, SavedTensors& saved) const;
+  void mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm, const GradSink& g,
+                    SavedTensors& saved, const float* dy, float* dh1, int64_t N) const;
+  void linear_mixer_forward(const ParamUnit& u, const float* w, const UnitGemms& gm,
+                            const Operand& a, float* out, const BlockShape& s,
+                            SavedTensors& saved) const;
+  void linear_mixer_backward(const ParamUnit& u, const float* w, const UnitGemms& gm,
+                             const GradSink& g, SavedTensors& saved, const SharedBuffer& dout,
+                             float* da, const BlockShape& s, const BackwardPoints* at) const;
+  void softmax_mixer_forward(const ParamUnit& u, const float* w, const UnitGemms& gm,
+                             const Operand& a, float* out, const BlockShape& s,
+                             SavedTensors& saved) const;
+  void softmax_mixer_backward(const ParamUnit& u, const float* w, const UnitGemms& gm,
+                              const GradSink& g, SavedTensors& saved, const SharedBuffer& dout,
+                              float* da, const BlockShape& s, const BackwardPoints* at) const;
+  void input_projections_backward(const ParamUnit& u, const UnitGemms& gm, const GradSink& g,
+                                  const Operand& a, const SharedBuffer& dq, const SharedBuffer& dk,
+                                  const SharedBuffer& dv, int64_t Ekv, float* da, int64_t N) const;
+  // An [n] activation that only feeds GEMMs, computed in fp32 into `fp32` by the caller, saved
+  // under `name` in the precision: in fp32 the buffer is the saved one (no copy).
+  float* operand_slot(SavedTensors& saved, const std::string& name, int64_t n,
+                      FloatBuffer& scratch) const;
+  Operand save_operand(SavedTensors& saved, const std::string& name, const float* x,
+                       int64_t n) const;
+  Operand saved_operand(const SavedTensors& saved, const std::string& name) const;
 
   ModelConfig cfg_;
   int64_t index_;

@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/precision.h"
+
 namespace strata {
 
 enum class FeatureMap { silu, identity };
@@ -22,6 +24,9 @@ struct ModelConfig {
   Decay decay = Decay::retnet;
   int64_t chunk_size = 64;  // linear-attention chunk (tile) length; a compute choice, not math
   bool tie_embeddings = false;
+  // The GEMMs' precision (core/precision.h), a compute choice too: set from train.precision, not
+  // a model.* key, and not part of what a checkpoint's weights mean.
+  Precision precision = Precision::fp32;
 
   int64_t head_dim() const { return dim / n_heads; }
   // 'L' or 'S' for block i.

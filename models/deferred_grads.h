@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/precision.h"
 #include "offload/saved_tensors.h"
 
 namespace strata {
@@ -26,9 +27,11 @@ class DeferredWeightGrads {
   // overwrite before run().
   static SharedBuffer copy(const float* src, int64_t n);
 
-  // Records dW[N,K] += dY[M,N]^T X[M,K], dW at dw_offset. dy and x are held (shared) until
+  // Records dW[N,K] += dY[M,N]^T X[M,K], dW at dw_offset, both inputs stored in precision p
+  // (models/gemm_ops.h: bf16 values in half as many floats). dy and x are held (shared) until
   // run(): whoever else holds them must not write them before then.
-  void record(SharedBuffer dy, SharedBuffer x, int64_t dw_offset, int64_t M, int64_t N, int64_t K);
+  void record(SharedBuffer dy, SharedBuffer x, int64_t dw_offset, int64_t M, int64_t N, int64_t K,
+              Precision p = Precision::fp32);
 
   // Runs every recorded GEMM into dw_base + offset, in recorded order (so the sums are those of
   // the undeferred backward), releasing each record's inputs after its GEMM; leaves it empty.
@@ -45,6 +48,7 @@ class DeferredWeightGrads {
   struct Gemm {
     SharedBuffer dy, x;
     int64_t dw_offset, M, N, K;
+    Precision p;
   };
   std::vector<Gemm> gemms_;
 };

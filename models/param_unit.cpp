@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/weights_epoch.h"
 
 namespace strata {
 
@@ -58,7 +59,18 @@ std::vector<DecaySegment> ParamUnit::decay_segments() const {
   return segs;
 }
 
+const bf16* ParamUnit::params_bf16() const {
+  STRATA_CHECK(params_.size() >= numel_, "unit " + name_ + ": bf16 weights of unheld parameters");
+  if (bf16_.size() == 0 || bf16_epoch_ != weights_epoch()) {
+    if (bf16_.size() == 0) bf16_ = FloatBuffer((numel_ + 1) / 2, MemCategory::params);
+    to_bf16(params_.data(), reinterpret_cast<bf16*>(bf16_.data()), numel_);
+    bf16_epoch_ = weights_epoch();
+  }
+  return reinterpret_cast<const bf16*>(bf16_.data());
+}
+
 void ParamUnit::init(uint64_t seed) {
+  bump_weights_epoch();
   for (const auto& t : tensors_) {
     float* p = params_.data() + t.offset;
     // A shard draws its own slice of the global tensor's numbers: every layout holds the same.

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/memory.h"
 #include "optim/optimizer.h"
 
@@ -59,12 +60,21 @@ class ParamUnit {
   FloatBuffer& grads() { return grads_; }
   const FloatBuffer& grads() const { return grads_; }
 
+  // The parameters as bf16, the GEMM operands of the bf16 precision: cast from params() on the
+  // first use after they changed (core/weights_epoch.h), so once per step after the optimizer,
+  // not per GEMM. Charged to MemCategory::params (half the fp32 bytes). Under ZeRO-3 the cast is
+  // of the gathered parameters; a re-gather in the same step reuses it (same weights).
+  const bf16* params_bf16() const;
+  void drop_bf16() const { bf16_ = FloatBuffer(); }
+
  private:
   std::string name_;
   std::vector<TensorSpec> tensors_;
   int64_t numel_ = 0;
   FloatBuffer params_;
   FloatBuffer grads_;
+  mutable FloatBuffer bf16_;  // ceil(numel / 2) floats holding numel bf16 values
+  mutable uint64_t bf16_epoch_ = 0;
 };
 
 }  // namespace strata

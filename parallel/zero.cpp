@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/weights_epoch.h"
 #include "core/log.h"
 #include "optim/grad_norm.h"
 
@@ -300,6 +301,7 @@ void ZeroEngine::step(float lr, float clip) {
     }
     for (auto& h : hs) h.wait();
   }
+  bump_weights_epoch();  // derived copies (bf16 weights) are stale now
   clear_grads();
 }
 

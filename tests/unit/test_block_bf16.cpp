@@ -1,0 +1,147 @@
+// A block in the bf16 precision (models/gemm_ops.h) against the same block in fp32: the forward
+// output, the input gradient and every weight gradient agree within a bf16 tolerance; the
+// zero-bubble split I + W is the undeferred backward bit for bit in bf16 too; a run repeats bit
+// for bit; the GEMM-only activations (a, m, act) are saved at half the bytes; and the bf16
+// weights follow the fp32 ones after a weights-epoch bump (core/weights_epoch.h).
+//
+// Tolerance: every GEMM operand is rounded to bf16 (relative error <= 2^-9 each, so <= ~2^-8 per
+// product), accumulated in fp32. A block chains a few such GEMMs (q/k/v, o, gate/up, down; twice
+// as many backward) with fp32 norms between them, so the norm-wise relative error of an output
+// is a small multiple of 2^-8 = 0.0039; the bounds below (2e-2 forward, 4e-2 gradients) leave a
+// factor of about 2 over what is measured here, and an fp32 result differs from the fp32
+// reference by ~1e-7 (so a GEMM left in fp32 could not be told apart by them, but a wrong
+// operand - a stale weight, a transposed or misplaced tensor - is off by O(1)).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/gemm_bf16.h"
+#include "core/memory.h"
+#include "core/weights_epoch.h"
+#include "model_test_util.h"
+#include "models/block.h"
+#include "op_test_util.h"
+
+using namespace strata;
+using namespace strata::test;
+
+namespace {
+
+double rel_norm(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / (den > 0 ? den : 1));
+}
+
+struct Result {
+  std::vector<float> y, dx, dw;
+  std::vector<float> delta;  // y - x: the block's own contribution (the residual left out)
+  int64_t saved_bytes = 0;
+};
+
+class BlockBf16 : public ::testing::TestWithParam<char> {
+ protected:
+  ModelConfig config(Precision p) const {
+    ModelConfig c = tiny_model(std::string(1, GetParam()), Decay::retnet, 4);
+    c.precision = p;
+    return c;
+  }
+  BlockBf16() : unit_("layers.0") {
+    Block(config(Precision::fp32), 0).declare(unit_);
+    unit_.allocate();
+    unit_.init(7);
+    for (const auto& t : unit_.tensors())
+      if (t.init_std == 0.f)
+        for (int64_t i = 0; i < t.numel; ++i)
+          unit_.params()[t.offset + i] += 0.1f * std::sin(float(i));
+  }
+
+  Result run(Precision p, bool split = false) const {
+    const ModelConfig c = config(p);
+    const Block block(c, 0);
+    const int64_t n = s_.tokens() * c.dim;
+    const std::vector<float> x = random_vector(size_t(n), 3), dy = random_vector(size_t(n), 4);
+    Result r;
+    r.y.resize(size_t(n));
+    r.dx.resize(size_t(n));
+    r.dw.assign(size_t(unit_.numel()), 0.f);
+    SavedTensors saved;
+    block.forward(unit_, unit_.params().data(), x.data(), r.y.data(), s_, saved);
+    r.saved_bytes = saved.bytes();
+    r.delta = r.y;
+    for (int64_t i = 0; i < n; ++i) r.delta[size_t(i)] -= x[size_t(i)];
+    if (split) {
+      DeferredWeightGrads deferred;
+      block.backward_input(unit_, unit_.params().data(), r.dw.data(), saved, dy.data(), r.dx.data(),
+                           s_, deferred);
+      Block::backward_weight(deferred, r.dw.data());
+    } else {
+      block.backward(unit_, unit_.params().data(), r.dw.data(), saved, dy.data(), r.dx.data(), s_);
+    }
+    return r;
+  }
+
+  ParamUnit unit_;
+  BlockShape s_{2, 16, 0};
+};
+
+TEST_P(BlockBf16, AgreesWithFp32WithinTheBf16Tolerance) {
+  const Result f = run(Precision::fp32), b = run(Precision::bf16);
+  EXPECT_LE(rel_norm(b.y, f.y), 2e-2);
+  EXPECT_LE(rel_norm(b.delta, f.delta), 4e-2);  // the block's own part, without the residual
+  EXPECT_LE(rel_norm(b.dx, f.dx), 4e-2);
+  EXPECT_LE(rel_norm(b.dw, f.dw), 4e-2);
+  EXPECT_GT(rel_norm(b.dw, f.dw), 0);  // the GEMMs did run in bf16
+  // Each weight tensor on its own, so a wrong one cannot hide in the norm of all.
+  for (const auto& t : unit_.tensors()) {
+    const std::vector<float> ft(f.dw.begin() + t.offset, f.dw.begin() + t.offset + t.numel),
+        bt(b.dw.begin() + t.offset, b.dw.begin() + t.offset + t.numel);
+    EXPECT_LE(rel_norm(bt, ft), 6e-2) << t.name;
+  }
+}
+
+TEST_P(BlockBf16, SplitBackwardIsTheBackwardBitForBitAndRunsRepeat) {
+  const Result b = run(Precision::bf16), again = run(Precision::bf16),
+               split = run(Precision::bf16, true);
+  for (const Result* r : {&again, &split}) {
+    EXPECT_EQ(r->y, b.y);
+    EXPECT_EQ(r->dx, b.dx);
+    EXPECT_EQ(r->dw, b.dw);
+  }
+}
+
+TEST_P(BlockBf16, GemmOnlyActivationsAreSavedAtHalfTheBytes) {
+  const Result f = run(Precision::fp32), b = run(Precision::bf16);
+  const ModelConfig c = config(Precision::fp32);
+  const int64_t N = s_.tokens(), halved = (2 * N * c.dim + N * c.ffn_dim) * 2;  // a, m, act
+  // Each saved buffer is padded to whole pages: allow one page per halved tensor.
+  EXPECT_GE(f.saved_bytes - b.saved_bytes, halved - 3 * FloatBuffer::kPageAlign);
+  EXPECT_LE(f.saved_bytes - b.saved_bytes, halved + 3 * FloatBuffer::kPageAlign);
+}
+
+TEST_P(BlockBf16, TheBf16WeightsFollowAnUpdate) {
+  const Result before = run(Precision::bf16);
+  auto negate_matrices = [&] {  // an update no norm absorbs: every matrix changes sign
+    for (const auto& t : unit_.tensors())
+      if (t.init_std != 0.f)
+        for (int64_t i = 0; i < t.numel; ++i) unit_.params()[t.offset + i] *= -1.f;
+    bump_weights_epoch();  // what the optimizer step does after writing the parameters
+  };
+  negate_matrices();
+  const Result after = run(Precision::bf16), after32 = run(Precision::fp32);
+  EXPECT_LE(rel_norm(after.delta, after32.delta), 4e-2);  // the new weights, not the old copy
+  EXPECT_GT(rel_norm(after.delta, before.delta), 0.1);    // a stale copy would be this far off
+  negate_matrices();
+  EXPECT_EQ(run(Precision::bf16).y, before.y);
+}
+
+INSTANTIATE_TEST_SUITE_P(Mixers, BlockBf16, ::testing::Values('L', 'S'),
+                         [](const auto& info) { return std::string(1, info.param); });
+
+}  // namespace
