@@ -6,6 +6,13 @@
 //                          [--micro-batch 4] [--dim 512] [--layers 8] [--seq 512] [--vocab 8192]
 //                          [--tier nvme|host|cxl] [--dir /tmp/strata_swap]   (with --policy swap)
 //                          [--queue-depth 32] [--block-kb 1024]              (nvme tier)
+//                          [--precision fp32|bf16] [--profile]
+// --profile prints where the timed steps' wall time goes (core/profile.h: exclusive time per
+// kind of op; "other" is the step's time outside every scope: loss bookkeeping, allocation,
+// the activation store, the gradient norm).
+// With --precision bf16 the GEMMs take bf16 operands (core/gemm_bf16.h: oneDNN on the AMX or
+// AVX512-BF16 units) and their achieved FLOP/s is set against the bf16 peak measured in the
+// same run; the sgemm peak is printed beside it.
 #include <omp.h>
 
 #include <chrono>
@@ -18,9 +25,12 @@
 #include <vector>
 
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
 #include "core/memory.h"
 #include "core/peak.h"
+#include "core/profile.h"
 #include "core/rng.h"
+#include "core/weights_epoch.h"
 #include "models/model.h"
 #include "offload/tier.h"
 #include "optim/grad_norm.h"
@@ -33,6 +43,7 @@ int main(int argc, char** argv) {
   std::string policy = "keep", tier = "nvme", dir = "/tmp/strata_swap";
   int queue_depth = 32;
   int64_t block_kb = 1024;
+  bool profile = false;
   ModelConfig cfg;
   cfg.vocab_size = 8192;
   cfg.dim = 512;
@@ -78,14 +89,27 @@ int main(int argc, char** argv) {
       T = std::stoll(next());
     else if (a == "--vocab")
       cfg.vocab_size = std::stoll(next());
-    else {
+    else if (a == "--profile")
+      profile = true;
+    else if (a == "--precision") {
+      const std::string p = next();
+      if (p != "fp32" && p != "bf16") {
+        std::fprintf(stderr, "step_bench: --precision: expected fp32 or bf16, got '%s'\n",
+                     p.c_str());
+        return 2;
+      }
+      cfg.precision = p == "bf16" ? Precision::bf16 : Precision::fp32;
+    } else {
       std::fprintf(stderr, "step_bench: unknown option %s\n", a.c_str());
       return 2;
     }
   }
   omp_set_num_threads(static_cast<int>(threads));
 
-  const double peak = measure_sgemm_peak_gflops(2048, 3);
+  const double sgemm_peak = measure_sgemm_peak_gflops(2048, 3);
+  const bool bf16 = cfg.precision == Precision::bf16;
+  const double bf16_peak = bf16 ? measure_bf16_peak_gflops(2048, 3) : 0;
+  const double peak = bf16 ? bf16_peak : sgemm_peak;
   Model model(cfg);
   model.init(1);
   std::vector<std::unique_ptr<Optimizer>> opts;
@@ -123,38 +147,65 @@ int main(int argc, char** argv) {
     const float c = clip_coefficient(sq, 1.f);
     auto& units = model.units();
     for (size_t u = 0; u < units.size(); ++u) {
+      ProfScope prof_scope(ProfOp::optimizer);
       strata::scale(units[u].grads().data(), units[u].numel(), c);
       opts[u]->step(units[u].params().data(), units[u].grads().data(), units[u].numel(),
                     units[u].decay_segments(), 1e-4f);
     }
+    bump_weights_epoch();  // the parameters changed: the bf16 copies are cast again on use
     model.zero_grads();
   };
   for (int64_t i = 0; i < warmup; ++i) step();
   MemoryTracker::instance().reset_peaks();
-  const int64_t f0 = gemm_flops();
+  profile_enable(profile);
+  profile_reset();
+  const int64_t f0 = gemm_flops() + gemm_bf16_flops();
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < steps; ++i) step();
   const double sec =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
-  const double gemm_gflops = static_cast<double>(gemm_flops() - f0) / steps / sec * 1e-9;
+  const double gemm_gflops =
+      static_cast<double>(gemm_flops() + gemm_bf16_flops() - f0) / steps / sec * 1e-9;
   // Model FLOPs by the usual 6 * params * tokens rule (embedding lookups excluded).
   const double p_matmul = static_cast<double>(model.num_parameters() - cfg.vocab_size * cfg.dim);
   const double model_gflops = 6.0 * p_matmul * static_cast<double>(N) / sec * 1e-9;
 
   std::printf(
       "step_bench: %lld params (dim %lld, %lld layers %s, vocab %lld), batch %lld x %lld tokens, "
-      "micro-batch %lld, policy %s, %lld threads\n",
+      "micro-batch %lld, policy %s, %lld threads, precision %s\n",
       static_cast<long long>(model.num_parameters()), static_cast<long long>(cfg.dim),
       static_cast<long long>(cfg.n_layers), cfg.layer_pattern.c_str(),
       static_cast<long long>(cfg.vocab_size), static_cast<long long>(batch),
       static_cast<long long>(T), static_cast<long long>(micro), policy.c_str(),
-      static_cast<long long>(threads));
-  std::printf("sgemm peak (2048^3, this run): %.1f GFLOP/s\n", peak);
+      static_cast<long long>(threads), precision_name(cfg.precision));
+  std::printf("sgemm peak (2048^3, this run): %.1f GFLOP/s\n", sgemm_peak);
+  if (bf16)
+    std::printf("bf16 peak (2048^3, this run, %s): %.1f GFLOP/s\n",
+                gemm_bf16_impl(false, false, 2048, 2048, 2048).c_str(), bf16_peak);
   std::printf(
-      "step: %.1f ms | %.0f tokens/s | GEMM %.1f GFLOP/s achieved (%.1f%% of peak) | 6ND model "
-      "%.1f GFLOP/s (%.1f%% of peak)\n",
-      sec * 1e3, static_cast<double>(N) / sec, gemm_gflops, 100 * gemm_gflops / peak, model_gflops,
-      100 * model_gflops / peak);
+      "step: %.1f ms | %.0f tokens/s | GEMM %.1f GFLOP/s achieved (%.1f%% of %s peak) | 6ND "
+      "model %.1f GFLOP/s (%.1f%% of peak)\n",
+      sec * 1e3, static_cast<double>(N) / sec, gemm_gflops, 100 * gemm_gflops / peak,
+      precision_name(cfg.precision), model_gflops, 100 * model_gflops / peak);
+  if (profile) {
+    profile_enable(false);
+    const ProfileTotals p = profile_totals();
+    std::printf("profile (ms per step, exclusive; %% of the step; inclusive of nested scopes):\n");
+    double covered = 0;
+    for (int i = 0; i < kProfOps; ++i) {
+      const double ms = p.seconds[static_cast<size_t>(i)] * 1e3 / steps;
+      covered += ms;
+      std::printf("  %-12s %9.1f ms %5.1f%%  %7lld calls  (inclusive %.1f ms)\n",
+                  prof_op_name(static_cast<ProfOp>(i)), ms, 100 * ms / (sec * 1e3),
+                  static_cast<long long>(p.calls[static_cast<size_t>(i)] / steps),
+                  p.inclusive[static_cast<size_t>(i)] * 1e3 / steps);
+    }
+    std::printf("  %-12s %9.1f ms %5.1f%%\n", "other", sec * 1e3 - covered,
+                100 * (sec * 1e3 - covered) / (sec * 1e3));
+    const double gemm_s = p.seconds[static_cast<size_t>(ProfOp::gemm)] / steps;
+    std::printf("  GEMMs alone: %.1f GFLOP/s (%.1f%% of the %s peak)\n", gemm_gflops * sec / gemm_s,
+                100 * gemm_gflops * sec / gemm_s / peak, precision_name(cfg.precision));
+  }
   const MemorySnapshot snap = MemoryTracker::instance().snapshot();
   std::printf("peak memory: %s\n", format_memory(snap).c_str());
   // Activations and the swap buffers in flight peak at different moments: their joint peak is

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/profile.h"
 
 namespace strata {
 
@@ -15,6 +16,7 @@ int64_t gemm_flops() { return g_flops.load(std::memory_order_relaxed); }
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  ProfScope prof_scope(ProfOp::gemm);
   if (M == 0 || N == 0) return;
   if (K == 0) {
     // oneDNN handles K=0 but keep the semantics explicit: C = beta*C.

@@ -15,4 +15,9 @@ double measure_sgemm_peak_gflops(int64_t n = 2048, int reps = 3);
 // one repetition does not understate the peak (~0.5 s at start-up on 2 cores).
 double cached_sgemm_peak_gflops();
 
+// The same for the bf16 GEMM (core/gemm_bf16.h, bf16 operands, fp32 accumulation): the peak a
+// bf16 run's GEMM FLOP/s is measured against. Adds to gemm_bf16_flops().
+double measure_bf16_peak_gflops(int64_t n = 2048, int reps = 3);
+double cached_bf16_peak_gflops();
+
 }  // namespace strata

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/profile.h"
 
 namespace strata {
 namespace {
@@ -48,12 +49,14 @@ void rope_apply(T* x, int64_t B, int64_t Tn, int64_t Hx, int64_t dh, int64_t pos
 
 template <class T>
 void rope_forward(T* x, int64_t B, int64_t Tn, int64_t Hx, int64_t dh, int64_t pos0, float theta) {
+  ProfScope prof_scope(ProfOp::elementwise);
   rope_apply(x, B, Tn, Hx, dh, pos0, theta, +1);
 }
 
 template <class T>
 void rope_backward(T* dx, int64_t B, int64_t Tn, int64_t Hx, int64_t dh, int64_t pos0,
                    float theta) {
+  ProfScope prof_scope(ProfOp::elementwise);
   rope_apply(dx, B, Tn, Hx, dh, pos0, theta, -1);
 }
 

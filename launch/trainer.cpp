@@ -21,6 +21,7 @@
 #include "core/gemm.h"
 #include "core/log.h"
 #include "core/memory.h"
+#include "core/gemm_bf16.h"
 #include "core/peak.h"
 #include "core/stop.h"
 #include "core/trace.h"
@@ -182,7 +183,7 @@ std::string Trainer::checkpoint_root() const {
 
 StepResult Trainer::train_step() {
   const auto t0 = Clock::now();
-  const int64_t flops0 = gemm_flops();
+  const int64_t flops0 = gemm_flops() + gemm_bf16_flops();
   const int64_t T = cfg_.data.seq_len, mb = cfg_.train.micro_batch, dp = mesh_->dp();
   // Every rank loads the same global batch and takes its contiguous share of the sequences.
   const LoaderState batch_start = train_data_->state();  // a step stopped part-way reloads it
@@ -263,7 +264,7 @@ StepResult Trainer::train_step() {
   r.lr = lr;
   r.seconds = seconds_since(t0);
   r.tokens_per_s = static_cast<double>(cfg_.train.global_batch * T) / r.seconds;
-  r.gflops = static_cast<double>(gemm_flops() - flops0) / r.seconds * 1e-9;
+  r.gflops = static_cast<double>(gemm_flops() + gemm_bf16_flops() - flops0) / r.seconds * 1e-9;
   return r;
 }
 
@@ -428,7 +429,8 @@ std::string Trainer::log_line(const StepResult& r) const {
      << " | gnorm " << fmt("%.3f", r.grad_norm) << " | lr " << fmt("%.2e", r.lr) << " | "
      << fmt("%.1f", r.seconds * 1e3) << " ms | " << fmt("%.0f", r.tokens_per_s) << " tok/s | "
      << fmt("%.1f", r.gflops) << " GFLOP/s (" << fmt("%.1f", 100.0 * r.gflops / sgemm_peak_)
-     << "% of sgemm peak " << fmt("%.0f", sgemm_peak_) << ") | peak mem "
+     << "% of " << (bf16_ ? "bf16" : "sgemm") << " peak " << fmt("%.0f", sgemm_peak_)
+     << ") | peak mem "
      << format_memory(MemoryTracker::instance().snapshot());
   if (hub_) os << " | " << hub_->progress_text();
   return os.str();
@@ -535,10 +537,19 @@ int Trainer::run() {
   if (is_logger()) write_file_atomic(cfg_.train.run_dir + "/config.yaml", config_yaml_);
 
   start_monitoring();
-  sgemm_peak_ = cached_sgemm_peak_gflops();
+  // The GEMMs' FLOP/s are measured against the peak of the precision they run in.
+  bf16_ = train_precision(cfg_.train) == Precision::bf16;
+  sgemm_peak_ = bf16_ ? cached_bf16_peak_gflops() : cached_sgemm_peak_gflops();
+  if (bf16_)
+    log_info(std::string("strata: bf16 precision, GEMMs on oneDNN's ") +
+             gemm_bf16_impl(false, true, 2048, 2048, 2048) +
+             (cpu_has_native_bf16() ? "" :
+                                      " (this CPU has no AVX512-BF16/AMX: oneDNN emulates bf16, "
+                                      "slower than fp32; train.precision: fp32 is faster here)"));
   log_info("strata: " + std::to_string(cfg_.model.num_parameters()) + " parameters, " +
            std::to_string(cfg_.train.global_batch * cfg_.data.seq_len) + " tokens/step, " +
-           std::to_string(omp_get_max_threads()) + " threads, sgemm peak " +
+           std::to_string(omp_get_max_threads()) + " threads, " + (bf16_ ? "bf16" : "sgemm") +
+           " peak " +
            fmt("%.1f", sgemm_peak_) + " GFLOP/s, train data " +
            std::to_string(train_data_->num_tokens()) + " tokens");
   while (step_ < cfg_.train.steps) {

@@ -116,7 +116,8 @@ class Trainer {
   int64_t skipped_in_row_ = 0, skipped_total_ = 0;
   int64_t last_saved_step_ = -1;  // the step of the newest checkpoint this run wrote or read  //
                                   // non-finite steps without an update
-  double sgemm_peak_ = 0;
+  double sgemm_peak_ = 0;  // the peak of the run's precision (bf16 or fp32 GEMM), GFLOP/s
+  bool bf16_ = false;
   std::vector<int32_t> inputs_, targets_;        // [global_batch, seq_len], every rank the same
   std::vector<int32_t> my_inputs_, my_targets_;  // [global_batch/dp, seq_len/sp] this rank's share
 };

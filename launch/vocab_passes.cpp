@@ -38,7 +38,7 @@ void VocabPasses::begin_step(int64_t tokens_per_micro_batch, float loss_scale,
 }
 
 VocabShard<float> VocabPasses::head_shard() const {
-  return VocabShard<float>{model_.output_weight(), row0_, rows_, V_};
+  return VocabShard<float>{model_.output_weight(), row0_, rows_, V_, model_.output_weight_bf16()};
 }
 
 void VocabPasses::wait(CommHandle& h, const char* pass, int mb) {

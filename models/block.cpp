@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/linear_attention.h"
+#include "core/profile.h"
 #include "core/rope.h"
 #include "models/rmsnorm.h"
 #include "models/swiglu.h"
@@ -19,6 +20,7 @@ namespace {
 
 // out[j] += sum_n a[n,j] * b[n,j]; columns in parallel, rows in order (thread-count independent).
 void accumulate_column_products(const float* a, const float* b, float* out, int64_t N, int64_t D) {
+  ProfScope prof_scope(ProfOp::elementwise);
   constexpr int64_t kCols = 16;
 #pragma omp parallel for schedule(static)
   for (int64_t j0 = 0; j0 < D; j0 += kCols) {
@@ -37,13 +39,20 @@ Comm& sequence_group(const BlockShape& s) {
   return s.sp ? *s.sp : alone;
 }
 
+void copy_floats(float* dst, const float* src, int64_t n) {
+  ProfScope prof_scope(ProfOp::copy);
+  std::memcpy(dst, src, sizeof(float) * static_cast<size_t>(n));
+}
+
 void add_inplace(float* y, const float* x, int64_t n) {
+  ProfScope prof_scope(ProfOp::elementwise);
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
 // Row-wise multiply by a [D] gain: z[n,j] = u[n,j] * g[j].
 void scale_columns(const float* u, const float* g, float* z, int64_t N, int64_t D) {
+  ProfScope prof_scope(ProfOp::elementwise);
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t j = 0; j < D; ++j) z[n * D + j] = u[n * D + j] * g[j];
@@ -104,7 +113,7 @@ void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y
   const int64_t N = s.tokens();
   const UnitGemms gm(cfg_.precision, u, w);
   float* xs = saved.add("x", N * D_);  // [N, D] block input (recompute starts here)
-  std::memcpy(xs, x, sizeof(float) * N * D_);
+  copy_floats(xs, x, N * D_);
   FloatBuffer scratch;
   float* a = operand_slot(saved, "a", N * D_, scratch);  // [N, D] RMSNorm(x; g_in)
   float* inv1 = saved.add("inv1", N);                    // [N]
@@ -137,7 +146,7 @@ void Block::mlp_forward(const ParamUnit& u, const float* w, const UnitGemms& gm,
   swiglu_forward(gate, up, act, N * F_);
   const Operand Act = save_operand(saved, "act", act, N * F_);
   scratch = FloatBuffer();
-  std::memcpy(y, h1, sizeof(float) * N * D_);
+  copy_floats(y, h1, N * D_);
   gm.forward(Act, OFF("mlp.down_proj.weight"), y, N, D_, F_, /*accumulate=*/true);
 }
 
@@ -216,7 +225,7 @@ void Block::backward_impl(const ParamUnit& u, const float* w, const GradSink& g,
 void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm, const GradSink& g,
                          SavedTensors& saved, const float* dy, float* dh1, int64_t N) const {
   const Precision p = cfg_.precision;
-  std::memcpy(dh1, dy, sizeof(float) * N * D_);
+  copy_floats(dh1, dy, N * D_);
   float* gate = saved.mutable_get("gate");  // [N, F] -> dgate
   float* up = saved.mutable_get("up");      // [N, F] -> dup
   const Operand dY = to_operand(p, dy, N * D_);

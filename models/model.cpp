@@ -70,6 +70,13 @@ const float* Model::output_weight() const {
   return u.params().data() + u.find(name).offset;
 }
 
+const bf16* Model::output_weight_bf16() const {
+  if (cfg_.precision != Precision::bf16) return nullptr;
+  const ParamUnit& u = units_[static_cast<size_t>(output_unit())];
+  const char* name = cfg_.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  return u.params_bf16() + u.find(name).offset;
+}
+
 float* Model::output_weight_grad() {
   ParamUnit& u = units_[static_cast<size_t>(output_unit())];
   const char* name = cfg_.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
@@ -88,7 +95,7 @@ double Model::head_loss(const float* h, const int32_t* targets, int64_t N, float
   FloatBuffer inv(N, MemCategory::activations);                // [N]
   FloatBuffer dhn(dh ? N * D : 0, MemCategory::activations);  // [N, D]
   rmsnorm_forward(h, g, hn.data(), inv.data(), N, D, cfg_.norm_eps);
-  const VocabShard<float> whole{output_weight(), 0, V, V};
+  const VocabShard<float> whole{output_weight(), 0, V, V, output_weight_bf16()};
   IdentityVocabReduce<float> one;
   const double loss = vocab_head_loss(whole, hn.data(), targets, N, D, loss_scale, kHeadTiles,
                                       dh ? dhn.data() : nullptr,

@@ -58,6 +58,8 @@ class Model {
   int64_t output_unit() const;
   // The output weight [rows, D] (this process's rows) and its gradient.
   const float* output_weight() const;
+  // The same rows as bf16 under the bf16 precision (ParamUnit::params_bf16), else nullptr.
+  const bf16* output_weight_bf16() const;
   float* output_weight_grad();
   int64_t n_blocks() const { return static_cast<int64_t>(blocks_.size()); }
   const Block& block(int64_t i) const { return blocks_.at(static_cast<size_t>(i)); }

@@ -2,10 +2,13 @@
 
 #include <cmath>
 
+#include "core/profile.h"
+
 namespace strata {
 
 template <class T>
 void rmsnorm_forward(const T* x, const T* g, T* y, T* inv_rms, int64_t N, int64_t D, float eps) {
+  ProfScope prof_scope(ProfOp::norm);
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const T* xr = x + n * D;
@@ -25,6 +28,7 @@ void rmsnorm_forward(const T* x, const T* g, T* y, T* inv_rms, int64_t N, int64_
 template <class T>
 void rmsnorm_backward(const T* x, const T* g, const T* inv_rms, const T* dy, T* dx, T* dg,
                       int64_t N, int64_t D) {
+  ProfScope prof_scope(ProfOp::norm);
   // dx_j = inv * gy_j - x_j * inv^3 * mean_k(gy_k x_k),  gy = dy * g
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {

@@ -1,17 +1,20 @@
 #include "models/swiglu.h"
 
+#include "core/profile.h"
 #include "models/activation.h"
 
 namespace strata {
 
 template <class T>
 void swiglu_forward(const T* gate, const T* up, T* act, int64_t n) {
+  ProfScope prof_scope(ProfOp::elementwise);
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) act[i] = silu(gate[i]) * up[i];
 }
 
 template <class T>
 void swiglu_backward(const T* gate, const T* up, const T* dact, T* dgate, T* dup, int64_t n) {
+  ProfScope prof_scope(ProfOp::elementwise);
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     // Read everything first: dgate/dup may alias gate/up/dact (the backward works in place).
@@ -23,12 +26,14 @@ void swiglu_backward(const T* gate, const T* up, const T* dact, T* dgate, T* dup
 
 template <class T>
 void feature_map_forward(const T* x, T* y, int64_t n, bool use_silu, T scale) {
+  ProfScope prof_scope(ProfOp::elementwise);
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = scale * (use_silu ? silu(x[i]) : x[i]);
 }
 
 template <class T>
 void feature_map_backward(const T* x, const T* dy, T* dx, int64_t n, bool use_silu, T scale) {
+  ProfScope prof_scope(ProfOp::elementwise);
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) dx[i] = scale * dy[i] * (use_silu ? silu_grad(x[i]) : T(1));
 }

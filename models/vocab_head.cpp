@@ -4,9 +4,12 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
+#include "core/profile.h"
 
 namespace strata {
 
@@ -30,12 +33,56 @@ void check_targets(const int32_t* targets, int64_t N, int64_t vocab) {
                         std::to_string(n) + " outside [-1, " + std::to_string(vocab) + ")");
 }
 
-// L [nr, nc] = hn[n0 : n0 + nr] W[c0 : c0 + nc]^T, c0 a local row of the shard.
+// The GEMM operands of the head in the shard's precision: fp32 (or double) as given, or, when
+// the shard has bf16 weights, hn cast to bf16 once and each tile cast as it is multiplied.
 template <class T>
-void logits_tile(const T* W, const T* hn, int64_t n0, int64_t nr, int64_t c0, int64_t nc, int64_t D,
-                 T* L) {
-  gemm(false, true, nr, nc, D, T(1), hn + n0 * D, D, W + c0 * D, D, T(0), L, nc);
-}
+struct HeadOperands {
+  const VocabShard<T>& shard;
+  const T* hn;
+  int64_t D;
+  ActivationArray<bf16> hn16;  // [N, D] (bf16 only)
+  ActivationArray<bf16> L16;   // one tile (bf16 only)
+
+  HeadOperands(const VocabShard<T>& s, const T* h, int64_t N, int64_t d, VocabTiles ts)
+      : shard(s), hn(h), D(d) {
+    if constexpr (std::is_same_v<T, float>)
+      if (half()) {
+        hn16 = ActivationArray<bf16>(N * D);
+        to_bf16(hn, hn16.data(), N * D);
+        L16 = ActivationArray<bf16>(ts.rows * ts.cols);
+      }
+  }
+  bool half() const { return shard.weight_bf16 != nullptr; }
+
+  // L [nr, nc] = hn[n0 : n0 + nr] W[c0 : c0 + nc]^T, c0 a local row of the shard.
+  void logits(int64_t n0, int64_t nr, int64_t c0, int64_t nc, T* L) const {
+    if constexpr (std::is_same_v<T, float>)
+      if (half())
+        return gemm_bf16(false, true, nr, nc, D, 1.f, hn16.data() + n0 * D, D,
+                         shard.weight_bf16 + c0 * D, D, 0.f, L, nc);
+    gemm(false, true, nr, nc, D, T(1), hn + n0 * D, D, shard.weight + c0 * D, D, T(0), L, nc);
+  }
+  // G [nr, D] (rows ldg apart) += L [nr, nc] W[c0 : c0 + nc].
+  void weighted_rows(const T* L, int64_t nr, int64_t c0, int64_t nc, T* G, int64_t ldg) {
+    if constexpr (std::is_same_v<T, float>)
+      if (half()) {
+        to_bf16(L, L16.data(), nr * nc);
+        return gemm_bf16(false, false, nr, D, nc, 1.f, L16.data(), nc, shard.weight_bf16 + c0 * D,
+                         D, 1.f, G, ldg);
+      }
+    gemm(false, false, nr, D, nc, T(1), L, nc, shard.weight + c0 * D, D, T(1), G, ldg);
+  }
+  // dW[c0 : c0 + nc] += dL [nr, nc]^T hn[n0 : n0 + nr].
+  void weight_grad(const T* dL, int64_t n0, int64_t nr, int64_t c0, int64_t nc, T* dW) {
+    if constexpr (std::is_same_v<T, float>)
+      if (half()) {
+        to_bf16(dL, L16.data(), nr * nc);
+        return gemm_bf16(true, false, nc, D, nr, 1.f, L16.data(), nc, hn16.data() + n0 * D, D, 1.f,
+                         dW + c0 * D, D);
+      }
+    gemm(true, false, nc, D, nr, T(1), dL, nc, hn + n0 * D, D, T(1), dW + c0 * D, D);
+  }
+};
 
 // One vocabulary tile of the online softmax for rows [0, nr) of the token tile (rec and y
 // already offset to its first row; rec's records are R apart, VocabHeadPartial's layout). col0
@@ -45,6 +92,7 @@ void logits_tile(const T* W, const T* hn, int64_t n0, int64_t nr, int64_t c0, in
 template <class T>
 void online_softmax_tile(T* L, int64_t nr, int64_t nc, int64_t col0, const int32_t* y, T* rec,
                          int64_t R, int64_t D) {
+  ProfScope prof_scope(ProfOp::elementwise);
   using P = VocabHeadPartial<T>;
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < nr; ++r) {
@@ -92,6 +140,7 @@ void gather_target_rows(const VocabShard<T>& shard, int64_t real, const int32_t*
 template <class T>
 void dlogits_tile(T* L, int64_t nr, int64_t nc, int64_t col0, const int32_t* y, const T* lse,
                   T loss_scale) {
+  ProfScope prof_scope(ProfOp::elementwise);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < nr; ++r) {
     T* lr = L + r * nc;
@@ -122,16 +171,16 @@ void vocab_head_local(const VocabShard<T>& shard, const T* hn, const int32_t* ta
   if (real == 0 || N == 0) return;  // a shard of padding only: the identity of the combine
   const VocabTiles ts = clamp_tiles(tiles, N, real);
   ActivationArray<T> L(ts.rows * ts.cols);
+  HeadOperands<T> ops(shard, hn, N, D, ts);
   // Token tiles outer: a row's running (m, s, G) is finished before the next token tile starts.
   for (int64_t n0 = 0; n0 < N; n0 += ts.rows) {
     const int64_t nr = std::min(ts.rows, N - n0);
     for (int64_t c0 = 0; c0 < real; c0 += ts.cols) {
       const int64_t nc = std::min(ts.cols, real - c0);
-      logits_tile(shard.weight, hn, n0, nr, c0, nc, D, L.data());
+      ops.logits(n0, nr, c0, nc, L.data());
       online_softmax_tile(L.data(), nr, nc, shard.row0 + c0, targets + n0, rec + n0 * R, R, D);
       // G += exp(l - m) W_tile: the softmax-weighted sum of W's rows, not yet divided by S.
-      gemm(false, false, nr, D, nc, T(1), L.data(), nc, shard.weight + c0 * D, D, T(1),
-           rec + n0 * R + VocabHeadPartial<T>::kG, R);
+      ops.weighted_rows(L.data(), nr, c0, nc, rec + n0 * R + VocabHeadPartial<T>::kG, R);
     }
   }
 }
@@ -174,15 +223,16 @@ void vocab_head_weight_grad(const VocabShard<T>& shard, const T* hn, const int32
   if (real == 0 || N == 0) return;
   const VocabTiles ts = clamp_tiles(tiles, N, real);
   ActivationArray<T> L(ts.rows * ts.cols);
+  HeadOperands<T> ops(shard, hn, N, D, ts);
   // Vocabulary tiles outer: a [cols, D] block of dW takes every token tile's update in turn,
   // in token order (deterministic), and only real rows are ever written.
   for (int64_t c0 = 0; c0 < real; c0 += ts.cols) {
     const int64_t nc = std::min(ts.cols, real - c0);
     for (int64_t n0 = 0; n0 < N; n0 += ts.rows) {
       const int64_t nr = std::min(ts.rows, N - n0);
-      logits_tile(shard.weight, hn, n0, nr, c0, nc, D, L.data());
+      ops.logits(n0, nr, c0, nc, L.data());
       dlogits_tile(L.data(), nr, nc, shard.row0 + c0, targets + n0, lse + n0, loss_scale);
-      gemm(true, false, nc, D, nr, T(1), L.data(), nc, hn + n0 * D, D, T(1), dW + c0 * D, D);
+      ops.weight_grad(L.data(), n0, nr, c0, nc, dW);
     }
   }
 }

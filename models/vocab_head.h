@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/memory.h"
 
 namespace strata {
@@ -41,6 +42,10 @@ struct VocabShard {
   const T* weight = nullptr;  // [rows, D]; row r is global vocabulary row row0 + r
   int64_t row0 = 0, rows = 0;
   int64_t vocab = 0;  // unpadded global vocabulary size
+  // The bf16 precision (core/precision.h): the same rows as bf16 (T = float only). Set, the
+  // logits and both gradient GEMMs take bf16 operands (hn and the tiles cast as they are used)
+  // with fp32 accumulation; the softmax statistics, the loss and every gradient stay fp32.
+  const bf16* weight_bf16 = nullptr;
   // Rows [0, real_rows()) of the shard are real vocabulary entries; the rest is padding.
   int64_t real_rows() const {
     const int64_t r = vocab - row0;

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/omp_guard.h"
+#include "core/profile.h"
 #include "core/softmax_attention.h"
 #include "core/threads.h"
 
@@ -197,6 +198,7 @@ void rearrange_kv(float* blocks, float* X, float* Y, int64_t sp, int64_t B, int6
 void linear_attention_forward(Comm& sp, const LinearAttentionShape& s, const float* q,
                               const float* k, const float* v, const float* gamma, float* o,
                               float* prefix) {
+  ProfScope prof_scope(ProfOp::attention);
   check_linear(sp, s);
   const int64_t R = sp.size(), r = sp.rank(), per = s.B * s.H * s.dh * s.dh;
   const std::vector<float> pw = decay_table(gamma, s.H, s.T);
@@ -220,6 +222,7 @@ void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const fl
                                const float* k, const float* v, const float* gamma,
                                const float* prefix, const float* dout, float* dq, float* dk,
                                float* dv) {
+  ProfScope prof_scope(ProfOp::attention);
   check_linear(sp, s);
   const int64_t R = sp.size(), r = sp.rank(), per = s.B * s.H * s.dh * s.dh;
   const std::vector<float> pw = decay_table(gamma, s.H, s.T);
@@ -244,6 +247,7 @@ void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const fl
 void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
                                const float* q, const float* k, const float* v, float* k_all,
                                float* v_all, float* o, float* lse) {
+  ProfScope prof_scope(ProfOp::attention);
   STRATA_CHECK(B >= 0 && n >= 1 && dh >= 1, "bad LASP-2H shape on " + sp.describe());
   const int64_t R = sp.size(), r = sp.rank(), chunk = B * n * Hkv * dh;
 
@@ -264,6 +268,7 @@ void softmax_attention_backward(Comm& sp, int64_t B, int64_t n, int64_t H, int64
                                 const float* q, const float* k_all, const float* v_all,
                                 const float* o, const float* lse, const float* dout, float* dq,
                                 float* dk, float* dv) {
+  ProfScope prof_scope(ProfOp::attention);
   STRATA_CHECK(B >= 0 && n >= 1 && dh >= 1, "bad LASP-2H shape on " + sp.describe());
   const int64_t R = sp.size(), r = sp.rank(), chunk = B * n * Hkv * dh;
 

@@ -346,3 +346,38 @@ TYPED_TEST(VocabHead, ShardedEmbeddingSumsToTheEmbedding) {
     for (size_t i = V * D; i < dEp.size(); ++i) EXPECT_EQ(dEp[i], T(0));
   }
 }
+
+namespace strata {
+namespace {
+
+// The bf16 precision: the three GEMMs take bf16 operands (weights, hn, the tiles), accumulate in
+// fp32; the statistics stay fp32. Against the fp32 head: each logit carries ~2^-8 relative error
+// of a dot product (bf16 rounding of both operands), so the loss (a log-sum-exp of them, ~ln V)
+// moves by well under 1%, and the gradients by a small multiple of 2^-8 norm-wise; 2e-2 leaves
+// room over what is measured, while a wrong operand is off by O(1).
+TEST(VocabHeadBf16, AgreesWithTheFp32HeadWithinBf16Tolerance) {
+  const Problem<float> p(40, 300, 32, 11);
+  std::vector<bf16> W16(p.W.size());
+  to_bf16(p.W.data(), W16.data(), static_cast<int64_t>(p.W.size()));
+  IdentityVocabReduce<float> one;
+  auto run = [&](const bf16* w16, VocabTiles tiles) {
+    HeadResult<float> r{0, std::vector<float>(p.N * p.D), std::vector<float>(p.V * p.D, 0.f)};
+    r.loss = vocab_head_loss<float>({p.W.data(), 0, p.V, p.V, w16}, p.hn.data(), p.y.data(), p.N,
+                                    p.D, p.scale, tiles, r.dhn.data(), r.dW.data(), one);
+    return r;
+  };
+  const auto f32 = run(nullptr, {16, 64}), b16 = run(W16.data(), {16, 64});
+  EXPECT_LE(std::abs(b16.loss - f32.loss), 1e-2 * std::abs(f32.loss));
+  EXPECT_GT(std::abs(b16.loss - f32.loss), 0);  // the GEMMs did run in bf16
+  EXPECT_LE(rel_err(b16.dhn, f32.dhn), 2e-2);
+  EXPECT_LE(rel_err(b16.dW, f32.dW), 2e-2);
+  // Deterministic. Other tiles round differently (exp(l - m) is cast to bf16 relative to the
+  // running max, which depends on the tile), within the bf16 tolerance of each other.
+  const auto again = run(W16.data(), {16, 64});
+  EXPECT_EQ(again.dhn, b16.dhn);
+  EXPECT_EQ(again.dW, b16.dW);
+  expect_same(run(W16.data(), {7, 33}), b16, 2e-3);
+}
+
+}  // namespace
+}  // namespace strata
