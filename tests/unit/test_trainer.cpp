@@ -83,6 +83,33 @@ TEST_F(TrainerTest, ResumedRunContinuesBitIdentically) {
   EXPECT_EQ(all_params(second), all_params(full));
 }
 
+// The bf16 precision keeps both guarantees: the same config twice, and a resumed run (the bf16
+// weight copies are cast again from the loaded fp32 masters), give the same bits; and swapping
+// its bf16 activations through the NVMe tier changes nothing either.
+TEST_F(TrainerTest, Bf16IsBitIdenticalRunToRunAcrossResumeAndUnderSwap) {
+  const std::string bf16 = "train.precision=bf16";
+  Trainer full(config("bf_full", {bf16})), again(config("bf_again", {bf16}));
+  const auto reference = test::train_losses(full, 12);
+  EXPECT_EQ(test::train_losses(again, 12), reference);
+  EXPECT_LT(reference.back(), reference.front());
+  Trainer fp32(config("bf_fp32"));
+  EXPECT_NE(test::train_losses(fp32, 12), reference);  // the GEMMs did run in bf16
+
+  Trainer first(config("bf_split", {bf16}));
+  test::train_losses(first, 6);
+  first.save_checkpoint();
+  Trainer second(config("bf_split", {bf16}));
+  ASSERT_TRUE(second.resume(dir_ + "/bf_split/checkpoints"));
+  const auto resumed = test::train_losses(second, 6);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(resumed[i], reference[6 + i]) << "step " << 7 + i;
+  EXPECT_EQ(all_params(second), all_params(full));
+
+  Trainer swap(config("bf_sw", {bf16, "offload.policy=swap", "offload.tier=nvme",
+                                "offload.dir=" + dir_ + "/bf_swap", "offload.keep_last=0"}));
+  const auto swapped = test::train_losses(swap, 4);
+  EXPECT_EQ(swapped, std::vector<double>(reference.begin(), reference.begin() + 4));
+}
+
 TEST_F(TrainerTest, RecomputeTrainsBitIdenticallyToKeep) {
   Trainer keep(config("keep")), recompute(config("re", {"offload.policy=recompute"}));
   EXPECT_EQ(test::train_losses(keep, 4), test::train_losses(recompute, 4));
