@@ -1,5 +1,6 @@
 // Measures strata::sgemm (oneDNN) against OpenBLAS's cblas_sgemm on square sizes and on the GEMM
-// shapes of the step-benchmark model, so the choice of GEMM library stays a measurement.
+// shapes of the step-benchmark model, so the choice of GEMM library stays a measurement; and the
+// bf16 GEMM (strata::gemm_bf16, bf16 operands, fp32 accumulation) beside each, the bf16 peak.
 // OpenBLAS is loaded at run time with dlopen (libopenblas.so.0 unless --openblas PATH) and
 // skipped, with a note, when absent: Strata neither links nor needs it.
 //
@@ -16,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
 
 namespace {
 
@@ -111,6 +114,20 @@ int main(int argc, char** argv) {
                     0.f, x.c.data(), s.n);
     });
   }
+  // The bf16 GEMM (core/gemm_bf16.h: bf16 operands, fp32 accumulation) on the same shapes: the
+  // peak a bf16 run is measured against.
+  std::vector<double> bf16(shapes.size());
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const Shape& s = shapes[i];
+    Operands x(s);
+    std::vector<strata::bf16> a(x.a.size()), b(x.b.size());
+    strata::to_bf16(x.a.data(), a.data(), static_cast<int64_t>(a.size()));
+    strata::to_bf16(x.b.data(), b.data(), static_cast<int64_t>(b.size()));
+    bf16[i] = best_gflops(s, [&] {
+      strata::gemm_bf16(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.f, a.data(), x.lda, b.data(), x.ldb,
+                        0.f, x.c.data(), s.n);
+    });
+  }
   // Loaded only now, so the oneDNN pass runs with no OpenBLAS worker threads in the process.
   CblasSgemm openblas = nullptr;
   std::string openblas_note = openblas_path;
@@ -135,9 +152,12 @@ int main(int argc, char** argv) {
       });
     }
   }
-  std::printf("gemm_peak: %d threads; openblas: %s\n", threads, openblas_note.c_str());
+  std::printf("gemm_peak: %d threads; openblas: %s; bf16: %s%s\n", threads, openblas_note.c_str(),
+              strata::gemm_bf16_impl(false, false, 2048, 2048, 2048).c_str(),
+              strata::cpu_has_native_bf16() ? "" : " (no native bf16 on this CPU: emulated)");
   for (size_t i = 0; i < shapes.size(); ++i) {
     std::printf("sgemm %s: onednn %.1f GFLOP/s", shapes[i].name.c_str(), onednn[i]);
+    std::printf(", bf16 %.1f GFLOP/s (%.2fx fp32)", bf16[i], bf16[i] / onednn[i]);
     if (openblas) std::printf(", openblas %.1f GFLOP/s (onednn %.2fx)", ob[i], onednn[i] / ob[i]);
     std::printf("\n");
   }

@@ -434,8 +434,11 @@ def cmd_bench(args):
         y = torch.randint(0, cfg["vocab_size"], (B, T), generator=gen)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        s, c = loss_sum(x, y, W, cfg, form, chunk)
-        loss = s / c
+        # --bf16: what a PyTorch user does for the CPU's bf16 units (fp32 master weights, the
+        # matmuls autocast to bf16, the backward through the same casts).
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            s, c = loss_sum(x, y, W, cfg, form, chunk)
+        loss = s.float() / c
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(W.values()), 1.0)
         opt.step()
@@ -463,6 +466,7 @@ def main():
     ap.add_argument("--la-form", choices=["recurrent", "chunked"])
     ap.add_argument("--chunk", type=int, help="chunk size of --la-form chunked")
     ap.add_argument("--fp64", action="store_true", help="reference in float64")
+    ap.add_argument("--bf16", action="store_true", help="bench: torch.autocast('cpu', bfloat16)")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--kv-heads", type=int, default=8, choices=[8, 4])
     ap.add_argument("--steps", type=int, default=3)
