@@ -159,6 +159,7 @@ const std::vector<Field>& schema() {
       field("train.collective_timeout_s", STRATA_REF(train.collective_timeout_s)),
       string_choice("train.on_nonfinite", STRATA_REF(train.on_nonfinite), {"stop", "skip"}),
       field("train.max_skipped", STRATA_REF(train.max_skipped)),
+      field("train.init_from", STRATA_REF(train.init_from)),
       string_choice("optim.name", STRATA_REF(optim.name), {"adamw", "sgd"}),
       field("optim.lr", STRATA_REF(optim.lr)),
       field("optim.min_lr", STRATA_REF(optim.min_lr)),

@@ -31,6 +31,9 @@ struct TrainConfig {
   // A non-finite loss or global gradient norm: stop the run, or skip that step's update.
   std::string on_nonfinite = "stop";  // stop | skip
   int64_t max_skipped = 3;            // skip: stop after this many skipped steps in a row
+  // Parameters to start from (safetensors, Llama names; launch/init_from.h); empty = the
+  // seeded initialisation. Ignored when a checkpoint is resumed.
+  std::string init_from;
 };
 
 struct OptimConfig {
