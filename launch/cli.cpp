@@ -46,9 +46,12 @@ commands:
 )";
 
 constexpr const char* kTrainHelp = R"(usage: strata train [JOB.yaml] [--set section.key=value]...
+                    [--init-from FILE.safetensors]
 
 Trains the model of the job file. Without JOB.yaml, runs the embedded default (configs/tiny.yaml).
   --set section.key=value   override one job-file entry (repeatable), e.g. --set train.steps=20
+  --init-from FILE          start from these weights (safetensors, Llama names; the same as
+                            --set train.init_from=FILE); a resumed checkpoint takes precedence
   --print-config            print the resolved job file and exit
 Resumes from the newest checkpoint under checkpoint.dir when checkpoint.resume is 'auto'.
 The resolved config is saved as <train.run_dir>/config.yaml; metrics go to metrics.jsonl.
@@ -56,10 +59,13 @@ The resolved config is saved as <train.run_dir>/config.yaml; metrics go to metri
 
 constexpr const char* kEvalHelp =
     R"(usage: strata eval [JOB.yaml] --checkpoint PATH [--batches N] [--set ...]
+       strata eval [JOB.yaml] --init-from FILE.safetensors [--batches N] [--set ...]
 
 Prints the mean validation loss of a checkpoint (a step directory or a checkpoint root, which
 means its latest step). Without JOB.yaml, the job config saved in the checkpoint is used.
-  --checkpoint PATH   checkpoint step directory or root (required)
+  --checkpoint PATH   checkpoint step directory or root
+  --init-from FILE    instead, the weights of a safetensors file (a `strata export`, or Llama
+                      names) for the model of JOB.yaml (default: the embedded configs/tiny.yaml)
   --batches N         micro-batches of validation data (default: train.eval_batches)
 )";
 
@@ -188,12 +194,13 @@ int cmd_train(const std::vector<std::string>& args) {
   // Before any thread exists (MPI, OpenMP, oneDNN): SIGTERM/SIGINT are then taken by the
   // trainer's watcher thread only, between steps.
   block_stop_signals();
-  const Args a = parse_args(args, 2, {"set"}, {"print-config"}, "train");
+  const Args a = parse_args(args, 2, {"set", "init-from"}, {"print-config"}, "train");
   if (a.help) {
     std::fputs(kTrainHelp, stdout);
     return 0;
   }
-  const JobConfig cfg = load_config_arg(a, "train");
+  JobConfig cfg = load_config_arg(a, "train");
+  if (const auto f = a.get("init-from")) cfg.train.init_from = *f;
   if (a.has("print-config")) {
     std::fputs(dump_job_config(cfg).c_str(), stdout);
     return 0;
@@ -216,14 +223,51 @@ int cmd_train(const std::vector<std::string>& args) {
   }
 }
 
+// --batches N into the config.
+void apply_eval_batches(const Args& a, JobConfig& cfg) {
+  if (const auto b = a.get("batches")) {
+    cfg.train.eval_batches = parse_int_flag("eval", "batches", *b);
+    if (cfg.train.eval_batches < 1) throw InputError("strata eval: --batches: expected >= 1");
+  }
+  if (cfg.data.val.empty()) throw InputError("strata eval: data.val is empty: no validation data");
+}
+
+// Evaluates the trainer's current weights; one line on rank 0.
+int print_eval(Trainer& trainer, const std::string& what, const std::string& step, int64_t batches,
+               int rank) {
+  const double loss = trainer.evaluate();
+  if (!std::isfinite(loss))  // weights that evaluate to NaN are not a result
+    throw StrataError("strata eval: the validation loss of " + what + " is not finite (" +
+                      std::to_string(loss) + ")");
+  if (rank == 0)  // the loss is all-reduced: one line, not one per rank
+    std::printf("step %s val_loss %.6f batches %lld\n", step.c_str(), loss,
+                static_cast<long long>(batches));
+  return 0;
+}
+
+// strata eval --init-from FILE: the model and data of the job file, the weights of FILE.
+int eval_weights_file(const Args& a, const std::string& file) {
+  JobConfig cfg = load_config_arg(a, "eval");
+  apply_eval_batches(a, cfg);
+  cfg.checkpoint.resume = "never";
+  World world(nullptr, nullptr);
+  check_job_fits_memory(cfg, world.local_size());
+  Trainer trainer(cfg, &world.comm());
+  trainer.init_weights_from(file);
+  return print_eval(trainer, file, "0", cfg.train.eval_batches, world.rank());
+}
+
 int cmd_eval(const std::vector<std::string>& args) {
-  const Args a = parse_args(args, 2, {"set", "checkpoint", "batches"}, {}, "eval");
+  const Args a = parse_args(args, 2, {"set", "checkpoint", "batches", "init-from"}, {}, "eval");
   if (a.help) {
     std::fputs(kEvalHelp, stdout);
     return 0;
   }
   const auto where = a.get("checkpoint");
-  if (!where) throw InputError("strata eval: --checkpoint PATH is required");
+  if (where && a.has("init-from"))
+    throw InputError("strata eval: --checkpoint and --init-from exclude each other");
+  if (const auto f = a.get("init-from")) return eval_weights_file(a, *f);
+  if (!where) throw InputError("strata eval: --checkpoint PATH is required (or --init-from FILE)");
   const auto dir = std::filesystem::exists(*where + "/manifest.yaml") ? std::optional(*where)
                                                                       : find_latest(*where);
   if (!dir) throw InputError("strata eval: no checkpoint at '" + *where + "'");
@@ -231,11 +275,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   JobConfig cfg = a.positional.empty()
                       ? parse_job_config(ckpt.config_yaml(), *dir + "/manifest.yaml", a.all("set"))
                       : load_config_arg(a, "eval");
-  if (const auto b = a.get("batches")) {
-    cfg.train.eval_batches = parse_int_flag("eval", "batches", *b);
-    if (cfg.train.eval_batches < 1) throw InputError("strata eval: --batches: expected >= 1");
-  }
-  if (cfg.data.val.empty()) throw InputError("strata eval: data.val is empty: no validation data");
+  apply_eval_batches(a, cfg);
   cfg.checkpoint.resume = "never";
   World world(nullptr, nullptr);
   // The saved layout (e.g. dp=2) need not match this run: any layout reads any checkpoint.
@@ -245,14 +285,8 @@ int cmd_eval(const std::vector<std::string>& args) {
   check_job_fits_memory(cfg, world.local_size());
   Trainer trainer(cfg, &world.comm());
   trainer.load_weights(ckpt);
-  const double loss = trainer.evaluate();
-  if (!std::isfinite(loss))  // a checkpoint that evaluates to NaN is not a result
-    throw StrataError("strata eval: the validation loss of " + *dir + " is not finite (" +
-                      std::to_string(loss) + ")");
-  if (world.rank() == 0)  // the loss is all-reduced: one line, not one per rank
-    std::printf("step %lld val_loss %.6f batches %lld\n", static_cast<long long>(ckpt.step()), loss,
-                static_cast<long long>(cfg.train.eval_batches));
-  return 0;
+  return print_eval(trainer, *dir, std::to_string(ckpt.step()), cfg.train.eval_batches,
+                    world.rank());
 }
 
 int cmd_export(const std::vector<std::string>& args) {

@@ -160,6 +160,7 @@ const std::vector<Field>& schema() {
       string_choice("train.on_nonfinite", STRATA_REF(train.on_nonfinite), {"stop", "skip"}),
       string_choice("train.precision", STRATA_REF(train.precision), {"fp32", "bf16"}),
       field("train.max_skipped", STRATA_REF(train.max_skipped)),
+      field("train.init_from", STRATA_REF(train.init_from)),
       string_choice("optim.name", STRATA_REF(optim.name), {"adamw", "sgd"}),
       field("optim.lr", STRATA_REF(optim.lr)),
       field("optim.min_lr", STRATA_REF(optim.min_lr)),

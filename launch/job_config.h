@@ -34,6 +34,9 @@ struct TrainConfig {
   // The GEMMs' precision (core/precision.h): fp32 (the bit-exact reference) or bf16 (mixed:
   // bf16 operands, fp32 accumulation, fp32 master weights and everything else).
   std::string precision = "fp32";  // fp32 | bf16
+  // Parameters to start from (safetensors, Llama names; launch/init_from.h); empty = the
+  // seeded initialisation. Ignored when a checkpoint is resumed.
+  std::string init_from;
 };
 
 // train.precision as the enum the model computes with.

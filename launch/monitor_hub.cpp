@@ -182,7 +182,9 @@ void MonitorHub::set_activity(RankState state, std::string activity) {
   since_ = unix_seconds();
   changed_ = true;
   waiting_for_ = 0;
-  tick(false);
+  // A phase change (a step, an evaluation, a save) is reported at once, not throttled like the
+  // passes: it is what a stall is read against.
+  tick(true);
 }
 
 void MonitorHub::finish() {

@@ -27,6 +27,7 @@ if [ "$want_tests" = 1 ]; then
   packages+=(slurm-wlm munge)  # tests/e2e/slurm_train.sh: a private single-node Slurm on localhost
   packages+=(clang libclang-rt-dev llvm)  # tests/fuzz.sh: libFuzzer, llvm-symbolizer for reports
   packages+=(prometheus chromium)  # tests/e2e/monitor.sh: promtool check metrics, headless page
+  packages+=(openssh-server iproute2)  # tests/e2e/two_nodes.sh: an sshd per network namespace
 fi
 
 missing=()

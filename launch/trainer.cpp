@@ -29,6 +29,7 @@
 #include "launch/activation_setup.h"
 #include "launch/checkpoint.h"
 #include "launch/fault_injection.h"
+#include "launch/init_from.h"
 #include "launch/monitor_hub.h"
 #include "launch/stop_signals.h"
 #include "launch/train_checkpoint.h"
@@ -395,6 +396,12 @@ void Trainer::load_weights(const CheckpointReader& ckpt) {
   bump_weights_epoch();  // the bf16 weight copies, if any, are of the old weights
 }
 
+void Trainer::init_weights_from(const std::string& path) {
+  const int64_t n = init_from_safetensors(path, *model_, *zero_);
+  log_info("init_from: " + std::to_string(n) + " tensors from " + path +
+           " (optimizer state fresh)");
+}
+
 bool Trainer::resume(const std::string& where) {
   std::string dir = where;
   if (!fs::exists(fs::path(where) / "manifest.yaml")) {
@@ -530,6 +537,7 @@ int Trainer::run() {
     resume(checkpoint_root());
   else if (cfg_.checkpoint.resume != "never" && !resume(cfg_.checkpoint.resume))
     throw InputError("checkpoint.resume: no checkpoint found at '" + cfg_.checkpoint.resume + "'");
+  if (step_ == 0 && !cfg_.train.init_from.empty()) init_weights_from(cfg_.train.init_from);
   last_saved_step_ = step_;
   const int64_t first_step = step_ + 1;
   std::ofstream metrics;  // rank 0 only: one record per step

@@ -70,6 +70,8 @@ class Trainer {
   int64_t step() const { return step_; }
   // Loads only the model weights of a checkpoint (evaluation, export).
   void load_weights(const CheckpointReader& ckpt);
+  // Loads the parameters from a safetensors file by their Llama names (train.init_from).
+  void init_weights_from(const std::string& path);
   void save_checkpoint();
   // Restores from the checkpoint root or step dir; returns false when none exists.
   bool resume(const std::string& where);

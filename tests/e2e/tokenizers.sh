@@ -104,3 +104,18 @@ rejected "--vocab-size too small" "--vocab-size 100 is out of range" --train-tok
 rejected "a vocabulary the text cannot fill" "--vocab-size 200000" --train-tokenizer --vocab-size 200000
 rejected "--tokenizer-type wordpiece" "--tokenizer-type: expected bpe or unigram" --train-tokenizer --vocab-size 300 --tokenizer-type wordpiece
 rejected "--version 2 (read, not written)" "--version: expected 1" --version 2
+
+# ---- the shipped example: configs/fortunes_spm.yaml, as its comment says to run it -------------
+FORTUNES=${STRATA_E2E_FORTUNES:-/usr/share/games/fortunes}
+if [[ -d $FORTUNES ]]; then
+  CFG="$SRC_DIR/configs/fortunes_spm.yaml"
+  vocab=$(sed -nE 's/^  vocab_size: ([0-9]+).*/\1/p' "$CFG")
+  run "$STRATA" prepare-data --input "$FORTUNES" --output data/fortunes_spm --train-tokenizer --vocab-size "$vocab" --quiet
+  expect_exit 0 "the example's prepare-data"
+  run "$STRATA" train "$CFG" --set train.steps=2 --set train.eval_every=0 --set checkpoint.every=0 \
+    --set train.run_dir=example --set train.threads=2
+  expect_exit 0 "train configs/fortunes_spm.yaml"
+  expect_stderr_contains "step 2/2 | loss"
+else
+  echo "no fortunes corpus at $FORTUNES: the configs/fortunes_spm.yaml check skipped"
+fi

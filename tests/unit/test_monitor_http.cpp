@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/trace.h"
 #include "launch/monitor_board.h"
 #include "launch/monitor_http.h"
 #include "launch/monitor_render.h"
@@ -203,6 +204,30 @@ TEST(MonitorServer, RendersTheBoardWhileTheTrainerWritesIt) {
   }
   done = true;
   writer.join();
+}
+
+// The I/O engine's driver thread records swap spans while the trainer switches tracing per step
+// and takes what was recorded (core/trace.h): the recorder is shared across threads.
+TEST(TraceRecorder, TakesSpansFromOtherThreads) {
+  TraceRecorder& rec = TraceRecorder::instance();
+  rec.take();
+  rec.set_active(true);
+  std::atomic<bool> done{false};
+  std::vector<std::thread> io;
+  for (int t = 0; t < 3; ++t)
+    io.emplace_back([&] {
+      while (!done) trace_span(TraceTrack::swap, "write", trace_now_us(), "\"bytes\":4096");
+    });
+  size_t taken = 0;
+  for (int i = 0; i < 200; ++i) {
+    rec.set_active(i % 2 == 0);
+    taken += rec.take().size();
+  }
+  done = true;
+  for (auto& t : io) t.join();
+  rec.set_active(false);
+  rec.take();
+  EXPECT_GT(taken, 0u);
 }
 
 TEST(MonitorServer, NamesTheAddressItCannotListenOn) {
