@@ -19,9 +19,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   ProfScope prof_scope(ProfOp::gemm);
   if (M == 0 || N == 0) return;
   if (K == 0) {
-    // oneDNN handles K=0 but keep the semantics explicit: C = beta*C.
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
+    gemm_scale_c(M, N, beta, C, ldc);  // oneDNN handles K = 0, but keep it explicit
     return;
   }
   const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A,

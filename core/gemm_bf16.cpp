@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "core/gemm.h"
 #include "core/profile.h"
 
 namespace strata {
@@ -83,8 +84,7 @@ void gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, c
   ProfScope prof_scope(ProfOp::gemm);
   if (M == 0 || N == 0) return;
   if (K == 0) {
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
+    gemm_scale_c(M, N, beta, C, ldc);  // oneDNN handles K = 0, but keep it explicit
     return;
   }
   const Primitive& p = primitive({ta, tb, M, N, K, lda, ldb, ldc, alpha, beta});

@@ -58,24 +58,6 @@ void FlightRecorder::complete(uint64_t id) {
 
 namespace {
 
-// Axis names and op names are ours (letters, digits, '*'), but quote defensively anyway.
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 std::string json_time(double t) {
   if (t <= 0) return "null";
   char buf[32];
@@ -91,12 +73,12 @@ std::string FlightRecorder::jsonl(int rank) const {
   for (uint64_t id = first; id < next_; ++id) {
     const FlightRecord& r = ring_[id % ring_.size()];
     if (r.id != id) continue;
-    os << "{\"rank\":" << rank << ",\"id\":" << r.id << ",\"op\":" << json_string(r.op)
-       << ",\"group\":" << json_string(r.group ? r.group->axis : "?")
+    os << "{\"rank\":" << rank << ",\"id\":" << r.id << ",\"op\":" << json_quote(r.op)
+       << ",\"group\":" << json_quote(r.group ? r.group->axis : "?")
        << ",\"group_rank\":" << (r.group ? r.group->rank : -1)
        << ",\"group_size\":" << (r.group ? r.group->size() : 0) << ",\"seq\":" << r.seq
        << ",\"peer\":" << r.peer << ",\"bytes\":" << r.bytes << ",\"step\":" << r.step
-       << ",\"phase\":" << json_string(r.phase) << ",\"t_start\":" << json_time(r.t_start)
+       << ",\"phase\":" << json_quote(r.phase) << ",\"t_start\":" << json_time(r.t_start)
        << ",\"t_end\":" << json_time(r.t_end) << ",\"done\":" << (r.t_end > 0 ? "true" : "false")
        << "}\n";
   }

@@ -6,9 +6,27 @@
 #include <random>
 #include <vector>
 
+#include "models/block.h"
 #include "models/config.h"
+#include "models/param_unit.h"
 
 namespace strata::test {
+
+// A block's unit as the block tests prepare it: declared, allocated, initialised from seed 7,
+// the norm gains moved away from 1 (so their gradients are generic) and, with `scale` > 1, the
+// matrices scaled up from init (so every path contributes visibly to the loss).
+inline void prepare_block_unit(const Block& block, ParamUnit& unit, float scale = 1.f) {
+  block.declare(unit);
+  unit.allocate();
+  unit.init(7);
+  for (const auto& t : unit.tensors())
+    if (t.init_std == 0.f)
+      for (int64_t i = 0; i < t.numel; ++i)
+        unit.params()[t.offset + i] += 0.1f * std::sin(float(i));
+  if (scale != 1.f)
+    for (int64_t i = 0; i < unit.numel(); ++i)
+      unit.params()[i] *= unit.params()[i] == 0 ? 1.f : scale;
+}
 
 inline ModelConfig tiny_model(const std::string& pattern, Decay decay, int64_t chunk) {
   ModelConfig c;

@@ -52,15 +52,7 @@ class BlockBf16 : public ::testing::TestWithParam<char> {
     c.precision = p;
     return c;
   }
-  BlockBf16() : unit_("layers.0") {
-    Block(config(Precision::fp32), 0).declare(unit_);
-    unit_.allocate();
-    unit_.init(7);
-    for (const auto& t : unit_.tensors())
-      if (t.init_std == 0.f)
-        for (int64_t i = 0; i < t.numel; ++i)
-          unit_.params()[t.offset + i] += 0.1f * std::sin(float(i));
-  }
+  BlockBf16() : unit_("layers.0") { prepare_block_unit(Block(config(Precision::fp32), 0), unit_); }
 
   Result run(Precision p, bool split = false) const {
     const ModelConfig c = config(p);

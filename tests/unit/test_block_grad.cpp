@@ -34,16 +34,7 @@ TEST_P(BlockGrad, EveryTensorMatchesFiniteDifferences) {
   cfg.feature_map = c.fmap;
   Block block(cfg, 0);
   ParamUnit unit("layers.0");
-  block.declare(unit);
-  unit.allocate();
-  unit.init(7);
-  // Perturb the norm gains away from 1 so their gradients are generic.
-  for (const auto& t : unit.tensors())
-    if (t.init_std == 0.f)
-      for (int64_t i = 0; i < t.numel; ++i)
-        unit.params()[t.offset + i] += 0.1f * std::sin(float(i));
-  // Larger weights than init so every path contributes visibly to the loss.
-  for (int64_t i = 0; i < unit.numel(); ++i) unit.params()[i] *= unit.params()[i] == 0 ? 1.f : 5.f;
+  prepare_block_unit(block, unit, 5.f);
 
   const BlockShape s{2, c.T, 0};
   const int64_t N = s.tokens(), D = cfg.dim;

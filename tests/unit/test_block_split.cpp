@@ -37,15 +37,7 @@ class BlockSplit : public ::testing::TestWithParam<char> {
       : cfg_(tiny_model(std::string(1, GetParam()), Decay::retnet, 4)),
         block_(cfg_, 0),
         unit_("layers.0") {
-    block_.declare(unit_);
-    unit_.allocate();
-    unit_.init(7);
-    for (const auto& t : unit_.tensors())
-      if (t.init_std == 0.f)
-        for (int64_t i = 0; i < t.numel; ++i)
-          unit_.params()[t.offset + i] += 0.1f * std::sin(float(i));
-    for (int64_t i = 0; i < unit_.numel(); ++i)
-      unit_.params()[i] *= unit_.params()[i] == 0 ? 1.f : 5.f;
+    prepare_block_unit(block_, unit_, 5.f);
   }
 
   int64_t nx() const { return s_.tokens() * cfg_.dim; }
