@@ -218,10 +218,14 @@ TEST(TraceRecorder, TakesSpansFromOtherThreads) {
     io.emplace_back([&] {
       while (!done) trace_span(TraceTrack::swap, "write", trace_now_us(), "\"bytes\":4096");
     });
+  // At least 200 switches, and on until the writers have been scheduled (a loaded machine may
+  // not run them during the first 200; CI saw 0 spans taken that way): 10 s at most.
   size_t taken = 0;
-  for (int i = 0; i < 200; ++i) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (int i = 0; i < 200 || (taken == 0 && std::chrono::steady_clock::now() < deadline); ++i) {
     rec.set_active(i % 2 == 0);
     taken += rec.take().size();
+    if (i >= 200) std::this_thread::yield();
   }
   done = true;
   for (auto& t : io) t.join();
