@@ -19,9 +19,9 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
 #include "core/log.h"
 #include "core/memory.h"
-#include "core/gemm_bf16.h"
 #include "core/peak.h"
 #include "core/stop.h"
 #include "core/trace.h"
@@ -159,6 +159,7 @@ void Trainer::build_stages() {
     if (!held[static_cast<size_t>(u)]) continue;
     ParamUnit& unit = model_->units()[u];
     ZeroUnit z{u, &unit.params(), &unit.grads(), unit.numel(), unit.decay_segments()};
+    z.on_release = [&unit] { unit.drop_bf16(); };
     z.pinned = tie_copy && u == 0 && holds_head;  // the head reads the embedding too
     z.replica = tie_copy && u == 0 && !owns_embedding;
     z.tie = u == 0 ? tie_.get() : nullptr;
@@ -437,8 +438,7 @@ std::string Trainer::log_line(const StepResult& r) const {
      << fmt("%.1f", r.seconds * 1e3) << " ms | " << fmt("%.0f", r.tokens_per_s) << " tok/s | "
      << fmt("%.1f", r.gflops) << " GFLOP/s (" << fmt("%.1f", 100.0 * r.gflops / sgemm_peak_)
      << "% of " << (bf16_ ? "bf16" : "sgemm") << " peak " << fmt("%.0f", sgemm_peak_)
-     << ") | peak mem "
-     << format_memory(MemoryTracker::instance().snapshot());
+     << ") | peak mem " << format_memory(MemoryTracker::instance().snapshot());
   if (hub_) os << " | " << hub_->progress_text();
   return os.str();
 }
@@ -551,14 +551,13 @@ int Trainer::run() {
   if (bf16_)
     log_info(std::string("strata: bf16 precision, GEMMs on oneDNN's ") +
              gemm_bf16_impl(false, true, 2048, 2048, 2048) +
-             (cpu_has_native_bf16() ? "" :
-                                      " (this CPU has no AVX512-BF16/AMX: oneDNN emulates bf16, "
+             (cpu_has_native_bf16() ? ""
+                                    : " (this CPU has no AVX512-BF16/AMX: oneDNN emulates bf16, "
                                       "slower than fp32; train.precision: fp32 is faster here)"));
   log_info("strata: " + std::to_string(cfg_.model.num_parameters()) + " parameters, " +
            std::to_string(cfg_.train.global_batch * cfg_.data.seq_len) + " tokens/step, " +
            std::to_string(omp_get_max_threads()) + " threads, " + (bf16_ ? "bf16" : "sgemm") +
-           " peak " +
-           fmt("%.1f", sgemm_peak_) + " GFLOP/s, train data " +
+           " peak " + fmt("%.1f", sgemm_peak_) + " GFLOP/s, train data " +
            std::to_string(train_data_->num_tokens()) + " tokens");
   while (step_ < cfg_.train.steps) {
     int64_t stop = 0;

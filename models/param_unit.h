@@ -66,6 +66,7 @@ class ParamUnit {
   // of the gathered parameters; a re-gather in the same step reuses it (same weights).
   const bf16* params_bf16() const;
   void drop_bf16() const { bf16_ = FloatBuffer(); }
+  bool holds_bf16() const { return bf16_.size() > 0; }
 
  private:
   std::string name_;

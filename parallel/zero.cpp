@@ -4,8 +4,8 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "core/weights_epoch.h"
 #include "core/log.h"
+#include "core/weights_epoch.h"
 #include "optim/grad_norm.h"
 
 namespace strata {
@@ -140,6 +140,7 @@ void ZeroEngine::release_params(int64_t u) {
   if (stage_ != 3 || z.pinned) return;
   wait_gather(u);
   z.params->reset();
+  if (z.on_release) z.on_release();
 }
 
 // ---- gradients --------------------------------------------------------------------------------
@@ -323,6 +324,7 @@ void ZeroEngine::clear_grads() {
     if (stage_ == 3 && z.pinned) {  // stale after the update: gathered again on next use
       wait_gather(u);
       z.params->reset();
+      if (z.on_release) z.on_release();
     }
   }
 }

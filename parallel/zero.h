@@ -27,6 +27,7 @@
 // where the full gradients of the stage's units live from their first backward to the step's
 // end and each is reduce-scattered once.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -49,6 +50,9 @@ struct ZeroUnit {
   // both apply the same update; it is left out of the norm (counted once, by the owner).
   bool replica = false;
   Comm* tie = nullptr;  // owner + replicas of a tied unit (same dp/sp index); nullptr = none
+  // Called when stage 3 frees the unit's gathered parameters: what is derived from them (the
+  // bf16 copy of the bf16 precision) goes with them, so it is never resident unsharded.
+  std::function<void()> on_release = nullptr;
 };
 
 struct ZeroOptions {
