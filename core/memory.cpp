@@ -9,6 +9,7 @@
 #include <new>
 #include <sstream>
 
+#include "core/block_cache.h"
 #include "core/error.h"
 
 namespace strata {
@@ -139,8 +140,10 @@ FloatBuffer::FloatBuffer(int64_t n, MemCategory cat, int64_t alignment)
   }
   cap_ = (bytes() + align_ - 1) / align_ * align_;
   MemoryTracker::instance().charge(cat_, charged());  // first: it may refuse (memory cap)
-  data_ = static_cast<float*>(
-      std::aligned_alloc(static_cast<size_t>(align_), static_cast<size_t>(cap_)));
+  data_ = static_cast<float*>(block_cache_take(cap_, align_));
+  if (!data_)
+    data_ = static_cast<float*>(
+        std::aligned_alloc(static_cast<size_t>(align_), static_cast<size_t>(cap_)));
   if (!data_) {
     MemoryTracker::instance().release(cat_, charged());
     throw std::bad_alloc();
@@ -152,8 +155,8 @@ FloatBuffer::~FloatBuffer() { reset(); }
 
 void FloatBuffer::reset() {
   if (data_) {
-    MemoryTracker::instance().release(cat_, charged());
-    std::free(data_);
+    MemoryTracker::instance().release(cat_, charged());  // first: the cache's cap check
+    block_cache_give(data_, cap_, align_);
   }
   data_ = nullptr;
   n_ = 0;

@@ -35,6 +35,7 @@ class MemoryTracker {
   // category and the current bytes by category, before anything is allocated.
   void set_limit(int64_t bytes) { limit_.store(bytes); }
   int64_t limit() const { return limit_.load(); }
+  int64_t total_current() const { return total_current_.load(std::memory_order_relaxed); }
 
  private:
   std::array<std::atomic<int64_t>, kNumMemCategories> current_{};

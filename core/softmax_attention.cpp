@@ -9,6 +9,7 @@
 #include "core/gemm.h"
 #include "core/omp_guard.h"
 #include "core/threads.h"
+#include "core/vexp.h"
 
 namespace strata {
 namespace {
@@ -33,6 +34,22 @@ int64_t last_key(const SoftmaxAttentionShape& s, int64_t i, int64_t nk) {
   return std::min(nk - 1, s.q_pos0 + i - s.k_pos0);
 }
 
+// sum_j exp(p[j] - mx) for j < n; float through core/vexp.h (vectorised, the same bits on every
+// code path), double (the finite-difference reference) through std::exp.
+float exp_sum(const float* p, int64_t n, float mx, std::vector<float>& scratch) {
+  return static_cast<float>(exp_shift_sum(p, scratch.data(), n, mx));
+}
+double exp_sum(const double* p, int64_t n, double mx, std::vector<double>&) {
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += std::exp(p[j] - mx);
+  return sum;
+}
+// p[j] = exp(p[j] - l) for j < n
+void exp_shift(float* p, int64_t n, float l) { exp_shift_scale(p, n, l, 1.f); }
+void exp_shift(double* p, int64_t n, double l) {
+  for (int64_t j = 0; j < n; ++j) p[j] = std::exp(p[j] - l);
+}
+
 }  // namespace
 
 template <class T>
@@ -55,6 +72,7 @@ void softmax_attention_forward(const SoftmaxAttentionShape& s, const T* q, const
         const T* V = v + (b * Tk * Hkv + g) * dh;  // [Tk, dh], row stride ldk
         T* L = lse + (b * H + h) * Tq;             // [Tq]
         std::vector<T> P(tile * Tk);               // [m, nk] scores, then probabilities
+        std::vector<T> scratch(Tk);
         for (int64_t i0 = 0; i0 < Tq; i0 += tile) {
           const int64_t m = std::min(tile, Tq - i0);
           const int64_t nk = tile_keys(s, i0, m);
@@ -65,13 +83,11 @@ void softmax_attention_forward(const SoftmaxAttentionShape& s, const T* q, const
             const int64_t jmax = last_key(s, i0 + i, nk);
             T mx = -std::numeric_limits<T>::infinity();
             for (int64_t j = 0; j <= jmax; ++j) mx = std::max(mx, p[j]);
-            T sum = T(0);
-            for (int64_t j = 0; j <= jmax; ++j) sum += std::exp(p[j] - mx);
-            const T l = mx + std::log(sum);
+            const T l = mx + std::log(exp_sum(p, jmax + 1, mx, scratch));
             L[i0 + i] = l;
             // exp(score - lse), exactly what the backward recomputes; masked keys get exact 0s
             // so they contribute nothing to P V.
-            for (int64_t j = 0; j <= jmax; ++j) p[j] = std::exp(p[j] - l);
+            exp_shift(p, jmax + 1, l);
             for (int64_t j = jmax + 1; j < nk; ++j) p[j] = T(0);
           }
           gemm(false, false, m, dh, nk, T(1), P.data(), nk, V, ldk, T(0), o + ofs, ldq);
@@ -119,7 +135,7 @@ void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, cons
             for (int64_t i = 0; i < m; ++i) {
               T* p = P.data() + i * nk;
               const int64_t jmax = last_key(s, i0 + i, nk);
-              for (int64_t j = 0; j <= jmax; ++j) p[j] = std::exp(p[j] - L[i0 + i]);
+              exp_shift(p, jmax + 1, L[i0 + i]);
               for (int64_t j = jmax + 1; j < nk; ++j) p[j] = T(0);
               T d = T(0);
               for (int64_t c = 0; c < dh; ++c) d += dO[i * ldq + c] * O[i * ldq + c];

@@ -1,13 +1,32 @@
 #include "models/swiglu.h"
 
+#include <type_traits>
+
 #include "core/profile.h"
+#include "core/vexp.h"
 #include "models/activation.h"
 
 namespace strata {
 
+// float goes through core/vexp.h's exp (vectorised, same bits on every code path); double, the
+// finite-difference reference, keeps std::exp.
+namespace {
+template <class V>
+V silu_grad_v(V x, V s) {
+  return s * vfma(x, V(1.f) - s, V(1.f));  // s (1 + x (1 - s))
+}
+}  // namespace
+
 template <class T>
 void swiglu_forward(const T* gate, const T* up, T* act, int64_t n) {
   ProfScope prof_scope(ProfOp::elementwise);
+  if constexpr (std::is_same_v<T, float>) {
+    return parallel_for_lanes(n, [&](auto lane, int64_t i) {
+      using V = decltype(lane);
+      const V g = vload(gate + i, lane);
+      vstore(act + i, g * sigmoid_v(g) * vload(up + i, lane));
+    });
+  }
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) act[i] = silu(gate[i]) * up[i];
 }
@@ -15,6 +34,16 @@ void swiglu_forward(const T* gate, const T* up, T* act, int64_t n) {
 template <class T>
 void swiglu_backward(const T* gate, const T* up, const T* dact, T* dgate, T* dup, int64_t n) {
   ProfScope prof_scope(ProfOp::elementwise);
+  if constexpr (std::is_same_v<T, float>) {
+    return parallel_for_lanes(n, [&](auto lane, int64_t i) {
+      using V = decltype(lane);
+      // Load everything first: dgate/dup may alias gate/up/dact (the backward works in place).
+      const V g = vload(gate + i, lane), u = vload(up + i, lane), d = vload(dact + i, lane);
+      const V s = sigmoid_v(g);
+      vstore(dup + i, d * (g * s));
+      vstore(dgate + i, d * u * silu_grad_v(g, s));
+    });
+  }
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     // Read everything first: dgate/dup may alias gate/up/dact (the backward works in place).
@@ -27,6 +56,14 @@ void swiglu_backward(const T* gate, const T* up, const T* dact, T* dgate, T* dup
 template <class T>
 void feature_map_forward(const T* x, T* y, int64_t n, bool use_silu, T scale) {
   ProfScope prof_scope(ProfOp::elementwise);
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_silu)
+      return parallel_for_lanes(n, [&](auto lane, int64_t i) {
+        using V = decltype(lane);
+        const V v = vload(x + i, lane);
+        vstore(y + i, V(scale) * (v * sigmoid_v(v)));
+      });
+  }
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = scale * (use_silu ? silu(x[i]) : x[i]);
 }
@@ -34,6 +71,14 @@ void feature_map_forward(const T* x, T* y, int64_t n, bool use_silu, T scale) {
 template <class T>
 void feature_map_backward(const T* x, const T* dy, T* dx, int64_t n, bool use_silu, T scale) {
   ProfScope prof_scope(ProfOp::elementwise);
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_silu)
+      return parallel_for_lanes(n, [&](auto lane, int64_t i) {
+        using V = decltype(lane);
+        const V v = vload(x + i, lane);
+        vstore(dx + i, V(scale) * vload(dy + i, lane) * silu_grad_v(v, sigmoid_v(v)));
+      });
+  }
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) dx[i] = scale * dy[i] * (use_silu ? silu_grad(x[i]) : T(1));
 }

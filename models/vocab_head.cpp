@@ -10,6 +10,7 @@
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/profile.h"
+#include "core/vexp.h"
 
 namespace strata {
 
@@ -19,6 +20,11 @@ template <class T>
 constexpr T neg_inf() {
   return -std::numeric_limits<T>::infinity();
 }
+
+// float: core/vexp.h's exp (vectorised, the same bits on every code path); double, the
+// finite-difference reference, keeps std::exp.
+inline float exp_t(float x) { return exp_f32(x); }
+inline double exp_t(double x) { return std::exp(x); }
 
 // The tile actually used: at least 1 x 1, at most the whole problem (N x real rows).
 VocabTiles clamp_tiles(VocabTiles t, int64_t N, int64_t real) {
@@ -110,17 +116,22 @@ void online_softmax_tile(T* L, int64_t nr, int64_t nc, int64_t col0, const int32
       // The running max grew: s and G so far are relative to the old max, so scale them by
       // exp(m_old - m_new) <= 1 (0 on the row's first tile, where m_old = -inf and s, G = 0).
       // Every exponent stays <= 0: nothing overflows, whatever the logits' range.
-      const T f = m == neg_inf<T>() ? T(0) : std::exp(m - mt);
+      const T f = m == neg_inf<T>() ? T(0) : exp_t(m - mt);
       s *= f;
       for (int64_t j = 0; j < D; ++j) G[j] *= f;
       m = mt;
     }
-    double sum = 0;  // a tile's terms in double: the float running sum then adds one per tile
-    for (int64_t c = 0; c < nc; ++c) {
-      lr[c] = std::exp(lr[c] - m);
-      sum += lr[c];
+    // A tile's terms summed in double: the float running sum then adds one per tile.
+    if constexpr (std::is_same_v<T, float>) {
+      s += static_cast<T>(exp_shift_sum(lr, lr, nc, m));
+    } else {
+      double sum = 0;
+      for (int64_t c = 0; c < nc; ++c) {
+        lr[c] = std::exp(lr[c] - m);
+        sum += lr[c];
+      }
+      s += static_cast<T>(sum);
     }
-    s += static_cast<T>(sum);
   }
 }
 
@@ -148,7 +159,10 @@ void dlogits_tile(T* L, int64_t nr, int64_t nc, int64_t col0, const int32_t* y, 
       std::fill(lr, lr + nc, T(0));
       continue;
     }
-    for (int64_t c = 0; c < nc; ++c) lr[c] = loss_scale * std::exp(lr[c] - lse[r]);
+    if constexpr (std::is_same_v<T, float>)
+      exp_shift_scale(lr, nc, lse[r], loss_scale);
+    else
+      for (int64_t c = 0; c < nc; ++c) lr[c] = loss_scale * std::exp(lr[c] - lse[r]);
     const int64_t yc = static_cast<int64_t>(y[r]) - col0;
     if (yc >= 0 && yc < nc) lr[yc] -= loss_scale;
   }

@@ -1,0 +1,38 @@
+#include "core/vexp.h"
+
+namespace strata {
+
+double exp_shift_sum(const float* x, float* y, int64_t n, float shift) {
+  double acc[16] = {};
+  int64_t i = 0;
+#ifdef __AVX512F__
+  // Lanes 0-7 and 8-15 of each vector widened to double: lane j holds sum j of the scalar path.
+  __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+  for (; i + 16 <= n; i += 16) {
+    const Vec16 e = exp_v(vload(x + i, Vec16{}) - Vec16(shift));
+    vstore(y + i, e);
+    // The halves read back from y (L1): GCC 12's extract intrinsics trip -Wmaybe-uninitialized;
+    // the zero-masking cvtps_pd with an all-ones mask is the plain instruction (see kAll16).
+    lo = _mm512_add_pd(lo, _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(y + i)));
+    hi = _mm512_add_pd(hi, _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(y + i + 8)));
+  }
+  _mm512_storeu_pd(acc, lo);
+  _mm512_storeu_pd(acc + 8, hi);
+#endif
+  for (; i < n; ++i) {
+    y[i] = exp_f32(x[i] - shift);
+    acc[i % 16] += y[i];
+  }
+  double sum = 0;
+  for (double a : acc) sum += a;
+  return sum;
+}
+
+void exp_shift_scale(float* x, int64_t n, float shift, float scale) {
+  for_lanes(0, n, [&](auto lane, int64_t i) {
+    using V = decltype(lane);
+    vstore(x + i, V(scale) * exp_v(vload(x + i, lane) - V(shift)));
+  });
+}
+
+}  // namespace strata
