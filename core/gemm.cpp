@@ -14,6 +14,8 @@ static std::atomic<int64_t> g_flops{0};
 
 int64_t gemm_flops() { return g_flops.load(std::memory_order_relaxed); }
 
+void count_gemm_flops(int64_t flops) { g_flops.fetch_add(flops, std::memory_order_relaxed); }
+
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   ProfScope prof_scope(ProfOp::gemm);
@@ -26,7 +28,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
                                       lda, B, ldb, beta, C, ldc);
   if (st != dnnl_success)
     throw StrataError("dnnl_sgemm failed with status " + std::to_string(static_cast<int>(st)));
-  g_flops.fetch_add(2 * M * N * K, std::memory_order_relaxed);
+  count_gemm_flops(2 * M * N * K);
 }
 
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,

@@ -43,5 +43,7 @@ inline void gemm_scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc
 
 // Total GEMM FLOPs issued by this process since start.
 int64_t gemm_flops();
+// Adds to that counter, for fp32 GEMMs issued by other entry points (core/batched_gemm.h).
+void count_gemm_flops(int64_t flops);
 
 }  // namespace strata

@@ -19,6 +19,8 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
 
 // Total FLOPs issued through gemm_bf16 by this process since start (2 M N K per call).
 int64_t gemm_bf16_flops();
+// Adds to that counter, for bf16 GEMMs issued by other entry points (core/batched_gemm.h).
+void count_gemm_bf16_flops(int64_t flops);
 
 // oneDNN's implementation for this shape (e.g. "brg:avx512_core_amx"), for logs and benchmarks.
 std::string gemm_bf16_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K);

@@ -4,58 +4,12 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/batched_gemm.h"
 #include "core/error.h"
-#include "core/gemm.h"
-#include "core/omp_guard.h"
-#include "core/threads.h"
+#include "core/head_chunks.h"
 
 namespace strata {
 namespace {
-
-// pw[e] = γ^e for e = 0..C. One pow per exponent (no running product), in the scalar type, so
-// the error does not grow with the exponent and float runs entirely in fp32.
-template <class T>
-void decay_powers(T gamma, int64_t C, T* pw) {
-  for (int64_t e = 0; e <= C; ++e) pw[e] = std::pow(gamma, static_cast<T>(e));
-}
-
-// A[n,n] (contiguous) = (X Yᵀ) ⊙ D with D[i,j] = γ^(i-j) for j <= i, else 0. X, Y: [n, dh] with
-// row stride ld. The upper triangle is computed by the GEMM and then zeroed: one dense GEMM is
-// cheaper than a triangular loop at these sizes.
-template <class T>
-void masked_scores(int64_t n, int64_t dh, const T* X, const T* Y, int64_t ld, const T* pw, T* A) {
-  gemm(false, true, n, n, dh, T(1), X, ld, Y, ld, T(0), A, n);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < n; ++j) A[i * n + j] = j <= i ? A[i * n + j] * pw[i - j] : T(0);
-}
-
-// X[i, :] *= f(i) for the n rows of a [n, cols] matrix with row stride ld.
-template <class T, class F>
-void scale_rows(T* X, int64_t n, int64_t cols, int64_t ld, F f) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T a = f(i);
-    for (int64_t c = 0; c < cols; ++c) X[i * ld + c] *= a;
-  }
-}
-
-// Y[n, cols] (contiguous) = diag(f) X, X with row stride ld.
-template <class T, class F>
-void scaled_copy(const T* X, int64_t n, int64_t cols, int64_t ld, F f, T* Y) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T a = f(i);
-    for (int64_t c = 0; c < cols; ++c) Y[i * cols + c] = a * X[i * ld + c];
-  }
-}
-
-// S[dh,dh] <- γ^n S + Kᵀ diag(μ) V for one chunk of n rows (μ_j = γ^(n-1-j)).
-// Vm: [n, dh] scratch.
-template <class T>
-void advance_state(int64_t n, int64_t dh, const T* K, const T* V, int64_t ld, const T* pw, T* S,
-                   T* Vm) {
-  auto mu = [&](int64_t j) { return pw[n - 1 - j]; };
-  scaled_copy(V, n, dh, ld, mu, Vm);
-  gemm(true, false, dh, dh, n, T(1), K, ld, Vm, dh, pw[n], S, dh);
-}
 
 void check_shape(const LinearAttentionShape& s) {
   STRATA_CHECK(s.B >= 0 && s.T >= 0 && s.H >= 1 && s.dh >= 1, "bad linear attention shape");
@@ -66,6 +20,201 @@ void check_shape(const LinearAttentionShape& s) {
 // far above seq_len would only allocate and multiply padding (the math is the same).
 int64_t effective_chunk(const LinearAttentionShape& s) {
   return std::max<int64_t>(1, std::min(s.chunk, s.T));
+}
+
+// Without tokens the state leaves as it came: out = in (0 without one), when out is wanted.
+template <class T>
+void pass_through(const LinearAttentionShape& s, const T* in, T* out) {
+  if (!out) return;
+  const int64_t n = s.B * s.H * s.dh * s.dh;
+  if (in)
+    std::copy(in, in + n, out);
+  else
+    std::fill(out, out + n, T(0));
+}
+
+// pw[h][e] = γ_h^e for e = 0..C, [H, C+1]. One pow per exponent (no running product), in the
+// scalar type, so the error does not grow with the exponent and float runs entirely in fp32.
+template <class T>
+std::vector<T> decay_powers(const T* gamma, int64_t H, int64_t C) {
+  std::vector<T> pw(static_cast<size_t>(H * (C + 1)));
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t e = 0; e <= C; ++e) pw[h * (C + 1) + e] = std::pow(gamma[h], static_cast<T>(e));
+  return pw;
+}
+
+// The row scales of the chunked form, for row i of chunk c of head h (n = the chunk's real
+// rows): λ_i = γ^(i+1) weighs the state entering the chunk, μ_i = γ^(n-1-i) a row's share of
+// the state leaving it (0 on padding rows).
+template <class T>
+struct RowDecay {
+  const HeadChunks& L;
+  const std::vector<T>& pw;
+  T lambda(int64_t h, int64_t, int64_t i) const { return pw[h * (L.C + 1) + i + 1]; }
+  T mu(int64_t h, int64_t c, int64_t i) const {
+    const int64_t n = L.rows_of(c);
+    return i < n ? pw[h * (L.C + 1) + n - 1 - i] : T(0);
+  }
+  T full(int64_t h, int64_t c) const { return pw[h * (L.C + 1) + L.rows_of(c)]; }  // γ^n
+};
+
+// The states entering every chunk, from the per-chunk updates dS[bh, c] = K_cᵀ diag(μ) V_c:
+//   S_0 = state_in (or 0),  S_{c+1} = γ^n S_c + dS_c,
+// scanned in place (dS[bh, c] becomes S_c, in fp32) and converted to the operand type into Sp;
+// the final state goes to state_out when wanted. Chunks in order: the same bits for any threads.
+template <class T, class P>
+void scan_states(const HeadChunks& L, const RowDecay<T>& dec, T* dS, P* Sp, const T* state_in,
+                 T* state_out) {
+  const int64_t d2 = L.dh * L.dh;
+#pragma omp parallel for schedule(static) if (L.threads())
+  for (int64_t bh = 0; bh < L.B * L.H; ++bh) {
+    std::vector<T> S(static_cast<size_t>(d2), T(0));  // [dh, dh] the running state
+    if (state_in) std::copy(state_in + bh * d2, state_in + (bh + 1) * d2, S.begin());
+    for (int64_t c = 0; c < L.nc; ++c) {
+      T* x = dS + (bh * L.nc + c) * d2;
+      P* xp = Sp + (bh * L.nc + c) * d2;
+      const T g = dec.full(bh % L.H, c);
+      for (int64_t e = 0; e < d2; ++e) {
+        const T update = x[e];
+        x[e] = S[e];
+        xp[e] = operand_cast<P>(S[e]);
+        S[e] = g * S[e] + update;
+      }
+    }
+    if (state_out) std::copy(S.begin(), S.end(), state_out + bh * d2);
+  }
+}
+
+// The same scan backwards for the gradients w.r.t. the state leaving each chunk, from
+// u[bh, c] = Q_cᵀ diag(λ) dO_c:  G_{nc-1} = dstate_out (or 0),  G_{c-1} = γ^n G_c + u_c; in
+// place (u[bh, c] becomes G_c) and into Gp; dstate_in = γ^{n_0} G_0 + u_0 when wanted.
+template <class T, class P>
+void scan_state_grads(const HeadChunks& L, const RowDecay<T>& dec, T* u, P* Gp, const T* dstate_out,
+                      T* dstate_in) {
+  const int64_t d2 = L.dh * L.dh;
+#pragma omp parallel for schedule(static) if (L.threads())
+  for (int64_t bh = 0; bh < L.B * L.H; ++bh) {
+    std::vector<T> G(static_cast<size_t>(d2), T(0));  // [dh, dh]
+    if (dstate_out) std::copy(dstate_out + bh * d2, dstate_out + (bh + 1) * d2, G.begin());
+    for (int64_t c = L.nc - 1; c >= 0; --c) {
+      T* x = u + (bh * L.nc + c) * d2;
+      P* xp = Gp + (bh * L.nc + c) * d2;
+      const T g = dec.full(bh % L.H, c);
+      for (int64_t e = 0; e < d2; ++e) {
+        const T update = x[e];
+        x[e] = G[e];
+        xp[e] = operand_cast<P>(G[e]);
+        G[e] = g * G[e] + update;
+      }
+    }
+    if (dstate_in) std::copy(G.begin(), G.end(), dstate_in + bh * d2);
+  }
+}
+
+// The operands every pass needs: k, v packed, the μ-scaled values, and the chunk-entry states.
+template <class T, class P>
+struct ChunkStates {
+  Scratch<P> K, V, Sp;
+  Scratch<T> S;  // fp32 states (overwritten by callers as scratch of the same size)
+  ChunkStates(const HeadChunks& L, const RowDecay<T>& dec, const T* k, const T* v,
+              const T* state_in, T* state_out)
+      : K(packed_scratch<P>(L)),
+        V(packed_scratch<P>(L)),
+        Sp(L.matrices() * L.dh * L.dh),
+        S(L.matrices() * L.dh * L.dh) {
+    pack_head_chunks(L, k, K.data());
+    pack_head_chunks(L, v, V.data());
+    Scratch<P> Vm = packed_scratch<P>(L);
+    pack_head_chunks(L, v, Vm.data(),
+                     [&](int64_t h, int64_t c, int64_t i) { return dec.mu(h, c, i); });
+    batched_gemm(true, false, L.matrices(), L.dh, L.dh, L.C, K.data(), Vm.data(), T(0), S.data());
+    scan_states(L, dec, S.data(), Sp.data(), state_in, state_out);
+  }
+};
+
+// A[bh, c] = (X_c Y_cᵀ) ⊙ D, the decay-masked scores, in the operand type.
+template <class T, class P>
+Scratch<P> masked_scores(const HeadChunks& L, const std::vector<T>& pw, const P* X, const P* Y) {
+  Scratch<T> raw(L.matrices() * L.C * L.C);
+  batched_gemm(false, true, L.matrices(), L.C, L.C, L.dh, X, Y, T(0), raw.data());
+  Scratch<P> out(L.matrices() * L.C * L.C);
+  decay_mask(L, pw, raw.data(), out.data());
+  return out;
+}
+
+// O = diag(λ) Q S_prev + ((Q Kᵀ) ⊙ D) V per chunk, every chunk at once.
+template <class T, class P>
+void forward_chunks(const LinearAttentionShape& s, const T* q, const T* k, const T* v,
+                    const T* gamma, T* o, const T* state_in, T* state_out) {
+  const HeadChunks L(s.B, s.T, s.H, s.dh, effective_chunk(s));
+  if (L.matrices() == 0) {  // no tokens: the state passes through
+    pass_through(s, state_in, state_out);
+    return;
+  }
+  const std::vector<T> pw = decay_powers(gamma, s.H, L.C);
+  const RowDecay<T> dec{L, pw};
+  ChunkStates<T, P> st(L, dec, k, v, state_in, state_out);
+  Scratch<P> Q = packed_scratch<P>(L);
+  pack_head_chunks(L, q, Q.data());
+  const Scratch<P> A = masked_scores(L, pw, Q.data(), st.K.data());
+  Scratch<T> inter(L.elements()), intra(L.elements());
+  batched_gemm(false, false, L.matrices(), L.C, L.dh, L.dh, Q.data(), st.Sp.data(), T(0),
+               inter.data());
+  batched_gemm(false, false, L.matrices(), L.C, L.dh, L.C, A.data(), st.V.data(), T(0),
+               intra.data());
+  unpack_head_chunks(
+      L, inter.data(), [&](int64_t h, int64_t c, int64_t i) { return dec.lambda(h, c, i); },
+      intra.data(), o);
+}
+
+// dQ = diag(λ) dO S_prevᵀ + G K,  dK = Gᵀ Q + diag(μ) V dSᵀ,  dV = Aᵀ dO + diag(μ) K dS, with
+// G = (dO Vᵀ) ⊙ D, A = (Q Kᵀ) ⊙ D and dS the gradient w.r.t. the state leaving the chunk.
+template <class T, class P>
+void backward_chunks(const LinearAttentionShape& s, const T* q, const T* k, const T* v,
+                     const T* gamma, const T* dout, T* dq, T* dk, T* dv, const T* state_in,
+                     const T* dstate_out, T* dstate_in) {
+  const HeadChunks L(s.B, s.T, s.H, s.dh, effective_chunk(s));
+  if (L.matrices() == 0) {
+    pass_through(s, dstate_out, dstate_in);
+    return;
+  }
+  const std::vector<T> pw = decay_powers(gamma, s.H, L.C);
+  const RowDecay<T> dec{L, pw};
+  auto lambda = [&](int64_t h, int64_t c, int64_t i) { return dec.lambda(h, c, i); };
+  auto mu = [&](int64_t h, int64_t c, int64_t i) { return dec.mu(h, c, i); };
+  ChunkStates<T, P> st(L, dec, k, v, state_in, nullptr);
+  Scratch<P> Q = packed_scratch<P>(L), dO = packed_scratch<P>(L);
+  pack_head_chunks(L, q, Q.data());
+  pack_head_chunks(L, dout, dO.data());
+  const int64_t n = L.matrices(), C = L.C, dh = L.dh;
+  Scratch<T> x1(L.elements()), x2(L.elements());
+  {
+    const Scratch<P> G = masked_scores(L, pw, dO.data(), st.V.data());
+    batched_gemm(false, true, n, C, dh, dh, dO.data(), st.Sp.data(), T(0), x1.data());
+    batched_gemm(false, false, n, C, dh, C, G.data(), st.K.data(), T(0), x2.data());
+    unpack_head_chunks(L, x1.data(), lambda, x2.data(), dq);
+    batched_gemm(true, false, n, C, dh, C, G.data(), Q.data(), T(0), x2.data());
+  }
+  // The state gradients, into the fp32 states' room (no longer needed) and Sp's.
+  {
+    Scratch<P> dOl = packed_scratch<P>(L);
+    pack_head_chunks(L, dout, dOl.data(), lambda);
+    batched_gemm(true, false, n, dh, dh, C, Q.data(), dOl.data(), T(0), st.S.data());
+  }
+  scan_state_grads(L, dec, st.S.data(), st.Sp.data(), dstate_out, dstate_in);
+  batched_gemm(false, true, n, C, dh, dh, st.V.data(), st.Sp.data(), T(0), x1.data());
+  unpack_head_chunks(L, x1.data(), mu, x2.data(), dk);
+  const Scratch<P> A = masked_scores(L, pw, Q.data(), st.K.data());
+  batched_gemm(false, false, n, C, dh, dh, st.K.data(), st.Sp.data(), T(0), x1.data());
+  batched_gemm(true, false, n, C, dh, C, A.data(), dO.data(), T(0), x2.data());
+  unpack_head_chunks(L, x1.data(), mu, x2.data(), dv);
+}
+
+// fp32 runs in the operand precision the shape asks for; double is the exact reference path.
+template <class T>
+bool bf16_operands(const LinearAttentionShape& s) {
+  if constexpr (std::is_same_v<T, float>) return s.precision == Precision::bf16;
+  return false;
 }
 
 }  // namespace
@@ -82,43 +231,10 @@ void linear_attention_forward(const LinearAttentionShape& s, const T* q, const T
                               const T* gamma, T* o, const std::type_identity_t<T>* state_in,
                               std::type_identity_t<T>* state_out) {
   check_shape(s);
-  const int64_t B = s.B, Tn = s.T, H = s.H, dh = s.dh, C = effective_chunk(s);
-  const int64_t ld = H * dh;  // row stride between consecutive tokens of one head
-  const bool par = worth_threads(B * H * Tn * (C + 2 * dh) * dh);
-  OmpExceptionGuard guard;
-#pragma omp parallel for collapse(2) schedule(static) if (par)
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      guard.run([&] {
-        std::vector<T> S(dh * dh);  // [dh, dh] running state S_prev
-        std::vector<T> A(C * C);    // [n, n] masked intra-chunk scores
-        std::vector<T> Vm(C * dh);  // [n, dh] μ-scaled values
-        std::vector<T> pw(C + 1);   // [C+1] γ^e
-        decay_powers(gamma[h], C, pw.data());
-        const int64_t sofs = (b * H + h) * dh * dh;
-        // Without state_in the first chunk has no inter-chunk term; skip its GEMM.
-        bool have_state = state_in != nullptr;
-        if (have_state) std::copy(state_in + sofs, state_in + sofs + dh * dh, S.begin());
-        for (int64_t t0 = 0; t0 < Tn; t0 += C) {
-          const int64_t n = std::min(C, Tn - t0);
-          const int64_t ofs = ((b * Tn + t0) * H + h) * dh;
-          const T *Q = q + ofs, *K = k + ofs, *V = v + ofs;
-          T* O = o + ofs;
-          masked_scores(n, dh, Q, K, ld, pw.data(), A.data());
-          // O = diag(λ) Q S_prev + ((Q Kᵀ) ⊙ D) V, λ_i = γ^(i+1).
-          T beta = T(0);
-          if (have_state) {
-            gemm(false, false, n, dh, dh, T(1), Q, ld, S.data(), dh, T(0), O, ld);
-            scale_rows(O, n, dh, ld, [&](int64_t i) { return pw[i + 1]; });
-            beta = T(1);
-          }
-          gemm(false, false, n, dh, n, T(1), A.data(), n, V, ld, beta, O, ld);
-          advance_state(n, dh, K, V, ld, pw.data(), S.data(), Vm.data());
-          have_state = true;
-        }
-        if (state_out) std::copy(S.begin(), S.end(), state_out + sofs);
-      });
-  guard.rethrow();
+  if constexpr (std::is_same_v<T, float>)
+    if (bf16_operands<T>(s))
+      return forward_chunks<float, bf16>(s, q, k, v, gamma, o, state_in, state_out);
+  forward_chunks<T, T>(s, q, k, v, gamma, o, state_in, state_out);
 }
 
 template <class T>
@@ -128,65 +244,11 @@ void linear_attention_backward(const LinearAttentionShape& s, const T* q, const 
                                const std::type_identity_t<T>* dstate_out,
                                std::type_identity_t<T>* dstate_in) {
   check_shape(s);
-  const int64_t B = s.B, Tn = s.T, H = s.H, dh = s.dh, C = effective_chunk(s);
-  const int64_t ld = H * dh;
-  const int64_t nchunks = (Tn + C - 1) / C;
-  const bool par = worth_threads(B * H * Tn * (C + 2 * dh) * dh * 2);
-  OmpExceptionGuard guard;
-#pragma omp parallel for collapse(2) schedule(static) if (par)
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      guard.run([&] {
-        std::vector<T> states(nchunks * dh * dh);  // [nchunks, dh, dh] S_prev of every chunk
-        std::vector<T> dS(dh * dh);                // [dh, dh] grad w.r.t. the current S_next
-        std::vector<T> A(C * C);                   // [n, n] (Q Kᵀ) ⊙ D
-        std::vector<T> G(C * C);                   // [n, n] (dO Vᵀ) ⊙ D
-        std::vector<T> X(C * dh);                  // [n, dh] scaled-row scratch
-        std::vector<T> pw(C + 1);                  // [C+1] γ^e
-        decay_powers(gamma[h], C, pw.data());
-        const int64_t sofs = (b * H + h) * dh * dh;
-
-        // Recompute the chunk-boundary states: cheap (one dh×dh×n GEMM per chunk) next to
-        // storing T/C states per layer in the activation store.
-        std::vector<T> S(dh * dh);  // [dh, dh]
-        if (state_in) std::copy(state_in + sofs, state_in + sofs + dh * dh, S.begin());
-        for (int64_t c = 0; c < nchunks; ++c) {
-          const int64_t t0 = c * C, n = std::min(C, Tn - t0);
-          const int64_t ofs = ((b * Tn + t0) * H + h) * dh;
-          std::copy(S.begin(), S.end(), states.begin() + c * dh * dh);
-          advance_state(n, dh, k + ofs, v + ofs, ld, pw.data(), S.data(), X.data());
-        }
-
-        if (dstate_out) std::copy(dstate_out + sofs, dstate_out + sofs + dh * dh, dS.begin());
-        for (int64_t c = nchunks - 1; c >= 0; --c) {
-          const int64_t t0 = c * C, n = std::min(C, Tn - t0);
-          const int64_t ofs = ((b * Tn + t0) * H + h) * dh;
-          const T *Q = q + ofs, *K = k + ofs, *V = v + ofs, *dO = dout + ofs;
-          T *dQ = dq + ofs, *dK = dk + ofs, *dV = dv + ofs;
-          const T* Sp = states.data() + c * dh * dh;
-          auto lambda = [&](int64_t i) { return pw[i + 1]; };
-          auto mu = [&](int64_t j) { return pw[n - 1 - j]; };
-          masked_scores(n, dh, Q, K, ld, pw.data(), A.data());
-          masked_scores(n, dh, dO, V, ld, pw.data(), G.data());
-          // dQ = diag(λ) dO S_prevᵀ + G K
-          gemm(false, true, n, dh, dh, T(1), dO, ld, Sp, dh, T(0), dQ, ld);
-          scale_rows(dQ, n, dh, ld, lambda);
-          gemm(false, false, n, dh, n, T(1), G.data(), n, K, ld, T(1), dQ, ld);
-          // dK = Gᵀ Q + diag(μ) V dSᵀ
-          gemm(false, true, n, dh, dh, T(1), V, ld, dS.data(), dh, T(0), dK, ld);
-          scale_rows(dK, n, dh, ld, mu);
-          gemm(true, false, n, dh, n, T(1), G.data(), n, Q, ld, T(1), dK, ld);
-          // dV = Aᵀ dO + diag(μ) K dS
-          gemm(false, false, n, dh, dh, T(1), K, ld, dS.data(), dh, T(0), dV, ld);
-          scale_rows(dV, n, dh, ld, mu);
-          gemm(true, false, n, dh, n, T(1), A.data(), n, dO, ld, T(1), dV, ld);
-          // dS_prev = γ^n dS + Qᵀ diag(λ) dO  (after dK, dV: they need this chunk's dS)
-          scaled_copy(dO, n, dh, ld, lambda, X.data());
-          gemm(true, false, dh, dh, n, T(1), Q, ld, X.data(), dh, pw[n], dS.data(), dh);
-        }
-        if (dstate_in) std::copy(dS.begin(), dS.end(), dstate_in + sofs);
-      });
-  guard.rethrow();
+  if constexpr (std::is_same_v<T, float>)
+    if (bf16_operands<T>(s))
+      return backward_chunks<float, bf16>(s, q, k, v, gamma, dout, dq, dk, dv, state_in, dstate_out,
+                                          dstate_in);
+  backward_chunks<T, T>(s, q, k, v, gamma, dout, dq, dk, dv, state_in, dstate_out, dstate_in);
 }
 
 template <class T>

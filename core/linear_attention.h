@@ -2,7 +2,9 @@
 // The linear-attention core of MODEL.md ("L" layers): per (batch, head) the decayed recurrence
 //   S_t = γ S_{t-1} + k_tᵀ v_t      (dh×dh state, S_{-1} = state_in or 0)
 //   o_t = q_t S_t                   (= Σ_{s<=t} γ^(t-s) (q_t·k_s) v_s)
-// computed in chunks of `chunk` tokens: a masked intra-chunk product plus the inter-chunk state.
+// computed in chunks of `chunk` tokens: a masked intra-chunk product plus the inter-chunk state,
+// each a batched GEMM over every chunk of every (sequence, head) at once (core/head_chunks.h);
+// only the scan of the dh×dh states from chunk to chunk runs in order.
 // This is a pure op on raw arrays; the projections, the feature map φ, the 1/sqrt(dh) key scale,
 // the per-head output RMSNorm and g_out belong to the caller. state_in/state_out are the hooks
 // LASP-2 uses to chain chunks held by different sequence-parallel ranks.
@@ -15,11 +17,16 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/precision.h"
+
 namespace strata {
 
 struct LinearAttentionShape {
   int64_t B, T, H, dh;
   int64_t chunk;  // chunk length C >= 1; T need not be a multiple of it
+  // The operands of the kernel's products (float only): bf16 rounds q, k, v, the scores and the
+  // states to bf16 as they enter a product, and accumulates, scans and returns in fp32.
+  Precision precision = Precision::fp32;
 };
 
 // Per-head decay γ_h: 1 - 2^(-5-h) for retnet, 1 for none. [H]

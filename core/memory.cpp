@@ -131,6 +131,13 @@ void zero_bytes(void* p, int64_t bytes) {
 }  // namespace
 
 FloatBuffer::FloatBuffer(int64_t n, MemCategory cat, int64_t alignment)
+    : FloatBuffer(n, cat, alignment, true) {}
+
+FloatBuffer FloatBuffer::uninitialised(int64_t n, MemCategory cat, int64_t alignment) {
+  return FloatBuffer(n, cat, alignment, false);
+}
+
+FloatBuffer::FloatBuffer(int64_t n, MemCategory cat, int64_t alignment, bool zeroed)
     : n_(n), align_(alignment), cat_(cat) {
   STRATA_CHECK(alignment >= 64 && (alignment & (alignment - 1)) == 0,
                "FloatBuffer alignment must be a power of two >= 64");
@@ -148,7 +155,10 @@ FloatBuffer::FloatBuffer(int64_t n, MemCategory cat, int64_t alignment)
     MemoryTracker::instance().release(cat_, charged());
     throw std::bad_alloc();
   }
-  zero_bytes(data_, cap_);
+  if (zeroed)
+    zero_bytes(data_, cap_);
+  else
+    std::memset(reinterpret_cast<char*>(data_) + bytes(), 0, static_cast<size_t>(cap_ - bytes()));
 }
 
 FloatBuffer::~FloatBuffer() { reset(); }

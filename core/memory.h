@@ -58,6 +58,10 @@ class FloatBuffer {
   static constexpr int64_t kPageAlign = 4096;
   FloatBuffer() = default;
   FloatBuffer(int64_t n, MemCategory cat, int64_t alignment = 64);
+  // For a buffer its producer writes in full before anything reads it (a GEMM's output, a
+  // copy's destination): not zeroed, which is most of the cost of a large activation buffer
+  // (only the padding past bytes() is zeroed, so what a swap tier writes is defined).
+  static FloatBuffer uninitialised(int64_t n, MemCategory cat, int64_t alignment = 64);
   ~FloatBuffer();
   FloatBuffer(FloatBuffer&& o) noexcept;
   FloatBuffer& operator=(FloatBuffer&& o) noexcept;
@@ -80,6 +84,7 @@ class FloatBuffer {
   void reset();  // free now
 
  private:
+  FloatBuffer(int64_t n, MemCategory cat, int64_t alignment, bool zeroed);
   int64_t charged() const { return align_ > 64 ? cap_ : bytes(); }
 
   float* data_ = nullptr;

@@ -39,6 +39,12 @@ Comm& sequence_group(const BlockShape& s) {
   return s.sp ? *s.sp : alone;
 }
 
+// Activation buffers below are written in full by their producer before any read (a GEMM with
+// beta 0, a norm, a copy): they are not zeroed first (FloatBuffer::uninitialised).
+SharedBuffer uninitialised_shared(int64_t n) {
+  return std::make_shared<FloatBuffer>(FloatBuffer::uninitialised(n, MemCategory::activations));
+}
+
 void copy_floats(float* dst, const float* src, int64_t n) {
   ProfScope prof_scope(ProfOp::copy);
   std::memcpy(dst, src, sizeof(float) * static_cast<size_t>(n));
@@ -92,15 +98,18 @@ void Block::declare(ParamUnit& u) const {
 
 float* Block::operand_slot(SavedTensors& saved, const std::string& name, int64_t n,
                            FloatBuffer& scratch) const {
-  if (cfg_.precision == Precision::fp32) return saved.add(name, n);
-  scratch = FloatBuffer(n, MemCategory::activations);
+  if (cfg_.precision == Precision::fp32) return saved.add_uninitialised(name, n);
+  scratch = FloatBuffer::uninitialised(n, MemCategory::activations);
   return scratch.data();
 }
 
 Operand Block::save_operand(SavedTensors& saved, const std::string& name, const float* x,
                             int64_t n) const {
   if (cfg_.precision == Precision::bf16)  // in fp32, x is the saved buffer already
-    to_bf16(x, reinterpret_cast<bf16*>(saved.add(name, operand_floats(Precision::bf16, n))), n);
+    to_bf16(
+        x,
+        reinterpret_cast<bf16*>(saved.add_uninitialised(name, operand_floats(Precision::bf16, n))),
+        n);
   return saved_operand(saved, name);
 }
 
@@ -112,7 +121,7 @@ void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y
                     const BlockShape& s, SavedTensors& saved) const {
   const int64_t N = s.tokens();
   const UnitGemms gm(cfg_.precision, u, w);
-  float* xs = saved.add("x", N * D_);  // [N, D] block input (recompute starts here)
+  float* xs = saved.add_uninitialised("x", N * D_);  // [N, D] block input (recompute starts here)
   copy_floats(xs, x, N * D_);
   FloatBuffer scratch;
   float* a = operand_slot(saved, "a", N * D_, scratch);  // [N, D] RMSNorm(x; g_in)
@@ -121,7 +130,7 @@ void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y
   const Operand A = save_operand(saved, "a", a, N * D_);
   scratch = FloatBuffer();
 
-  float* h1 = saved.add("h1", N * D_);  // [N, D] x + mixer(a)
+  float* h1 = saved.add_uninitialised("h1", N * D_);  // [N, D] x + mixer(a)
   if (mixer_ == 'L')
     linear_mixer_forward(u, w, gm, A, h1, s, saved);
   else
@@ -138,8 +147,8 @@ void Block::mlp_forward(const ParamUnit& u, const float* w, const UnitGemms& gm,
   rmsnorm_forward(h1, W("post_attention_layernorm.weight"), m, inv2, N, D_, cfg_.norm_eps);
   const Operand M = save_operand(saved, "m", m, N * D_);
   scratch = FloatBuffer();
-  float* gate = saved.add("gate", N * F_);  // [N, F]
-  float* up = saved.add("up", N * F_);      // [N, F]
+  float* gate = saved.add_uninitialised("gate", N * F_);  // [N, F]
+  float* up = saved.add_uninitialised("up", N * F_);      // [N, F]
   gm.forward(M, OFF("mlp.gate_proj.weight"), gate, N, F_, D_);
   gm.forward(M, OFF("mlp.up_proj.weight"), up, N, F_, D_);
   float* act = operand_slot(saved, "act", N * F_, scratch);  // [N, F] SiLU(gate) * up
@@ -202,11 +211,11 @@ void Block::backward_impl(const ParamUnit& u, const float* w, const GradSink& g,
   const int64_t N = s.tokens();
   const UnitGemms gm(cfg_.precision, u, w);
   // Shared: the mixer's o_proj weight gradient reads it, possibly after this call (deferred).
-  const SharedBuffer dh1 = std::make_shared<FloatBuffer>(N * D_, MemCategory::activations);
+  const SharedBuffer dh1 = uninitialised_shared(N * D_);
   mlp_backward(u, w, gm, g, saved, dy, dh1->data(), N);
   if (at && at->mlp_done) at->mlp_done();
   // Mixer: h1 = x + mixer(a)
-  FloatBuffer da(N * D_, MemCategory::activations);  // [N, D]
+  FloatBuffer da = FloatBuffer::uninitialised(N * D_, MemCategory::activations);  // [N, D]
   if (mixer_ == 'L')
     linear_mixer_backward(u, w, gm, g, saved, dh1, da.data(), s, at);
   else
@@ -235,7 +244,7 @@ void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm
     dact = saved.mutable_get("act");  // [N, F] -> dact
     g.weight_grad(dY, Operand{dact, nullptr, nullptr}, OFF("mlp.down_proj.weight"), N, D_, F_);
   } else {
-    dact_own = FloatBuffer(N * F_, MemCategory::activations);
+    dact_own = FloatBuffer::uninitialised(N * F_, MemCategory::activations);
     dact = dact_own.data();
     g.weight_grad(dY, saved_operand(saved, "act"), OFF("mlp.down_proj.weight"), N, D_, F_);
   }
@@ -245,14 +254,14 @@ void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm
   saved.drop("act");
   const Operand dG = to_operand(p, gate, N * F_, saved.buffer("gate"));
   const Operand dU = to_operand(p, up, N * F_, saved.buffer("up"));
-  FloatBuffer dm(N * D_, MemCategory::activations);  // [N, D]
+  FloatBuffer dm = FloatBuffer::uninitialised(N * D_, MemCategory::activations);  // [N, D]
   gm.backward_input(dG, OFF("mlp.gate_proj.weight"), dm.data(), N, F_, D_);
   gm.backward_input(dU, OFF("mlp.up_proj.weight"), dm.data(), N, F_, D_, true);
   const Operand M = saved_operand(saved, "m");
   g.weight_grad(dG, M, OFF("mlp.gate_proj.weight"), N, F_, D_);
   g.weight_grad(dU, M, OFF("mlp.up_proj.weight"), N, F_, D_);
   for (const char* t : {"gate", "up", "m"}) saved.drop(t);
-  FloatBuffer dh1_norm(N * D_, MemCategory::activations);  // [N, D]
+  FloatBuffer dh1_norm = FloatBuffer::uninitialised(N * D_, MemCategory::activations);  // [N, D]
   rmsnorm_backward(saved.get("h1"), W("post_attention_layernorm.weight"), saved.get("inv2"),
                    dm.data(), dh1_norm.data(), DW("post_attention_layernorm.weight"), N, D_);
   add_inplace(dh1, dh1_norm.data(), N * D_);
@@ -269,25 +278,25 @@ void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const UnitG
   const int64_t N = s.tokens(), E = H_ * dh_;
   const bool silu = cfg_.feature_map == FeatureMap::silu;
   const float kscale = 1.f / std::sqrt(static_cast<float>(dh_));
-  float* qp = saved.add("qp", N * E);  // [N, H*dh] pre-feature-map projections
-  float* kp = saved.add("kp", N * E);
-  float* q = saved.add("q", N * E);  // [B, T, H, dh]
-  float* k = saved.add("k", N * E);
-  float* v = saved.add("v", N * E);
+  float* qp = saved.add_uninitialised("qp", N * E);  // [N, H*dh] pre-feature-map projections
+  float* kp = saved.add_uninitialised("kp", N * E);
+  float* q = saved.add_uninitialised("q", N * E);  // [B, T, H, dh]
+  float* k = saved.add_uninitialised("k", N * E);
+  float* v = saved.add_uninitialised("v", N * E);
   gm.forward(a, OFF("q_proj.weight"), qp, N, E, D_);
   gm.forward(a, OFF("k_proj.weight"), kp, N, E, D_);
   gm.forward(a, OFF("v_proj.weight"), v, N, E, D_);
   feature_map_forward(qp, q, N * E, silu, 1.f);
   feature_map_forward(kp, k, N * E, silu, kscale);
-  float* o = saved.add("o", N * E);  // [B, T, H, dh]
+  float* o = saved.add_uninitialised("o", N * E);  // [B, T, H, dh]
   // [B, H, dh, dh] the state entering this chunk from earlier sequence-parallel ranks (LASP-2)
   float* prefix = saved.add("prefix", s.B * H_ * dh_ * dh_);
-  const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size};
+  const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size, cfg_.precision};
   sequence::linear_attention_forward(sequence_group(s), shape, q, k, v, gammas_.data(), o, prefix);
-  float* un = saved.add("u", N * E);          // [N*H, dh] per-head RMS-normalised o
-  float* inv_o = saved.add("inv_o", N * H_);  // [N*H]
+  float* un = saved.add_uninitialised("u", N * E);  // [N*H, dh] per-head RMS-normalised o
+  float* inv_o = saved.add("inv_o", N * H_);        // [N*H]
   rmsnorm_forward<float>(o, nullptr, un, inv_o, N * H_, dh_, cfg_.norm_eps);
-  FloatBuffer z(N * E, MemCategory::activations);  // [N, D] u * g_out
+  FloatBuffer z = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [N, D] u * g_out
   scale_columns(un, W("out_norm.weight"), z.data(), N, E);
   gm.forward(to_operand(cfg_.precision, z.data(), N * E), OFF("o_proj.weight"), out, N, D_, E);
 }
@@ -299,14 +308,14 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const Unit
   const Precision p = cfg_.precision;
   const bool silu = cfg_.feature_map == FeatureMap::silu;
   const float kscale = 1.f / std::sqrt(static_cast<float>(dh_));
-  FloatBuffer dO(N * E, MemCategory::activations);  // [B, T, H, dh]
+  FloatBuffer dO = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [B, T, H, dh]
   {
     const float* un = saved.get("u");
     const float* g_out = W("out_norm.weight");
     // Shared, as every input of a weight GEMM below that is never written after it: a
     // deferred GEMM keeps it instead of copying it.
-    SharedBuffer z = std::make_shared<FloatBuffer>(N * E, MemCategory::activations);  // u * g_out
-    FloatBuffer dz(N * E, MemCategory::activations);                                  // [N, D]
+    SharedBuffer z = uninitialised_shared(N * E);                                  // u * g_out
+    FloatBuffer dz = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [N, D]
     scale_columns(un, g_out, z->data(), N, E);
     const Operand dOut = to_operand(p, dout->data(), N * D_, dout);
     gm.backward_input(dOut, OFF("o_proj.weight"), dz.data(), N, D_, E);
@@ -320,10 +329,9 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const Unit
                             nullptr, N * H_, dh_);
     for (const char* t : {"o", "inv_o"}) saved.drop(t);
   }
-  const SharedBuffer dq = std::make_shared<FloatBuffer>(N * E, MemCategory::activations),
-                     dk = std::make_shared<FloatBuffer>(N * E, MemCategory::activations),
-                     dv = std::make_shared<FloatBuffer>(N * E, MemCategory::activations);
-  const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size};
+  const SharedBuffer dq = uninitialised_shared(N * E), dk = uninitialised_shared(N * E),
+                     dv = uninitialised_shared(N * E);
+  const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size, cfg_.precision};
   sequence::linear_attention_backward(sequence_group(s), shape, saved.get("q"), saved.get("k"),
                                       saved.get("v"), gammas_.data(), saved.get("prefix"),
                                       dO.data(), dq->data(), dk->data(), dv->data());
@@ -346,9 +354,9 @@ void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const Unit
   (void)w;
   const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
   const int64_t Tall = s.T * sequence_group(s).size();  // the whole sequence
-  float* q = saved.add("q", N * E);                     // [B, T, H, dh] after RoPE
-  FloatBuffer k(N * Ekv, MemCategory::activations);     // [B, T, Hkv, dh] after RoPE
-  FloatBuffer v(N * Ekv, MemCategory::activations);     // [B, T, Hkv, dh]
+  float* q = saved.add_uninitialised("q", N * E);       // [B, T, H, dh] after RoPE
+  FloatBuffer k = FloatBuffer::uninitialised(N * Ekv, MemCategory::activations);  // after RoPE
+  FloatBuffer v = FloatBuffer::uninitialised(N * Ekv, MemCategory::activations);  // [B,T,Hkv,dh]
   gm.forward(a, OFF("q_proj.weight"), q, N, E, D_);
   gm.forward(a, OFF("k_proj.weight"), k.data(), N, Ekv, D_);
   gm.forward(a, OFF("v_proj.weight"), v.data(), N, Ekv, D_);
@@ -357,7 +365,7 @@ void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const Unit
   // LASP-2H: keys and values of the whole sequence, gathered over the sequence-parallel group
   float* k_all = saved.add("k_all", s.B * Tall * Ekv);  // [B, Tall, Hkv, dh]
   float* v_all = saved.add("v_all", s.B * Tall * Ekv);  // [B, Tall, Hkv, dh]
-  float* o = saved.add("o", N * E);                     // [B, T, H, dh]
+  float* o = saved.add_uninitialised("o", N * E);       // [B, T, H, dh]
   float* lse = saved.add("lse", s.B * H_ * s.T);        // [B, H, T]
   sequence::softmax_attention_forward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, q, k.data(),
                                       v.data(), k_all, v_all, o, lse);
@@ -370,15 +378,14 @@ void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, const Uni
   (void)w;
   const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
   const Precision p = cfg_.precision;
-  FloatBuffer dO(N * E, MemCategory::activations);  // [B, T, H, dh]
+  FloatBuffer dO = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [B, T, H, dh]
   const Operand dOut = to_operand(p, dout->data(), N * D_, dout);
   gm.backward_input(dOut, OFF("o_proj.weight"), dO.data(), N, D_, E);
   g.weight_grad(dOut, to_operand(p, saved.get("o"), N * E, saved.buffer("o")), OFF("o_proj.weight"),
                 N, D_, E);
   // Shared so that a deferred weight GEMM keeps them (final after the RoPE backward below).
-  const SharedBuffer dq = std::make_shared<FloatBuffer>(N * E, MemCategory::activations),
-                     dk = std::make_shared<FloatBuffer>(N * Ekv, MemCategory::activations),
-                     dv = std::make_shared<FloatBuffer>(N * Ekv, MemCategory::activations);
+  const SharedBuffer dq = uninitialised_shared(N * E), dk = uninitialised_shared(N * Ekv),
+                     dv = uninitialised_shared(N * Ekv);
   sequence::softmax_attention_backward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, saved.get("q"),
                                        saved.get("k_all"), saved.get("v_all"), saved.get("o"),
                                        saved.get("lse"), dO.data(), dq->data(), dk->data(),

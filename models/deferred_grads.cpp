@@ -12,7 +12,7 @@
 namespace strata {
 
 SharedBuffer DeferredWeightGrads::copy(const float* src, int64_t n) {
-  auto buf = std::make_shared<FloatBuffer>(n, MemCategory::activations);
+  auto buf = std::make_shared<FloatBuffer>(FloatBuffer::uninitialised(n, MemCategory::activations));
   if (n > 0) std::memcpy(buf->data(), src, sizeof(float) * static_cast<size_t>(n));
   return buf;
 }

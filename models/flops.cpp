@@ -20,24 +20,20 @@ double sequences(const FlopShape& s) {
 }
 
 // Chunked linear attention per (sequence, head), as parallel/sequence.cpp (LASP-2; one rank is
-// sp = 1 of it) and core/linear_attention.cpp run it. For a chunk of n rows the kernel's forward
-// does Q K^T and (.) V (n*n*dh each), Q S_prev and the state update K^T V (n*dh*dh each), except
-// the first chunk's Q S_prev (it starts from a zero state); its backward recomputes the chunk
-// states and both score matrices and forms dQ, dK, dV and dS_prev: 5 n*n*dh and 5 n*dh*dh
-// products. Around the kernel, LASP-2 forms this rank's state (T*dh*dh) in the forward and its
-// prefix gradient in the backward, and a rank with earlier ranks adds their state to its output
-// and query gradients, one with later ranks their gradient to its keys and values (2 products).
+// sp = 1 of it) and core/linear_attention.cpp run it. The kernel multiplies whole chunks of C
+// rows (the last one padded), every chunk at once: its forward does Q K^T and (.) V (C*C*dh each),
+// Q S_prev and the state update K^T V (C*dh*dh each); its backward recomputes the chunk states
+// and both score matrices and forms dQ, dK, dV and dS_prev: 5 C*C*dh and 5 C*dh*dh products. Around
+// the kernel, LASP-2 forms this rank's state (T*dh*dh) in the forward and its prefix gradient in
+// the backward, and a rank with earlier ranks adds their state to its output and query gradients,
+// one with later ranks their gradient to its keys and values (2 products).
 UnitFlops linear_core(const ModelConfig& cfg, const FlopShape& s) {
   const double dh = static_cast<double>(cfg.head_dim());
   const int64_t T = s.seq_chunk;
   const int64_t C = std::max<int64_t>(1, std::min(cfg.chunk_size, T));
-  double fwd = 0, bwd = 0;
-  for (int64_t t0 = 0; t0 < T; t0 += C) {
-    const double n = static_cast<double>(std::min(C, T - t0));
-    fwd += 2 * (2 * n * n * dh + 2 * n * dh * dh);
-    bwd += 2 * (5 * n * n * dh + 5 * n * dh * dh);
-  }
-  if (T > 0) fwd -= 2 * static_cast<double>(C) * dh * dh;
+  const double chunks = static_cast<double>((T + C - 1) / C), n = static_cast<double>(C);
+  double fwd = chunks * 2 * (2 * n * n * dh + 2 * n * dh * dh);
+  double bwd = chunks * 2 * (5 * n * n * dh + 5 * n * dh * dh);
   const double state = 2 * static_cast<double>(T) * dh * dh;  // one [T, dh] x [dh, dh] product
   const double ranks =
       static_cast<double>(total_length(s)) / static_cast<double>(std::max<int64_t>(1, T));

@@ -21,7 +21,8 @@ Operand operand_of(Precision p, const SharedBuffer& b) {
 
 Operand to_operand(Precision p, const float* x, int64_t n, const SharedBuffer& keep) {
   if (p == Precision::fp32) return Operand{x, nullptr, keep};
-  auto b = std::make_shared<FloatBuffer>(operand_floats(p, n), MemCategory::activations);
+  auto b = std::make_shared<FloatBuffer>(
+      FloatBuffer::uninitialised(operand_floats(p, n), MemCategory::activations));
   to_bf16(x, as_bf16(*b), n);
   return operand_of(p, b);
 }

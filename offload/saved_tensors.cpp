@@ -18,6 +18,12 @@ float* SavedTensors::add(const std::string& name, int64_t n) {
   return items_.back().second->data();
 }
 
+float* SavedTensors::add_uninitialised(const std::string& name, int64_t n) {
+  insert(name, std::make_shared<FloatBuffer>(FloatBuffer::uninitialised(n, MemCategory::activations,
+                                                                        FloatBuffer::kPageAlign)));
+  return items_.back().second->data();
+}
+
 void SavedTensors::share(const std::string& name, SharedBuffer buf) {
   insert(name, std::move(buf));
 }

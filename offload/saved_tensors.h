@@ -23,6 +23,8 @@ class SavedTensors {
 
   // Allocates a zeroed, page-aligned buffer of n floats under `name` and returns it.
   float* add(const std::string& name, int64_t n);
+  // The same, not zeroed (FloatBuffer::uninitialised): for a tensor its producer writes in full.
+  float* add_uninitialised(const std::string& name, int64_t n);
   // Saves an existing buffer under `name`, shared with whoever else holds it.
   void share(const std::string& name, SharedBuffer buf);
 

@@ -62,19 +62,24 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
   }
 
   // EXPECT only (never ASSERT): a rank leaving early would strand the others in a collective.
-  void expect_like_one_process(int dp, int sp, int stage, std::vector<std::string> sets = {}) {
+  void expect_like_one_process(int dp, int sp, int stage, std::vector<std::string> sets = {},
+                               float param_tol = 3e-4f) {
     Trainer ref(config(1, 1, 0, "ref_r" + std::to_string(world_->rank()), sets));
     Trainer par(config(dp, sp, stage, "par", sets), world_.get());
     const auto lr = test::train_losses(ref, 10), lp = test::train_losses(par, 10);
     for (int i = 0; i < 10; ++i) EXPECT_NEAR(lp[i], lr[i], 3e-5 * lr[i]) << "step " << i + 1;
     int64_t bad = 0;
+    float worst = 0;
     for (int64_t u = 0; u < par.zero().num_units(); ++u) {
       const ShardRange own = par.zero().owned(u);
       const float* p = par.zero().owned_params(u);
       const float* r = ref.model().units()[u].params().data() + own.begin;
-      for (int64_t i = 0; i < own.size(); ++i) bad += !(std::abs(p[i] - r[i]) <= 3e-4f);
+      for (int64_t i = 0; i < own.size(); ++i) {
+        bad += !(std::abs(p[i] - r[i]) <= param_tol);
+        worst = std::max(worst, std::abs(p[i] - r[i]));
+      }
     }
-    EXPECT_EQ(bad, 0) << "parameters differ from one process";
+    EXPECT_EQ(bad, 0) << "parameters differ from one process, by up to " << worst;
     EXPECT_NEAR(par.evaluate(), ref.evaluate(), 1e-4);
   }
 
@@ -86,10 +91,15 @@ TEST_F(SequenceTraining, AllRanksSequenceParallel) {
   expect_like_one_process(1, world_->size(), 0);
 }
 
+// Without decay or feature map the states are unnormalised sums over the sequence, so the
+// chunked sums of one process and of sp ranks round apart more. The losses still agree to 3e-5;
+// the parameters that drift most (up to 5.5e-4 after 10 steps, measured) are embedding rows of
+// rare tokens, whose small gradients Adam divides by their own small RMS: a rounding difference
+// there moves the update by a fraction of lr (5e-3). Hence 1e-3 here.
 TEST_F(SequenceTraining, NoDecayIdentityFeatureMap) {
   expect_like_one_process(
       1, world_->size(), 0,
-      {"model.linear_attention.decay=none", "model.linear_attention.feature_map=identity"});
+      {"model.linear_attention.decay=none", "model.linear_attention.feature_map=identity"}, 1e-3f);
 }
 
 TEST_F(SequenceTraining, SequenceTimesDataParallelWithZero) {

@@ -41,15 +41,15 @@ TEST(Flops, AttentionCoresByHand) {
   const ModelConfig cfg = hand_config();
   const FlopShape shape{22, 11, 0};
   const double dh = 4, seq_heads = 2 * 4;  // 2 sequences x 4 heads
-  // Linear: chunks of 4, 4, 3 rows; per chunk forward 2(2 n^2 dh + 2 n dh^2), less the first
-  // chunk's Q S_prev (it starts from zero: 2 n dh^2); backward 2(5 n^2 dh + 5 n dh^2). LASP-2
+  // Linear: 11 tokens in chunks of 4, the last padded to 4 rows (all multiplied at once); per
+  // chunk forward 2(2 n^2 dh + 2 n dh^2), backward 2(5 n^2 dh + 5 n dh^2) with n = 4. LASP-2
   // adds the chunk's state (forward) and its prefix gradient (backward): 2 T dh^2 each.
   double fwd = 0, bwd = 0;
-  for (double n : {4.0, 4.0, 3.0}) {
+  for (double n : {4.0, 4.0, 4.0}) {
     fwd += 4 * n * n * dh + 4 * n * dh * dh;
     bwd += 10 * n * n * dh + 10 * n * dh * dh;
   }
-  fwd += -2 * 4 * dh * dh + 2 * 11 * dh * dh;
+  fwd += 2 * 11 * dh * dh;
   bwd += 2 * 11 * dh * dh;
   const UnitFlops linear = attention_core_flops(cfg, 0, shape);
   EXPECT_DOUBLE_EQ(linear.forward, fwd * seq_heads);

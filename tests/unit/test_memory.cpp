@@ -18,7 +18,8 @@ TEST(Memory, BuffersAreChargedAndReleased) {
     EXPECT_EQ(during.current[int(MemCategory::activations)] -
                   before.current[int(MemCategory::activations)],
               4000);
-    EXPECT_EQ(during.current[int(MemCategory::grads)] - before.current[int(MemCategory::grads)], 40);
+    EXPECT_EQ(during.current[int(MemCategory::grads)] - before.current[int(MemCategory::grads)],
+              40);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(a.data()) % 64, 0u);
     EXPECT_EQ(a[999], 0.f);  // zeroed
   }
@@ -42,4 +43,27 @@ TEST(Memory, CapRefusesBeforeAllocatingAndNamesTheCategory) {
   }
   EXPECT_EQ(t.snapshot().total_current, held + 3600);  // nothing charged for the refused one
   t.set_limit(0);
+}
+
+// An uninitialised buffer is charged like a zeroed one, and what lies past its last float (the
+// page padding a swap tier writes out) is zero even in a reused block that was dirty.
+TEST(Memory, UninitialisedBuffersAreChargedAndTheirPaddingIsZero) {
+  auto& t = MemoryTracker::instance();
+  const int act = int(MemCategory::activations);
+  const int64_t n = (int64_t{1} << 18) + 10;  // over 1 MiB, so a freed block is cached
+  const int64_t before = t.snapshot().current[act];
+  int64_t cap = 0;
+  {
+    FloatBuffer dirty(n, MemCategory::activations, FloatBuffer::kPageAlign);
+    cap = dirty.capacity_bytes();
+    for (int64_t i = 0; i < cap / 4; ++i) dirty.data()[i] = 1.f;
+  }
+  {
+    FloatBuffer b =
+        FloatBuffer::uninitialised(n, MemCategory::activations, FloatBuffer::kPageAlign);
+    EXPECT_EQ(b.capacity_bytes(), cap);
+    EXPECT_EQ(t.snapshot().current[act] - before, cap);
+    for (int64_t i = n; i < cap / 4; ++i) ASSERT_EQ(b.data()[i], 0.f) << i;
+  }
+  EXPECT_EQ(t.snapshot().current[act], before);
 }

@@ -1,0 +1,35 @@
+#pragma once
+// oneDNN's matmul primitive, created once per shape and reused: creating one costs far more than
+// running a small GEMM. The one place the library's matmul primitives are made and cached, for
+// the bf16 GEMM (core/gemm_bf16.h) and the batched GEMMs of the attention kernels
+// (core/batched_gemm.h). Row-major, BLAS semantics, per batch entry b < batch:
+//   C[b][M,N] = alpha * op(A[b])[M,K] * op(B[b])[K,N] + beta * C[b]
+// with the batch entries of each operand dense one after another (oneDNN runs strided batches
+// on a slow reference kernel, so the callers pack into this layout). A and B are fp32 or bf16
+// (both the same), C and the accumulation fp32. Deterministic for a fixed shape and thread
+// count. Main thread only (the cache is not locked; the GEMM itself is multi-threaded).
+#include <cstdint>
+#include <string>
+
+namespace strata {
+
+enum class MatmulInput { f32, bf16 };
+
+struct MatmulShape {
+  MatmulInput in = MatmulInput::f32;
+  int64_t batch = 1;
+  bool ta = false, tb = false;
+  int64_t M = 0, N = 0, K = 0, lda = 0, ldb = 0, ldc = 0;
+  float alpha = 1.f, beta = 0.f;
+};
+
+// Runs the cached primitive of `s` on raw pointers (A and B of the input type). M, N, K >= 1.
+void dnnl_matmul(const MatmulShape& s, const void* A, const void* B, float* C);
+
+// oneDNN's implementation for the shape (e.g. "brg:avx512_core_amx_bf16").
+std::string dnnl_matmul_impl(const MatmulShape& s);
+
+// Primitives created so far (tests: the cache must not grow with repeated shapes).
+int64_t dnnl_matmul_primitives();
+
+}  // namespace strata

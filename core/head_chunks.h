@@ -1,0 +1,113 @@
+#pragma once
+// The layout the batched attention kernels multiply in: activations of [B, T, H, dh] (token-major,
+// a projection's output) repacked head-major and cut into chunks of C rows,
+//   [B*H, nc, C, dh],   nc = ceil(T / C),
+// so every (sequence, head, chunk) is one dense [C, dh] matrix, the batch entries one after
+// another (core/batched_gemm.h). The last chunk's rows past T are zero: they add nothing to any
+// product, and the kernels drop what lands on them. Packing converts to the operand type (fp32,
+// or bf16 under mixed precision) and may scale each row; unpacking combines two fp32 results.
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "core/bf16.h"
+#include "core/memory.h"
+#include "core/threads.h"
+
+namespace strata {
+
+struct HeadChunks {
+  int64_t B, T, H, dh, C, nc;
+  HeadChunks(int64_t B_, int64_t T_, int64_t H_, int64_t dh_, int64_t C_)
+      : B(B_), T(T_), H(H_), dh(dh_), C(C_), nc(T_ > 0 ? (T_ + C_ - 1) / C_ : 0) {}
+  int64_t matrices() const { return B * H * nc; }  // batch entries
+  int64_t elements() const { return matrices() * C * dh; }
+  int64_t rows_of(int64_t c) const { return c + 1 < nc ? C : T - c * C; }  // chunk c's real rows
+  bool threads() const { return worth_threads(B * T * H * dh * 8); }
+  bool padded() const { return nc * C != T; }
+};
+
+// n values of X in a FloatBuffer charged to activations (any element type): zeroed, or not for
+// what its producer writes in full (FloatBuffer::uninitialised).
+template <class X>
+class Scratch {
+ public:
+  explicit Scratch(int64_t n, bool zeroed = false)
+      : buf_(zeroed ? FloatBuffer(floats(n), MemCategory::activations)
+                    : FloatBuffer::uninitialised(floats(n), MemCategory::activations)) {}
+  X* data() { return reinterpret_cast<X*>(buf_.data()); }
+  const X* data() const { return reinterpret_cast<const X*>(buf_.data()); }
+
+ private:
+  static int64_t floats(int64_t n) { return (n * static_cast<int64_t>(sizeof(X)) + 3) / 4; }
+  FloatBuffer buf_;
+};
+
+// A packed [B*H, nc, C, dh] operand: its padding rows must read as zero.
+template <class P>
+Scratch<P> packed_scratch(const HeadChunks& L) {
+  return Scratch<P>(L.elements(), L.padded());
+}
+
+template <class P, class T>
+inline P operand_cast(T x) {
+  if constexpr (std::is_same_v<P, bf16>)
+    return fp32_to_bf16(x);
+  else
+    return static_cast<P>(x);
+}
+
+// y[bh, c, i, :] = scale(h, c, i) * x[b, c*C + i, h, :] for the real rows (padding untouched).
+template <class T, class P, class F>
+void pack_head_chunks(const HeadChunks& L, const T* x, P* y, F scale) {
+#pragma omp parallel for collapse(2) schedule(static) if (L.threads())
+  for (int64_t b = 0; b < L.B; ++b)
+    for (int64_t t = 0; t < L.T; ++t) {
+      const int64_t c = t / L.C, i = t % L.C;
+      for (int64_t h = 0; h < L.H; ++h) {
+        const T a = scale(h, c, i);
+        const T* src = x + ((b * L.T + t) * L.H + h) * L.dh;
+        P* dst = y + (((b * L.H + h) * L.nc + c) * L.C + i) * L.dh;
+        for (int64_t d = 0; d < L.dh; ++d) dst[d] = operand_cast<P>(a * src[d]);
+      }
+    }
+}
+
+template <class T, class P>
+void pack_head_chunks(const HeadChunks& L, const T* x, P* y) {
+  pack_head_chunks(L, x, y, [](int64_t, int64_t, int64_t) { return T(1); });
+}
+
+// out[b, c*C + i, h, :] = scale(h, c, i) * x1[bh, c, i, :] + x2[bh, c, i, :] for the real rows.
+template <class T, class F>
+void unpack_head_chunks(const HeadChunks& L, const T* x1, F scale, const T* x2, T* out) {
+#pragma omp parallel for collapse(2) schedule(static) if (L.threads())
+  for (int64_t b = 0; b < L.B; ++b)
+    for (int64_t t = 0; t < L.T; ++t) {
+      const int64_t c = t / L.C, i = t % L.C;
+      for (int64_t h = 0; h < L.H; ++h) {
+        const T a = scale(h, c, i);
+        const int64_t src = (((b * L.H + h) * L.nc + c) * L.C + i) * L.dh;
+        T* dst = out + ((b * L.T + t) * L.H + h) * L.dh;
+        for (int64_t d = 0; d < L.dh; ++d) dst[d] = a * x1[src + d] + x2[src + d];
+      }
+    }
+}
+
+// Every [C, C] score matrix S of the batch: P[i, j] = S[i, j] * γ_h^(i-j) for j <= i, else 0
+// (the causal decay mask), converted to the operand type.
+template <class T, class P>
+void decay_mask(const HeadChunks& L, const std::vector<T>& pw, const T* S, P* out) {
+  const int64_t C = L.C;
+#pragma omp parallel for schedule(static) if (L.threads())
+  for (int64_t m = 0; m < L.matrices(); ++m) {
+    const T* g = pw.data() + ((m / L.nc) % L.H) * (C + 1);
+    const T* s = S + m * C * C;
+    P* o = out + m * C * C;
+    for (int64_t i = 0; i < C; ++i)
+      for (int64_t j = 0; j < C; ++j)
+        o[i * C + j] = j <= i ? operand_cast<P>(s[i * C + j] * g[i - j]) : P(0);
+  }
+}
+
+}  // namespace strata
