@@ -38,8 +38,9 @@ UnitFlops linear_core(const ModelConfig& cfg, const FlopShape& s) {
   const double ranks =
       static_cast<double>(total_length(s)) / static_cast<double>(std::max<int64_t>(1, T));
   const double with_earlier = ranks > 0 ? (ranks - 1) / ranks : 0;  // also: with later ranks
-  fwd += state + with_earlier * state;
-  bwd += state + with_earlier * state + with_earlier * 2 * state;
+  const double own = ranks > 1 ? state : 0;  // alone on its sequence, no state is shared
+  fwd += own + with_earlier * state;
+  bwd += own + with_earlier * state + with_earlier * 2 * state;
   const double heads = static_cast<double>(cfg.n_heads) * sequences(s);
   return {fwd * heads, bwd * heads, 0};
 }

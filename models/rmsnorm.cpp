@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/lane_sum.h"
 #include "core/profile.h"
 
 namespace strata {
@@ -13,8 +14,8 @@ void rmsnorm_forward(const T* x, const T* g, T* y, T* inv_rms, int64_t N, int64_
   for (int64_t n = 0; n < N; ++n) {
     const T* xr = x + n * D;
     T* yr = y + n * D;
-    double ss = 0;  // the mean of squares in double: D can be large and this sets the scale
-    for (int64_t j = 0; j < D; ++j) ss += double(xr[j]) * double(xr[j]);
+    // The mean of squares in double: D can be large and this sets the scale.
+    const double ss = lane_sum(D, [&](int64_t j) { return double(xr[j]) * double(xr[j]); });
     const T inv = T(1.0 / std::sqrt(ss / double(D) + double(eps)));
     inv_rms[n] = inv;
     if (g) {
@@ -36,8 +37,8 @@ void rmsnorm_backward(const T* x, const T* g, const T* inv_rms, const T* dy, T* 
     const T* dyr = dy + n * D;
     T* dxr = dx + n * D;
     const T inv = inv_rms[n];
-    double dot = 0;
-    for (int64_t j = 0; j < D; ++j) dot += double(g ? dyr[j] * g[j] : dyr[j]) * double(xr[j]);
+    const double dot =
+        lane_sum(D, [&](int64_t j) { return double(g ? dyr[j] * g[j] : dyr[j]) * double(xr[j]); });
     const T c = T(dot / double(D)) * inv * inv * inv;
     for (int64_t j = 0; j < D; ++j) dxr[j] = inv * (g ? dyr[j] * g[j] : dyr[j]) - xr[j] * c;
   }

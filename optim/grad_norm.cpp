@@ -4,12 +4,13 @@
 #include <cmath>
 #include <vector>
 
+#include "core/lane_sum.h"
+
 namespace strata {
 
 namespace {
 // Block size of the deterministic reduction: fixed, so partial sums do not depend on threads.
 constexpr int64_t kBlock = 1 << 14;
-constexpr int64_t kLanes = 8;
 constexpr int64_t kParallelMin = 1 << 15;
 }  // namespace
 
@@ -21,22 +22,11 @@ double sum_of_squares(const float* g, int64_t n) {
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t begin = b * kBlock;
     const int64_t end = std::min(n, begin + kBlock);
-    // Eight explicit lanes (one AVX-512 register of doubles) indexed from the block start: the
-    // summation order is fixed by the code, not by the vectoriser's choice of alignment peeling.
-    double lanes[kLanes] = {};
-    int64_t i = begin;
-    for (; i + kLanes <= end; i += kLanes) {
-      for (int64_t j = 0; j < kLanes; ++j) {
-        const double x = g[i + j];
-        lanes[j] += x * x;
-      }
-    }
-    for (; i < end; ++i) {
-      const double x = g[i];
-      lanes[(i - begin) % kLanes] += x * x;
-    }
-    const double acc = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-                       ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    // The order is fixed by the code, from the block start (core/lane_sum.h).
+    const double acc = lane_sum(end - begin, [&](int64_t i) {
+      const double x = g[begin + i];
+      return x * x;
+    });
     partial[static_cast<size_t>(b)] = acc;
   }
   double total = 0.0;

@@ -204,15 +204,18 @@ void linear_attention_forward(Comm& sp, const LinearAttentionShape& s, const flo
   const std::vector<float> pw = decay_table(gamma, s.H, s.T);
 
   // This chunk's state from zero, written straight into its slot of the gather buffer (the
-  // all-gather runs in place).
-  std::vector<float> states(static_cast<size_t>(R * per));  // [sp][B, H, dh, dh]
-  chunk_states(s, pw, k, v, states.data() + r * per);
-  CommHandle gather = sp.iall_gather(states.data() + r * per, states.data(), per);
+  // all-gather runs in place). Alone on its sequence nobody reads it: neither is formed.
+  std::vector<float> states(static_cast<size_t>(R > 1 ? R * per : 0));  // [sp][B, H, dh, dh]
+  CommHandle gather;
+  if (R > 1) {
+    chunk_states(s, pw, k, v, states.data() + r * per);
+    gather = sp.iall_gather(states.data() + r * per, states.data(), per);
+  }
 
   // Overlapped with the gather: the chunk's own (intra-rank) attention from a zero state.
   strata::linear_attention_forward(s, q, k, v, gamma, o, nullptr, nullptr);
 
-  gather.wait();
+  if (R > 1) gather.wait();
   decayed_sum(s, gamma, states.data(), 0, r, r - 1, prefix);
   // Rank 0's prefix is exactly zero: skipping it keeps sp = 1 bit-identical to the plain op.
   if (r > 0) add_prefix_outputs(s, pw, q, prefix, o);
@@ -227,15 +230,19 @@ void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const fl
   const int64_t R = sp.size(), r = sp.rank(), per = s.B * s.H * s.dh * s.dh;
   const std::vector<float> pw = decay_table(gamma, s.H, s.T);
 
-  std::vector<float> grads(static_cast<size_t>(R * per));  // [sp][B, H, dh, dh] dP of each rank
-  prefix_grads(s, pw, q, dout, grads.data() + r * per);
-  CommHandle gather = sp.iall_gather(grads.data() + r * per, grads.data(), per);
+  // [sp][B, H, dh, dh] dP of each rank, read by the earlier ranks (none when alone).
+  std::vector<float> grads(static_cast<size_t>(R > 1 ? R * per : 0));
+  CommHandle gather;
+  if (R > 1) {
+    prefix_grads(s, pw, q, dout, grads.data() + r * per);
+    gather = sp.iall_gather(grads.data() + r * per, grads.data(), per);
+  }
 
   // Overlapped with the gather: the chunk's own backward, as if it started from a zero state
   // and no later rank read its state.
   strata::linear_attention_backward(s, q, k, v, gamma, dout, dq, dk, dv, nullptr, nullptr, nullptr);
 
-  gather.wait();
+  if (R > 1) gather.wait();
   if (r > 0) add_prefix_query_grads(s, pw, dout, prefix, dq);
   if (r + 1 < R) {
     std::vector<float> suffix(static_cast<size_t>(per));  // [B, H, dh, dh] dL/dM_r

@@ -42,15 +42,13 @@ TEST(Flops, AttentionCoresByHand) {
   const FlopShape shape{22, 11, 0};
   const double dh = 4, seq_heads = 2 * 4;  // 2 sequences x 4 heads
   // Linear: 11 tokens in chunks of 4, the last padded to 4 rows (all multiplied at once); per
-  // chunk forward 2(2 n^2 dh + 2 n dh^2), backward 2(5 n^2 dh + 5 n dh^2) with n = 4. LASP-2
-  // adds the chunk's state (forward) and its prefix gradient (backward): 2 T dh^2 each.
+  // chunk forward 2(2 n^2 dh + 2 n dh^2), backward 2(5 n^2 dh + 5 n dh^2) with n = 4. Alone on
+  // its sequence, LASP-2 adds nothing (no state is shared).
   double fwd = 0, bwd = 0;
   for (double n : {4.0, 4.0, 4.0}) {
     fwd += 4 * n * n * dh + 4 * n * dh * dh;
     bwd += 10 * n * n * dh + 10 * n * dh * dh;
   }
-  fwd += 2 * 11 * dh * dh;
-  bwd += 2 * 11 * dh * dh;
   const UnitFlops linear = attention_core_flops(cfg, 0, shape);
   EXPECT_DOUBLE_EQ(linear.forward, fwd * seq_heads);
   EXPECT_DOUBLE_EQ(linear.backward_input, bwd * seq_heads);
@@ -81,14 +79,15 @@ TEST(Flops, SequenceParallelChunksAreAveragedOverRanks) {
   // average rank scores 121 + 11 * 16.5 pairs per head.
   const UnitFlops softmax = attention_core_flops(cfg, 1, {22, 11, 44});
   EXPECT_DOUBLE_EQ(softmax.forward, 2 * 2 * (121 + 11 * 16.5) * 4 * 8);
-  // Linear: 3 of 4 ranks add the earlier ranks' state to their output (forward) and query
-  // gradient, and 3 of 4 the later ranks' gradient to their keys and values (backward): one
-  // and three 2 T dh^2 products more than one rank alone.
+  // Linear: every rank forms its state (forward) and its prefix gradient (backward); 3 of 4
+  // ranks add the earlier ranks' state to their output (forward) and query gradient, and 3 of
+  // 4 the later ranks' gradient to their keys and values (backward): 1.75 and 4.25 2 T dh^2
+  // products more than one rank alone.
   const UnitFlops alone = attention_core_flops(cfg, 0, {22, 11, 0});
   const UnitFlops chunk = attention_core_flops(cfg, 0, {22, 11, 44});
   const double state = 2 * 11 * 4 * 4 * 8;  // 2 T dh^2 over 2 sequences x 4 heads
-  EXPECT_DOUBLE_EQ(chunk.forward - alone.forward, 0.75 * state);
-  EXPECT_DOUBLE_EQ(chunk.backward_input - alone.backward_input, 0.75 * 3 * state);
+  EXPECT_DOUBLE_EQ(chunk.forward - alone.forward, 1.75 * state);
+  EXPECT_DOUBLE_EQ(chunk.backward_input - alone.backward_input, (1 + 0.75 * 3) * state);
 }
 
 // What core/gemm.h counts around one real micro-batch: the weight GEMMs must match exactly, the
