@@ -14,7 +14,8 @@ using dims = dnnl::memory::dims;
 using dt = dnnl::memory::data_type;
 
 auto key_of(const MatmulShape& s) {
-  return std::tie(s.in, s.batch, s.ta, s.tb, s.M, s.N, s.K, s.lda, s.ldb, s.ldc, s.alpha, s.beta);
+  return std::tie(s.in, s.batch, s.ta, s.tb, s.M, s.N, s.K, s.lda, s.ldb, s.ldc, s.alpha, s.beta,
+                  s.out_bf16);
 }
 
 struct ShapeLess {
@@ -60,7 +61,7 @@ Primitive make(const MatmulShape& s) {
   // Strides express the transposes: op(A) [M, K] is A read column-major when ta.
   p.a = operand_desc(in, s.batch, s.ta, s.M, s.K, s.lda);
   p.b = operand_desc(in, s.batch, s.tb, s.K, s.N, s.ldb);
-  p.c = operand_desc(dt::f32, s.batch, false, s.M, s.N, s.ldc);
+  p.c = operand_desc(s.out_bf16 ? dt::bf16 : dt::f32, s.batch, false, s.M, s.N, s.ldc);
   dnnl::primitive_attr attr;
   if (s.alpha != 1.f) attr.set_output_scales(0, {s.alpha});
   if (s.beta != 0.f) {
@@ -87,7 +88,7 @@ const Primitive& primitive(const MatmulShape& s) {
 
 }  // namespace
 
-void dnnl_matmul(const MatmulShape& s, const void* A, const void* B, float* C) {
+void dnnl_matmul(const MatmulShape& s, const void* A, const void* B, void* C) {
   const Primitive& p = primitive(s);
   dnnl::memory a(p.a, engine(), const_cast<void*>(A));
   dnnl::memory b(p.b, engine(), const_cast<void*>(B));

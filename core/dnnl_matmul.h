@@ -6,8 +6,9 @@
 //   C[b][M,N] = alpha * op(A[b])[M,K] * op(B[b])[K,N] + beta * C[b]
 // with the batch entries of each operand dense one after another (oneDNN runs strided batches
 // on a slow reference kernel, so the callers pack into this layout). A and B are fp32 or bf16
-// (both the same), C and the accumulation fp32. Deterministic for a fixed shape and thread
-// count. Main thread only (the cache is not locked; the GEMM itself is multi-threaded).
+// (both the same), the accumulation fp32 and C fp32 (or bf16 on request). Deterministic for a fixed
+// shape and thread count. Main thread only (the cache is not locked; the GEMM itself is
+// multi-threaded).
 #include <cstdint>
 #include <string>
 
@@ -21,10 +22,12 @@ struct MatmulShape {
   bool ta = false, tb = false;
   int64_t M = 0, N = 0, K = 0, lda = 0, ldb = 0, ldc = 0;
   float alpha = 1.f, beta = 0.f;
+  bool out_bf16 = false;  // C stored in bf16 (the fp32 accumulation rounded once, to nearest even)
 };
 
-// Runs the cached primitive of `s` on raw pointers (A and B of the input type). M, N, K >= 1.
-void dnnl_matmul(const MatmulShape& s, const void* A, const void* B, float* C);
+// Runs the cached primitive of `s` on raw pointers (A and B of the input type, C fp32 or, with
+// out_bf16, bf16). M, N, K >= 1.
+void dnnl_matmul(const MatmulShape& s, const void* A, const void* B, void* C);
 
 // oneDNN's implementation for the shape (e.g. "brg:avx512_core_amx_bf16").
 std::string dnnl_matmul_impl(const MatmulShape& s);

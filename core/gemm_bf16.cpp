@@ -37,6 +37,21 @@ void gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, c
   count_gemm_bf16_flops(2 * M * N * K);
 }
 
+void gemm_bf16_to_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const bf16* A,
+                       int64_t lda, const bf16* B, int64_t ldb, bf16* C, int64_t ldc) {
+  ProfScope prof_scope(ProfOp::gemm);
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = 0;
+    return;
+  }
+  MatmulShape s = shape_of(ta, tb, M, N, K, lda, ldb, ldc, 1.f, 0.f);
+  s.out_bf16 = true;
+  dnnl_matmul(s, A, B, C);
+  count_gemm_bf16_flops(2 * M * N * K);
+}
+
 int64_t gemm_bf16_flops() { return g_flops.load(std::memory_order_relaxed); }
 
 void count_gemm_bf16_flops(int64_t flops) { g_flops.fetch_add(flops, std::memory_order_relaxed); }

@@ -17,6 +17,11 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
                int64_t ldc);
 
+// The same with C stored in bf16 (alpha 1, beta 0): the fp32 accumulation rounded once as it is
+// written, for an activation kept in bf16 anyway (no fp32 copy of it, no conversion pass).
+void gemm_bf16_to_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const bf16* A,
+                       int64_t lda, const bf16* B, int64_t ldb, bf16* C, int64_t ldc);
+
 // Total FLOPs issued through gemm_bf16 by this process since start (2 M N K per call).
 int64_t gemm_bf16_flops();
 // Adds to that counter, for bf16 GEMMs issued by other entry points (core/batched_gemm.h).

@@ -16,6 +16,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/bf16.h"
+
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
@@ -48,6 +50,9 @@ inline float vscale2(float y, float n) {
 inline float vnan_pass(float x, float y) { return x != x ? x : y; }  // x if NaN, else y
 inline float vload(const float* p, float) { return *p; }
 inline void vstore(float* p, float v) { *p = v; }
+// bf16 values load exactly and store rounded to nearest even (core/bf16.h), in both lanes.
+inline float vload(const bf16* p, float) { return bf16_to_fp32(*p); }
+inline void vstore(bf16* p, float v) { *p = fp32_to_bf16(v); }
 
 #ifdef __AVX512F__
 // ---- the 16-float lane ----
@@ -83,6 +88,24 @@ inline Vec16 vnan_pass(Vec16 x, Vec16 y) {
 }
 inline Vec16 vload(const float* p, Vec16) { return _mm512_loadu_ps(p); }
 inline void vstore(float* p, Vec16 v) { _mm512_storeu_ps(p, v.v); }
+inline Vec16 vload(const bf16* p, Vec16) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(
+      _mm512_maskz_slli_epi32(kAll16, _mm512_maskz_cvtepu16_epi32(kAll16, h), 16));
+}
+// fp32_to_bf16 on 16 lanes: the same rounding (add 0x7FFF plus the lowest kept bit) and the
+// same quiet NaN, so a vector lane and the scalar tail give the same bits.
+inline void vstore(bf16* p, Vec16 v) {
+  const __m512i u = _mm512_castps_si512(v.v);
+  const __m512i kept_lsb =
+      _mm512_and_si512(_mm512_maskz_srli_epi32(kAll16, u, 16), _mm512_set1_epi32(1));
+  const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), kept_lsb);
+  __m512i r = _mm512_maskz_srli_epi32(kAll16, _mm512_add_epi32(u, bias), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)),
+                                                _mm512_set1_epi32(0x7F800000));
+  r = _mm512_mask_or_epi32(r, nan, _mm512_maskz_srli_epi32(kAll16, u, 16), _mm512_set1_epi32(0x40));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_maskz_cvtepi32_epi16(kAll16, r));
+}
 #endif
 
 template <class V>

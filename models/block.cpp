@@ -141,22 +141,25 @@ void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y
 
 void Block::mlp_forward(const ParamUnit& u, const float* w, const UnitGemms& gm, const float* h1,
                         float* y, int64_t N, SavedTensors& saved) const {
+  const Precision p = cfg_.precision;
   FloatBuffer scratch;
   float* m = operand_slot(saved, "m", N * D_, scratch);  // [N, D] RMSNorm(h1; g_post)
   float* inv2 = saved.add("inv2", N);                    // [N]
   rmsnorm_forward(h1, W("post_attention_layernorm.weight"), m, inv2, N, D_, cfg_.norm_eps);
   const Operand M = save_operand(saved, "m", m, N * D_);
   scratch = FloatBuffer();
-  float* gate = saved.add_uninitialised("gate", N * F_);  // [N, F]
-  float* up = saved.add_uninitialised("up", N * F_);      // [N, F]
-  gm.forward(M, OFF("mlp.gate_proj.weight"), gate, N, F_, D_);
-  gm.forward(M, OFF("mlp.up_proj.weight"), up, N, F_, D_);
-  float* act = operand_slot(saved, "act", N * F_, scratch);  // [N, F] SiLU(gate) * up
-  swiglu_forward(gate, up, act, N * F_);
-  const Operand Act = save_operand(saved, "act", act, N * F_);
-  scratch = FloatBuffer();
+  // [N, F] each, in the precision (bf16: as the GEMMs round them; SwiGLU reads them so)
+  const Operand gate = gm.forward_saved(saved, "gate", M, OFF("mlp.gate_proj.weight"), N, F_, D_);
+  const Operand up = gm.forward_saved(saved, "up", M, OFF("mlp.up_proj.weight"), N, F_, D_);
+  // [N, F] SiLU(gate) * up, in the precision: it only feeds the down projection
+  float* act = saved.add_uninitialised("act", operand_floats(p, N * F_));
+  if (p == Precision::fp32)
+    swiglu_forward(gate.f32, up.f32, act, N * F_);
+  else
+    swiglu_forward(gate.b16, up.b16, reinterpret_cast<bf16*>(act), N * F_);
   copy_floats(y, h1, N * D_);
-  gm.forward(Act, OFF("mlp.down_proj.weight"), y, N, D_, F_, /*accumulate=*/true);
+  gm.forward(saved_operand(saved, "act"), OFF("mlp.down_proj.weight"), y, N, D_, F_,
+             /*accumulate=*/true);
 }
 
 const std::vector<std::string>& Block::mlp_saved_names() {
@@ -228,15 +231,13 @@ void Block::backward_impl(const ParamUnit& u, const float* w, const GradSink& g,
 
 // MLP: y = h1 + act Wd^T; dh1 (out, [N, D]) = dy + the gradient through RMSNorm(h1; g_post).
 // The [N, F] gradients live in the saved [N, F] buffers they replace: dgate in gate, dup in up
-// (final once written, so a deferred GEMM shares them), and in fp32 dact in act (after the
-// weight gradient has read act, which a deferred GEMM therefore copies); in bf16 act is a bf16
-// operand, so dact gets a buffer of its own and the GEMMs read bf16 copies of dy, dgate, dup.
+// (final once written, so a deferred GEMM shares them; in bf16 they are bf16, as gate and up
+// were), and in fp32 dact in act (after the weight gradient has read act, which a deferred GEMM
+// therefore copies); in bf16 act is a bf16 operand, so dact gets an fp32 buffer of its own.
 void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm, const GradSink& g,
                          SavedTensors& saved, const float* dy, float* dh1, int64_t N) const {
   const Precision p = cfg_.precision;
   copy_floats(dh1, dy, N * D_);
-  float* gate = saved.mutable_get("gate");  // [N, F] -> dgate
-  float* up = saved.mutable_get("up");      // [N, F] -> dup
   const Operand dY = to_operand(p, dy, N * D_);
   FloatBuffer dact_own;  // bf16: [N, F]
   float* dact = nullptr;
@@ -249,11 +250,20 @@ void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm
     g.weight_grad(dY, saved_operand(saved, "act"), OFF("mlp.down_proj.weight"), N, D_, F_);
   }
   gm.backward_input(dY, OFF("mlp.down_proj.weight"), dact, N, D_, F_);
-  swiglu_backward(gate, up, dact, gate, up, N * F_);
+  // dgate, dup in place of gate, up, in the precision (final once written, so a deferred GEMM
+  // shares them)
+  float* gate = saved.mutable_get("gate");
+  float* up = saved.mutable_get("up");
+  if (p == Precision::fp32) {
+    swiglu_backward(gate, up, dact, gate, up, N * F_);
+  } else {
+    bf16 *gb = reinterpret_cast<bf16*>(gate), *ub = reinterpret_cast<bf16*>(up);
+    swiglu_backward(gb, ub, dact, gb, ub, N * F_);
+  }
   dact_own = FloatBuffer();
   saved.drop("act");
-  const Operand dG = to_operand(p, gate, N * F_, saved.buffer("gate"));
-  const Operand dU = to_operand(p, up, N * F_, saved.buffer("up"));
+  const Operand dG = saved_operand(saved, "gate");
+  const Operand dU = saved_operand(saved, "up");
   FloatBuffer dm = FloatBuffer::uninitialised(N * D_, MemCategory::activations);  // [N, D]
   gm.backward_input(dG, OFF("mlp.gate_proj.weight"), dm.data(), N, F_, D_);
   gm.backward_input(dU, OFF("mlp.up_proj.weight"), dm.data(), N, F_, D_, true);
@@ -271,6 +281,37 @@ void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm
 // ---- linear attention mixer ------------------------------------------------------------------
 // q = phi(a Wq^T), k = phi(a Wk^T)/sqrt(dh), v = a Wv^T; o = LinAttn(q,k,v);
 // u = per-head RMS(o); out = (u * g_out) Wo^T
+// Saved: the projections qp, kp, v (in the precision), o and the per-head statistics. q, k and u
+// are element-wise functions of those: the backward forms them again, bit for bit, rather than
+// keeping three more [N, E] tensors per block.
+
+namespace {
+
+// y [n] = scale * phi(x), x an operand as saved (fp32 or bf16).
+void feature_map(const Operand& x, float* y, int64_t n, bool silu, float scale) {
+  if (x.f32)
+    feature_map_forward(x.f32, y, n, silu, scale);
+  else
+    feature_map_forward(x.b16, y, n, silu, scale);
+}
+
+// d [n] *= scale * phi'(x), in place.
+void feature_map_grad(const Operand& x, float* d, int64_t n, bool silu, float scale) {
+  if (x.f32)
+    feature_map_backward(x.f32, d, d, n, silu, scale);
+  else
+    feature_map_backward(x.b16, d, d, n, silu, scale);
+}
+
+// An operand's values in fp32: its own buffer, or (bf16) an exact copy in `tmp`.
+const float* fp32_values(const Operand& x, int64_t n, FloatBuffer& tmp) {
+  if (x.f32) return x.f32;
+  tmp = FloatBuffer::uninitialised(n, MemCategory::activations);
+  from_bf16(x.b16, tmp.data(), n);
+  return tmp.data();
+}
+
+}  // namespace
 
 void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const UnitGemms& gm,
                                  const Operand& a, float* out, const BlockShape& s,
@@ -278,26 +319,27 @@ void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const UnitG
   const int64_t N = s.tokens(), E = H_ * dh_;
   const bool silu = cfg_.feature_map == FeatureMap::silu;
   const float kscale = 1.f / std::sqrt(static_cast<float>(dh_));
-  float* qp = saved.add_uninitialised("qp", N * E);  // [N, H*dh] pre-feature-map projections
-  float* kp = saved.add_uninitialised("kp", N * E);
-  float* q = saved.add_uninitialised("q", N * E);  // [B, T, H, dh]
-  float* k = saved.add_uninitialised("k", N * E);
-  float* v = saved.add_uninitialised("v", N * E);
-  gm.forward(a, OFF("q_proj.weight"), qp, N, E, D_);
-  gm.forward(a, OFF("k_proj.weight"), kp, N, E, D_);
-  gm.forward(a, OFF("v_proj.weight"), v, N, E, D_);
-  feature_map_forward(qp, q, N * E, silu, 1.f);
-  feature_map_forward(kp, k, N * E, silu, kscale);
+  // [N, H*dh] each: the pre-feature-map projections and the values, in the precision
+  const Operand qp = gm.forward_saved(saved, "qp", a, OFF("q_proj.weight"), N, E, D_);
+  const Operand kp = gm.forward_saved(saved, "kp", a, OFF("k_proj.weight"), N, E, D_);
+  const Operand v = gm.forward_saved(saved, "v", a, OFF("v_proj.weight"), N, E, D_);
+  FloatBuffer q = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [B,T,H,dh]
+  FloatBuffer k = FloatBuffer::uninitialised(N * E, MemCategory::activations);
+  feature_map(qp, q.data(), N * E, silu, 1.f);
+  feature_map(kp, k.data(), N * E, silu, kscale);
+  FloatBuffer v_tmp;
+  const float* vf = fp32_values(v, N * E, v_tmp);
   float* o = saved.add_uninitialised("o", N * E);  // [B, T, H, dh]
   // [B, H, dh, dh] the state entering this chunk from earlier sequence-parallel ranks (LASP-2)
   float* prefix = saved.add("prefix", s.B * H_ * dh_ * dh_);
   const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size, cfg_.precision};
-  sequence::linear_attention_forward(sequence_group(s), shape, q, k, v, gammas_.data(), o, prefix);
-  float* un = saved.add_uninitialised("u", N * E);  // [N*H, dh] per-head RMS-normalised o
-  float* inv_o = saved.add("inv_o", N * H_);        // [N*H]
-  rmsnorm_forward<float>(o, nullptr, un, inv_o, N * H_, dh_, cfg_.norm_eps);
-  FloatBuffer z = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [N, D] u * g_out
-  scale_columns(un, W("out_norm.weight"), z.data(), N, E);
+  sequence::linear_attention_forward(sequence_group(s), shape, q.data(), k.data(), vf,
+                                     gammas_.data(), o, prefix);
+  q.reset(), k.reset(), v_tmp.reset();
+  float* inv_o = saved.add("inv_o", N * H_);                                        // [N*H]
+  FloatBuffer z = FloatBuffer::uninitialised(N * E, MemCategory::activations);      // [N, D]
+  rmsnorm_forward<float>(o, nullptr, z.data(), inv_o, N * H_, dh_, cfg_.norm_eps);  // u
+  scale_columns(z.data(), W("out_norm.weight"), z.data(), N, E);                    // u * g_out
   gm.forward(to_operand(cfg_.precision, z.data(), N * E), OFF("o_proj.weight"), out, N, D_, E);
 }
 
@@ -310,18 +352,18 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const Unit
   const float kscale = 1.f / std::sqrt(static_cast<float>(dh_));
   FloatBuffer dO = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [B, T, H, dh]
   {
-    const float* un = saved.get("u");
     const float* g_out = W("out_norm.weight");
+    FloatBuffer un = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // u again
+    rmsnorm_apply<float>(saved.get("o"), nullptr, saved.get("inv_o"), un.data(), N * H_, dh_);
     // Shared, as every input of a weight GEMM below that is never written after it: a
     // deferred GEMM keeps it instead of copying it.
     SharedBuffer z = uninitialised_shared(N * E);                                  // u * g_out
     FloatBuffer dz = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [N, D]
-    scale_columns(un, g_out, z->data(), N, E);
+    scale_columns(un.data(), g_out, z->data(), N, E);
     const Operand dOut = to_operand(p, dout->data(), N * D_, dout);
     gm.backward_input(dOut, OFF("o_proj.weight"), dz.data(), N, D_, E);
     g.weight_grad(dOut, to_operand(p, z->data(), N * E, z), OFF("o_proj.weight"), N, D_, E);
-    accumulate_column_products(dz.data(), un, DW("out_norm.weight"), N, E);
-    saved.drop("u");
+    accumulate_column_products(dz.data(), un.data(), DW("out_norm.weight"), N, E);
     z.reset();
     // du in place of dz
     scale_columns(dz.data(), g_out, dz.data(), N, E);
@@ -331,17 +373,27 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const Unit
   }
   const SharedBuffer dq = uninitialised_shared(N * E), dk = uninitialised_shared(N * E),
                      dv = uninitialised_shared(N * E);
-  const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size, cfg_.precision};
-  sequence::linear_attention_backward(sequence_group(s), shape, saved.get("q"), saved.get("k"),
-                                      saved.get("v"), gammas_.data(), saved.get("prefix"),
-                                      dO.data(), dq->data(), dk->data(), dv->data());
+  Operand qp = saved_operand(saved, "qp"), kp = saved_operand(saved, "kp");
+  {
+    FloatBuffer q = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // as forward
+    FloatBuffer k = FloatBuffer::uninitialised(N * E, MemCategory::activations);
+    feature_map(qp, q.data(), N * E, silu, 1.f);
+    feature_map(kp, k.data(), N * E, silu, kscale);
+    FloatBuffer v_tmp;
+    const float* vf = fp32_values(saved_operand(saved, "v"), N * E, v_tmp);
+    const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size, cfg_.precision};
+    sequence::linear_attention_backward(sequence_group(s), shape, q.data(), k.data(), vf,
+                                        gammas_.data(), saved.get("prefix"), dO.data(), dq->data(),
+                                        dk->data(), dv->data());
+  }
   dO.reset();
-  for (const char* t : {"q", "k", "v", "prefix"}) saved.drop(t);
+  for (const char* t : {"v", "prefix"}) saved.drop(t);
   if (at && at->attention_done) at->attention_done();
   // Through the feature maps, in place.
-  feature_map_backward(saved.get("qp"), dq->data(), dq->data(), N * E, silu, 1.f);
-  feature_map_backward(saved.get("kp"), dk->data(), dk->data(), N * E, silu, kscale);
+  feature_map_grad(qp, dq->data(), N * E, silu, 1.f);
+  feature_map_grad(kp, dk->data(), N * E, silu, kscale);
   for (const char* t : {"qp", "kp"}) saved.drop(t);
+  qp = kp = Operand{};  // their memory goes now, not at the end of the backward
   input_projections_backward(u, gm, g, saved_operand(saved, "a"), dq, dk, dv, E, da, N);
 }
 

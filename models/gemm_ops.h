@@ -45,6 +45,11 @@ class UnitGemms {
   // Y[M,N] (+)= X[M,K] W^T, W the unit's [N, K] tensor at offset w_off.
   void forward(const Operand& X, int64_t w_off, float* Y, int64_t M, int64_t N, int64_t K,
                bool accumulate = false) const;
+  // Y[M,N] = X[M,K] W^T into a new tensor of `saved` under `name`, stored in the precision
+  // (bf16: the accumulation rounded once as the GEMM writes it, no fp32 copy): a projection the
+  // backward reads again. Returns it as an operand.
+  Operand forward_saved(SavedTensors& saved, const std::string& name, const Operand& X,
+                        int64_t w_off, int64_t M, int64_t N, int64_t K) const;
   // dX[M,K] (+)= dY[M,N] W.
   void backward_input(const Operand& dY, int64_t w_off, float* dX, int64_t M, int64_t N, int64_t K,
                       bool accumulate = false) const;

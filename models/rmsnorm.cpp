@@ -7,6 +7,20 @@
 
 namespace strata {
 
+namespace {
+
+// One place for y = x * inv (* g), so rmsnorm_apply repeats the forward's bits.
+template <class T>
+void normalise_row(const T* xr, const T* g, T inv, T* yr, int64_t D) {
+  if (g) {
+    for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * inv * g[j];
+  } else {
+    for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * inv;
+  }
+}
+
+}  // namespace
+
 template <class T>
 void rmsnorm_forward(const T* x, const T* g, T* y, T* inv_rms, int64_t N, int64_t D, float eps) {
   ProfScope prof_scope(ProfOp::norm);
@@ -18,12 +32,15 @@ void rmsnorm_forward(const T* x, const T* g, T* y, T* inv_rms, int64_t N, int64_
     const double ss = lane_sum(D, [&](int64_t j) { return double(xr[j]) * double(xr[j]); });
     const T inv = T(1.0 / std::sqrt(ss / double(D) + double(eps)));
     inv_rms[n] = inv;
-    if (g) {
-      for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * inv * g[j];
-    } else {
-      for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * inv;
-    }
+    normalise_row(xr, g, inv, yr, D);
   }
+}
+
+template <class T>
+void rmsnorm_apply(const T* x, const T* g, const T* inv_rms, T* y, int64_t N, int64_t D) {
+  ProfScope prof_scope(ProfOp::norm);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) normalise_row(x + n * D, g, inv_rms[n], y + n * D, D);
 }
 
 template <class T>
@@ -60,6 +77,10 @@ template void rmsnorm_forward<float>(const float*, const float*, float*, float*,
                                      float);
 template void rmsnorm_forward<double>(const double*, const double*, double*, double*, int64_t,
                                       int64_t, float);
+template void rmsnorm_apply<float>(const float*, const float*, const float*, float*, int64_t,
+                                   int64_t);
+template void rmsnorm_apply<double>(const double*, const double*, const double*, double*, int64_t,
+                                    int64_t);
 template void rmsnorm_backward<float>(const float*, const float*, const float*, const float*,
                                       float*, float*, int64_t, int64_t);
 template void rmsnorm_backward<double>(const double*, const double*, const double*, const double*,

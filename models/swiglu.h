@@ -2,6 +2,8 @@
 // The SwiGLU gate: act = SiLU(gate) * up (the projections around it are GEMMs in the block).
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace strata {
 
 // gate, up, act: [n]
@@ -17,5 +19,15 @@ void feature_map_forward(const T* x, T* y, int64_t n, bool silu, T scale);
 // dx = scale * phi'(x) * dy   (overwritten)
 template <class T>
 void feature_map_backward(const T* x, const T* dy, T* dx, int64_t n, bool silu, T scale);
+
+// The bf16 precision's forms: inputs stored in bf16 (loaded exactly), fp32 arithmetic, outputs
+// in bf16 where they only feed GEMMs (act, dgate, dup: rounded once as they are stored) and in
+// fp32 otherwise. The same in-place rules.
+void swiglu_forward(const bf16* gate, const bf16* up, bf16* act, int64_t n);
+void swiglu_backward(const bf16* gate, const bf16* up, const float* dact, bf16* dgate, bf16* dup,
+                     int64_t n);
+void feature_map_forward(const bf16* x, float* y, int64_t n, bool silu, float scale);
+void feature_map_backward(const bf16* x, const float* dy, float* dx, int64_t n, bool silu,
+                          float scale);
 
 }  // namespace strata

@@ -170,5 +170,27 @@ TEST(Bf16, ConversionRoundsToNearestEvenAndIsExactBack) {
   }
 }
 
+// The array conversions run 16 lanes at a time (core/vexp.h) and the tail one by one: every bit
+// pattern class (ties to even both ways, carries into the exponent, infinities, NaNs, subnormals)
+// must convert exactly as the scalar fp32_to_bf16 does, at every position of a ragged array.
+TEST(Bf16, VectorConversionIsTheScalarOneBitForBit) {
+  std::vector<uint32_t> bits = {0x3F808000u, 0x3F818000u, 0x3F80FFFFu, 0x7F7FFFFFu, 0x7F800000u,
+                                0xFF800000u, 0x7FC00001u, 0x7F800001u, 0xFFFFFFFFu, 0x00000001u,
+                                0x807FFFFFu, 0x00008000u, 0x80000000u, 0x3F7F8000u};
+  std::mt19937 g(5);
+  while (bits.size() < 16 * 37 + 5) bits.push_back(g());
+  std::vector<float> x(bits.size());
+  for (size_t i = 0; i < x.size(); ++i) std::memcpy(&x[i], &bits[i], 4);
+  std::vector<bf16> h(x.size());
+  to_bf16(x.data(), h.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(h[i], fp32_to_bf16(x[i])) << std::hex << bits[i];
+  std::vector<float> back(x.size());
+  from_bf16(h.data(), back.data(), static_cast<int64_t>(h.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float want = bf16_to_fp32(h[i]);
+    ASSERT_EQ(std::memcmp(&back[i], &want, 4), 0) << i;
+  }
+}
+
 }  // namespace
 }  // namespace strata
