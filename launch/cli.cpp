@@ -17,6 +17,7 @@
 #include "launch/embedded_config.h"
 #include "launch/job_config.h"
 #include "launch/memory_estimate.h"
+#include "launch/memory_plan.h"
 #include "launch/pipeline_plan.h"
 #include "launch/prepare_data.h"
 #include "launch/stop_signals.h"
@@ -41,6 +42,7 @@ commands:
   export        write a checkpoint's weights as safetensors
   prepare-data  turn text files into token shards (llm.c .bin layout; byte or SentencePiece)
   schedule      print a job's pipeline plan: stages, schedule timeline, simulated bubble
+  plan          predict each rank's peak memory by category and its communication, no training
 
 'strata <command> --help' describes each command.
 )";
@@ -108,6 +110,19 @@ ideal bubble beside it (docs/PIPELINE.md). Without JOB.yaml, the embedded config
   --csv FILE        also write the lowered schedule as CSV; edit it and pass it back with
                     --set parallel.schedule_file=FILE
   --peak-gflops G   cost the actions in seconds at G GFLOP/s (default: in GFLOP)
+)";
+
+constexpr const char* kPlanHelp =
+    R"(usage: strata plan [JOB.yaml] [--world N] [--set section.key=value]... [--json]
+
+Predicts, without training, what every rank of the job holds at its peak in a step, by memory
+category (params, grads, optimizer, activations, comm, io), under the job's ZeRO stage, sp, pp,
+vocabulary split, offload policy and precision, and the bytes each mesh axis moves per step:
+the trainer's allocations replayed, not measured. 'strata train' writes what it measured to
+<train.run_dir>/memory_r<RANK>.json to compare. Exits 2 when the largest rank exceeds
+train.max_memory_mb, naming the category that overflows and the changes that would fit.
+  --world N   plan for N processes: parallel.pp and sp kept, dp = N / (pp * sp)
+  --json      the prediction as JSON (per rank: peak_bytes, comm_bytes_per_step)
 )";
 
 // Flag parsing: "--name value" or "--name=value"; positionals kept in order.
@@ -423,6 +438,23 @@ int cmd_schedule(const std::vector<std::string>& args) {
   return 0;
 }
 
+int cmd_plan(const std::vector<std::string>& args) {
+  const Args a = parse_args(args, 2, {"set", "world"}, {"json"}, "plan");
+  if (a.help) {
+    std::fputs(kPlanHelp, stdout);
+    return 0;
+  }
+  JobConfig cfg = load_config_arg(a, "plan");
+  if (const auto w = a.get("world")) set_plan_world(cfg, parse_int_flag("plan", "world", *w));
+  const MemoryPlan plan = plan_memory(cfg);
+  std::fputs((a.has("json") ? memory_plan_json(plan) : format_memory_plan(plan, cfg)).c_str(),
+             stdout);
+  if (plan.fits()) return 0;
+  std::fprintf(stderr, "strata: error: %s: %s\n", cfg.source.c_str(),
+               memory_plan_overflow(plan, cfg).c_str());
+  return 2;
+}
+
 }  // namespace
 
 int cli_main(const std::vector<std::string>& args) {
@@ -437,6 +469,7 @@ int cli_main(const std::vector<std::string>& args) {
     if (cmd == "export") return cmd_export(args);
     if (cmd == "prepare-data") return cmd_prepare_data(args);
     if (cmd == "schedule") return cmd_schedule(args);
+    if (cmd == "plan") return cmd_plan(args);
     std::fprintf(stderr, "strata: unknown command '%s'\n\n%s", cmd.c_str(), kMainHelp);
     return 2;
   } catch (const StrataError& e) {

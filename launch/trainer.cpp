@@ -506,7 +506,9 @@ void Trainer::check_output_paths(std::ofstream& metrics) {
 void Trainer::run_one_step(std::ofstream& metrics, int64_t first_step) {
   MemoryTracker::instance().reset_peaks();
   hub_->begin_step(step_ + 1);
+  measured_.begin(comms());
   const StepResult r = train_step();
+  measured_.end(comms());  // before the evaluation and the checkpoint: the step's own peaks
   hub_->step_timed(r);
   const bool last = step_ == cfg_.train.steps;
   std::string js = step_json(r) + ",\"elapsed_s\":" + fmt("%.3f", hub_->elapsed()) +
@@ -586,15 +588,27 @@ int Trainer::run() {
     return 128 + static_cast<int>(stop);
   }
   hub_->finish();
+  write_measured();
   return 0;
 }
 
+std::vector<const Comm*> Trainer::comms() const {
+  return {&mesh_->world(), &mesh_->pp_comm(), &mesh_->dp_comm(), &mesh_->sp_comm(),
+          replicas_.get(), tie_.get(),        vocab_comm_.get()};
+}
+
+// What `strata plan` predicts, as measured: one file per rank (no collective at the end).
+void Trainer::write_measured() const {
+  if (measured_.steps() == 0) return;
+  char name[32];
+  std::snprintf(name, sizeof name, "/memory_r%05d.json", mesh_->world_rank());
+  write_file_atomic(cfg_.train.run_dir + name,
+                    measured_.json(mesh_->world_rank(), mesh_->pp_rank()));
+}
+
 void Trainer::start_monitoring() {
-  std::vector<const Comm*> comms = {&mesh_->world(),   &mesh_->pp_comm(), &mesh_->dp_comm(),
-                                    &mesh_->sp_comm(), replicas_.get(),   tie_.get(),
-                                    vocab_comm_.get()};
-  hub_ = std::make_unique<MonitorHub>(HubContext{&cfg_, &mesh_->world(), std::move(comms),
-                                                 store_.get(), cfg_.model.num_parameters()});
+  hub_ = std::make_unique<MonitorHub>(
+      HubContext{&cfg_, &mesh_->world(), comms(), store_.get(), cfg_.model.num_parameters()});
   if (hub_->wants_passes()) hooks_->set_observer(hub_.get());
 }
 

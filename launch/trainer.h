@@ -17,6 +17,7 @@
 #include "launch/monitor_report.h"
 #include "launch/pipeline_plan.h"
 #include "launch/pipeline_runner.h"
+#include "launch/step_measure.h"
 #include "launch/train_hooks.h"
 #include "models/model.h"
 #include "offload/activation_plan.h"
@@ -87,6 +88,9 @@ class Trainer {
   ProgressLog progress(RankState state, const std::string& what, const std::string& unit,
                        int64_t total, bool uniform = true);
   void start_monitoring();  // the hub (launch/monitor_hub.h), when run() starts
+  // Every communicator of this rank (some nullptr): their bytes are reported per axis.
+  std::vector<const Comm*> comms() const;
+  void write_measured() const;  // <train.run_dir>/memory_r<RANK>.json (launch/step_measure.h)
   bool is_logger() const { return mesh_->world_rank() == 0; }
   // A non-finite loss or norm: throws (on_nonfinite: stop, or max_skipped reached) or drops the
   // step's gradients.
@@ -108,6 +112,7 @@ class Trainer {
   std::unique_ptr<PipelineExecutor> executor_;
   std::unique_ptr<ActivationStore> store_;
   std::unique_ptr<MonitorHub> hub_;     // run() only: clock, trace, TensorBoard, monitor
+  StepMeasure measured_;                // peaks and bytes of the steps, for memory_r<RANK>.json
   bool plan_after_first_step_ = false;  // offload.policy auto, before its plan
   TierBandwidth swap_bandwidth_;        // auto: the swap tier's, measured at start
   std::unique_ptr<DataLoader> train_data_;
@@ -118,7 +123,7 @@ class Trainer {
   int64_t skipped_in_row_ = 0, skipped_total_ = 0;
   int64_t last_saved_step_ = -1;  // the step of the newest checkpoint this run wrote or read  //
                                   // non-finite steps without an update
-  double sgemm_peak_ = 0;  // the peak of the run's precision (bf16 or fp32 GEMM), GFLOP/s
+  double sgemm_peak_ = 0;         // the peak of the run's precision (bf16 or fp32 GEMM), GFLOP/s
   bool bf16_ = false;
   std::vector<int32_t> inputs_, targets_;        // [global_batch, seq_len], every rank the same
   std::vector<int32_t> my_inputs_, my_targets_;  // [global_batch/dp, seq_len/sp] this rank's share

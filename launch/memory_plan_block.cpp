@@ -1,0 +1,205 @@
+#include "launch/memory_plan_block.h"
+
+#include <algorithm>
+
+namespace strata {
+
+namespace {
+constexpr MemCategory kAct = MemCategory::activations;
+}  // namespace
+
+void SavedSet::add(Ledger& l, const std::string& name, int64_t floats) {
+  items.emplace_back(name, l.alloc(kAct, Ledger::paged(static_cast<double>(floats))));
+}
+
+Ledger::Id SavedSet::detach(const std::string& name) {
+  auto it =
+      std::find_if(items.begin(), items.end(), [&](const auto& i) { return i.first == name; });
+  if (it == items.end()) return Ledger::kNone;
+  const Ledger::Id id = it->second;
+  items.erase(it);
+  return id;
+}
+
+void SavedSet::drop(Ledger& l, const std::string& name) {
+  Ledger::Id id = detach(name);
+  l.free(id);
+}
+
+void SavedSet::clear(Ledger& l) {
+  for (auto& [name, id] : items) l.free(id);
+  items.clear();
+}
+
+double SavedSet::bytes(const Ledger& l) const {
+  double b = 0;
+  for (const auto& [name, id] : items) b += l.bytes(id);
+  return b;
+}
+
+double SavedSet::bytes_of(const Ledger& l, const std::string& name) const {
+  for (const auto& [n, id] : items)
+    if (n == name) return l.bytes(id);
+  return 0;
+}
+
+namespace {
+
+Ledger::Id fbuf(Ledger& l, int64_t floats) {
+  return l.alloc(kAct, Ledger::floats(static_cast<double>(floats)));
+}
+
+// Block::operand_slot + save_operand: fp32 saves the buffer itself; bf16 computes into an fp32
+// scratch, saves the bf16 cast, frees the scratch. `between` runs after the slot exists (the
+// tensors the real code saves before the cast).
+void save_operand(Ledger& l, const BlockDims& d, SavedSet& s, const std::string& name, int64_t n,
+                  const std::function<void()>& between = {}) {
+  Ledger::Id scratch = Ledger::kNone;
+  if (d.bf16)
+    scratch = fbuf(l, n);
+  else
+    s.add(l, name, n);
+  if (between) between();
+  if (d.bf16) {
+    s.add(l, name, d.operand(n));
+    l.free(scratch);
+  }
+}
+
+// to_operand of an fp32 buffer: a bf16 copy in bf16, nothing in fp32.
+Ledger::Id operand_copy(Ledger& l, const BlockDims& d, int64_t n) {
+  return d.bf16 ? fbuf(l, d.operand(n)) : Ledger::kNone;
+}
+
+void mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
+  const int64_t N = d.N(), E = d.E(), Ekv = d.Ekv();
+  if (d.mixer == 'L') {
+    for (const char* t : {"qp", "kp", "q", "k", "v", "o"}) s.add(l, t, N * E);
+    s.add(l, "prefix", d.B * d.H * d.dh * d.dh);
+    s.add(l, "u", N * E);
+    s.add(l, "inv_o", N * d.H);
+    Ledger::Id z = fbuf(l, N * E), zo = operand_copy(l, d, N * E);
+    l.free(zo);
+    l.free(z);
+    return;
+  }
+  s.add(l, "q", N * E);
+  Ledger::Id k = fbuf(l, N * Ekv), v = fbuf(l, N * Ekv);
+  s.add(l, "k_all", d.B * d.Tall * Ekv);
+  s.add(l, "v_all", d.B * d.Tall * Ekv);
+  s.add(l, "o", N * E);
+  s.add(l, "lse", d.B * d.H * d.T);
+  Ledger::Id oo = operand_copy(l, d, N * E);
+  l.free(oo);
+  l.free(k);
+  l.free(v);
+}
+
+}  // namespace
+
+SavedSet replay_block_forward(Ledger& l, const BlockDims& d) {
+  const int64_t N = d.N(), D = d.D, F = d.F;
+  SavedSet s;
+  s.add(l, "x", N * D);
+  save_operand(l, d, s, "a", N * D, [&] { s.add(l, "inv1", N); });
+  s.add(l, "h1", N * D);
+  mixer_forward(l, d, s);
+  save_operand(l, d, s, "m", N * D, [&] { s.add(l, "inv2", N); });
+  s.add(l, "gate", N * F);
+  s.add(l, "up", N * F);
+  save_operand(l, d, s, "act", N * F);
+  return s;
+}
+
+namespace {
+
+// Block::mlp_backward. In fp32 the operands dG, dU and M hold the saved gate, up and m buffers
+// (Operand::keep) past their drop, to the function's end; in bf16 dG and dU are copies (gate and
+// up go at the drop) and M holds the bf16 m.
+void mlp_backward(Ledger& l, const BlockDims& d, SavedSet& s) {
+  const int64_t N = d.N(), D = d.D, F = d.F;
+  Ledger::Id dY = operand_copy(l, d, N * D);
+  Ledger::Id dact = d.bf16 ? fbuf(l, N * F) : Ledger::kNone;
+  l.free(dact);
+  s.drop(l, "act");
+  Ledger::Id dG = Ledger::kNone, dU = Ledger::kNone;
+  if (d.bf16) {
+    dG = fbuf(l, d.operand(N * F));
+    dU = fbuf(l, d.operand(N * F));
+  }
+  Ledger::Id dm = fbuf(l, N * D);
+  Ledger::Id held_m = s.detach("m");
+  Ledger::Id held_gate = s.detach("gate"), held_up = s.detach("up");
+  if (d.bf16) {
+    l.free(held_gate);
+    l.free(held_up);
+  }
+  Ledger::Id dh1n = fbuf(l, N * D);
+  s.drop(l, "h1");
+  s.drop(l, "inv2");
+  for (Ledger::Id* id : {&dh1n, &dm, &dG, &dU, &held_gate, &held_up, &held_m, &dY}) l.free(*id);
+}
+
+// input_projections_backward: the bf16 copies of dq, dk, dv live through it.
+void input_projections(Ledger& l, const BlockDims& d) {
+  const int64_t N = d.N();
+  Ledger::Id q = operand_copy(l, d, N * d.E()), k = operand_copy(l, d, N * d.Ekv()),
+             v = operand_copy(l, d, N * d.Ekv());
+  for (Ledger::Id* id : {&q, &k, &v}) l.free(*id);
+}
+
+void linear_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at) {
+  const int64_t N = d.N(), E = d.E();
+  Ledger::Id dO = fbuf(l, N * E);
+  {
+    Ledger::Id z = fbuf(l, N * E), dz = fbuf(l, N * E), dOut = operand_copy(l, d, N * d.D);
+    Ledger::Id zo = operand_copy(l, d, N * E);
+    l.free(zo);
+    s.drop(l, "u");
+    l.free(z);
+    s.drop(l, "o");
+    s.drop(l, "inv_o");
+    l.free(dz);
+    l.free(dOut);
+  }
+  Ledger::Id dq = fbuf(l, N * E), dk = fbuf(l, N * E), dv = fbuf(l, N * E);
+  l.free(dO);
+  for (const char* t : {"q", "k", "v", "prefix"}) s.drop(l, t);
+  if (at.attention_done) at.attention_done();
+  s.drop(l, "qp");
+  s.drop(l, "kp");
+  input_projections(l, d);
+  for (Ledger::Id* id : {&dq, &dk, &dv}) l.free(*id);
+}
+
+void softmax_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at) {
+  const int64_t N = d.N(), E = d.E(), Ekv = d.Ekv();
+  Ledger::Id dO = fbuf(l, N * E), dOut = operand_copy(l, d, N * d.D);
+  Ledger::Id oo = operand_copy(l, d, N * E);
+  l.free(oo);
+  Ledger::Id dq = fbuf(l, N * E), dk = fbuf(l, N * Ekv), dv = fbuf(l, N * Ekv);
+  l.free(dO);
+  for (const char* t : {"q", "k_all", "v_all", "o", "lse"}) s.drop(l, t);
+  if (at.attention_done) at.attention_done();
+  input_projections(l, d);
+  for (Ledger::Id* id : {&dq, &dk, &dv, &dOut}) l.free(*id);
+}
+
+}  // namespace
+
+void replay_block_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at) {
+  const int64_t N = d.N(), D = d.D;
+  Ledger::Id dh1 = fbuf(l, N * D);
+  mlp_backward(l, d, s);
+  if (at.mlp_done) at.mlp_done();
+  Ledger::Id da = fbuf(l, N * D);
+  if (d.mixer == 'L')
+    linear_mixer_backward(l, d, s, at);
+  else
+    softmax_mixer_backward(l, d, s, at);
+  s.clear(l);
+  l.free(da);
+  l.free(dh1);
+}
+
+}  // namespace strata
