@@ -36,6 +36,9 @@ RankMemoryPlan plan_rank(const JobConfig& c, const PipelinePlan& plan, int rank)
   out.sp_rank = static_cast<int>(rank % p.sp);
   out.dp_rank = static_cast<int>((rank / p.sp) % p.dp);
   out.pp_rank = static_cast<int>(rank / (p.sp * p.dp));
+  if (plan.pp > 1)
+    out.pp_message =
+        4.0 * static_cast<double>(c.train.micro_batch * (c.data.seq_len / p.sp) * c.model.dim);
   const bool vocab = p.vocab_parallel, tied = c.model.tie_embeddings;
   const int64_t U = c.model.n_layers + 2 + (vocab && !tied ? 1 : 0);
   VocabSplit split;

@@ -27,6 +27,10 @@ struct RankMemoryPlan {
   // set in flight); these for one that does not (a micro-batch's swapped sets in flight). The
   // same as peak[io] and total_peak without swapping.
   double io_slow = 0, total_slow = 0;
+  // One pipeline message (a micro-batch's [N, D] activations; 0 without pp). How long a sent one
+  // stays held depends on when the receiver takes it, i.e. on MPI's progress, not on the layout:
+  // peak[comm] is for the schedule's simulated timeline, and a run may hold one more or less.
+  double pp_message = 0;
   std::map<std::string, double> comm_bytes;  // per axis ("dp", "sp", "pp", ...) per step
 };
 

@@ -1,6 +1,7 @@
 #include "launch/memory_plan_block.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace strata {
 
@@ -71,18 +72,79 @@ Ledger::Id operand_copy(Ledger& l, const BlockDims& d, int64_t n) {
   return d.bf16 ? fbuf(l, d.operand(n)) : Ledger::kNone;
 }
 
+// The linear-attention kernel's packed operands and chunk products (core/linear_attention.cpp,
+// core/head_chunks.h): [B*H, nc, C, dh] operands in the precision, fp32 states and results.
+struct ChunkSizes {
+  int64_t elems, scores, states;  // values of a packed operand, of the scores, of the states
+  ChunkSizes(const BlockDims& d) {
+    const int64_t C = std::max<int64_t>(1, std::min(d.chunk, d.T));
+    const int64_t mats = d.T > 0 ? d.B * d.H * ((d.T + C - 1) / C) : 0;
+    elems = mats * C * d.dh, scores = mats * C * C, states = mats * d.dh * d.dh;
+  }
+};
+
+// ChunkStates: K, V, the operand and fp32 states, with the mu-scaled values while it is built.
+std::vector<Ledger::Id> chunk_states(Ledger& l, const BlockDims& d, const ChunkSizes& z) {
+  std::vector<Ledger::Id> held = {fbuf(l, d.operand(z.elems)), fbuf(l, d.operand(z.elems)),
+                                  fbuf(l, d.operand(z.states)), fbuf(l, z.states)};
+  Ledger::Id vm = fbuf(l, d.operand(z.elems));
+  l.free(vm);
+  return held;
+}
+
+// masked_scores: the fp32 scores, then their masked copy in the precision, which it returns.
+Ledger::Id masked_scores(Ledger& l, const BlockDims& d, const ChunkSizes& z) {
+  Ledger::Id raw = fbuf(l, z.scores), out = fbuf(l, d.operand(z.scores));
+  l.free(raw);
+  return out;
+}
+
+void free_all(Ledger& l, std::vector<Ledger::Id> ids) {
+  for (Ledger::Id& id : ids) l.free(id);
+}
+
+void linear_kernel_forward(Ledger& l, const BlockDims& d) {
+  const ChunkSizes z(d);
+  std::vector<Ledger::Id> held = chunk_states(l, d, z);
+  held.push_back(fbuf(l, d.operand(z.elems)));  // Q
+  held.push_back(masked_scores(l, d, z));
+  held.push_back(fbuf(l, z.elems));  // inter
+  held.push_back(fbuf(l, z.elems));  // intra
+  free_all(l, held);
+}
+
+void linear_kernel_backward(Ledger& l, const BlockDims& d) {
+  const ChunkSizes z(d);
+  std::vector<Ledger::Id> held = chunk_states(l, d, z);
+  for (int i = 0; i < 2; ++i) held.push_back(fbuf(l, d.operand(z.elems)));  // Q, dO
+  for (int i = 0; i < 2; ++i) held.push_back(fbuf(l, z.elems));             // x1, x2
+  Ledger::Id g = masked_scores(l, d, z);
+  l.free(g);
+  Ledger::Id dol = fbuf(l, d.operand(z.elems));
+  l.free(dol);
+  held.push_back(masked_scores(l, d, z));  // A
+  free_all(l, held);
+}
+
+// Block::linear_mixer_forward: the projections saved in the precision, q and k (and in bf16 an
+// fp32 copy of v) live through the kernel; u is not saved.
+void linear_mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
+  const int64_t N = d.N(), E = d.E();
+  for (const char* t : {"qp", "kp", "v"}) s.add(l, t, d.operand(N * E));
+  Ledger::Id q = fbuf(l, N * E), k = fbuf(l, N * E);
+  Ledger::Id v = d.bf16 ? fbuf(l, N * E) : Ledger::kNone;
+  s.add(l, "o", N * E);
+  s.add(l, "prefix", d.B * d.H * d.dh * d.dh);
+  linear_kernel_forward(l, d);
+  free_all(l, {q, k, v});
+  s.add(l, "inv_o", N * d.H);
+  Ledger::Id zb = fbuf(l, N * E), zo = operand_copy(l, d, N * E);
+  free_all(l, {zo, zb});
+}
+
 void mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
   const int64_t N = d.N(), E = d.E(), Ekv = d.Ekv();
-  if (d.mixer == 'L') {
-    for (const char* t : {"qp", "kp", "q", "k", "v", "o"}) s.add(l, t, N * E);
-    s.add(l, "prefix", d.B * d.H * d.dh * d.dh);
-    s.add(l, "u", N * E);
-    s.add(l, "inv_o", N * d.H);
-    Ledger::Id z = fbuf(l, N * E), zo = operand_copy(l, d, N * E);
-    l.free(zo);
-    l.free(z);
-    return;
-  }
+  if (d.mixer == 'L') return linear_mixer_forward(l, d, s);
   s.add(l, "q", N * E);
   Ledger::Id k = fbuf(l, N * Ekv), v = fbuf(l, N * Ekv);
   s.add(l, "k_all", d.B * d.Tall * Ekv);
@@ -105,39 +167,29 @@ SavedSet replay_block_forward(Ledger& l, const BlockDims& d) {
   s.add(l, "h1", N * D);
   mixer_forward(l, d, s);
   save_operand(l, d, s, "m", N * D, [&] { s.add(l, "inv2", N); });
-  s.add(l, "gate", N * F);
-  s.add(l, "up", N * F);
-  save_operand(l, d, s, "act", N * F);
+  // gate, up and act in the precision, written straight into their saved buffers
+  for (const char* t : {"gate", "up", "act"}) s.add(l, t, d.operand(N * F));
   return s;
 }
 
 namespace {
 
-// Block::mlp_backward. In fp32 the operands dG, dU and M hold the saved gate, up and m buffers
-// (Operand::keep) past their drop, to the function's end; in bf16 dG and dU are copies (gate and
-// up go at the drop) and M holds the bf16 m.
+// Block::mlp_backward. The operands dG, dU (the saved gate and up, overwritten by their
+// gradients) and M hold their saved buffers (Operand::keep) past their drop, to the function's
+// end; in bf16 dact is a buffer of its own.
 void mlp_backward(Ledger& l, const BlockDims& d, SavedSet& s) {
   const int64_t N = d.N(), D = d.D, F = d.F;
   Ledger::Id dY = operand_copy(l, d, N * D);
   Ledger::Id dact = d.bf16 ? fbuf(l, N * F) : Ledger::kNone;
   l.free(dact);
   s.drop(l, "act");
-  Ledger::Id dG = Ledger::kNone, dU = Ledger::kNone;
-  if (d.bf16) {
-    dG = fbuf(l, d.operand(N * F));
-    dU = fbuf(l, d.operand(N * F));
-  }
   Ledger::Id dm = fbuf(l, N * D);
   Ledger::Id held_m = s.detach("m");
   Ledger::Id held_gate = s.detach("gate"), held_up = s.detach("up");
-  if (d.bf16) {
-    l.free(held_gate);
-    l.free(held_up);
-  }
   Ledger::Id dh1n = fbuf(l, N * D);
   s.drop(l, "h1");
   s.drop(l, "inv2");
-  for (Ledger::Id* id : {&dh1n, &dm, &dG, &dU, &held_gate, &held_up, &held_m, &dY}) l.free(*id);
+  for (Ledger::Id* id : {&dh1n, &dm, &held_gate, &held_up, &held_m, &dY}) l.free(*id);
 }
 
 // input_projections_backward: the bf16 copies of dq, dk, dv live through it.
@@ -152,19 +204,24 @@ void linear_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const Bac
   const int64_t N = d.N(), E = d.E();
   Ledger::Id dO = fbuf(l, N * E);
   {
-    Ledger::Id z = fbuf(l, N * E), dz = fbuf(l, N * E), dOut = operand_copy(l, d, N * d.D);
+    Ledger::Id un = fbuf(l, N * E), z = fbuf(l, N * E), dz = fbuf(l, N * E),
+               dOut = operand_copy(l, d, N * d.D);
     Ledger::Id zo = operand_copy(l, d, N * E);
     l.free(zo);
-    s.drop(l, "u");
     l.free(z);
     s.drop(l, "o");
     s.drop(l, "inv_o");
-    l.free(dz);
-    l.free(dOut);
+    free_all(l, {un, dz, dOut});
   }
   Ledger::Id dq = fbuf(l, N * E), dk = fbuf(l, N * E), dv = fbuf(l, N * E);
+  {
+    Ledger::Id q = fbuf(l, N * E), k = fbuf(l, N * E);
+    Ledger::Id v = d.bf16 ? fbuf(l, N * E) : Ledger::kNone;
+    linear_kernel_backward(l, d);
+    free_all(l, {q, k, v});
+  }
   l.free(dO);
-  for (const char* t : {"q", "k", "v", "prefix"}) s.drop(l, t);
+  for (const char* t : {"v", "prefix"}) s.drop(l, t);
   if (at.attention_done) at.attention_done();
   s.drop(l, "qp");
   s.drop(l, "kp");

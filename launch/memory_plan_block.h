@@ -17,6 +17,7 @@ struct BlockDims {
   int64_t B = 0, T = 0;  // this rank's micro-batch: sequences, tokens of its chunk
   int64_t Tall = 0;      // tokens of the whole sequence (T x sp)
   int64_t D = 0, H = 0, dh = 0, Hkv = 0, F = 0;
+  int64_t chunk = 1;  // linear attention's chunk_size
   char mixer = 'L';
   bool bf16 = false;  // train.precision: bf16
   int64_t N() const { return B * T; }

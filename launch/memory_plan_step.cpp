@@ -36,6 +36,7 @@ BlockDims StepReplay::dims(int64_t block) const {
   d.dh = cfg.model.head_dim();
   d.Hkv = cfg.model.n_kv_heads;
   d.F = cfg.model.ffn_dim;
+  d.chunk = cfg.model.chunk_size;
   d.mixer = cfg.model.mixer(block);
   d.bf16 = train_precision(cfg.train) == Precision::bf16;
   return d;
@@ -117,6 +118,14 @@ void StepReplay::prefetch(int mb, int64_t block, bool mlp_only) {
   }
 }
 
+// LASP-2's collectives of one block pass (parallel/sequence.cpp): the linear state all-gather
+// (none alone on the sequence: nobody reads the state), or the softmax K/V all-gather (forward)
+// and reduce-scatter (backward).
+static double sequence_bytes(const BlockDims& d, int64_t sp) {
+  if (d.mixer == 'L') return sp > 1 ? static_cast<double>(sp * d.B * d.H * d.dh * d.dh) * 4 : 0;
+  return static_cast<double>(sp * 2 * d.B * d.T * d.Hkv * d.dh) * 4;
+}
+
 SavedSet StepReplay::take(int mb, int64_t block) {
   prefetch(mb, block, false);  // what was not prefetched is read now
   auto it = store_.find({mb, block});
@@ -124,23 +133,12 @@ SavedSet StepReplay::take(int mb, int64_t block) {
   store_.erase(it);
   if (!h.recompute) return std::move(h.mem);
   SavedSet rebuilt = replay_block_forward(l_, dims(block));  // the forward again
-  const BlockDims d = dims(block);
-  if (d.mixer == 'L')
-    (*c_.comm)["sp"] += static_cast<double>(c_.sp * d.B * d.H * d.dh * d.dh) * 4;
-  else
-    (*c_.comm)["sp"] += static_cast<double>(c_.sp * 2 * d.B * d.T * d.Hkv * d.dh) * 4;
+  (*c_.comm)["sp"] += sequence_bytes(dims(block), c_.sp);
   h.mem.clear(l_);
   return rebuilt;
 }
 
 // ---- passes (models/model_stage.cpp) ----------------------------------------------------------
-
-// LASP-2's collectives of one block pass (parallel/sequence.cpp): the linear state all-gather,
-// or the softmax K/V all-gather (forward) and reduce-scatter (backward).
-static double sequence_bytes(const BlockDims& d, int64_t sp) {
-  if (d.mixer == 'L') return static_cast<double>(sp * d.B * d.H * d.dh * d.dh) * 4;
-  return static_cast<double>(sp * 2 * d.B * d.T * d.Hkv * d.dh) * 4;
-}
 
 void StepReplay::blocks_forward(int s, int mb) {
   const int64_t end = c_.plan->stages[static_cast<size_t>(s)].end_unit;
