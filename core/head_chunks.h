@@ -6,6 +6,7 @@
 // another (core/batched_gemm.h). The last chunk's rows past T are zero: they add nothing to any
 // product, and the kernels drop what lands on them. Packing converts to the operand type (fp32,
 // or bf16 under mixed precision) and may scale each row; unpacking combines two fp32 results.
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "core/bf16.h"
 #include "core/memory.h"
 #include "core/threads.h"
+#include "core/vexp.h"
 
 namespace strata {
 
@@ -57,6 +59,22 @@ inline P operand_cast(T x) {
     return static_cast<P>(x);
 }
 
+// y[d] = a * x[d] (* w[d] when w is given) for d < n, converted to P: 16 lanes at a time for
+// float (core/vexp.h; the scalar bf16 conversion's NaN branch keeps a plain loop scalar).
+template <class T, class P>
+inline void store_scaled(const T* x, const T* w, T a, P* y, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    for_lanes(0, n, [&](auto lane, int64_t d) {
+      using V = decltype(lane);
+      V v = V(a) * vload(x + d, lane);
+      if (w) v = v * vload(w + d, lane);
+      vstore(y + d, v);
+    });
+  } else {
+    for (int64_t d = 0; d < n; ++d) y[d] = operand_cast<P>(a * x[d] * (w ? w[d] : T(1)));
+  }
+}
+
 // y[bh, c, i, :] = scale(h, c, i) * x[b, c*C + i, h, :] for the real rows (padding untouched).
 template <class T, class P, class F>
 void pack_head_chunks(const HeadChunks& L, const T* x, P* y, F scale) {
@@ -65,10 +83,9 @@ void pack_head_chunks(const HeadChunks& L, const T* x, P* y, F scale) {
     for (int64_t t = 0; t < L.T; ++t) {
       const int64_t c = t / L.C, i = t % L.C;
       for (int64_t h = 0; h < L.H; ++h) {
-        const T a = scale(h, c, i);
         const T* src = x + ((b * L.T + t) * L.H + h) * L.dh;
         P* dst = y + (((b * L.H + h) * L.nc + c) * L.C + i) * L.dh;
-        for (int64_t d = 0; d < L.dh; ++d) dst[d] = operand_cast<P>(a * src[d]);
+        store_scaled(src, static_cast<const T*>(nullptr), scale(h, c, i), dst, L.dh);
       }
     }
 }
@@ -95,18 +112,23 @@ void unpack_head_chunks(const HeadChunks& L, const T* x1, F scale, const T* x2, 
 }
 
 // Every [C, C] score matrix S of the batch: P[i, j] = S[i, j] * γ_h^(i-j) for j <= i, else 0
-// (the causal decay mask), converted to the operand type.
+// (the causal decay mask), converted to the operand type. Row i reads the powers backwards from
+// γ^i, so they are kept reversed per head (rev[k] = γ^(C-1-k)) and read forwards.
 template <class T, class P>
 void decay_mask(const HeadChunks& L, const std::vector<T>& pw, const T* S, P* out) {
   const int64_t C = L.C;
+  std::vector<T> rev(static_cast<size_t>(L.H * C));  // [H, C]
+  for (int64_t h = 0; h < L.H; ++h)
+    for (int64_t k = 0; k < C; ++k) rev[h * C + k] = pw[h * (C + 1) + C - 1 - k];
 #pragma omp parallel for schedule(static) if (L.threads())
   for (int64_t m = 0; m < L.matrices(); ++m) {
-    const T* g = pw.data() + ((m / L.nc) % L.H) * (C + 1);
+    const T* r = rev.data() + ((m / L.nc) % L.H) * C;
     const T* s = S + m * C * C;
     P* o = out + m * C * C;
-    for (int64_t i = 0; i < C; ++i)
-      for (int64_t j = 0; j < C; ++j)
-        o[i * C + j] = j <= i ? operand_cast<P>(s[i * C + j] * g[i - j]) : P(0);
+    for (int64_t i = 0; i < C; ++i) {
+      store_scaled(s + i * C, r + C - 1 - i, T(1), o + i * C, i + 1);  // γ^(i-j), j = 0..i
+      std::fill(o + i * C + i + 1, o + (i + 1) * C, P(0));
+    }
   }
 }
 
