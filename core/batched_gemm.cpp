@@ -29,22 +29,28 @@ bool empty_product(int64_t batch, int64_t M, int64_t N, int64_t K, T beta, T* C)
   return true;
 }
 
+// The oneDNN forms: the FLOPs go to the counter of their input precision.
+void run_dnnl(MatmulInput in, bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K,
+              const void* A, const void* B, float beta, float* C) {
+  ProfScope prof_scope(ProfOp::gemm);
+  if (empty_product(batch, M, N, K, beta, C)) return;
+  dnnl_matmul(dense_shape(in, ta, tb, batch, M, N, K, beta), A, B, C);
+  if (in == MatmulInput::bf16)
+    count_gemm_bf16_flops(2 * batch * M * N * K);
+  else
+    count_gemm_flops(2 * batch * M * N * K);
+}
+
 }  // namespace
 
 void batched_gemm(bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K, const float* A,
                   const float* B, float beta, float* C) {
-  ProfScope prof_scope(ProfOp::gemm);
-  if (empty_product(batch, M, N, K, beta, C)) return;
-  dnnl_matmul(dense_shape(MatmulInput::f32, ta, tb, batch, M, N, K, beta), A, B, C);
-  count_gemm_flops(2 * batch * M * N * K);
+  run_dnnl(MatmulInput::f32, ta, tb, batch, M, N, K, A, B, beta, C);
 }
 
 void batched_gemm(bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K, const bf16* A,
                   const bf16* B, float beta, float* C) {
-  ProfScope prof_scope(ProfOp::gemm);
-  if (empty_product(batch, M, N, K, beta, C)) return;
-  dnnl_matmul(dense_shape(MatmulInput::bf16, ta, tb, batch, M, N, K, beta), A, B, C);
-  count_gemm_bf16_flops(2 * batch * M * N * K);
+  run_dnnl(MatmulInput::bf16, ta, tb, batch, M, N, K, A, B, beta, C);
 }
 
 void batched_gemm(bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K, const double* A,

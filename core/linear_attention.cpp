@@ -58,56 +58,34 @@ struct RowDecay {
   T full(int64_t h, int64_t c) const { return pw[h * (L.C + 1) + L.rows_of(c)]; }  // γ^n
 };
 
-// The states entering every chunk, from the per-chunk updates dS[bh, c] = K_cᵀ diag(μ) V_c:
-//   S_0 = state_in (or 0),  S_{c+1} = γ^n S_c + dS_c,
-// scanned in place (dS[bh, c] becomes S_c, in fp32) and converted to the operand type into Sp;
-// the final state goes to state_out when wanted. Chunks in order: the same bits for any threads.
+// A decayed running sum over the chunks of every (sequence, head), in place: chunk c's update
+// u_c is replaced by the running value it meets, in fp32 and converted into `xp`, and the value
+// moves on as run = γ^n run + u_c (n the chunk's rows); `init` (or 0) is where it starts, `last`
+// (when wanted) gets where it ends. Forwards this gives the states entering the chunks from
+// u_c = K_cᵀ diag(μ) V_c (init state_in, last state_out); backwards the gradients w.r.t. the
+// states leaving them from u_c = Q_cᵀ diag(λ) dO_c (init dstate_out, last dstate_in). Chunks in
+// order: the same bits for any thread count.
 template <class T, class P>
-void scan_states(const HeadChunks& L, const RowDecay<T>& dec, T* dS, P* Sp, const T* state_in,
-                 T* state_out) {
+void scan_chunks(const HeadChunks& L, const RowDecay<T>& dec, bool backwards, T* u, P* xp,
+                 const T* init, T* last) {
   const int64_t d2 = L.dh * L.dh;
 #pragma omp parallel for schedule(static) if (L.threads())
   for (int64_t bh = 0; bh < L.B * L.H; ++bh) {
-    std::vector<T> S(static_cast<size_t>(d2), T(0));  // [dh, dh] the running state
-    if (state_in) std::copy(state_in + bh * d2, state_in + (bh + 1) * d2, S.begin());
-    for (int64_t c = 0; c < L.nc; ++c) {
-      T* x = dS + (bh * L.nc + c) * d2;
-      P* xp = Sp + (bh * L.nc + c) * d2;
-      const T g = dec.full(bh % L.H, c);
-      for (int64_t e = 0; e < d2; ++e) {
-        const T update = x[e];
-        x[e] = S[e];
-        xp[e] = operand_cast<P>(S[e]);
-        S[e] = g * S[e] + update;
-      }
-    }
-    if (state_out) std::copy(S.begin(), S.end(), state_out + bh * d2);
-  }
-}
-
-// The same scan backwards for the gradients w.r.t. the state leaving each chunk, from
-// u[bh, c] = Q_cᵀ diag(λ) dO_c:  G_{nc-1} = dstate_out (or 0),  G_{c-1} = γ^n G_c + u_c; in
-// place (u[bh, c] becomes G_c) and into Gp; dstate_in = γ^{n_0} G_0 + u_0 when wanted.
-template <class T, class P>
-void scan_state_grads(const HeadChunks& L, const RowDecay<T>& dec, T* u, P* Gp, const T* dstate_out,
-                      T* dstate_in) {
-  const int64_t d2 = L.dh * L.dh;
-#pragma omp parallel for schedule(static) if (L.threads())
-  for (int64_t bh = 0; bh < L.B * L.H; ++bh) {
-    std::vector<T> G(static_cast<size_t>(d2), T(0));  // [dh, dh]
-    if (dstate_out) std::copy(dstate_out + bh * d2, dstate_out + (bh + 1) * d2, G.begin());
-    for (int64_t c = L.nc - 1; c >= 0; --c) {
+    std::vector<T> run(static_cast<size_t>(d2), T(0));  // [dh, dh]
+    if (init) std::copy(init + bh * d2, init + (bh + 1) * d2, run.begin());
+    for (int64_t k = 0; k < L.nc; ++k) {
+      const int64_t c = backwards ? L.nc - 1 - k : k;
       T* x = u + (bh * L.nc + c) * d2;
-      P* xp = Gp + (bh * L.nc + c) * d2;
+      P* xc = xp + (bh * L.nc + c) * d2;
       const T g = dec.full(bh % L.H, c);
       for (int64_t e = 0; e < d2; ++e) {
         const T update = x[e];
-        x[e] = G[e];
-        xp[e] = operand_cast<P>(G[e]);
-        G[e] = g * G[e] + update;
+        x[e] = run[e];
+        xc[e] = operand_cast<P>(run[e]);
+        run[e] = g * run[e] + update;
       }
     }
-    if (dstate_in) std::copy(G.begin(), G.end(), dstate_in + bh * d2);
+    if (last) std::copy(run.begin(), run.end(), last + bh * d2);
   }
 }
 
@@ -128,7 +106,7 @@ struct ChunkStates {
     pack_head_chunks(L, v, Vm.data(),
                      [&](int64_t h, int64_t c, int64_t i) { return dec.mu(h, c, i); });
     batched_gemm(true, false, L.matrices(), L.dh, L.dh, L.C, K.data(), Vm.data(), T(0), S.data());
-    scan_states(L, dec, S.data(), Sp.data(), state_in, state_out);
+    scan_chunks(L, dec, false, S.data(), Sp.data(), state_in, state_out);
   }
 };
 
@@ -201,7 +179,7 @@ void backward_chunks(const LinearAttentionShape& s, const T* q, const T* k, cons
     pack_head_chunks(L, dout, dOl.data(), lambda);
     batched_gemm(true, false, n, dh, dh, C, Q.data(), dOl.data(), T(0), st.S.data());
   }
-  scan_state_grads(L, dec, st.S.data(), st.Sp.data(), dstate_out, dstate_in);
+  scan_chunks(L, dec, true, st.S.data(), st.Sp.data(), dstate_out, dstate_in);
   batched_gemm(false, true, n, C, dh, dh, st.V.data(), st.Sp.data(), T(0), x1.data());
   unpack_head_chunks(L, x1.data(), mu, x2.data(), dk);
   const Scratch<P> A = masked_scores(L, pw, Q.data(), st.K.data());
