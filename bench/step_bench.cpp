@@ -148,9 +148,8 @@ int main(int argc, char** argv) {
     auto& units = model.units();
     for (size_t u = 0; u < units.size(); ++u) {
       ProfScope prof_scope(ProfOp::optimizer);
-      if (c < 1.f) strata::scale(units[u].grads().data(), units[u].numel(), c);  // as ZeRO does
       opts[u]->step(units[u].params().data(), units[u].grads().data(), units[u].numel(),
-                    units[u].decay_segments(), 1e-4f);
+                    units[u].decay_segments(), 1e-4f, c < 1.f ? c : 1.f);
     }
     bump_weights_epoch();  // the parameters changed: the bf16 copies are cast again on use
     model.zero_grads();

@@ -29,8 +29,10 @@ struct RankMemoryPlan {
   double io_slow = 0, total_slow = 0;
   // One pipeline message (a micro-batch's [N, D] activations; 0 without pp). How long a sent one
   // stays held depends on when the receiver takes it, i.e. on MPI's progress, not on the layout:
-  // peak[comm] is for the schedule's simulated timeline, and a run may hold one more or less.
+  // peak[comm] is for the schedule's simulated timeline (a run may hold one message fewer), and
+  // comm_late / total_late with every send held to the step's end, the most a run can hold.
   double pp_message = 0;
+  double comm_late = 0, total_late = 0;
   std::map<std::string, double> comm_bytes;  // per axis ("dp", "sp", "pp", ...) per step
 };
 

@@ -144,7 +144,8 @@ std::string memory_plan_json(const MemoryPlan& plan) {
        << "},\"io_slow\":" << static_cast<int64_t>(r.io_slow)
        << ",\"total_slow\":" << static_cast<int64_t>(r.total_slow)
        << ",\"pp_message_bytes\":" << static_cast<int64_t>(r.pp_message)
-       << ",\"comm_bytes_per_step\":{";
+       << ",\"comm_late\":" << static_cast<int64_t>(r.comm_late)
+       << ",\"total_late\":" << static_cast<int64_t>(r.total_late) << ",\"comm_bytes_per_step\":{";
     bool first = true;
     for (const auto& [axis, bytes] : r.comm_bytes) {
       os << (first ? "" : ",") << "\"" << axis << "\":" << static_cast<int64_t>(bytes);

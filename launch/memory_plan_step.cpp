@@ -432,7 +432,7 @@ void StepReplay::run() {
         const int to = bwd ? s - 1 : s + 1;
         auto it = outbox_.find({bwd ? kBackward : kForward, {to, mb}});
         if (it != outbox_.end()) {
-          sending_.emplace_back(send_completes_after(i), it->second);
+          sending_.emplace_back(c_.late_sends ? acts.size() : send_completes_after(i), it->second);
           outbox_.erase(it);
         }
         (*c_.comm)["pp"] += message;

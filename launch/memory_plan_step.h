@@ -28,6 +28,9 @@ struct StepReplayContext {
   // Swap writes: false, a set's writes land by the next block's save (a device that keeps up
   // with the forward); true, none lands before the backward reads it back (a slow device).
   bool slow_writes = false;
+  // Pipeline sends: false, each completes at the sender's poll after the receiver took it on the
+  // schedule's simulated timeline; true, none before the step's end (the latest it can).
+  bool late_sends = false;
 };
 
 class StepReplay {

@@ -24,12 +24,13 @@ constexpr int64_t kParallelMin = 1 << 15;
 struct Coeffs {
   float keep;  // 1 - lr*wd on decay segments, 1 elsewhere (x * 1.0f is exact)
   float one_minus_b1, b2, one_minus_b2, bc2_sqrt, eps, neg_step_size;
+  float grad_scale;  // the clipping coefficient (x * 1.0f is exact)
 };
 
 // One element in PyTorch's order. __builtin_sqrtf, not std::sqrt: the optimize pragma above
 // stops <cmath>'s wrapper from inlining.
 inline void update_one(float* p, const float* g, float* m, float* v, int64_t i, const Coeffs& c) {
-  const float gi = g[i];
+  const float gi = g[i] * c.grad_scale;
   const float pi = p[i] * c.keep;
   const float mi = m[i] + c.one_minus_b1 * (gi - m[i]);
   const float vi = v[i] * c.b2 + (c.one_minus_b2 * gi) * gi;
@@ -49,9 +50,9 @@ void update_range(float* p, const float* g, float* m, float* v, int64_t begin, i
   const __m512 keep = _mm512_set1_ps(c.keep), omb1 = _mm512_set1_ps(c.one_minus_b1);
   const __m512 b2 = _mm512_set1_ps(c.b2), omb2 = _mm512_set1_ps(c.one_minus_b2);
   const __m512 bc2 = _mm512_set1_ps(c.bc2_sqrt), eps = _mm512_set1_ps(c.eps);
-  const __m512 nss = _mm512_set1_ps(c.neg_step_size);
+  const __m512 nss = _mm512_set1_ps(c.neg_step_size), gs = _mm512_set1_ps(c.grad_scale);
   for (; i + 16 <= end; i += 16) {
-    const __m512 gi = _mm512_loadu_ps(g + i);
+    const __m512 gi = _mm512_mul_ps(_mm512_loadu_ps(g + i), gs);
     const __m512 m0 = _mm512_loadu_ps(m + i);
     const __m512 pi = _mm512_mul_ps(_mm512_loadu_ps(p + i), keep);
     const __m512 mi = _mm512_add_ps(m0, _mm512_mul_ps(omb1, _mm512_sub_ps(gi, m0)));
@@ -85,7 +86,7 @@ AdamW::AdamW(int64_t n, const AdamWOptions& options)
 }
 
 void AdamW::step(float* params, const float* grads, int64_t n,
-                 const std::vector<DecaySegment>& segments, float lr) {
+                 const std::vector<DecaySegment>& segments, float lr, float grad_scale) {
   STRATA_CHECK(n == exp_avg_.size(), "AdamW built for " + std::to_string(exp_avg_.size()) +
                                          " elements, stepped on " + std::to_string(n));
   check_segments(segments, n);
@@ -111,7 +112,8 @@ void AdamW::step(float* params, const float* grads, int64_t n,
                    one_minus_b2,
                    bc2_sqrt,
                    options_.eps,
-                   neg_step_size};
+                   neg_step_size,
+                   grad_scale};
     const int64_t begin = seg.offset;
     const int64_t end = seg.offset + seg.numel;
     if (seg.numel < kParallelMin) {

@@ -31,7 +31,7 @@ class AdamW final : public Optimizer {
   AdamW(int64_t n, const AdamWOptions& options);
 
   void step(float* params, const float* grads, int64_t n, const std::vector<DecaySegment>& segments,
-            float lr) override;
+            float lr, float grad_scale = 1.f) override;
   std::vector<std::pair<std::string, FloatBuffer*>> state() override;
 
   const AdamWOptions& options() const { return options_; }

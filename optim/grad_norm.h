@@ -5,7 +5,8 @@
 //   2. the caller all-reduces that double over the ranks holding distinct gradient pieces (dp
 //      under ZeRO-2/3, pp, ...) — after the dp gradient all-reduce, replicas hold the same
 //      gradients and must not be counted twice;
-//   3. clip_coefficient(total, max_norm) and scale() every buffer by it (skip when it is 1).
+//   3. clip_coefficient(total, max_norm), which the optimizer step applies to each gradient as
+//      it reads it (Optimizer::step's grad_scale; scale() for a buffer on its own).
 // sum_of_squares is bit-identical for any OpenMP thread count, so a run's clipping, and thus its
 // losses, do not depend on threads per rank.
 #include <cstdint>

@@ -42,10 +42,13 @@ class Optimizer {
  public:
   virtual ~Optimizer();
 
-  // One update of params[0, n) from grads[0, n); n must equal the size given at construction.
-  // Increments steps() first, so the first call is step 1 (as PyTorch counts for bias correction).
+  // One update of params[0, n) from grads[0, n) * grad_scale (the clipping coefficient, applied
+  // as each gradient is read: the same bits as scaling the buffer first, one pass fewer); n must
+  // equal the size given at construction. Increments steps() first, so the first call is step 1
+  // (as PyTorch counts for bias correction). Every override declares the same default.
   virtual void step(float* params, const float* grads, int64_t n,
-                    const std::vector<DecaySegment>& segments, float lr) = 0;
+                    const std::vector<DecaySegment>& segments, float lr,
+                    float grad_scale = 1.f) = 0;
 
   // Number of step() calls so far; set_steps restores it from a checkpoint.
   int64_t steps() const { return steps_; }

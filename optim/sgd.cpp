@@ -22,7 +22,7 @@ SGD::SGD(int64_t n, const SGDOptions& options)
 }
 
 void SGD::step(float* params, const float* grads, int64_t n,
-               const std::vector<DecaySegment>& segments, float lr) {
+               const std::vector<DecaySegment>& segments, float lr, float grad_scale) {
   STRATA_CHECK(n == momentum_buffer_.size(), "SGD built for " +
                                                  std::to_string(momentum_buffer_.size()) +
                                                  " elements, stepped on " + std::to_string(n));
@@ -41,7 +41,7 @@ void SGD::step(float* params, const float* grads, int64_t n,
     // Element-wise only: the result does not depend on the thread count.
 #pragma omp parallel for simd schedule(static) if (seg.numel >= kParallelMin)
     for (int64_t i = begin; i < end; ++i) {
-      const float b = buf[i] * mu + grads[i];
+      const float b = buf[i] * mu + grads[i] * grad_scale;
       buf[i] = b;
       params[i] = params[i] * keep + neg_lr * b;
     }

@@ -26,7 +26,7 @@ class SGD final : public Optimizer {
   SGD(int64_t n, const SGDOptions& options);
 
   void step(float* params, const float* grads, int64_t n, const std::vector<DecaySegment>& segments,
-            float lr) override;
+            float lr, float grad_scale = 1.f) override;
   std::vector<std::pair<std::string, FloatBuffer*>> state() override;
 
   const SGDOptions& options() const { return options_; }

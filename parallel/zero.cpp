@@ -288,9 +288,9 @@ void ZeroEngine::step(float lr, float clip) {
         stage_ <= 1 ? z.grads->data() + r.begin : s_->shard_grads[static_cast<size_t>(u)].data();
     float* p =
         stage_ == 3 ? s_->shard_params[static_cast<size_t>(u)].data() : z.params->data() + r.begin;
-    if (clip < 1.f) scale(g, r.size(), clip);
-    optimizers_[static_cast<size_t>(u)]->step(p, g, r.size(),
-                                              clip_segments(z.segments, r.begin, r.end), lr);
+    optimizers_[static_cast<size_t>(u)]->step(
+        p, g, r.size(), clip_segments(z.segments, r.begin, r.end), lr,
+        clip < 1.f ? clip : 1.f);  // a NaN coefficient (a non-finite norm) scales nothing
   }
   // Re-assemble full parameters from the updated shards, all units in flight together.
   if (stage_ == 1 || stage_ == 2) {

@@ -370,5 +370,38 @@ TEST(Peak, MeasuresPositiveAndCaches) {
   EXPECT_EQ(cached_sgemm_peak_gflops(), a);
 }
 
+// The clipping coefficient applied as the optimizer reads each gradient is the separate scaling
+// pass it replaces, bit for bit: AdamW's vector body and scalar tail (n not a multiple of 16),
+// and SGD.
+TEST(Optimizers, GradScaleIsScalingTheGradientsFirst) {
+  const int64_t n = 16 * 5 + 7;
+  std::mt19937 gen(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> p0(n), g(n);
+  for (int64_t i = 0; i < n; ++i)
+    p0[static_cast<size_t>(i)] = nd(gen), g[static_cast<size_t>(i)] = nd(gen);
+  const std::vector<DecaySegment> segs = {{0, 40, true}, {40, n - 40, false}};
+  const float s = 0.3173f;
+  std::vector<float> scaled = g;
+  scale(scaled.data(), n, s);
+  const AdamWOptions ao{0.9f, 0.95f, 1e-8f, 0.1f};
+  AdamW fused(n, ao), separate(n, ao);
+  std::vector<float> pf = p0, ps = p0;
+  for (int t = 0; t < 3; ++t) {
+    fused.step(pf.data(), g.data(), n, segs, 1e-2f, s);
+    separate.step(ps.data(), scaled.data(), n, segs, 1e-2f);
+  }
+  EXPECT_EQ(pf, ps);
+  EXPECT_NE(pf, p0);
+  SGDOptions so;
+  SGD sf(n, so), ss(n, so);
+  pf = p0, ps = p0;
+  for (int t = 0; t < 3; ++t) {
+    sf.step(pf.data(), g.data(), n, segs, 1e-2f, s);
+    ss.step(ps.data(), scaled.data(), n, segs, 1e-2f);
+  }
+  EXPECT_EQ(pf, ps);
+}
+
 }  // namespace
 }  // namespace strata
