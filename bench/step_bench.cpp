@@ -6,6 +6,7 @@
 //                          [--micro-batch 4] [--dim 512] [--layers 8] [--seq 512] [--vocab 8192]
 //                          [--tier nvme|host|cxl] [--dir /tmp/strata_swap]   (with --policy swap)
 //                          [--queue-depth 32] [--block-kb 1024]              (nvme tier)
+//                          [--writes-in-flight 1]  (swap: sets written at once, as offload's)
 //                          [--precision fp32|bf16] [--profile]
 // --profile prints where the timed steps' wall time goes (core/profile.h: exclusive time per
 // kind of op; "other" is the step's time outside every scope: loss bookkeeping, allocation,
@@ -42,7 +43,7 @@ int main(int argc, char** argv) {
   int64_t steps = 3, warmup = 1, threads = omp_get_num_procs(), micro = 4, batch = 4;
   std::string policy = "keep", tier = "nvme", dir = "/tmp/strata_swap";
   int queue_depth = 32;
-  int64_t block_kb = 1024;
+  int64_t block_kb = 1024, writes_in_flight = 1;
   bool profile = false;
   ModelConfig cfg;
   cfg.vocab_size = 8192;
@@ -79,6 +80,8 @@ int main(int argc, char** argv) {
       queue_depth = std::stoi(next());
     else if (a == "--block-kb")
       block_kb = std::stoll(next());
+    else if (a == "--writes-in-flight")
+      writes_in_flight = std::stoll(next());
     else if (a == "--micro-batch")
       micro = std::stoll(next());
     else if (a == "--dim")
@@ -127,6 +130,11 @@ int main(int argc, char** argv) {
   }
   ActivationStore store(cfg.n_layers, parse_activation_policy(policy), "x", std::move(swap_tier));
   if (policy == "swap") store.set_policy(cfg.n_layers - 1, ActivationPolicy::keep);
+  if (writes_in_flight < 1) {
+    std::fprintf(stderr, "step_bench: --writes-in-flight: expected a value >= 1\n");
+    return 2;
+  }
+  store.set_writes_in_flight(writes_in_flight);
 
   // Random tokens: the speed does not depend on the text.
   const int64_t N = batch * T;

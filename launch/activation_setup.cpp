@@ -47,6 +47,7 @@ ActivationSetup make_activation_store(const JobConfig& cfg, int rank) {
   const ActivationPolicy initial =
       automatic ? ActivationPolicy::recompute : parse_activation_policy(o.policy);
   setup.store = std::make_unique<ActivationStore>(L, initial, "x", std::move(tier));
+  setup.store->set_writes_in_flight(o.writes_in_flight);
   setup.plan_after_first_step = automatic;
   // The last blocks' backward comes first, right after their forward: swapping them out would
   // only read them straight back.
@@ -98,10 +99,10 @@ ActivationPlan plan_activation_policies(const JobConfig& cfg, ActivationStore& s
                    " micro-batches the pipeline schedule holds at once";
   }
   ActivationPlan plan = plan_activations(in);
-  const std::string which =
-      scope.blocks.empty() ? ""
-                           : " (this rank's blocks " + std::to_string(blocks.front()) + "-" +
-                                 std::to_string(blocks.back()) + ", numbered from 0)";
+  const std::string which = scope.blocks.empty()
+                                ? ""
+                                : " (this rank's blocks " + std::to_string(blocks.front()) + "-" +
+                                      std::to_string(blocks.back()) + ", numbered from 0)";
   if (!plan.fits)
     throw StrataError("offload.policy auto: no plan fits the activation budget of " +
                       format_bytes(in.budget_bytes) + " from " + budget_from +

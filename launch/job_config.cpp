@@ -190,6 +190,7 @@ const std::vector<Field>& schema() {
       field("offload.capacity_gb", STRATA_REF(offload.capacity_gb)),
       field("offload.cxl_node", STRATA_REF(offload.cxl_node)),
       field("offload.keep_last", STRATA_REF(offload.keep_last)),
+      field("offload.writes_in_flight", STRATA_REF(offload.writes_in_flight)),
       field("offload.queue_depth", STRATA_REF(offload.queue_depth)),
       field("offload.block_kb", STRATA_REF(offload.block_kb)),
       field("offload.checksums", STRATA_REF(offload.checksums)),
@@ -480,6 +481,7 @@ void Parser::check_ranges() const {
           "expected auto or a NUMA node number, got '" + n + "'");
   }
   at_least("offload.keep_last", c.offload.keep_last, 0);
+  at_least("offload.writes_in_flight", c.offload.writes_in_flight, 1);
   at_least("offload.budget_mb", c.offload.budget_mb, 0);
   check(c.offload.policy != "auto" || c.offload.budget_mb > 0 || c.train.max_memory_mb > 0,
         "offload.policy",

@@ -88,7 +88,10 @@ struct OffloadConfig {
   std::string dir = "/tmp/strata_swap";  // nvme: directory of the per-rank swap files
   int64_t capacity_gb = 16;              // most bytes (GiB) the tier holds per rank
   std::string cxl_node = "auto";         // cxl: auto (a CPU-less NUMA node) or a node number
-  int64_t keep_last = 1;     // the last blocks stay in memory (their backward comes first)
+  int64_t keep_last = 1;  // the last blocks stay in memory (their backward comes first)
+  // swapped sets whose writes may be in flight when the next block saves (the rest are waited
+  // for first): bounds what unwritten activations hold
+  int64_t writes_in_flight = 1;
   int64_t queue_depth = 32;  // nvme: block requests in flight
   int64_t block_kb = 1024;   // nvme: I/O request size (KiB)
   bool checksums = false;    // nvme: CRC-32C of every swapped tensor, checked when read back

@@ -36,9 +36,6 @@ RankMemoryPlan plan_rank(const JobConfig& c, const PipelinePlan& plan, int rank)
   out.sp_rank = static_cast<int>(rank % p.sp);
   out.dp_rank = static_cast<int>((rank / p.sp) % p.dp);
   out.pp_rank = static_cast<int>(rank / (p.sp * p.dp));
-  if (plan.pp > 1)
-    out.pp_message =
-        4.0 * static_cast<double>(c.train.micro_batch * (c.data.seq_len / p.sp) * c.model.dim);
   const bool vocab = p.vocab_parallel, tied = c.model.tie_embeddings;
   const int64_t U = c.model.n_layers + 2 + (vocab && !tied ? 1 : 0);
   VocabSplit split;
@@ -55,17 +52,9 @@ RankMemoryPlan plan_rank(const JobConfig& c, const PipelinePlan& plan, int rank)
     units.push_back({u, layout.units()[static_cast<size_t>(u)].numel(), bf16 && gemms, pinned});
   }
   const std::string replica_axis = p.sp > 1 ? "dp*sp" : "dp";
-  // The replay at the simulated timeline, then at the late ends of what depends on timing: swap
-  // writes landing only when read back (io, and the fit), pipeline sends completing only at the
-  // step's end (comm: a bound a run stays under, not what the fit is judged by).
-  enum class Replay { expected, slow_writes, late_sends };
-  for (const Replay kind : {Replay::expected, Replay::slow_writes, Replay::late_sends}) {
-    if (kind == Replay::late_sends && plan.pp == 1) {
-      out.comm_late = out.peak[static_cast<int>(MemCategory::comm)];
-      out.total_late = out.total_peak;
-      continue;
-    }
-    const bool slow = kind == Replay::slow_writes;
+  // The replay with the swap writes landing as soon as they can, then as late as the bound on
+  // writes in flight lets them (the same with one set in flight, the default).
+  for (const bool slow : {false, true}) {
     Ledger ledger;
     std::map<std::string, double> comm;
     ZeroReplay zero(ledger, static_cast<int>(p.zero_stage), p.dp * p.sp,
@@ -73,7 +62,7 @@ RankMemoryPlan plan_rank(const JobConfig& c, const PipelinePlan& plan, int rank)
                     &comm[replica_axis]);
     ledger.reset_peaks();  // a step's peaks start from what is resident (MemoryTracker per step)
     StepReplay step(StepReplayContext{&c, &plan, out.pp_rank, static_cast<int>(p.sp), &ledger,
-                                      &zero, &comm, slow, kind == Replay::late_sends});
+                                      &zero, &comm, slow});
     step.run();
     comm[replica_axis] += 16;               // the loss sum's all-reduce
     if (plan.pp > 1) comm["pp"] += 8 + 16;  // the loss broadcast, the norm's sum
@@ -81,11 +70,6 @@ RankMemoryPlan plan_rank(const JobConfig& c, const PipelinePlan& plan, int rank)
     if (slow) {
       out.io_slow = ledger.peak(MemCategory::io);
       out.total_slow = ledger.total_peak();
-      continue;
-    }
-    if (kind == Replay::late_sends) {
-      out.comm_late = ledger.peak(MemCategory::comm);
-      out.total_late = ledger.total_peak();
       continue;
     }
     out.comm_bytes = std::move(comm);

@@ -22,17 +22,13 @@ struct RankMemoryPlan {
   int rank = 0, pp_rank = 0, dp_rank = 0, sp_rank = 0;
   std::array<double, kNumMemCategories> peak{};  // bytes, per category (a step's peaks)
   double total_peak = 0;                         // of the sum: what train.max_memory_mb caps
-  // offload.policy swap: io (the writes in flight) and so the total depend on the device's
-  // speed. peak[io] and total_peak are for a device that keeps up with the forward (one block's
-  // set in flight); these for one that does not (a micro-batch's swapped sets in flight). The
-  // same as peak[io] and total_peak without swapping.
+  // offload.policy swap with offload.writes_in_flight > 1: io (the writes in flight) and so the
+  // total depend on the device's speed. peak[io] and total_peak are for a device that keeps up
+  // with the forward (one block's set in flight); these for one that does not (that many sets
+  // in flight). The same as peak[io] and total_peak otherwise: with one set in flight, and
+  // pipeline sends released where the schedule proves them received
+  // (parallel/send_release.h), a rank's memory does not depend on timing.
   double io_slow = 0, total_slow = 0;
-  // One pipeline message (a micro-batch's [N, D] activations; 0 without pp). How long a sent one
-  // stays held depends on when the receiver takes it, i.e. on MPI's progress, not on the layout:
-  // peak[comm] is for the schedule's simulated timeline (a run may hold one message fewer), and
-  // comm_late / total_late with every send held to the step's end, the most a run can hold.
-  double pp_message = 0;
-  double comm_late = 0, total_late = 0;
   std::map<std::string, double> comm_bytes;  // per axis ("dp", "sp", "pp", ...) per step
 };
 

@@ -174,39 +174,63 @@ SavedSet replay_block_forward(Ledger& l, const BlockDims& d) {
 
 namespace {
 
+// A weight GEMM's operand buffer that a deferred GEMM keeps: handed to `deferred` (the caller
+// then frees nothing); without deferral it stays the caller's to free.
+void keep(std::vector<Ledger::Id>* deferred, Ledger::Id& id) {
+  if (!deferred || id == Ledger::kNone) return;
+  deferred->push_back(id);
+  id = Ledger::kNone;
+}
+
 // Block::mlp_backward. The operands dG, dU (the saved gate and up, overwritten by their
 // gradients) and M hold their saved buffers (Operand::keep) past their drop, to the function's
-// end; in bf16 dact is a buffer of its own.
-void mlp_backward(Ledger& l, const BlockDims& d, SavedSet& s) {
+// end; in bf16 dact is a buffer of its own. Deferred, down_proj's GEMM copies dy and act in
+// fp32 (both are overwritten later) and keeps dy's bf16 copy and the saved bf16 act in bf16.
+void mlp_backward(Ledger& l, const BlockDims& d, SavedSet& s, std::vector<Ledger::Id>* deferred) {
   const int64_t N = d.N(), D = d.D, F = d.F;
   Ledger::Id dY = operand_copy(l, d, N * D);
   Ledger::Id dact = d.bf16 ? fbuf(l, N * F) : Ledger::kNone;
+  if (deferred && !d.bf16) {
+    deferred->push_back(fbuf(l, N * D));
+    deferred->push_back(fbuf(l, N * F));
+  }
+  keep(deferred, dY);
   l.free(dact);
-  s.drop(l, "act");
+  Ledger::Id act = s.detach("act");
+  if (d.bf16) keep(deferred, act);
+  l.free(act);
   Ledger::Id dm = fbuf(l, N * D);
   Ledger::Id held_m = s.detach("m");
   Ledger::Id held_gate = s.detach("gate"), held_up = s.detach("up");
+  for (Ledger::Id* id : {&held_gate, &held_up, &held_m}) keep(deferred, *id);
   Ledger::Id dh1n = fbuf(l, N * D);
   s.drop(l, "h1");
   s.drop(l, "inv2");
   for (Ledger::Id* id : {&dh1n, &dm, &held_gate, &held_up, &held_m, &dY}) l.free(*id);
 }
 
-// input_projections_backward: the bf16 copies of dq, dk, dv live through it.
-void input_projections(Ledger& l, const BlockDims& d) {
+// input_projections_backward: the bf16 copies of dq, dk, dv live through it (deferred: to W; in
+// fp32 the GEMMs keep dq, dk, dv themselves, which the caller hands over).
+void input_projections(Ledger& l, const BlockDims& d, std::vector<Ledger::Id>* deferred) {
   const int64_t N = d.N();
   Ledger::Id q = operand_copy(l, d, N * d.E()), k = operand_copy(l, d, N * d.Ekv()),
              v = operand_copy(l, d, N * d.Ekv());
+  for (Ledger::Id* id : {&q, &k, &v}) keep(deferred, *id);
   for (Ledger::Id* id : {&q, &k, &v}) l.free(*id);
 }
 
-void linear_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at) {
+// Deferred: o_proj's GEMM keeps dout's bf16 copy (fp32: dout itself, the caller's dh1) and z
+// (bf16: its copy); the input projections' keep dq, dk, dv (bf16: their copies).
+void linear_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at,
+                           std::vector<Ledger::Id>* deferred) {
   const int64_t N = d.N(), E = d.E();
   Ledger::Id dO = fbuf(l, N * E);
   {
     Ledger::Id un = fbuf(l, N * E), z = fbuf(l, N * E), dz = fbuf(l, N * E),
                dOut = operand_copy(l, d, N * d.D);
     Ledger::Id zo = operand_copy(l, d, N * E);
+    keep(deferred, dOut);
+    keep(deferred, d.bf16 ? zo : z);
     l.free(zo);
     l.free(z);
     s.drop(l, "o");
@@ -225,35 +249,55 @@ void linear_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const Bac
   if (at.attention_done) at.attention_done();
   s.drop(l, "qp");
   s.drop(l, "kp");
-  input_projections(l, d);
+  input_projections(l, d, deferred);
+  if (!d.bf16)
+    for (Ledger::Id* id : {&dq, &dk, &dv}) keep(deferred, *id);
   for (Ledger::Id* id : {&dq, &dk, &dv}) l.free(*id);
 }
 
-void softmax_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at) {
+// Deferred: o_proj's GEMM keeps dout's bf16 copy (fp32: the caller's dh1) and the saved o (bf16:
+// its copy); the input projections as the linear mixer's.
+void softmax_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at,
+                            std::vector<Ledger::Id>* deferred) {
   const int64_t N = d.N(), E = d.E(), Ekv = d.Ekv();
   Ledger::Id dO = fbuf(l, N * E), dOut = operand_copy(l, d, N * d.D);
   Ledger::Id oo = operand_copy(l, d, N * E);
+  keep(deferred, dOut);
+  if (d.bf16) {
+    keep(deferred, oo);
+  } else if (deferred) {
+    Ledger::Id o = s.detach("o");
+    keep(deferred, o);
+  }
   l.free(oo);
   Ledger::Id dq = fbuf(l, N * E), dk = fbuf(l, N * Ekv), dv = fbuf(l, N * Ekv);
   l.free(dO);
   for (const char* t : {"q", "k_all", "v_all", "o", "lse"}) s.drop(l, t);
   if (at.attention_done) at.attention_done();
-  input_projections(l, d);
+  input_projections(l, d, deferred);
+  if (!d.bf16)
+    for (Ledger::Id* id : {&dq, &dk, &dv}) keep(deferred, *id);
   for (Ledger::Id* id : {&dq, &dk, &dv, &dOut}) l.free(*id);
 }
 
 }  // namespace
 
-void replay_block_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at) {
+void replay_block_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at,
+                           std::vector<Ledger::Id>* deferred) {
   const int64_t N = d.N(), D = d.D;
   Ledger::Id dh1 = fbuf(l, N * D);
-  mlp_backward(l, d, s);
+  mlp_backward(l, d, s, deferred);
   if (at.mlp_done) at.mlp_done();
   Ledger::Id da = fbuf(l, N * D);
   if (d.mixer == 'L')
-    linear_mixer_backward(l, d, s, at);
+    linear_mixer_backward(l, d, s, at, deferred);
   else
-    softmax_mixer_backward(l, d, s, at);
+    softmax_mixer_backward(l, d, s, at, deferred);
+  if (!d.bf16) keep(deferred, dh1);  // o_proj's dY in fp32
+  if (deferred) {                    // the input projections' X, in the precision
+    Ledger::Id a = s.detach("a");
+    keep(deferred, a);
+  }
   s.clear(l);
   l.free(da);
   l.free(dh1);

@@ -47,6 +47,10 @@ SavedSet replay_block_forward(Ledger& l, const BlockDims& d);
 struct BackwardPoints {
   std::function<void()> mlp_done, attention_done;
 };
-void replay_block_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at);
+// `deferred`: the input-gradient pass I of the zero-bubble schedules (Block::backward_input):
+// what the recorded weight-gradient GEMMs hold until W (models/deferred_grads.h) goes there
+// instead of being freed, with the copies they make of operands that are overwritten later.
+void replay_block_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at,
+                           std::vector<Ledger::Id>* deferred = nullptr);
 
 }  // namespace strata

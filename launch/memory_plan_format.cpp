@@ -109,7 +109,8 @@ std::string format_memory_plan(const MemoryPlan& plan, const JobConfig& cfg) {
     std::snprintf(row, sizeof row, "%12s", mib(plan.ranks[i].total_peak).c_str());
     os << row << "\n";
     if (plan.ranks[i].total_slow > plan.ranks[i].total_peak)
-      os << "    with a swap device slower than the forward (writes in flight): io up to "
+      os << "    with a swap device slower than the forward (offload.writes_in_flight sets of "
+            "writes in flight): io up to "
          << mib(plan.ranks[i].io_slow) << ", total up to " << mib(plan.ranks[i].total_slow) << "\n";
     i = j;
   }
@@ -142,10 +143,7 @@ std::string memory_plan_json(const MemoryPlan& plan) {
          << "\":" << static_cast<int64_t>(r.peak[k]) << ",";
     os << "\"total\":" << static_cast<int64_t>(r.total_peak)
        << "},\"io_slow\":" << static_cast<int64_t>(r.io_slow)
-       << ",\"total_slow\":" << static_cast<int64_t>(r.total_slow)
-       << ",\"pp_message_bytes\":" << static_cast<int64_t>(r.pp_message)
-       << ",\"comm_late\":" << static_cast<int64_t>(r.comm_late)
-       << ",\"total_late\":" << static_cast<int64_t>(r.total_late) << ",\"comm_bytes_per_step\":{";
+       << ",\"total_slow\":" << static_cast<int64_t>(r.total_slow) << ",\"comm_bytes_per_step\":{";
     bool first = true;
     for (const auto& [axis, bytes] : r.comm_bytes) {
       os << (first ? "" : ",") << "\"" << axis << "\":" << static_cast<int64_t>(bytes);

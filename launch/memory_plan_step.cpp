@@ -4,6 +4,7 @@
 
 #include "models/vocab_head.h"
 #include "parallel/pipeline_executor.h"
+#include "parallel/send_release.h"
 
 namespace strata {
 
@@ -66,26 +67,34 @@ void StepReplay::after(int64_t unit, UnitPass pass) { c_.zero->after(unit, pass,
 
 // ---- the ActivationStore ------------------------------------------------------------------
 
-// A swap write frees its buffer when it lands (offload/tier.cpp), which depends on the device's
+// A swap write frees its buffer when it lands (offload/tier.cpp), and each save first waits for
+// the oldest sets' writes until at most offload.writes_in_flight - 1 remain
+// (ActivationStore::bound_writes). When the sets landed in between depends on the device's
 // speed; the replay takes one of the two ends (StepReplayContext::slow_writes) and `strata plan`
-// reports the range. Fast: the writes of a set have landed by the next block's save, one set in
-// flight. Slow: every set written stays in flight until the backward reads the first back.
-void StepReplay::retire_writes() {
-  for (Ledger::Id& id : writing_) l_.free(id);
-  writing_.clear();
+// reports the range. Fast: a set's writes have landed by the next block's save. Slow: each
+// lands only when a save or a read-back waits for it. With one set in flight (the default) the
+// two ends are the same.
+void StepReplay::retire_writes(size_t keep_sets) {
+  while (writing_.size() > keep_sets) {
+    for (Ledger::Id& id : writing_.front()) l_.free(id);
+    writing_.pop_front();
+  }
 }
 
 void StepReplay::save(int mb, int64_t block, SavedSet&& set) {
-  if (!c_.slow_writes) retire_writes();
+  const int64_t window = c_.cfg->offload.writes_in_flight;
+  retire_writes(c_.slow_writes ? static_cast<size_t>(window - 1) : 0);
   const OffloadConfig& o = c_.cfg->offload;
   const bool swap = (o.policy == "swap" && block < L_ - o.keep_last);
   Held h;
   if (swap) {
+    std::vector<Ledger::Id> written;
     for (auto& [name, id] : set.items) {
       h.out.emplace_back(name, l_.bytes(id));
       l_.move(id, MemCategory::io);
-      writing_.push_back(id);
+      written.push_back(id);
     }
+    writing_.push_back(std::move(written));
     set.items.clear();
   } else if (o.policy == "recompute" || o.policy == "auto") {
     // auto's first step recomputes every block (launch/activation_setup.cpp).
@@ -106,7 +115,7 @@ void StepReplay::save(int mb, int64_t block, SavedSet&& set) {
 void StepReplay::prefetch(int mb, int64_t block, bool mlp_only) {
   auto it = store_.find({mb, block});
   if (it == store_.end()) return;
-  if (!it->second.out.empty()) retire_writes();  // reading back: the writes have landed
+  if (!it->second.out.empty()) retire_writes(0);  // reading back: the writes have landed
   Held& h = it->second;
   for (auto o = h.out.begin(); o != h.out.end();) {
     if (mlp_only && !in_mlp_half(o->first)) {
@@ -211,10 +220,10 @@ void StepReplay::forward(int s, int mb, bool last) {
   last_ = false;
 }
 
-void StepReplay::block_backward(int s, int mb, int64_t i) {
+void StepReplay::block_backward(int s, int mb, int64_t i, UnitPass pass) {
   const int64_t ui = i + 1;
   const bool more = i > first_block(s);
-  before(ui, UnitPass::backward);
+  before(ui, pass);
   const int64_t first_unit = c_.plan->stages[static_cast<size_t>(s)].first_unit;
   if (ui - 1 >= (vocab_ && first_unit == 0 ? 1 : first_unit)) c_.zero->prefetch(ui - 1);
   SavedSet set = take(mb, i);
@@ -226,12 +235,29 @@ void StepReplay::block_backward(int s, int mb, int64_t i) {
   at.attention_done = [&] {
     if (more) prefetch(mb, i - 1, false);
   };
-  replay_block_backward(l_, d, set, at);
+  replay_block_backward(l_, d, set, at,
+                        pass == UnitPass::backward_input ? &deferred_[{s, mb}][i] : nullptr);
   (*c_.comm)["sp"] += sequence_bytes(d, c_.sp);
-  after(ui, UnitPass::backward);
+  after(ui, pass);
 }
 
-void StepReplay::backward(int s, int mb, bool last) {
+void StepReplay::backward_weight(int s, int mb) {
+  auto& blocks = deferred_[{s, mb}];
+  for (int64_t b = end_block(s) - 1; b >= first_block(s); --b) {
+    before(b + 1, UnitPass::backward_weight);
+    for (Ledger::Id& id : blocks[b]) l_.free(id);
+    after(b + 1, UnitPass::backward_weight);
+  }
+  deferred_.erase({s, mb});
+  if (is_first(s)) {
+    before(0, UnitPass::backward_weight);
+    after(0, UnitPass::backward_weight);
+    l_.free(embed_dy_[{s, mb}]);
+    embed_dy_.erase({s, mb});
+  }
+}
+
+void StepReplay::backward(int s, int mb, bool last, UnitPass pass) {
   last_ = last;
   Ledger::Id head_dh = Ledger::kNone;
   if (is_last(s)) {
@@ -240,9 +266,9 @@ void StepReplay::backward(int s, int mb, bool last) {
   } else {
     if (end_block(s) > first_block(s)) prefetch(mb, end_block(s) - 1, false);
     if (has_head(s)) {
-      before(head_, UnitPass::backward);
+      before(head_, pass);
       head_dh = l_.alloc(kAct, Ledger::floats(static_cast<double>(N_ * D_)));
-      after(head_, UnitPass::backward);
+      after(head_, pass);
       l_.free(norm_in_[mb].first);
       l_.free(norm_in_[mb].second);
       norm_in_.erase(mb);
@@ -250,11 +276,13 @@ void StepReplay::backward(int s, int mb, bool last) {
   }
   Ledger::Id a = l_.alloc(kAct, Ledger::floats(static_cast<double>(N_ * D_)));
   Ledger::Id b = l_.alloc(kAct, Ledger::floats(static_cast<double>(N_ * D_)));
-  for (int64_t i = end_block(s) - 1; i >= first_block(s); --i) block_backward(s, mb, i);
+  for (int64_t i = end_block(s) - 1; i >= first_block(s); --i) block_backward(s, mb, i, pass);
   l_.free(head_dh);
-  if (is_first(s)) {
+  if (is_first(s) && pass == UnitPass::backward) {
     before(0, UnitPass::backward);
     after(0, UnitPass::backward);
+  } else if (is_first(s)) {  // the embedding's gradient is a weight gradient: W's
+    embed_dy_[{s, mb}] = l_.alloc(kAct, Ledger::floats(static_cast<double>(N_ * D_)));
   }
   l_.free(b);
   l_.free(a);
@@ -262,56 +290,6 @@ void StepReplay::backward(int s, int mb, bool last) {
 }
 
 // ---- the executor (parallel/pipeline_executor.cpp) -------------------------------------------
-
-// When rank r posts each receive of its list (the action before which post_receives issues it):
-// kPostAhead receives ahead of the one consumed.
-static std::map<std::pair<int, std::pair<int, int>>, size_t> receive_posts(
-    const std::vector<Action>& acts) {
-  std::vector<size_t> recvs;
-  for (size_t i = 0; i < acts.size(); ++i)
-    if (acts[i].type == ActionType::RECV_F || acts[i].type == ActionType::RECV_B)
-      recvs.push_back(i);
-  std::map<std::pair<int, std::pair<int, int>>, size_t> at;
-  size_t next = 0, consumed = 0;
-  for (size_t i = 0; i < acts.size(); ++i) {
-    while (next < recvs.size() && next < consumed + PipelineExecutor::kPostAhead) {
-      const Action& r = acts[recvs[next++]];
-      at[{r.type == ActionType::RECV_B ? 1 : 0, {r.stage, r.micro_batch}}] = i;
-    }
-    if (acts[i].type == ActionType::RECV_F || acts[i].type == ActionType::RECV_B) ++consumed;
-  }
-  return at;
-}
-
-// The index of this rank's action after which the send at `index` is found complete, on the
-// schedule's simulated timeline (plan.sim): MPI moves a message only inside MPI calls, so it
-// moves at the receiver's first poll (after each of its actions) once both the send and the
-// matching receive are posted, and the sender frees it at its first poll after that.
-size_t StepReplay::send_completes_after(size_t index) const {
-  const Schedule& sch = c_.plan->schedule;
-  const SimResult& sim = c_.plan->sim;
-  const Action& a = sch.ranks[static_cast<size_t>(c_.pp_rank)][index];
-  const bool bwd = a.type == ActionType::SEND_B;
-  const int to = bwd ? a.stage - 1 : a.stage + 1, peer = sch.rank_of_stage(to);
-  const auto& peer_acts = sch.ranks[static_cast<size_t>(peer)];
-  const auto posts = receive_posts(peer_acts);
-  const auto it = posts.find({bwd ? 1 : 0, {to, a.micro_batch}});
-  const auto& mine = sim.start[static_cast<size_t>(c_.pp_rank)];
-  if (it == posts.end() || sim.start.empty()) return index + 1;
-  const double ready = std::max(mine[index], sim.start[static_cast<size_t>(peer)][it->second]);
-  double moved = ready;
-  for (size_t j = it->second; j < peer_acts.size(); ++j)
-    if (sim.finish[static_cast<size_t>(peer)][j] >= ready) {
-      moved = sim.finish[static_cast<size_t>(peer)][j];
-      break;
-    }
-  // A rendezvous: the sender's poll after the receiver matched it moves the data, and its next
-  // poll finds the request complete.
-  const auto& fin = sim.finish[static_cast<size_t>(c_.pp_rank)];
-  for (size_t j = index + 1; j < fin.size(); ++j)
-    if (fin[j] >= moved) return j + 1;
-  return fin.size();  // finish_sends at the step's end
-}
 
 Ledger::Id StepReplay::comm_buffer() {
   return l_.alloc(MemCategory::comm, Ledger::floats(static_cast<double>(N_ * D_)));
@@ -354,7 +332,7 @@ void StepReplay::execute_forward(int s, int mb, bool last) {
 
 // B (and I, replayed as B): its output gradient from the inbox (or S's dL/dhn), its input
 // gradient to the previous stage (or to EMBED_B).
-void StepReplay::execute_backward(int s, int mb, bool last) {
+void StepReplay::execute_backward(int s, int mb, bool last, UnitPass pass) {
   const int last_stage = c_.plan->schedule.stages - 1;
   const bool has_in = s != 0 || vocab_, has_out = s != last_stage || vocab_;
   Ledger::Id dy = Ledger::kNone;
@@ -370,7 +348,7 @@ void StepReplay::execute_backward(int s, int mb, bool last) {
     dy = take_input(kBackward, s, mb);
   }
   Ledger::Id dx = has_in ? comm_buffer() : Ledger::kNone;
-  backward(s, mb, last);
+  backward(s, mb, last, pass);
   if (s != 0)
     hand_over(kBackward, s - 1, mb, dx);
   else if (vocab_)
@@ -396,6 +374,7 @@ static std::vector<bool> last_passes(const std::vector<Action>& acts) {
 void StepReplay::run() {
   const std::vector<Action>& acts = c_.plan->schedule.ranks.at(static_cast<size_t>(c_.pp_rank));
   const std::vector<bool> last = last_passes(acts);
+  const std::vector<size_t> release = send_release_points(c_.plan->schedule, c_.pp_rank);
   std::vector<size_t> recvs;
   for (size_t i = 0; i < acts.size(); ++i)
     if (acts[i].type == ActionType::RECV_F || acts[i].type == ActionType::RECV_B)
@@ -416,14 +395,12 @@ void StepReplay::run() {
         break;
       case ActionType::B:
       case ActionType::I:
-        execute_backward(s, mb, a.type == ActionType::B && last[i]);
+        execute_backward(s, mb, a.type == ActionType::B && last[i],
+                         a.type == ActionType::B ? UnitPass::backward : UnitPass::backward_input);
         break;
       case ActionType::W:
         last_ = last[i];
-        for (int64_t b = end_block(s) - 1; b >= first_block(s); --b) {
-          before(b + 1, UnitPass::backward_weight);
-          after(b + 1, UnitPass::backward_weight);
-        }
+        backward_weight(s, mb);
         last_ = false;
         break;
       case ActionType::SEND_F:
@@ -432,7 +409,7 @@ void StepReplay::run() {
         const int to = bwd ? s - 1 : s + 1;
         auto it = outbox_.find({bwd ? kBackward : kForward, {to, mb}});
         if (it != outbox_.end()) {
-          sending_.emplace_back(c_.late_sends ? acts.size() : send_completes_after(i), it->second);
+          sending_.emplace_back(release[i], it->second);
           outbox_.erase(it);
         }
         (*c_.comm)["pp"] += message;
@@ -456,7 +433,7 @@ void StepReplay::run() {
       default:
         vocab_action(a, last[i]);
     }
-    // poll_sends: the sends found complete after this action go.
+    // poll_sends: the sends the schedule proves received by this action go.
     for (auto it = sending_.begin(); it != sending_.end();)
       if (it->first <= i) {
         l_.free(it->second);

@@ -6,6 +6,7 @@
 // prefetches where the backward calls them), the pipeline messages (receives posted ahead,
 // sends held until sent) and the vocabulary passes (launch/vocab_passes.cpp).
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <string>
 #include <utility>
@@ -28,9 +29,6 @@ struct StepReplayContext {
   // Swap writes: false, a set's writes land by the next block's save (a device that keeps up
   // with the forward); true, none lands before the backward reads it back (a slow device).
   bool slow_writes = false;
-  // Pipeline sends: false, each completes at the sender's poll after the receiver took it on the
-  // schedule's simulated timeline; true, none before the step's end (the latest it can).
-  bool late_sends = false;
 };
 
 class StepReplay {
@@ -51,22 +49,23 @@ class StepReplay {
   void before(int64_t unit, UnitPass pass);
   void after(int64_t unit, UnitPass pass);
   void execute_forward(int s, int mb, bool last);
-  void execute_backward(int s, int mb, bool last);
+  // pass: UnitPass::backward (B) or backward_input (I, its weight GEMMs deferred to W)
+  void execute_backward(int s, int mb, bool last, UnitPass pass);
   void forward(int s, int mb, bool last);
-  void backward(int s, int mb, bool last);
+  void backward(int s, int mb, bool last, UnitPass pass);
+  void backward_weight(int s, int mb);  // W: the deferred GEMMs run, their inputs go
   void blocks_forward(int s, int mb);
-  void block_backward(int s, int mb, int64_t i);
+  void block_backward(int s, int mb, int64_t i, UnitPass pass);
   void head_loss(int64_t real, bool backward);
   void tile_pass(int64_t real);
   void save(int mb, int64_t block, SavedSet&& set);
   void prefetch(int mb, int64_t block, bool mlp_only);
   SavedSet take(int mb, int64_t block);
-  void retire_writes();
+  void retire_writes(size_t keep_sets);  // the oldest sets land until keep_sets are left
   void vocab_action(const Action& a, bool last);
   void finish_vocab();
   void vocab_finished_head(int mb);
   Ledger::Id comm_buffer();
-  size_t send_completes_after(size_t index) const;
   Ledger::Id take_input(Dir d, int stage, int mb);
   void hand_over(Dir d, int to, int mb, Ledger::Id buf);
   BlockDims dims(int64_t block) const;
@@ -81,8 +80,12 @@ class StepReplay {
   int64_t N_ = 0, D_ = 0, L_ = 0, head_ = 0;
   bool vocab_ = false, last_ = false;
   std::map<std::pair<int, int64_t>, Held> store_;
-  std::vector<Ledger::Id> writing_;  // swap writes in flight (io)
-  std::map<int, Ledger::Id> dh_;     // last stage: the kept loss gradient per micro-batch
+  std::deque<std::vector<Ledger::Id>> writing_;  // swap writes in flight (io), per set
+  std::map<int, Ledger::Id> dh_;  // last stage: the kept loss gradient per micro-batch
+  // I to W, per (stage, micro-batch): what each block's deferred weight GEMMs hold, and stage 0's
+  // input gradient for the embedding's (ModelStage::InFlight::deferred, embed_dy).
+  std::map<std::pair<int, int>, std::map<int64_t, std::vector<Ledger::Id>>> deferred_;
+  std::map<std::pair<int, int>, Ledger::Id> embed_dy_;
   std::map<int, std::pair<Ledger::Id, Ledger::Id>> norm_in_;  // vocab head stage: h, inv
   std::map<Key, Ledger::Id> inbox_, outbox_, posted_;
   // Pipeline sends posted, not yet found complete: the action after which they are, the buffer.

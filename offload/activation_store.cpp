@@ -42,6 +42,24 @@ void ActivationStore::set_policy(int64_t block, ActivationPolicy p) {
   policies_.at(static_cast<size_t>(block)) = p;
 }
 
+void ActivationStore::set_writes_in_flight(int64_t sets) {
+  STRATA_CHECK(sets >= 1, "writes in flight must be at least one set");
+  writes_in_flight_ = sets;
+}
+
+// At most writes_in_flight_ - 1 earlier sets still writing when the next block saves: the wait
+// for the oldest is where a device slower than the forward holds the forward back, instead of
+// the unwritten sets piling up in memory. Also at a kept block's save, so after the forward's
+// last block the swap writes have landed at the same point every run.
+void ActivationStore::bound_writes() {
+  while (std::ssize(writing_sets_) > writes_in_flight_ - 1) {
+    const auto t0 = Clock::now();
+    for (SwapTier::Handle h : writing_sets_.front()) tier_->wait_written(h);
+    write_s_ += seconds_since(t0);
+    writing_sets_.pop_front();
+  }
+}
+
 SwapTier& ActivationStore::swap_tier() {
   if (!tier_) {
     SwapOptions host;
@@ -96,6 +114,7 @@ void ActivationStore::save(int64_t micro_batch, int64_t block, SavedTensors&& sa
   const auto key = std::make_pair(micro_batch, block);
   STRATA_CHECK(!held_.count(key), "activations of micro-batch " + std::to_string(micro_batch) +
                                       ", block " + std::to_string(block) + " saved twice");
+  bound_writes();
   Held held;
   switch (policy(block)) {
     case ActivationPolicy::keep:
@@ -120,6 +139,9 @@ void ActivationStore::save(int64_t micro_batch, int64_t block, SavedTensors&& sa
         release_quietly(held.out, 0);
         throw;
       }
+      std::vector<SwapTier::Handle> handles;
+      for (const Swapped& x : held.out) handles.push_back(x.entry->handle);
+      writing_sets_.push_back(std::move(handles));
       ++swapped_;
       break;
     }

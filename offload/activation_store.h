@@ -8,6 +8,7 @@
 // A buffer someone else still holds (the caller, a kept set) goes to the tier as a copy, and is
 // shared back rather than read if it is still in memory when its set is taken.
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -43,12 +44,16 @@ class ActivationStore {
   ~ActivationStore();
 
   void set_policy(int64_t block, ActivationPolicy p);
+  // Swapped sets whose writes may be in flight at once (offload.writes_in_flight, >= 1): each
+  // save first waits for the oldest sets' writes until at most sets - 1 remain, so the memory
+  // writes hold is bounded, and with 1 set it is the same every run whatever the device's speed.
+  void set_writes_in_flight(int64_t sets);
   ActivationPolicy policy(int64_t block) const { return policies_.at(static_cast<size_t>(block)); }
   int64_t n_blocks() const { return static_cast<int64_t>(policies_.size()); }
 
   // After a block's forward: the store takes the set; under `recompute` it keeps only the input;
   // under `swap` every tensor (the input too) goes to the tier and its memory is freed once the
-  // write completes.
+  // write completes. Every save (of any policy) first bounds the writes in flight.
   void save(int64_t micro_batch, int64_t block, SavedTensors&& saved);
 
   // Starts bringing a swapped set back ahead of its take() (a no-op for other policies and for
@@ -102,6 +107,7 @@ class ActivationStore {
   void release(const std::shared_ptr<SwapEntry>& e);
   void prefetch_entries(const Held& held, const std::vector<std::string>* only = nullptr);
   void release_quietly(const std::vector<Swapped>& out, size_t from);
+  void bound_writes();
 
   std::vector<ActivationPolicy> policies_;
   std::string input_name_;
@@ -110,6 +116,8 @@ class ActivationStore {
   // Buffers on the tier by identity, so a buffer shared into several sets is written once.
   std::map<std::weak_ptr<FloatBuffer>, std::shared_ptr<SwapEntry>, std::owner_less<>> written_;
   std::vector<BlockMeasure> measures_;
+  int64_t writes_in_flight_ = 1;
+  std::deque<std::vector<SwapTier::Handle>> writing_sets_;  // oldest first: each set's writes
   int64_t recomputed_ = 0;
   int64_t swapped_ = 0;
   int64_t bytes_written_ = 0;

@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -157,6 +158,19 @@ class MemoryTier : public SwapTier {
     std::unique_lock<std::mutex> lk(mu_);
     settled(lk, h);
     erase(h);
+  }
+
+  // Until the copier has taken the copy out (a failed copy leaves the slot out_queued: done too).
+  void wait_written(Handle h) override {
+    std::unique_lock<std::mutex> lk(mu_);
+    wait_or_stop(
+        done_cv_, lk,
+        [&] {
+          auto it = live_.find(h);
+          return it == live_.end() || (it->second.state != State::copying_out &&
+                                       std::find(jobs_.begin(), jobs_.end(), h) == jobs_.end());
+        },
+        "the swap tier's copy");
   }
 
   void trim() override { pool_.trim(); }
@@ -494,6 +508,16 @@ class NvmeTier : public SwapTier {
     } catch (const StrataError&) {
     }
     drop(h);
+  }
+
+  void wait_written(Handle h) override {
+    auto it = live_.find(h);
+    if (it == live_.end()) return;  // read back or discarded: its write was collected then
+    Extent& x = it->second;
+    collect(x.wticket);
+    if (x.wstage) pool_.free(x.wstage);
+    x.wstage = nullptr;
+    x.wbuf.reset();  // freed by the engine's driver as the write landed
   }
 
   void poll() override {

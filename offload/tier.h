@@ -61,6 +61,10 @@ class SwapTier {
   virtual void read(Handle h, float* dst) = 0;
   // Releases a handle without reading it (data that will never be needed).
   virtual void discard(Handle h) = 0;
+  // Waits until the handle's write has landed (its source freed, staging returned); a no-op for
+  // a handle already read, discarded or written synchronously. ActivationStore bounds the
+  // writes in flight with it (offload.writes_in_flight).
+  virtual void wait_written(Handle /*h*/) {}  // a tier whose writes are synchronous
   // Retires finished asynchronous work (frees staging buffers) without blocking.
   virtual void poll() {}
   // Returns cached free staging memory to the system (e.g. after a bandwidth probe).

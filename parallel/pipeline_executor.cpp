@@ -1,9 +1,11 @@
 #include "parallel/pipeline_executor.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "parallel/send_release.h"
 #include "parallel/watchdog.h"
 
 namespace strata {
@@ -35,6 +37,7 @@ PipelineExecutor::PipelineExecutor(Schedule schedule, Comm& pp)
       recv_index_.push_back(i);
     vocab_ = vocab_ || is_vocab(actions_[i].type);
   }
+  release_after_ = send_release_points(schedule_, pp_.rank());
 }
 
 void StageRunner::embed_forward(int) {
@@ -69,7 +72,7 @@ void PipelineExecutor::run_step(StageRunner& runner) {
   for (size_t i = 0; i < actions_.size(); ++i) {
     post_receives(i, runner);
     execute(actions_[i], i, runner);
-    poll_sends(runner);
+    poll_sends(i, runner);
   }
   if (vocab_) {
     const auto tv = Clock::now();
@@ -124,9 +127,9 @@ void PipelineExecutor::execute(const Action& a, size_t index, StageRunner& runne
       return;
     }
     case ActionType::SEND_F:
-      return send(kForward, a);
+      return send(kForward, a, index);
     case ActionType::SEND_B:
-      return send(kBackward, a);
+      return send(kBackward, a, index);
     case ActionType::RECV_F:
     case ActionType::RECV_B: {
       const Dir dir = a.type == ActionType::RECV_B ? kBackward : kForward;
@@ -254,12 +257,13 @@ void PipelineExecutor::hand_over(Dir dir, int to, int mb, FloatBuffer buf) {
     outbox_.emplace(Key{dir, to, mb}, std::move(buf));
 }
 
-void PipelineExecutor::send(Dir dir, const Action& a) {
+void PipelineExecutor::send(Dir dir, const Action& a, size_t index) {
   const int to = dir == kForward ? a.stage + 1 : a.stage - 1;
   auto it = outbox_.find(Key{dir, to, a.micro_batch});
   STRATA_CHECK(it != outbox_.end(), "pipeline: a send before the pass producing its data");
   PendingSend p;
   p.action = a;
+  p.release_after = release_after_[index];
   p.buf = std::move(it->second);
   outbox_.erase(it);
   const int64_t n = p.buf.size();
@@ -267,15 +271,24 @@ void PipelineExecutor::send(Dir dir, const Action& a) {
   stats_.bytes_sent += n * static_cast<int64_t>(sizeof(float));
   ++stats_.messages_sent;
   sends_.push_back(std::move(p));
+  stats_.sends_held_max = std::max<int64_t>(stats_.sends_held_max, std::ssize(sends_));
 }
 
-void PipelineExecutor::poll_sends(StageRunner& runner) {
+void PipelineExecutor::poll_sends(size_t index, StageRunner& runner) {
   if (vocab_) runner.poll_vocab();
   // MPI moves a nonblocking message only inside MPI calls: a poll at every action keeps the
   // rendezvous of large messages going while this rank computes.
   for (auto& p : sends_) p.handle.test();
   for (auto& [key, r] : posted_) r.handle.test();
-  std::erase_if(sends_, [](const PendingSend& p) { return p.handle.done(); });
+  // A send is released where the schedule proves it received (parallel/send_release.h), not
+  // when a test finds it done: the buffers a rank holds are then the same every run. The wait
+  // returns at once (the receiver has the data).
+  std::erase_if(sends_, [&](PendingSend& p) {
+    if (p.release_after > index) return false;
+    wait_named(p.handle, p.action.type == ActionType::SEND_F ? "SEND_F" : "SEND_B", p.action.stage,
+               p.action.micro_batch, p.action.peer);
+    return true;
+  });
 }
 
 void PipelineExecutor::finish_sends() {

@@ -6,8 +6,10 @@
 //     point messages over the pp communicator. Receives are posted ahead of need (the next
 //     kPostAhead receive actions of the list, so a message that arrives early lands in its own
 //     buffer and never waits in MPI's unexpected queue); a RECV_* action is where the rank
-//     waits for it. Sends are posted by SEND_* right after the producing pass and completed
-//     later; every handle is polled at each action and completed before run_step returns (all
+//     waits for it. Sends are posted by SEND_* right after the producing pass, polled at each
+//     action, and waited for and freed where the schedule proves them received
+//     (parallel/send_release.h), so what a rank holds does not depend on MPI's progress; every
+//     handle is completed before run_step returns (all
 //     of them: one handle left unwaited among several is how PyTorch's CPU pipelining
 //     deadlocked, pytorch#132644).
 //   - Neighbouring stages on the same rank (interleaved with pp = 1) hand over in memory.
@@ -75,6 +77,7 @@ struct PipelineStepStats {
   double wall_s = 0;        // run_step from start to return
   int64_t bytes_sent = 0;   // point-to-point payload
   int64_t messages_sent = 0;
+  int64_t sends_held_max = 0;  // send buffers held at once (released at fixed points)
 };
 
 class PipelineExecutor {
@@ -103,7 +106,8 @@ class PipelineExecutor {
     CommHandle handle;
   };
   struct PendingSend {
-    Action action;  // for the watchdog's message
+    Action action;             // for the watchdog's message
+    size_t release_after = 0;  // the action after which it is waited for and freed
     FloatBuffer buf;
     CommHandle handle;
   };
@@ -111,9 +115,9 @@ class PipelineExecutor {
   void execute(const Action& a, size_t index, StageRunner& runner);
   void post_receives(size_t index, StageRunner& runner);
   FloatBuffer take_input(Dir dir, int stage, int mb, int peer, const char* action);
-  void send(Dir dir, const Action& a);
+  void send(Dir dir, const Action& a, size_t index);
   void hand_over(Dir dir, int stage, int mb, FloatBuffer buf);  // to a stage on this rank
-  void poll_sends(StageRunner& runner);
+  void poll_sends(size_t index, StageRunner& runner);
   void finish_sends();
   void compute(const Action& a, size_t index, StageRunner& runner);
   void vocab_pass(const Action& a, size_t index, StageRunner& runner);
@@ -128,6 +132,7 @@ class PipelineExecutor {
   std::vector<bool> last_forward_, last_backward_;  // per action index (T, EMBED_B: last of kind)
   bool vocab_ = false;                              // the schedule has vocabulary passes
   std::vector<size_t> recv_index_;                  // indices of RECV_* actions, in order
+  std::vector<size_t> release_after_;               // per SEND_*: parallel/send_release.h
   size_t next_post_ = 0, consumed_ = 0;             // into recv_index_
   std::map<Key, PostedRecv> posted_;
   std::map<Key, FloatBuffer> inbox_;   // received (after its RECV) or handed over in memory

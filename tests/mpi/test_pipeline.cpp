@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "core/error.h"
 #include "launch/job_config.h"
 #include "launch/trainer.h"
+#include "parallel/send_release.h"
 #include "pipeline_fixture.h"
 #include "tests/test_corpus.h"
 #include "tests/trainer_test_util.h"
@@ -88,6 +90,38 @@ TEST_F(PipelineTest, PointToPointBytesPerStep) {
   EXPECT_EQ(t.executor().last_step().bytes_sent, boundaries * m * msg);
   EXPECT_EQ(t.executor().last_step().messages_sent, boundaries * m);
   EXPECT_GT(t.executor().last_step().compute_s, 0);
+}
+
+// Send buffers go where the schedule proves them received (parallel/send_release.h), not when
+// MPI finds them done: the most held at once is what the release points give, in every
+// schedule, whatever the timing. These messages are small enough to go eagerly, so a send
+// freed on completion would be gone at the next poll.
+TEST_F(PipelineTest, SendsAreHeldToTheScheduleReleasePoints) {
+  const int pp = world_->size(), m = 8;
+  for (const char* kind : {"1f1b", "zb-h1", "gpipe"}) {
+    Trainer t(
+        config(m, std::string("held_") + kind,
+               {"parallel.pp=" + std::to_string(pp), std::string("parallel.schedule=") + kind}),
+        world_.get());
+    t.train_step();
+    const Schedule& s = t.executor().schedule();
+    const int r = t.mesh().pp_rank();
+    const std::vector<size_t> release = send_release_points(s, r);
+    int64_t held = 0, most = 0;
+    std::multiset<size_t> pending;
+    for (size_t i = 0; i < s.ranks[r].size(); ++i) {
+      const ActionType type = s.ranks[r][i].type;
+      if (type == ActionType::SEND_F || type == ActionType::SEND_B) {
+        pending.insert(release[i]);
+        most = std::max(most, ++held);
+      }
+      held -= static_cast<int64_t>(pending.erase(i));
+    }
+    EXPECT_EQ(t.executor().last_step().sends_held_max, most) << kind << " pp rank " << r;
+    if (r == 0) {
+      EXPECT_GE(most, 2) << kind;  // the warm-up forwards' sends, held together
+    }
+  }
 }
 
 struct Composed {

@@ -127,6 +127,50 @@ TEST_P(SwapTest, RoundTripsBitForBit) {
                                          : GetParam().substr(0, GetParam().find('-')).c_str());
 }
 
+// offload.writes_in_flight: each save first waits for the oldest sets' writes, so the memory
+// unwritten sets hold (MemCategory::io) is at most that many sets. Saved back to back with no
+// compute between, 8 MiB sets would otherwise all be in flight at once: a write takes
+// milliseconds, a save microseconds. With one set, a kept block's save drains the last writes.
+// (nvme only: the memory tiers' copies stay io memory once made.)
+class SwapNvmeTest : public SwapTest {};
+
+TEST_P(SwapNvmeTest, WritesInFlightAreBoundedBySets) {
+  if (GetParam() == "nvme-io_uring" && !io_uring_supported())
+    GTEST_SKIP() << "io_uring refused here";
+  const int64_t blocks = 6, n = 2 << 20;  // 8 MiB a set
+  for (const int64_t sets : {1, 2}) {
+    ActivationStore store(blocks, ActivationPolicy::swap, "x",
+                          SwapTier::create(options(GetParam())));
+    store.set_writes_in_flight(sets);
+    store.set_policy(blocks - 1, ActivationPolicy::keep);
+    auto& tracker = MemoryTracker::instance();
+    const int64_t io = static_cast<int>(MemCategory::io);
+    const int64_t base = tracker.snapshot().current[io];
+    std::vector<SavedTensors> made(blocks);  // all made first: the saves follow each other
+    for (int64_t b = 0; b < blocks; ++b) {
+      float* x = made[b].add("x", n);
+      for (int64_t i = 0; i < n; i += 1024) x[i] = static_cast<float>(b * n + i);
+    }
+    const int64_t set_bytes = made[0].bytes();
+    tracker.reset_peaks();
+    for (int64_t b = 0; b < blocks; ++b) store.save(0, b, std::move(made[b]));
+    const int64_t peak = tracker.snapshot().peak[io] - base;
+    if (sets == 1)
+      EXPECT_EQ(peak, set_bytes);
+    else
+      EXPECT_LE(peak, sets * set_bytes);
+    if (sets == 1) {
+      EXPECT_EQ(tracker.snapshot().current[io], base) << "drained by the kept save";
+    }
+    const auto no_rebuild = [](const float*, SavedTensors&) { FAIL() << "swap never recomputes"; };
+    for (int64_t b = blocks - 1; b >= 0; --b) {
+      const SavedTensors got = store.take(0, b, no_rebuild);
+      for (int64_t i = 0; i < n; i += 1024)
+        ASSERT_EQ(got.get("x")[i], static_cast<float>(b * n + i)) << "block " << b;
+    }
+  }
+}
+
 // A buffer several sets share (a tensor saved by several layers) goes to the tier once and comes
 // back once, as one buffer shared by every set; while the caller still holds it, it is not read
 // back at all.
@@ -242,6 +286,13 @@ TEST_P(SwapTest, FullTierNamesTierFileAndCapacity) {
   EXPECT_LE(tier->bytes_used(), 64 << 10);
 }
 
+INSTANTIATE_TEST_SUITE_P(Tiers, SwapNvmeTest, ::testing::Values("nvme-threads", "nvme-io_uring"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s)
+                             if (c == '-') c = '_';
+                           return s;
+                         });
 INSTANTIATE_TEST_SUITE_P(Tiers, SwapTest,
                          ::testing::Values("host", "nvme-threads", "nvme-io_uring", "nvme-crc",
                                            "cxl-auto", "cxl-0"),
@@ -350,6 +401,7 @@ TEST(SwapJobConfig, DefaultsValidationAndDump) {
   EXPECT_EQ(d.offload.capacity_gb, 16);
   EXPECT_EQ(d.offload.cxl_node, "auto");
   EXPECT_EQ(d.offload.keep_last, 1);
+  EXPECT_EQ(d.offload.writes_in_flight, 1);
   EXPECT_EQ(d.offload.queue_depth, 32);
   EXPECT_EQ(d.offload.block_kb, 1024);
 
@@ -370,16 +422,20 @@ TEST(SwapJobConfig, DefaultsValidationAndDump) {
   EXPECT_NE(error_of("offload.cxl_node=-1").find("offload.cxl_node"), std::string::npos);
   EXPECT_NE(error_of("offload.keep_last=-1").find("offload.keep_last"), std::string::npos);
   EXPECT_NE(error_of("offload.queue_depth=0").find("offload.queue_depth"), std::string::npos);
+  EXPECT_NE(error_of("offload.writes_in_flight=0")
+                .find("offload.writes_in_flight=0: expected a "
+                      "value >= 1"),
+            std::string::npos);
   EXPECT_NE(error_of("offload.block_kb=6").find("offload.block_kb=6: expected a multiple of 4"),
             std::string::npos);
   EXPECT_NE(error_of("offload.dir=").find("offload.dir"), std::string::npos);
   EXPECT_EQ(error_of("offload.cxl_node=2"), "");  // existence is checked when the tier is built
 
-  const JobConfig c =
-      parse_job_config(base, "job.yaml",
-                       {"offload.policy=swap", "offload.tier=cxl", "offload.dir=/mnt/nvme/swap",
-                        "offload.capacity_gb=3", "offload.cxl_node=1", "offload.keep_last=2",
-                        "offload.queue_depth=8", "offload.block_kb=256"});
+  const JobConfig c = parse_job_config(
+      base, "job.yaml",
+      {"offload.policy=swap", "offload.tier=cxl", "offload.dir=/mnt/nvme/swap",
+       "offload.capacity_gb=3", "offload.cxl_node=1", "offload.keep_last=2",
+       "offload.queue_depth=8", "offload.block_kb=256", "offload.writes_in_flight=3"});
   const JobConfig back = parse_job_config(dump_job_config(c), "dump.yaml");
   EXPECT_EQ(back.offload.policy, "swap");
   EXPECT_EQ(back.offload.tier, "cxl");
@@ -389,6 +445,7 @@ TEST(SwapJobConfig, DefaultsValidationAndDump) {
   EXPECT_EQ(back.offload.keep_last, 2);
   EXPECT_EQ(back.offload.queue_depth, 8);
   EXPECT_EQ(back.offload.block_kb, 256);
+  EXPECT_EQ(back.offload.writes_in_flight, 3);
 }
 
 }  // namespace
