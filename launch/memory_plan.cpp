@@ -62,7 +62,7 @@ RankMemoryPlan plan_rank(const JobConfig& c, const PipelinePlan& plan, int rank)
                     &comm[replica_axis]);
     ledger.reset_peaks();  // a step's peaks start from what is resident (MemoryTracker per step)
     StepReplay step(StepReplayContext{&c, &plan, out.pp_rank, static_cast<int>(p.sp), &ledger,
-                                      &zero, &comm, slow});
+                                      &zero, &comm, slow, out.sp_rank});
     step.run();
     comm[replica_axis] += 16;               // the loss sum's all-reduce
     if (plan.pp > 1) comm["pp"] += 8 + 16;  // the loss broadcast, the norm's sum

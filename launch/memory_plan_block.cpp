@@ -103,6 +103,33 @@ void free_all(Ledger& l, std::vector<Ledger::Id> ids) {
   for (Ledger::Id& id : ids) l.free(id);
 }
 
+// parallel/sequence.cpp's buffers around the kernels. LASP-2: the gathered states (forward) or
+// state gradients (backward) of every rank, none alone on the sequence; the backward's suffix
+// gradient on every rank with a later one. LASP-2H: K and V packed for the all-gather (also
+// alone: a copy), and in the backward dK, dV of the whole sequence, their packed blocks for the
+// reduce-scatter and this rank's share.
+Ledger::Id lasp_states(Ledger& l, const BlockDims& d) {
+  const int64_t per = d.B * d.H * d.dh * d.dh;
+  return d.sp > 1 ? l.alloc(MemCategory::comm, Ledger::floats(static_cast<double>(d.sp * per)))
+                  : Ledger::kNone;
+}
+int64_t kv_chunk(const BlockDims& d) { return d.B * d.T * d.Hkv * d.dh; }
+void lasp2h_gather(Ledger& l, const BlockDims& d) {
+  Ledger::Id blocks =
+      l.alloc(MemCategory::comm, Ledger::floats(static_cast<double>(2 * d.sp * kv_chunk(d))));
+  l.free(blocks);
+}
+void lasp2h_scatter(Ledger& l, const BlockDims& d) {
+  const double chunk = static_cast<double>(kv_chunk(d));
+  Ledger::Id dk = fbuf(l, d.sp * kv_chunk(d)), dv = fbuf(l, d.sp * kv_chunk(d));
+  Ledger::Id blocks = l.alloc(MemCategory::comm, Ledger::floats(2 * d.sp * chunk));
+  l.free(dk);
+  l.free(dv);
+  Ledger::Id mine = l.alloc(MemCategory::comm, Ledger::floats(2 * chunk));
+  l.free(mine);
+  l.free(blocks);
+}
+
 void linear_kernel_forward(Ledger& l, const BlockDims& d) {
   const ChunkSizes z(d);
   std::vector<Ledger::Id> held = chunk_states(l, d, z);
@@ -135,7 +162,9 @@ void linear_mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
   Ledger::Id v = d.bf16 ? fbuf(l, N * E) : Ledger::kNone;
   s.add(l, "o", N * E);
   s.add(l, "prefix", d.B * d.H * d.dh * d.dh);
+  Ledger::Id states = lasp_states(l, d);
   linear_kernel_forward(l, d);
+  l.free(states);
   free_all(l, {q, k, v});
   s.add(l, "inv_o", N * d.H);
   Ledger::Id zb = fbuf(l, N * E), zo = operand_copy(l, d, N * E);
@@ -151,6 +180,7 @@ void mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
   s.add(l, "v_all", d.B * d.Tall * Ekv);
   s.add(l, "o", N * E);
   s.add(l, "lse", d.B * d.H * d.T);
+  lasp2h_gather(l, d);
   Ledger::Id oo = operand_copy(l, d, N * E);
   l.free(oo);
   l.free(k);
@@ -241,7 +271,13 @@ void linear_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const Bac
   {
     Ledger::Id q = fbuf(l, N * E), k = fbuf(l, N * E);
     Ledger::Id v = d.bf16 ? fbuf(l, N * E) : Ledger::kNone;
+    Ledger::Id grads = lasp_states(l, d);
     linear_kernel_backward(l, d);
+    if (d.sp_rank + 1 < d.sp) {
+      Ledger::Id suffix = fbuf(l, d.B * d.H * d.dh * d.dh);
+      l.free(suffix);
+    }
+    l.free(grads);
     free_all(l, {q, k, v});
   }
   l.free(dO);
@@ -271,6 +307,7 @@ void softmax_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const Ba
   }
   l.free(oo);
   Ledger::Id dq = fbuf(l, N * E), dk = fbuf(l, N * Ekv), dv = fbuf(l, N * Ekv);
+  lasp2h_scatter(l, d);
   l.free(dO);
   for (const char* t : {"q", "k_all", "v_all", "o", "lse"}) s.drop(l, t);
   if (at.attention_done) at.attention_done();

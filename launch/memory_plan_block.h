@@ -1,8 +1,9 @@
 #pragma once
 // One block's forward and backward as `strata plan` replays them on a Ledger: the buffers
-// models/block.cpp allocates, in its order, with their sizes and lifetimes (which saved tensors
-// a GEMM operand keeps alive past their drop, what bf16 adds). Kept beside block.cpp's order by
-// tests/e2e/plan.sh, which compares the replay with what `strata train` measures.
+// models/block.cpp (and LASP-2's parallel/sequence.cpp) allocates, in its order, with their sizes
+// and lifetimes (which saved tensors a GEMM operand keeps alive past their drop, what bf16 adds).
+// Kept beside block.cpp's order by tests/e2e/plan.sh, which compares the replay with what `strata
+// train` measures.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -19,7 +20,8 @@ struct BlockDims {
   int64_t D = 0, H = 0, dh = 0, Hkv = 0, F = 0;
   int64_t chunk = 1;  // linear attention's chunk_size
   char mixer = 'L';
-  bool bf16 = false;  // train.precision: bf16
+  bool bf16 = false;            // train.precision: bf16
+  int64_t sp = 1, sp_rank = 0;  // the sequence-parallel group (parallel/sequence.cpp's buffers)
   int64_t N() const { return B * T; }
   int64_t E() const { return H * dh; }
   int64_t Ekv() const { return (mixer == 'S' ? Hkv : H) * dh; }

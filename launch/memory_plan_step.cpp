@@ -40,6 +40,8 @@ BlockDims StepReplay::dims(int64_t block) const {
   d.chunk = cfg.model.chunk_size;
   d.mixer = cfg.model.mixer(block);
   d.bf16 = train_precision(cfg.train) == Precision::bf16;
+  d.sp = c_.sp;
+  d.sp_rank = c_.sp_rank;
   return d;
 }
 

@@ -29,6 +29,7 @@ struct StepReplayContext {
   // Swap writes: false, a set's writes land by the next block's save (a device that keeps up
   // with the forward); true, none lands before the backward reads it back (a slow device).
   bool slow_writes = false;
+  int sp_rank = 0;  // LASP-2's backward holds one more buffer on every rank but the last
 };
 
 class StepReplay {

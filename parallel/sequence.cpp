@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/memory.h"
 #include "core/omp_guard.h"
 #include "core/profile.h"
 #include "core/softmax_attention.h"
@@ -153,10 +154,6 @@ void add_suffix_kv_grads(const LinearAttentionShape& s, const std::vector<float>
                 });
 }
 
-// Frees a scratch buffer now rather than at scope end (assigning {} would keep the capacity):
-// the full-sequence buffers of LASP-2H are the large ones.
-void release(std::vector<float>& x) { std::vector<float>().swap(x); }
-
 void check_linear(const Comm& sp, const LinearAttentionShape& s) {
   STRATA_CHECK(s.B >= 0 && s.T >= 1 && s.H >= 1 && s.dh >= 1 && s.chunk >= 1,
                "bad LASP-2 shape on " + sp.describe());
@@ -205,7 +202,8 @@ void linear_attention_forward(Comm& sp, const LinearAttentionShape& s, const flo
 
   // This chunk's state from zero, written straight into its slot of the gather buffer (the
   // all-gather runs in place). Alone on its sequence nobody reads it: neither is formed.
-  std::vector<float> states(static_cast<size_t>(R > 1 ? R * per : 0));  // [sp][B, H, dh, dh]
+  // [sp][B, H, dh, dh]
+  FloatBuffer states = FloatBuffer::uninitialised(R > 1 ? R * per : 0, MemCategory::comm);
   CommHandle gather;
   if (R > 1) {
     chunk_states(s, pw, k, v, states.data() + r * per);
@@ -231,7 +229,7 @@ void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const fl
   const std::vector<float> pw = decay_table(gamma, s.H, s.T);
 
   // [sp][B, H, dh, dh] dP of each rank, read by the earlier ranks (none when alone).
-  std::vector<float> grads(static_cast<size_t>(R > 1 ? R * per : 0));
+  FloatBuffer grads = FloatBuffer::uninitialised(R > 1 ? R * per : 0, MemCategory::comm);
   CommHandle gather;
   if (R > 1) {
     prefix_grads(s, pw, q, dout, grads.data() + r * per);
@@ -245,7 +243,7 @@ void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const fl
   if (R > 1) gather.wait();
   if (r > 0) add_prefix_query_grads(s, pw, dout, prefix, dq);
   if (r + 1 < R) {
-    std::vector<float> suffix(static_cast<size_t>(per));  // [B, H, dh, dh] dL/dM_r
+    FloatBuffer suffix(per, MemCategory::activations);  // [B, H, dh, dh] dL/dM_r
     decayed_sum(s, gamma, grads.data(), r + 1, R, r + 1, suffix.data());
     add_suffix_kv_grads(s, pw, k, v, suffix.data(), dk, dv);
   }
@@ -259,11 +257,12 @@ void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_
   const int64_t R = sp.size(), r = sp.rank(), chunk = B * n * Hkv * dh;
 
   // One all-gather of K and V together (one latency instead of two), in place.
-  std::vector<float> blocks(static_cast<size_t>(R * 2 * chunk));  // [sp][2][B, n, Hkv, dh]
+  // [sp][2][B, n, Hkv, dh]
+  FloatBuffer blocks = FloatBuffer::uninitialised(R * 2 * chunk, MemCategory::comm);
   pack_kv(k, v, chunk, blocks.data() + r * 2 * chunk);
   sp.all_gather(blocks.data() + r * 2 * chunk, blocks.data(), 2 * chunk);
   rearrange_kv(blocks.data(), k_all, v_all, R, B, n, Hkv * dh, true);
-  release(blocks);
+  blocks.reset();
 
   // Local queries at global positions [r*n, (r+1)*n) against every key; the kernel skips the
   // keys past each query tile's causal horizon, so later ranks' keys cost nothing.
@@ -279,22 +278,24 @@ void softmax_attention_backward(Comm& sp, int64_t B, int64_t n, int64_t H, int64
   STRATA_CHECK(B >= 0 && n >= 1 && dh >= 1, "bad LASP-2H shape on " + sp.describe());
   const int64_t R = sp.size(), r = sp.rank(), chunk = B * n * Hkv * dh;
 
-  std::vector<float> dk_all(static_cast<size_t>(R * chunk));  // [B, sp*n, Hkv, dh]
-  std::vector<float> dv_all(static_cast<size_t>(R * chunk));  // [B, sp*n, Hkv, dh]
+  // [B, sp*n, Hkv, dh] each, overwritten by the kernel
+  FloatBuffer dk_all = FloatBuffer::uninitialised(R * chunk, MemCategory::activations);
+  FloatBuffer dv_all = FloatBuffer::uninitialised(R * chunk, MemCategory::activations);
   const SoftmaxAttentionShape shape{B, n, R * n, H, Hkv, dh, r * n, 0};
   strata::softmax_attention_backward(shape, q, k_all, v_all, o, lse, dout, dq, dk_all.data(),
                                      dv_all.data());
 
   // Every rank holds a partial dK, dV of the whole sequence; the sum over ranks of the rows
   // [s*n, (s+1)*n) is rank s's gradient: one reduce-scatter of dK and dV together.
-  std::vector<float> blocks(static_cast<size_t>(R * 2 * chunk));  // [sp][2][B, n, Hkv, dh]
+  // [sp][2][B, n, Hkv, dh]
+  FloatBuffer blocks = FloatBuffer::uninitialised(R * 2 * chunk, MemCategory::comm);
   rearrange_kv(blocks.data(), dk_all.data(), dv_all.data(), R, B, n, Hkv * dh, false);
-  release(dk_all);
-  release(dv_all);
-  std::vector<float> mine(static_cast<size_t>(2 * chunk));  // [2][B, n, Hkv, dh]
+  dk_all.reset();
+  dv_all.reset();
+  FloatBuffer mine = FloatBuffer::uninitialised(2 * chunk, MemCategory::comm);  // [2][B,n,Hkv,dh]
   sp.reduce_scatter_sum(blocks.data(), mine.data(), 2 * chunk);
-  std::copy(mine.begin(), mine.begin() + chunk, dk);
-  std::copy(mine.begin() + chunk, mine.end(), dv);
+  std::copy(mine.data(), mine.data() + chunk, dk);
+  std::copy(mine.data() + chunk, mine.data() + 2 * chunk, dv);
 }
 
 }  // namespace strata::sequence

@@ -45,6 +45,7 @@ plan_and_train tiny_zero1_bf16 "$TINY" --set train.precision=bf16 --set parallel
   --set parallel.zero_stage=1
 plan_and_train tiny_zero2 "$TINY" --set parallel.dp=2 --set parallel.zero_stage=2
 plan_and_train tiny_recompute "$TINY" --set offload.policy=recompute
+plan_and_train tiny_sp2_bf16 "$TINY" --set parallel.sp=2 --set train.precision=bf16
 # Two swapped sets' writes in flight: io depends on the device's speed, within the range given.
 plan_and_train swap_nvme_2_in_flight "$SRC_DIR/configs/swap_nvme.yaml" \
   --set offload.writes_in_flight=2

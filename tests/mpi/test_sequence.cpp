@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/linear_attention.h"
+#include "core/memory.h"
 #include "core/softmax_attention.h"
 #include "parallel/comm.h"
 #include "parallel/self_comm.h"
@@ -249,7 +250,12 @@ TEST(Lasp2, CommunicationIndependentOfLength) {
     const Vec g = gammas(c);
     const LinData full = lin_data(c, R * n, 9);
     sp->reset_stats();
+    auto& mem = MemoryTracker::instance();
+    const int64_t comm = static_cast<int>(MemCategory::comm), base = mem.snapshot().current[comm];
+    mem.reset_peaks();
     run_lasp2(*sp, c, full, g);
+    // The gathered states are comm memory (what strata plan predicts): every rank's, in place.
+    EXPECT_EQ(mem.snapshot().peak[comm] - base, R > 1 ? R * c.B * c.H * c.dh * c.dh * 4 : 0);
     const CommStats& st = sp->stats();
     EXPECT_EQ(st[CommOp::all_gather].calls, 2) << "n=" << n;
     EXPECT_EQ(st[CommOp::all_gather].bytes, 2 * c.B * c.H * c.dh * c.dh * 4 * R) << "n=" << n;
@@ -395,9 +401,14 @@ TEST(Lasp2H, CommunicationGrowsWithLength) {
     const SmCase c{2, 4, 2, 8, n};
     const SmData full = sm_data(c, R * n, 5);
     sp->reset_stats();
+    auto& mem = MemoryTracker::instance();
+    const int64_t comm = static_cast<int>(MemCategory::comm), base = mem.snapshot().current[comm];
+    mem.reset_peaks();
     run_lasp2h(*sp, c, full);
     const CommStats& st = sp->stats();
     const int64_t kv = 2 * c.B * n * c.Hkv * c.dh * 4 * R;  // K and V of the whole sequence
+    // comm memory: the packed blocks of the whole sequence and, with them, this rank's share.
+    EXPECT_EQ(mem.snapshot().peak[comm] - base, kv + kv / R);
     EXPECT_EQ(st[CommOp::all_gather].calls, 1);
     EXPECT_EQ(st[CommOp::all_gather].bytes, kv);
     EXPECT_EQ(st[CommOp::reduce_scatter].calls, 1);
