@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -96,9 +97,30 @@ void softmax_attention_forward(const SoftmaxAttentionShape& s, const T* q, const
   guard.rethrow();
 }
 
-template <class T>
-void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, const T* k, const T* v,
-                                const T* o, const T* lse, const T* dout, T* dq, T* dk, T* dv) {
+namespace {
+
+// Rows [rows, cols] of a row-strided tensor as T for the GEMMs: the storage itself when it is T
+// (no copy: the fp32 and double paths are untouched), else (bf16) an exact fp32 copy, dense.
+template <class T, class S>
+const T* rows_as(const S* x, int64_t ld, int64_t rows, int64_t cols, std::vector<T>& tmp,
+                 int64_t& ld_out) {
+  if constexpr (std::is_same_v<S, T>) {
+    ld_out = ld;
+    return x;
+  } else {
+    tmp.resize(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) tmp[r * cols + c] = bf16_to_fp32(x[r * ld + c]);
+    ld_out = cols;
+    return tmp.data();
+  }
+}
+
+// The backward over q, k, v, o stored as S (T, or bf16 holding exactly the values the forward
+// used); everything else, the probabilities and the gradients in T.
+template <class T, class S>
+void backward_impl(const SoftmaxAttentionShape& s, const S* q, const S* k, const S* v, const S* o,
+                   const T* lse, const T* dout, T* dq, T* dk, T* dv) {
   check_shape(s);
   const int64_t B = s.B, Tq = s.Tq, Tk = s.Tk, H = s.H, Hkv = s.Hkv, dh = s.dh;
   const int64_t group = H / Hkv;
@@ -115,8 +137,11 @@ void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, cons
     for (int64_t g = 0; g < Hkv; ++g)
       guard.run([&] {
         const int64_t kofs = (b * Tk * Hkv + g) * dh;
-        const T *K = k + kofs, *V = v + kofs;  // [Tk, dh], row stride ldk
-        T *dK = dk + kofs, *dV = dv + kofs;    // [Tk, dh], row stride ldk
+        std::vector<T> k_tmp, v_tmp, q_tmp, o_tmp;  // bf16 storage: this group's rows in T
+        int64_t ldK = 0, ldV = 0, ldQ = 0, ldO = 0;
+        const T* K = rows_as<T>(k + kofs, ldk, Tk, dh, k_tmp, ldK);  // [Tk, dh]
+        const T* V = rows_as<T>(v + kofs, ldk, Tk, dh, v_tmp, ldV);
+        T *dK = dk + kofs, *dV = dv + kofs;  // [Tk, dh], row stride ldk
         for (int64_t j = 0; j < Tk; ++j)
           for (int64_t c = 0; c < dh; ++c) dK[j * ldk + c] = dV[j * ldk + c] = T(0);
         std::vector<T> P(tile * Tk);   // [m, nk] probabilities
@@ -128,36 +153,52 @@ void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, cons
             const int64_t m = std::min(tile, Tq - i0);
             const int64_t nk = tile_keys(s, i0, m);
             const int64_t ofs = ((b * Tq + i0) * H + h) * dh;
-            const T *Q = q + ofs, *O = o + ofs, *dO = dout + ofs;  // [m, dh], row stride ldq
-            T* dQ = dq + ofs;                                      // [m, dh], row stride ldq
+            const T* Q = rows_as<T>(q + ofs, ldq, m, dh, q_tmp, ldQ);  // [m, dh]
+            const T* O = rows_as<T>(o + ofs, ldq, m, dh, o_tmp, ldO);
+            const T* dO = dout + ofs;  // [m, dh], row stride ldq
+            T* dQ = dq + ofs;          // [m, dh], row stride ldq
             // Recompute P = exp(scale Q Kᵀ - lse), masked.
-            gemm(false, true, m, nk, dh, scale, Q, ldq, K, ldk, T(0), P.data(), nk);
+            gemm(false, true, m, nk, dh, scale, Q, ldQ, K, ldK, T(0), P.data(), nk);
             for (int64_t i = 0; i < m; ++i) {
               T* p = P.data() + i * nk;
               const int64_t jmax = last_key(s, i0 + i, nk);
               exp_shift(p, jmax + 1, L[i0 + i]);
               for (int64_t j = jmax + 1; j < nk; ++j) p[j] = T(0);
               T d = T(0);
-              for (int64_t c = 0; c < dh; ++c) d += dO[i * ldq + c] * O[i * ldq + c];
+              for (int64_t c = 0; c < dh; ++c) d += dO[i * ldq + c] * O[i * ldO + c];
               D[i] = d;
             }
             // dV += Pᵀ dO
             gemm(true, false, nk, dh, m, T(1), P.data(), nk, dO, ldq, T(1), dV, ldk);
             // dP = dO Vᵀ;  dScore = scale · P ⊙ (dP − D)  (softmax backward; the scale is the
             // chain rule through score = scale · q·k, folded in here once)
-            gemm(false, true, m, nk, dh, T(1), dO, ldq, V, ldk, T(0), dP.data(), nk);
+            gemm(false, true, m, nk, dh, T(1), dO, ldq, V, ldV, T(0), dP.data(), nk);
             for (int64_t i = 0; i < m; ++i)
               for (int64_t j = 0; j < nk; ++j) {
                 T& x = dP[i * nk + j];
                 x = scale * P[i * nk + j] * (x - D[i]);
               }
             // dQ = dScore K;  dK += dScoreᵀ Q
-            gemm(false, false, m, dh, nk, T(1), dP.data(), nk, K, ldk, T(0), dQ, ldq);
-            gemm(true, false, nk, dh, m, T(1), dP.data(), nk, Q, ldq, T(1), dK, ldk);
+            gemm(false, false, m, dh, nk, T(1), dP.data(), nk, K, ldK, T(0), dQ, ldq);
+            gemm(true, false, nk, dh, m, T(1), dP.data(), nk, Q, ldQ, T(1), dK, ldk);
           }
         }
       });
   guard.rethrow();
+}
+
+}  // namespace
+
+template <class T>
+void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, const T* k, const T* v,
+                                const T* o, const T* lse, const T* dout, T* dq, T* dk, T* dv) {
+  backward_impl<T, T>(s, q, k, v, o, lse, dout, dq, dk, dv);
+}
+
+void softmax_attention_backward(const SoftmaxAttentionShape& s, const bf16* q, const bf16* k,
+                                const bf16* v, const bf16* o, const float* lse, const float* dout,
+                                float* dq, float* dk, float* dv) {
+  backward_impl<float, bf16>(s, q, k, v, o, lse, dout, dq, dk, dv);
 }
 
 #define STRATA_INSTANTIATE(T)                                                                   \

@@ -15,6 +15,8 @@
 // gradient checks can be exact.
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace strata {
 
 struct SoftmaxAttentionShape {
@@ -35,5 +37,11 @@ void softmax_attention_forward(const SoftmaxAttentionShape& s, const T* q, const
 template <class T>
 void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, const T* k, const T* v,
                                 const T* o, const T* lse, const T* dout, T* dq, T* dk, T* dv);
+// The same with q, k, v, o stored in bf16 (the precision's saved operands, holding exactly the
+// values the forward computed with): each thread expands the rows it multiplies, so no fp32
+// copy of the whole tensors is made; the result is that of the fp32 op on the expanded values.
+void softmax_attention_backward(const SoftmaxAttentionShape& s, const bf16* q, const bf16* k,
+                                const bf16* v, const bf16* o, const float* lse, const float* dout,
+                                float* dq, float* dk, float* dv);
 
 }  // namespace strata

@@ -171,20 +171,35 @@ void linear_mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
   free_all(l, {zo, zb});
 }
 
-void mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
-  const int64_t N = d.N(), E = d.E(), Ekv = d.Ekv();
-  if (d.mixer == 'L') return linear_mixer_forward(l, d, s);
-  s.add(l, "q", N * E);
+// Block::softmax_mixer_forward: q, k_all, v_all and o in the precision; in bf16 each is first
+// an fp32 buffer, cast once the attention has run (o_proj then reads the saved o).
+void softmax_mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
+  const int64_t N = d.N(), E = d.E(), Ekv = d.Ekv(), kv = d.B * d.Tall * Ekv;
+  auto slot = [&](const char* name, int64_t n) {  // Block::operand_slot
+    if (d.bf16) return fbuf(l, n);
+    s.add(l, name, n);
+    return Ledger::kNone;
+  };
+  Ledger::Id q = slot("q", N * E);
   Ledger::Id k = fbuf(l, N * Ekv), v = fbuf(l, N * Ekv);
-  s.add(l, "k_all", d.B * d.Tall * Ekv);
-  s.add(l, "v_all", d.B * d.Tall * Ekv);
-  s.add(l, "o", N * E);
+  Ledger::Id k_all = slot("k_all", kv), v_all = slot("v_all", kv), o = slot("o", N * E);
   s.add(l, "lse", d.B * d.H * d.T);
   lasp2h_gather(l, d);
-  Ledger::Id oo = operand_copy(l, d, N * E);
-  l.free(oo);
   l.free(k);
   l.free(v);
+  if (d.bf16) {
+    s.add(l, "q", d.operand(N * E));
+    s.add(l, "k_all", d.operand(kv));
+    s.add(l, "v_all", d.operand(kv));
+  }
+  free_all(l, {q, k_all, v_all});
+  if (d.bf16) s.add(l, "o", d.operand(N * E));
+  l.free(o);
+}
+
+void mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
+  if (d.mixer == 'L') return linear_mixer_forward(l, d, s);
+  softmax_mixer_forward(l, d, s);
 }
 
 }  // namespace
@@ -291,21 +306,18 @@ void linear_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const Bac
   for (Ledger::Id* id : {&dq, &dk, &dv}) l.free(*id);
 }
 
-// Deferred: o_proj's GEMM keeps dout's bf16 copy (fp32: the caller's dh1) and the saved o (bf16:
-// its copy); the input projections as the linear mixer's.
+// Block::softmax_mixer_backward (the kernel reads the saved operands as they are). Deferred:
+// o_proj's GEMM keeps dout's bf16 copy (fp32: the caller's dh1) and the saved o; the input
+// projections as the linear mixer's.
 void softmax_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at,
                             std::vector<Ledger::Id>* deferred) {
   const int64_t N = d.N(), E = d.E(), Ekv = d.Ekv();
   Ledger::Id dO = fbuf(l, N * E), dOut = operand_copy(l, d, N * d.D);
-  Ledger::Id oo = operand_copy(l, d, N * E);
   keep(deferred, dOut);
-  if (d.bf16) {
-    keep(deferred, oo);
-  } else if (deferred) {
+  if (deferred) {
     Ledger::Id o = s.detach("o");
     keep(deferred, o);
   }
-  l.free(oo);
   Ledger::Id dq = fbuf(l, N * E), dk = fbuf(l, N * Ekv), dv = fbuf(l, N * Ekv);
   lasp2h_scatter(l, d);
   l.free(dO);

@@ -400,13 +400,18 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const Unit
 // ---- softmax attention mixer -----------------------------------------------------------------
 // q = RoPE(a Wq^T), k = RoPE(a Wk^T), v = a Wv^T (grouped-query); out = Attn(q,k,v) Wo^T
 
+// Saved: q, k_all, v_all and o, in the precision: in bf16 they only feed the attention's
+// products and o_proj, as operands. The forward therefore runs the attention on the values
+// the bf16 tensors hold (q, k, v rounded before it), and the backward expands them exactly.
 void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const UnitGemms& gm,
                                   const Operand& a, float* out, const BlockShape& s,
                                   SavedTensors& saved) const {
   (void)w;
   const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
   const int64_t Tall = s.T * sequence_group(s).size();  // the whole sequence
-  float* q = saved.add_uninitialised("q", N * E);       // [B, T, H, dh] after RoPE
+  const bool half = cfg_.precision == Precision::bf16;
+  FloatBuffer q_f32, k_all_f32, v_all_f32, o_f32;     // bf16: the fp32 values before their cast
+  float* q = operand_slot(saved, "q", N * E, q_f32);  // [B, T, H, dh] after RoPE
   FloatBuffer k = FloatBuffer::uninitialised(N * Ekv, MemCategory::activations);  // after RoPE
   FloatBuffer v = FloatBuffer::uninitialised(N * Ekv, MemCategory::activations);  // [B,T,Hkv,dh]
   gm.forward(a, OFF("q_proj.weight"), q, N, E, D_);
@@ -414,14 +419,26 @@ void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const Unit
   gm.forward(a, OFF("v_proj.weight"), v.data(), N, Ekv, D_);
   rope_forward<float>(q, s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
   rope_forward<float>(k.data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
+  if (half) {
+    round_to_bf16(q, N * E);
+    round_to_bf16(k.data(), N * Ekv);
+    round_to_bf16(v.data(), N * Ekv);
+  }
   // LASP-2H: keys and values of the whole sequence, gathered over the sequence-parallel group
-  float* k_all = saved.add("k_all", s.B * Tall * Ekv);  // [B, Tall, Hkv, dh]
-  float* v_all = saved.add("v_all", s.B * Tall * Ekv);  // [B, Tall, Hkv, dh]
-  float* o = saved.add_uninitialised("o", N * E);       // [B, T, H, dh]
-  float* lse = saved.add("lse", s.B * H_ * s.T);        // [B, H, T]
+  float* k_all = operand_slot(saved, "k_all", s.B * Tall * Ekv, k_all_f32);  // [B,Tall,Hkv,dh]
+  float* v_all = operand_slot(saved, "v_all", s.B * Tall * Ekv, v_all_f32);  // [B,Tall,Hkv,dh]
+  float* o = operand_slot(saved, "o", N * E, o_f32);                         // [B, T, H, dh]
+  float* lse = saved.add("lse", s.B * H_ * s.T);                             // [B, H, T]
   sequence::softmax_attention_forward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, q, k.data(),
                                       v.data(), k_all, v_all, o, lse);
-  gm.forward(to_operand(cfg_.precision, o, N * E), OFF("o_proj.weight"), out, N, D_, E);
+  k.reset(), v.reset();
+  save_operand(saved, "q", q, N * E);
+  save_operand(saved, "k_all", k_all, s.B * Tall * Ekv);
+  save_operand(saved, "v_all", v_all, s.B * Tall * Ekv);
+  q_f32.reset(), k_all_f32.reset(), v_all_f32.reset();
+  const Operand O = save_operand(saved, "o", o, N * E);
+  o_f32.reset();
+  gm.forward(O, OFF("o_proj.weight"), out, N, D_, E);
 }
 
 void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, const UnitGemms& gm,
@@ -433,15 +450,20 @@ void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, const Uni
   FloatBuffer dO = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [B, T, H, dh]
   const Operand dOut = to_operand(p, dout->data(), N * D_, dout);
   gm.backward_input(dOut, OFF("o_proj.weight"), dO.data(), N, D_, E);
-  g.weight_grad(dOut, to_operand(p, saved.get("o"), N * E, saved.buffer("o")), OFF("o_proj.weight"),
-                N, D_, E);
+  g.weight_grad(dOut, saved_operand(saved, "o"), OFF("o_proj.weight"), N, D_, E);
   // Shared so that a deferred weight GEMM keeps them (final after the RoPE backward below).
   const SharedBuffer dq = uninitialised_shared(N * E), dk = uninitialised_shared(N * Ekv),
                      dv = uninitialised_shared(N * Ekv);
-  sequence::softmax_attention_backward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, saved.get("q"),
-                                       saved.get("k_all"), saved.get("v_all"), saved.get("o"),
-                                       saved.get("lse"), dO.data(), dq->data(), dk->data(),
-                                       dv->data());
+  const Operand q = saved_operand(saved, "q"), k_all = saved_operand(saved, "k_all"),
+                v_all = saved_operand(saved, "v_all"), o = saved_operand(saved, "o");
+  if (q.f32)
+    sequence::softmax_attention_backward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, q.f32,
+                                         k_all.f32, v_all.f32, o.f32, saved.get("lse"), dO.data(),
+                                         dq->data(), dk->data(), dv->data());
+  else  // bf16: expanded row by row inside the kernel
+    sequence::softmax_attention_backward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, q.b16,
+                                         k_all.b16, v_all.b16, o.b16, saved.get("lse"), dO.data(),
+                                         dq->data(), dk->data(), dv->data());
   dO.reset();
   for (const char* t : {"q", "k_all", "v_all", "o", "lse"}) saved.drop(t);
   if (at && at->attention_done) at->attention_done();

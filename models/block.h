@@ -5,9 +5,10 @@
 // Mixer is linear attention ('L') or softmax attention ('S'). Hand-written forward and backward;
 // the block knows nothing of ranks: weights come in as a pointer to its flat buffer. Its GEMMs run
 // in the config's precision (models/gemm_ops.h); in bf16 the saved activations that feed GEMMs or
-// element-wise ops only (a, m, act; the projections gate, up and, in a linear mixer, qp, kp, v)
-// are kept in bf16, and the residual stream, the attention outputs o, the norms' statistics and
-// the softmax mixer's q/k/v in fp32. A linear mixer saves neither q, k nor its normalised o: they
+// element-wise ops only (a, m, act; the projections gate, up and, in a linear mixer, qp, kp, v;
+// the softmax mixer's q, k_all, v_all and o, the attention's operands) are kept in bf16, and the
+// residual stream x, h1, the linear mixer's o (its per-head norm's input), the norms' statistics
+// and the softmax's lse in fp32. A linear mixer saves neither q, k nor its normalised o: they
 // are element-wise functions of what it saves, formed again in the backward.
 #include <cstdint>
 #include <functional>

@@ -270,10 +270,13 @@ void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_
   strata::softmax_attention_forward(shape, q, k_all, v_all, o, lse);
 }
 
-void softmax_attention_backward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
-                                const float* q, const float* k_all, const float* v_all,
-                                const float* o, const float* lse, const float* dout, float* dq,
-                                float* dk, float* dv) {
+namespace {
+
+// Both storage types of q, k_all, v_all, o (float, or the bf16 precision's saved operands).
+template <class S>
+void lasp2h_backward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh, const S* q,
+                     const S* k_all, const S* v_all, const S* o, const float* lse,
+                     const float* dout, float* dq, float* dk, float* dv) {
   ProfScope prof_scope(ProfOp::attention);
   STRATA_CHECK(B >= 0 && n >= 1 && dh >= 1, "bad LASP-2H shape on " + sp.describe());
   const int64_t R = sp.size(), r = sp.rank(), chunk = B * n * Hkv * dh;
@@ -296,6 +299,22 @@ void softmax_attention_backward(Comm& sp, int64_t B, int64_t n, int64_t H, int64
   sp.reduce_scatter_sum(blocks.data(), mine.data(), 2 * chunk);
   std::copy(mine.data(), mine.data() + chunk, dk);
   std::copy(mine.data() + chunk, mine.data() + 2 * chunk, dv);
+}
+
+}  // namespace
+
+void softmax_attention_backward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
+                                const float* q, const float* k_all, const float* v_all,
+                                const float* o, const float* lse, const float* dout, float* dq,
+                                float* dk, float* dv) {
+  lasp2h_backward(sp, B, n, H, Hkv, dh, q, k_all, v_all, o, lse, dout, dq, dk, dv);
+}
+
+void softmax_attention_backward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
+                                const bf16* q, const bf16* k_all, const bf16* v_all, const bf16* o,
+                                const float* lse, const float* dout, float* dq, float* dk,
+                                float* dv) {
+  lasp2h_backward(sp, B, n, H, Hkv, dh, q, k_all, v_all, o, lse, dout, dq, dk, dv);
 }
 
 }  // namespace strata::sequence

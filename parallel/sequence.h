@@ -26,6 +26,7 @@
 // each op computes exactly (bit for bit) the plain single-rank core op.
 #include <cstdint>
 
+#include "core/bf16.h"
 #include "core/linear_attention.h"
 #include "parallel/comm.h"
 
@@ -61,5 +62,10 @@ void softmax_attention_backward(Comm& sp, int64_t B, int64_t n, int64_t H, int64
                                 const float* q, const float* k_all, const float* v_all,
                                 const float* o, const float* lse, const float* dout, float* dq,
                                 float* dk, float* dv);
+// The same on q, k_all, v_all and o saved in bf16 (core/softmax_attention.h's bf16 backward).
+void softmax_attention_backward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
+                                const bf16* q, const bf16* k_all, const bf16* v_all, const bf16* o,
+                                const float* lse, const float* dout, float* dq, float* dk,
+                                float* dv);
 
 }  // namespace strata::sequence

@@ -113,13 +113,15 @@ TEST_P(BlockBf16, SplitBackwardIsTheBackwardBitForBitAndRunsRepeat) {
 }
 
 // What the forward saves, tensor by tensor: in bf16 the GEMM-only activations (a, m, act), the
-// MLP's projections gate and up and the linear mixer's projections qp, kp, v at half the bytes;
-// the residual stream, o and the statistics in fp32 at the same bytes. q, k and the normalised o
-// are formed again by the backward in either precision, never saved.
+// MLP's projections gate and up, the linear mixer's projections qp, kp, v and the softmax
+// mixer's attention operands q, k_all, v_all, o at half the bytes; the residual stream, the
+// linear mixer's o and the statistics in fp32 at the same bytes. The linear mixer's q, k and
+// normalised o are formed again by the backward in either precision, never saved.
 TEST_P(BlockBf16, GemmOnlyActivationsAreSavedAtHalfTheBytes) {
   const Result f = run(Precision::fp32), b = run(Precision::bf16);
   std::set<std::string> halved = {"a", "m", "act", "gate", "up"};
   if (GetParam() == 'L') halved.insert({"qp", "kp", "v"});
+  if (GetParam() == 'S') halved.insert({"q", "k_all", "v_all", "o"});
   ASSERT_EQ(f.logical.size(), b.logical.size());
   for (const auto& [name, bytes] : f.logical) {
     ASSERT_TRUE(b.logical.count(name)) << name;

@@ -233,6 +233,41 @@ void check_causality() {
 TEST(SoftmaxAttention, CausalDouble) { check_causality<double>(); }
 TEST(SoftmaxAttention, CausalFloat) { check_causality<float>(); }
 
+// The bf16 backward (q, k, v, o as the bf16 precision saves them) is the fp32 backward of the
+// values they hold: each thread expands only the rows it multiplies, with the same GEMMs and
+// sums in the same order, so the gradients agree to the bit. Grouped heads, an offset (a later
+// sequence-parallel rank's queries) and partial tiles.
+TEST(SoftmaxAttention, Bf16StorageIsTheFp32BackwardOfItsValues) {
+  const SoftmaxAttentionShape s{2, 70, 134, 4, 2, 16, 64, 0};
+  const Inputs in = make_inputs(s, 31);
+  auto as_bf16 = [](const Vec& x, std::vector<bf16>& h, std::vector<float>& f) {
+    h.resize(x.size());
+    f.resize(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      h[i] = fp32_to_bf16(static_cast<float>(x[i]));
+      f[i] = bf16_to_fp32(h[i]);
+    }
+  };
+  std::vector<bf16> qh, kh, vh, oh;
+  std::vector<float> q, k, v, o(in.q.size()), lse(s.B * s.H * s.Tq);
+  as_bf16(in.q, qh, q);
+  as_bf16(in.k, kh, k);
+  as_bf16(in.v, vh, v);
+  softmax_attention_forward(s, q.data(), k.data(), v.data(), o.data(), lse.data());
+  std::vector<float> o_rounded;
+  as_bf16(Vec(o.begin(), o.end()), oh, o_rounded);
+  const std::vector<float> dout = randn<float>(o.size(), 32);
+  std::vector<float> dq(q.size()), dk(k.size()), dv(v.size());
+  std::vector<float> dq16(q.size(), 7.f), dk16(k.size(), 7.f), dv16(v.size(), 7.f);
+  softmax_attention_backward(s, q.data(), k.data(), v.data(), o_rounded.data(), lse.data(),
+                             dout.data(), dq.data(), dk.data(), dv.data());
+  softmax_attention_backward(s, qh.data(), kh.data(), vh.data(), oh.data(), lse.data(), dout.data(),
+                             dq16.data(), dk16.data(), dv16.data());
+  EXPECT_EQ(dq16, dq);
+  EXPECT_EQ(dk16, dk);
+  EXPECT_EQ(dv16, dv);
+}
+
 TEST(SoftmaxAttention, RejectsQueriesBeforeAllKeys) {
   // Query 0 at position 2, key 0 at position 5: query 0 would see no key at all.
   const SoftmaxAttentionShape s{1, 4, 4, 1, 1, 2, 2, 5};
