@@ -69,6 +69,7 @@ ActivationPlan plan_activation_policies(const JobConfig& cfg, ActivationStore& s
     in.blocks.push_back({m.saved_bytes, m.input_bytes, m.forward_s, m.backward_s});
   }
   in.bw = bw;
+  in.writes_in_flight = cfg.offload.writes_in_flight;
   std::string budget_from;
   if (cfg.offload.budget_mb > 0) {
     in.budget_bytes = cfg.offload.budget_mb << 20;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 
 #include "core/error.h"
 #include "core/memory.h"
@@ -29,6 +30,7 @@ void check_input(const PlanInput& in) {
   STRATA_CHECK(finite_nonneg(in.bw.write_bytes_per_s) && finite_nonneg(in.bw.read_bytes_per_s),
                "bad tier bandwidth");
   STRATA_CHECK(finite_nonneg(in.hide_fraction), "bad hide_fraction");
+  STRATA_CHECK(in.writes_in_flight >= 1, "writes in flight must be at least one set");
 }
 
 int64_t resident(const BlockProfile& b, ActivationPolicy p) {
@@ -58,16 +60,26 @@ int64_t peak_bytes(const std::vector<BlockProfile>& blocks, const Policy& p) {
 constexpr double kPrefetchAt = 0.5;  // fraction of a block's backward before reads go out
 
 // The serial-device simulation of the header's time model: the exposed I/O of one micro-batch.
-double exposed_io(const std::vector<BlockProfile>& blocks, const Policy& p,
-                  const TierBandwidth& bw) {
+double exposed_io(const std::vector<BlockProfile>& blocks, const Policy& p, const TierBandwidth& bw,
+                  int64_t writes_in_flight) {
   double t = 0, device = 0;  // compute clock; when the I/O device is next free
+  double exposed = 0;
+  std::deque<double> writing;  // when each set still being written lands, oldest first
   for (size_t i = 0; i < blocks.size(); ++i) {
     t += blocks[i].forward_s;
-    if (p[i] == ActivationPolicy::swap)
+    while (!writing.empty() && writing.front() <= t) writing.pop_front();
+    while (std::ssize(writing) > writes_in_flight - 1) {  // the save waits for the oldest
+      exposed += writing.front() - t;
+      t = writing.front();
+      writing.pop_front();
+    }
+    if (p[i] == ActivationPolicy::swap) {
       device =
           std::max(device, t) + static_cast<double>(blocks[i].saved_bytes) / bw.write_bytes_per_s;
+      writing.push_back(device);
+    }
   }
-  double exposed = 0, queued = t;  // block L-1's read is queued before the head
+  double queued = t;  // block L-1's read is queued before the head
   for (size_t k = blocks.size(); k-- > 0;) {
     if (p[k] == ActivationPolicy::swap) {
       device = std::max(device, queued) +
@@ -108,6 +120,7 @@ std::string ms(double s) {
 }  // namespace
 
 ActivationPlan evaluate_plan(const PlanInput& in, const Policy& policy) {
+  check_input(in);
   STRATA_CHECK(policy.size() == in.blocks.size(), "one policy per block");
   ActivationPlan plan;
   plan.policy = policy;
@@ -121,7 +134,8 @@ ActivationPlan evaluate_plan(const PlanInput& in, const Policy& policy) {
   }
   plan.io_allowance_s = in.hide_fraction * compute;
   plan.peak_bytes = peak_bytes(in.blocks, policy);
-  if (can_swap(in.bw)) plan.exposed_io_s = exposed_io(in.blocks, policy, in.bw);
+  if (can_swap(in.bw))
+    plan.exposed_io_s = exposed_io(in.blocks, policy, in.bw, in.writes_in_flight);
   plan.fits = plan.peak_bytes <= in.budget_bytes;
   return plan;
 }

@@ -21,7 +21,9 @@
 // Time model (one micro-batch; the head and everything but the blocks take no time):
 //   forward  blocks 0..L-1 back to back; a swapped block's write is queued at the end of its
 //            forward on one serial I/O device (writes at write bandwidth, reads at read bandwidth,
-//            first come first served);
+//            first come first served); each block's save first waits until at most
+//            writes_in_flight - 1 earlier sets are still being written (ActivationStore's bound),
+//            and that wait is exposed I/O too;
 //   backward blocks L-1..0; block i's read is queued halfway through block i+1's backward (after
 //            its rebuild if recomputed; at the start of the backward for block L-1), where
 //            Model::forward_backward prefetches as the backward frees memory; block i's backward
@@ -60,10 +62,11 @@ struct TierBandwidth {
 
 struct PlanInput {
   std::vector<BlockProfile> blocks;
-  int64_t budget_bytes = 0;     // activation memory allowed for saved sets (held at once)
-  TierBandwidth bw;             // of the swap tier; 0 = no tier (never swap)
-  double hide_fraction = 0.05;  // swaps may add at most this fraction of the step's compute
-                                // time in exposed I/O, in total
+  int64_t budget_bytes = 0;      // activation memory allowed for saved sets (held at once)
+  TierBandwidth bw;              // of the swap tier; 0 = no tier (never swap)
+  double hide_fraction = 0.05;   // swaps may add at most this fraction of the step's compute
+                                 // time in exposed I/O, in total
+  int64_t writes_in_flight = 1;  // offload.writes_in_flight (>= 1)
 };
 
 struct ActivationPlan {

@@ -87,6 +87,25 @@ TEST(ActivationPlan, TimeModel) {
   EXPECT_DOUBLE_EQ(p.io_allowance_s, 0.05 * 4.0);
 }
 
+// offload.writes_in_flight: a block's save waits for the oldest sets' writes (the forward
+// stalls), which the time model counts as exposed I/O. Writes take 2 s, reads 1 s, blocks 1 s
+// each way; "ssk".
+// One set: block 0 writes 1..3, block 1's save at 2 waits to 3 and writes 3..5, block 2's save
+// at 4 waits to 5 (2 s); the backward: block 1's read queued at 5.5 lands at 6.5 (0.5 s after
+// block 2's backward), block 0's queued at 7 lands at 8 (0.5 s): 3 s in all.
+// Two sets: no stall, the forward ends at 3; block 1's read waits for the device (free at 5)
+// and lands at 6 (2 s after block 2's backward), block 0's at 7.5 (0.5 s): 2.5 s.
+TEST(ActivationPlan, TheBoundOnWritesInFlightStallsTheForward) {
+  PlanInput in;
+  in.blocks.assign(3, BlockProfile{100, 10, 1.0, 1.0});
+  in.bw = {50, 100};
+  EXPECT_DOUBLE_EQ(evaluate_plan(in, pol("ssk")).exposed_io_s, 3.0);
+  in.writes_in_flight = 2;
+  EXPECT_DOUBLE_EQ(evaluate_plan(in, pol("ssk")).exposed_io_s, 2.5);
+  in.writes_in_flight = 0;
+  EXPECT_THROW(evaluate_plan(in, pol("ssk")), StrataError);
+}
+
 TEST(ActivationPlan, FastIoSwapsEarlyBlocksAndKeepsTheLast) {
   const ActivationPlan p = plan_activations(uniform(256 * MiB, 1e11));
   // Keeping 4 blocks peaks at exactly 256 MiB (3 kept + the 4th's set in its backward); the
