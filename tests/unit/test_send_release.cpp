@@ -53,16 +53,16 @@ std::set<Node> reachable(const Schedule& s, Node from) {
     for (int i = 0; i < static_cast<int>(s.ranks[r].size()); ++i)
       if (is_recv(s.ranks[r][i].type)) recv_of[message(s.ranks[r][i])] = {r, i};
   std::set<Node> seen = {from};
-  std::queue<Node> todo;
-  todo.push(from);
-  while (!todo.empty()) {
-    const auto [r, i] = todo.front();
-    todo.pop();
+  std::queue<Node> frontier;
+  frontier.push(from);
+  while (!frontier.empty()) {
+    const auto [r, i] = frontier.front();
+    frontier.pop();
     std::vector<Node> next;
     if (i + 1 < static_cast<int>(s.ranks[r].size())) next.push_back({r, i + 1});
     if (is_send(s.ranks[r][i].type)) next.push_back(recv_of.at(message(s.ranks[r][i])));
     for (const Node& n : next)
-      if (seen.insert(n).second) todo.push(n);
+      if (seen.insert(n).second) frontier.push(n);
   }
   return seen;
 }
