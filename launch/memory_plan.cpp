@@ -53,8 +53,15 @@ RankMemoryPlan plan_rank(const JobConfig& c, const PipelinePlan& plan, int rank)
   }
   const std::string replica_axis = p.sp > 1 ? "dp*sp" : "dp";
   // The replay with the swap writes landing as soon as they can, then as late as the bound on
-  // writes in flight lets them (the same with one set in flight, the default).
+  // writes in flight lets them. The two ends differ only with more than one set in flight: then
+  // alone is the second replay run.
+  const bool ranged = c.offload.policy == "swap" && c.offload.writes_in_flight > 1;
   for (const bool slow : {false, true}) {
+    if (slow && !ranged) {
+      out.io_slow = out.peak[static_cast<int>(MemCategory::io)];
+      out.total_slow = out.total_peak;
+      continue;
+    }
     Ledger ledger;
     std::map<std::string, double> comm;
     ZeroReplay zero(ledger, static_cast<int>(p.zero_stage), p.dp * p.sp,

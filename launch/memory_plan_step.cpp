@@ -84,9 +84,8 @@ void StepReplay::retire_writes(size_t keep_sets) {
 }
 
 void StepReplay::save(int mb, int64_t block, SavedSet&& set) {
-  const int64_t window = c_.cfg->offload.writes_in_flight;
-  retire_writes(c_.slow_writes ? static_cast<size_t>(window - 1) : 0);
   const OffloadConfig& o = c_.cfg->offload;
+  retire_writes(c_.slow_writes ? static_cast<size_t>(o.writes_in_flight - 1) : 0);
   const bool swap = (o.policy == "swap" && block < L_ - o.keep_last);
   Held h;
   if (swap) {

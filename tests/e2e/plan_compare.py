@@ -33,10 +33,10 @@ def main():
             bad.append("%s: rank %d: no %s" % (name, r["rank"], path))
             continue
         got = json.load(open(path))
+        ranged = r["io_slow"] > r["peak_bytes"]["io"]
         for c in CATS:
             p, m = r["peak_bytes"][c], got["peak_bytes"][c]
             ok = abs(p - m) <= 0.10 * m or (m < (1 << 20) and abs(p - m) <= FLOOR)
-            ranged = r["io_slow"] > r["peak_bytes"]["io"]
             if ranged and c in ("io", "total"):
                 hi = r["io_slow"] if c == "io" else r["total_slow"]
                 ok = 0.9 * p <= m <= 1.1 * hi + FLOOR
