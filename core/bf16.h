@@ -20,6 +20,9 @@ inline bf16 fp32_to_bf16(float x) {
 }
 
 inline float bf16_to_fp32(bf16 h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
+// A stored value as fp32, for code written once over the storage (float or bf16).
+inline float stored_value(float v) { return v; }
+inline float stored_value(bf16 v) { return bf16_to_fp32(v); }
 
 // Elementwise over n values, in parallel (OpenMP; the same bits for any thread count).
 void to_bf16(const float* x, bf16* y, int64_t n);

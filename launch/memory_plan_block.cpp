@@ -50,22 +50,15 @@ Ledger::Id fbuf(Ledger& l, int64_t floats) {
   return l.alloc(kAct, Ledger::floats(static_cast<double>(floats)));
 }
 
-// Block::operand_slot + save_operand: fp32 saves the buffer itself; bf16 computes into an fp32
-// scratch, saves the bf16 cast, frees the scratch. `between` runs after the slot exists (the
-// tensors the real code saves before the cast).
-void save_operand(Ledger& l, const BlockDims& d, SavedSet& s, const std::string& name, int64_t n,
-                  const std::function<void()>& between = {}) {
-  Ledger::Id scratch = Ledger::kNone;
-  if (d.bf16)
-    scratch = fbuf(l, n);
-  else
-    s.add(l, name, n);
-  if (between) between();
-  if (d.bf16) {
-    s.add(l, name, d.operand(n));
-    l.free(scratch);
-  }
+// Block::save_normalised: the statistics, then the rows in the precision.
+void save_normalised(Ledger& l, const BlockDims& d, SavedSet& s, const char* rows,
+                     const char* stats, int64_t n_rows, int64_t n) {
+  s.add(l, stats, n_rows);
+  s.add(l, rows, d.operand(n));
 }
+
+// Block::norm_operand: rows * g in the precision, a buffer of its own.
+Ledger::Id norm_operand(Ledger& l, const BlockDims& d, int64_t n) { return fbuf(l, d.operand(n)); }
 
 // to_operand of an fp32 buffer: a bf16 copy in bf16, nothing in fp32.
 Ledger::Id operand_copy(Ledger& l, const BlockDims& d, int64_t n) {
@@ -154,21 +147,22 @@ void linear_kernel_backward(Ledger& l, const BlockDims& d) {
 }
 
 // Block::linear_mixer_forward: the projections saved in the precision, q and k (and in bf16 an
-// fp32 copy of v) live through the kernel; u is not saved.
+// fp32 copy of v) and o live through the kernel; o's normalised rows u are saved.
 void linear_mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
   const int64_t N = d.N(), E = d.E();
   for (const char* t : {"qp", "kp", "v"}) s.add(l, t, d.operand(N * E));
   Ledger::Id q = fbuf(l, N * E), k = fbuf(l, N * E);
   Ledger::Id v = d.bf16 ? fbuf(l, N * E) : Ledger::kNone;
-  s.add(l, "o", N * E);
+  Ledger::Id o = fbuf(l, N * E);
   s.add(l, "prefix", d.B * d.H * d.dh * d.dh);
   Ledger::Id states = lasp_states(l, d);
   linear_kernel_forward(l, d);
   l.free(states);
   free_all(l, {q, k, v});
-  s.add(l, "inv_o", N * d.H);
-  Ledger::Id zb = fbuf(l, N * E), zo = operand_copy(l, d, N * E);
-  free_all(l, {zo, zb});
+  save_normalised(l, d, s, "u", "inv_o", N * d.H, N * E);
+  l.free(o);
+  Ledger::Id z = norm_operand(l, d, N * E);  // u * g_out for o_proj
+  l.free(z);
 }
 
 // Block::softmax_mixer_forward: q, k_all, v_all and o in the precision; in bf16 each is first
@@ -204,16 +198,22 @@ void mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
 
 }  // namespace
 
-SavedSet replay_block_forward(Ledger& l, const BlockDims& d) {
+SavedSet replay_block_forward(Ledger& l, const BlockDims& d, bool with_input) {
   const int64_t N = d.N(), D = d.D, F = d.F;
   SavedSet s;
-  s.add(l, "x", N * D);
-  save_operand(l, d, s, "a", N * D, [&] { s.add(l, "inv1", N); });
-  s.add(l, "h1", N * D);
+  if (with_input) s.add(l, "x", N * D);
+  save_normalised(l, d, s, "xn1", "inv1", N, N * D);
+  Ledger::Id a = norm_operand(l, d, N * D);
+  Ledger::Id h1 = fbuf(l, N * D);
   mixer_forward(l, d, s);
-  save_operand(l, d, s, "m", N * D, [&] { s.add(l, "inv2", N); });
+  l.free(a);
+  save_normalised(l, d, s, "xn2", "inv2", N, N * D);
+  Ledger::Id m = norm_operand(l, d, N * D);
   // gate, up and act in the precision, written straight into their saved buffers
-  for (const char* t : {"gate", "up", "act"}) s.add(l, t, d.operand(N * F));
+  for (const char* t : {"gate", "up"}) s.add(l, t, d.operand(N * F));
+  l.free(m);
+  s.add(l, "act", d.operand(N * F));
+  l.free(h1);
   return s;
 }
 
@@ -228,9 +228,10 @@ void keep(std::vector<Ledger::Id>* deferred, Ledger::Id& id) {
 }
 
 // Block::mlp_backward. The operands dG, dU (the saved gate and up, overwritten by their
-// gradients) and M hold their saved buffers (Operand::keep) past their drop, to the function's
-// end; in bf16 dact is a buffer of its own. Deferred, down_proj's GEMM copies dy and act in
-// fp32 (both are overwritten later) and keeps dy's bf16 copy and the saved bf16 act in bf16.
+// gradients) hold their saved buffers (Operand::keep) past their drop, to the function's end, as
+// does M, formed again from xn2; in bf16 dact is a buffer of its own. Deferred, down_proj's GEMM
+// copies dy and act in fp32 (both are overwritten later) and keeps dy's bf16 copy and the saved
+// bf16 act in bf16.
 void mlp_backward(Ledger& l, const BlockDims& d, SavedSet& s, std::vector<Ledger::Id>* deferred) {
   const int64_t N = d.N(), D = d.D, F = d.F;
   Ledger::Id dY = operand_copy(l, d, N * D);
@@ -245,42 +246,42 @@ void mlp_backward(Ledger& l, const BlockDims& d, SavedSet& s, std::vector<Ledger
   if (d.bf16) keep(deferred, act);
   l.free(act);
   Ledger::Id dm = fbuf(l, N * D);
-  Ledger::Id held_m = s.detach("m");
+  Ledger::Id held_m = norm_operand(l, d, N * D);
   Ledger::Id held_gate = s.detach("gate"), held_up = s.detach("up");
   for (Ledger::Id* id : {&held_gate, &held_up, &held_m}) keep(deferred, *id);
   Ledger::Id dh1n = fbuf(l, N * D);
-  s.drop(l, "h1");
+  s.drop(l, "xn2");
   s.drop(l, "inv2");
   for (Ledger::Id* id : {&dh1n, &dm, &held_gate, &held_up, &held_m, &dY}) l.free(*id);
 }
 
-// input_projections_backward: the bf16 copies of dq, dk, dv live through it (deferred: to W; in
-// fp32 the GEMMs keep dq, dk, dv themselves, which the caller hands over).
+// input_projections_backward: a formed again from xn1 (its argument), and the bf16 copies of dq,
+// dk, dv live through it (deferred: to W, a too; in fp32 the GEMMs keep dq, dk, dv themselves,
+// which the caller hands over).
 void input_projections(Ledger& l, const BlockDims& d, std::vector<Ledger::Id>* deferred) {
   const int64_t N = d.N();
+  Ledger::Id a = norm_operand(l, d, N * d.D);
   Ledger::Id q = operand_copy(l, d, N * d.E()), k = operand_copy(l, d, N * d.Ekv()),
              v = operand_copy(l, d, N * d.Ekv());
-  for (Ledger::Id* id : {&q, &k, &v}) keep(deferred, *id);
-  for (Ledger::Id* id : {&q, &k, &v}) l.free(*id);
+  for (Ledger::Id* id : {&q, &k, &v, &a}) keep(deferred, *id);
+  for (Ledger::Id* id : {&q, &k, &v, &a}) l.free(*id);
 }
 
-// Deferred: o_proj's GEMM keeps dout's bf16 copy (fp32: dout itself, the caller's dh1) and z
-// (bf16: its copy); the input projections' keep dq, dk, dv (bf16: their copies).
+// Deferred: o_proj's GEMM keeps dout's bf16 copy (fp32: dout itself, the caller's dh1) and z,
+// formed again from u; the input projections' keep dq, dk, dv (bf16: their copies).
 void linear_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const BackwardPoints& at,
                            std::vector<Ledger::Id>* deferred) {
   const int64_t N = d.N(), E = d.E();
   Ledger::Id dO = fbuf(l, N * E);
   {
-    Ledger::Id un = fbuf(l, N * E), z = fbuf(l, N * E), dz = fbuf(l, N * E),
-               dOut = operand_copy(l, d, N * d.D);
-    Ledger::Id zo = operand_copy(l, d, N * E);
+    Ledger::Id dz = fbuf(l, N * E), dOut = operand_copy(l, d, N * d.D);
+    Ledger::Id z = norm_operand(l, d, N * E);
     keep(deferred, dOut);
-    keep(deferred, d.bf16 ? zo : z);
-    l.free(zo);
+    keep(deferred, z);
     l.free(z);
-    s.drop(l, "o");
+    s.drop(l, "u");
     s.drop(l, "inv_o");
-    free_all(l, {un, dz, dOut});
+    free_all(l, {dz, dOut});
   }
   Ledger::Id dq = fbuf(l, N * E), dk = fbuf(l, N * E), dv = fbuf(l, N * E);
   {
@@ -343,10 +344,6 @@ void replay_block_backward(Ledger& l, const BlockDims& d, SavedSet& s, const Bac
   else
     softmax_mixer_backward(l, d, s, at, deferred);
   if (!d.bf16) keep(deferred, dh1);  // o_proj's dY in fp32
-  if (deferred) {                    // the input projections' X, in the precision
-    Ledger::Id a = s.detach("a");
-    keep(deferred, a);
-  }
   s.clear(l);
   l.free(da);
   l.free(dh1);

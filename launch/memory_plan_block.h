@@ -42,7 +42,7 @@ struct SavedSet {
 };
 
 // Block::forward: the saved set it leaves (its output goes to a buffer the caller holds).
-SavedSet replay_block_forward(Ledger& l, const BlockDims& d);
+SavedSet replay_block_forward(Ledger& l, const BlockDims& d, bool with_input = false);
 
 // Block::backward consuming `s`; mlp_done / attention_done where the real one calls them
 // (the store prefetches the previous block's swapped tensors there).

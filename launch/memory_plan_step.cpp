@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "models/block.h"
 #include "models/vocab_head.h"
 #include "parallel/pipeline_executor.h"
 #include "parallel/send_release.h"
@@ -11,9 +12,8 @@ namespace strata {
 namespace {
 constexpr MemCategory kAct = MemCategory::activations;
 bool in_mlp_half(const std::string& name) {
-  for (const char* t : {"act", "gate", "up", "m", "h1", "inv2"})
-    if (name == t) return true;
-  return false;
+  const std::vector<std::string>& names = Block::mlp_saved_names();
+  return std::find(names.begin(), names.end(), name) != names.end();
 }
 }  // namespace
 
@@ -162,7 +162,9 @@ void StepReplay::blocks_forward(int s, int mb) {
     before(ui, UnitPass::forward);
     if (ui + 1 < end) c_.zero->prefetch(ui + 1);
     const BlockDims d = dims(i);
-    SavedSet set = replay_block_forward(l_, d);
+    // ModelStage::blocks_forward: recompute (and auto's first step) copies the input first.
+    const std::string& policy = c_.cfg->offload.policy;
+    SavedSet set = replay_block_forward(l_, d, policy == "recompute" || policy == "auto");
     (*c_.comm)["sp"] += sequence_bytes(d, c_.sp);
     save(mb, i, std::move(set));
     after(ui, UnitPass::forward);

@@ -18,8 +18,10 @@ namespace strata {
 
 namespace {
 
-// out[j] += sum_n a[n,j] * b[n,j]; columns in parallel, rows in order (thread-count independent).
-void accumulate_column_products(const float* a, const float* b, float* out, int64_t N, int64_t D) {
+// out[j] += sum_n a[n,j] * b[n,j], b as stored (fp32 or bf16); columns in parallel, rows in
+// order (thread-count independent).
+template <class S>
+void accumulate_column_products(const float* a, const S* b, float* out, int64_t N, int64_t D) {
   ProfScope prof_scope(ProfOp::elementwise);
   constexpr int64_t kCols = 16;
 #pragma omp parallel for schedule(static)
@@ -27,7 +29,7 @@ void accumulate_column_products(const float* a, const float* b, float* out, int6
     const int64_t j1 = j0 + kCols < D ? j0 + kCols : D;
     float acc[kCols] = {};
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t j = j0; j < j1; ++j) acc[j - j0] += a[n * D + j] * b[n * D + j];
+      for (int64_t j = j0; j < j1; ++j) acc[j - j0] += a[n * D + j] * stored_value(b[n * D + j]);
     for (int64_t j = j0; j < j1; ++j) out[j] += acc[j - j0];
   }
 }
@@ -117,40 +119,71 @@ Operand Block::saved_operand(const SavedTensors& saved, const std::string& name)
   return operand_of(cfg_.precision, saved.buffer(name));
 }
 
+void Block::save_normalised(SavedTensors& saved, const char* rows, const char* stats,
+                            const float* x, int64_t N, int64_t C) const {
+  const Precision p = cfg_.precision;
+  float* inv = saved.add(stats, N);                                     // [N]
+  float* xn = saved.add_uninitialised(rows, operand_floats(p, N * C));  // [N, C]
+  if (p == Precision::fp32)
+    rmsnorm_normalise(x, xn, inv, N, C, cfg_.norm_eps);
+  else
+    rmsnorm_normalise(x, reinterpret_cast<bf16*>(xn), inv, N, C, cfg_.norm_eps);
+}
+
+Operand Block::norm_forward(SavedTensors& saved, const char* rows, const char* stats,
+                            const float* x, const float* g, int64_t N, int64_t C) const {
+  save_normalised(saved, rows, stats, x, N, C);
+  return norm_operand(saved, rows, g, N, C);
+}
+
+Operand Block::norm_operand(const SavedTensors& saved, const char* rows, const float* g, int64_t N,
+                            int64_t C) const {
+  const Precision p = cfg_.precision;
+  SharedBuffer y = uninitialised_shared(operand_floats(p, N * C));  // [N, C]
+  if (p == Precision::fp32)
+    rmsnorm_gain(saved.get(rows), g, y->data(), N, C);
+  else
+    rmsnorm_gain(reinterpret_cast<const bf16*>(saved.get(rows)), g, as_bf16(*y), N, C);
+  return operand_of(p, y);
+}
+
+void Block::norm_backward(const SavedTensors& saved, const char* rows, const char* stats,
+                          const float* g, const float* dy, float* dx, float* dg, int64_t N,
+                          int64_t C) const {
+  const float* xn = saved.get(rows);
+  if (cfg_.precision == Precision::fp32)
+    rmsnorm_backward_normalised(xn, g, saved.get(stats), dy, dx, dg, N, C);
+  else
+    rmsnorm_backward_normalised(reinterpret_cast<const bf16*>(xn), g, saved.get(stats), dy, dx, dg,
+                                N, C);
+}
+
 void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y,
                     const BlockShape& s, SavedTensors& saved) const {
   const int64_t N = s.tokens();
   const UnitGemms gm(cfg_.precision, u, w);
-  float* xs = saved.add_uninitialised("x", N * D_);  // [N, D] block input (recompute starts here)
-  copy_floats(xs, x, N * D_);
-  FloatBuffer scratch;
-  float* a = operand_slot(saved, "a", N * D_, scratch);  // [N, D] RMSNorm(x; g_in)
-  float* inv1 = saved.add("inv1", N);                    // [N]
-  rmsnorm_forward(x, W("input_layernorm.weight"), a, inv1, N, D_, cfg_.norm_eps);
-  const Operand A = save_operand(saved, "a", a, N * D_);
-  scratch = FloatBuffer();
-
-  float* h1 = saved.add_uninitialised("h1", N * D_);  // [N, D] x + mixer(a)
+  // [N, D] a = RMSNorm(x; g_in), its rows xn1 saved
+  Operand A = norm_forward(saved, "xn1", "inv1", x, W("input_layernorm.weight"), N, D_);
+  // [N, D] x + mixer(a): the MLP's input and residual, not saved
+  FloatBuffer h1 = FloatBuffer::uninitialised(N * D_, MemCategory::activations);
   if (mixer_ == 'L')
-    linear_mixer_forward(u, w, gm, A, h1, s, saved);
+    linear_mixer_forward(u, w, gm, A, h1.data(), s, saved);
   else
-    softmax_mixer_forward(u, w, gm, A, h1, s, saved);
-  add_inplace(h1, x, N * D_);
-  mlp_forward(u, w, gm, h1, y, N, saved);
+    softmax_mixer_forward(u, w, gm, A, h1.data(), s, saved);
+  A = Operand{};
+  add_inplace(h1.data(), x, N * D_);
+  mlp_forward(u, w, gm, h1.data(), y, N, saved);
 }
 
 void Block::mlp_forward(const ParamUnit& u, const float* w, const UnitGemms& gm, const float* h1,
                         float* y, int64_t N, SavedTensors& saved) const {
   const Precision p = cfg_.precision;
-  FloatBuffer scratch;
-  float* m = operand_slot(saved, "m", N * D_, scratch);  // [N, D] RMSNorm(h1; g_post)
-  float* inv2 = saved.add("inv2", N);                    // [N]
-  rmsnorm_forward(h1, W("post_attention_layernorm.weight"), m, inv2, N, D_, cfg_.norm_eps);
-  const Operand M = save_operand(saved, "m", m, N * D_);
-  scratch = FloatBuffer();
+  // [N, D] m = RMSNorm(h1; g_post), its rows xn2 saved
+  Operand M = norm_forward(saved, "xn2", "inv2", h1, W("post_attention_layernorm.weight"), N, D_);
   // [N, F] each, in the precision (bf16: as the GEMMs round them; SwiGLU reads them so)
   const Operand gate = gm.forward_saved(saved, "gate", M, OFF("mlp.gate_proj.weight"), N, F_, D_);
   const Operand up = gm.forward_saved(saved, "up", M, OFF("mlp.up_proj.weight"), N, F_, D_);
+  M = Operand{};
   // [N, F] SiLU(gate) * up, in the precision: it only feeds the down projection
   float* act = saved.add_uninitialised("act", operand_floats(p, N * F_));
   if (p == Precision::fp32)
@@ -163,7 +196,7 @@ void Block::mlp_forward(const ParamUnit& u, const float* w, const UnitGemms& gm,
 }
 
 const std::vector<std::string>& Block::mlp_saved_names() {
-  static const std::vector<std::string> names = {"act", "gate", "up", "m", "h1", "inv2"};
+  static const std::vector<std::string> names = {"act", "gate", "up", "xn2", "inv2"};
   return names;
 }
 
@@ -223,8 +256,8 @@ void Block::backward_impl(const ParamUnit& u, const float* w, const GradSink& g,
     linear_mixer_backward(u, w, gm, g, saved, dh1, da.data(), s, at);
   else
     softmax_mixer_backward(u, w, gm, g, saved, dh1, da.data(), s, at);
-  rmsnorm_backward(saved.get("x"), W("input_layernorm.weight"), saved.get("inv1"), da.data(), dx,
-                   DW("input_layernorm.weight"), N, D_);
+  norm_backward(saved, "xn1", "inv1", W("input_layernorm.weight"), da.data(), dx,
+                DW("input_layernorm.weight"), N, D_);
   add_inplace(dx, dh1->data(), N * D_);
   saved.clear();
 }
@@ -267,23 +300,24 @@ void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm
   FloatBuffer dm = FloatBuffer::uninitialised(N * D_, MemCategory::activations);  // [N, D]
   gm.backward_input(dG, OFF("mlp.gate_proj.weight"), dm.data(), N, F_, D_);
   gm.backward_input(dU, OFF("mlp.up_proj.weight"), dm.data(), N, F_, D_, true);
-  const Operand M = saved_operand(saved, "m");
+  // [N, D] the forward's m again
+  const Operand M = norm_operand(saved, "xn2", W("post_attention_layernorm.weight"), N, D_);
   g.weight_grad(dG, M, OFF("mlp.gate_proj.weight"), N, F_, D_);
   g.weight_grad(dU, M, OFF("mlp.up_proj.weight"), N, F_, D_);
-  for (const char* t : {"gate", "up", "m"}) saved.drop(t);
+  for (const char* t : {"gate", "up"}) saved.drop(t);
   FloatBuffer dh1_norm = FloatBuffer::uninitialised(N * D_, MemCategory::activations);  // [N, D]
-  rmsnorm_backward(saved.get("h1"), W("post_attention_layernorm.weight"), saved.get("inv2"),
-                   dm.data(), dh1_norm.data(), DW("post_attention_layernorm.weight"), N, D_);
+  norm_backward(saved, "xn2", "inv2", W("post_attention_layernorm.weight"), dm.data(),
+                dh1_norm.data(), DW("post_attention_layernorm.weight"), N, D_);
   add_inplace(dh1, dh1_norm.data(), N * D_);
-  for (const char* t : {"h1", "inv2"}) saved.drop(t);
+  for (const char* t : {"xn2", "inv2"}) saved.drop(t);
 }
 
 // ---- linear attention mixer ------------------------------------------------------------------
 // q = phi(a Wq^T), k = phi(a Wk^T)/sqrt(dh), v = a Wv^T; o = LinAttn(q,k,v);
 // u = per-head RMS(o); out = (u * g_out) Wo^T
-// Saved: the projections qp, kp, v (in the precision), o and the per-head statistics. q, k and u
-// are element-wise functions of those: the backward forms them again, bit for bit, rather than
-// keeping three more [N, E] tensors per block.
+// Saved: the projections qp, kp, v and u (in the precision), the linear state prefix and the
+// per-head statistics. q, k and u * g_out are element-wise functions of those: the backward forms
+// them again, bit for bit, rather than keeping more [N, E] tensors per block.
 
 namespace {
 
@@ -329,18 +363,17 @@ void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const UnitG
   feature_map(kp, k.data(), N * E, silu, kscale);
   FloatBuffer v_tmp;
   const float* vf = fp32_values(v, N * E, v_tmp);
-  float* o = saved.add_uninitialised("o", N * E);  // [B, T, H, dh]
+  FloatBuffer o = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [B, T, H, dh]
   // [B, H, dh, dh] the state entering this chunk from earlier sequence-parallel ranks (LASP-2)
   float* prefix = saved.add("prefix", s.B * H_ * dh_ * dh_);
   const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size, cfg_.precision};
   sequence::linear_attention_forward(sequence_group(s), shape, q.data(), k.data(), vf,
-                                     gammas_.data(), o, prefix);
+                                     gammas_.data(), o.data(), prefix);
   q.reset(), k.reset(), v_tmp.reset();
-  float* inv_o = saved.add("inv_o", N * H_);                                        // [N*H]
-  FloatBuffer z = FloatBuffer::uninitialised(N * E, MemCategory::activations);      // [N, D]
-  rmsnorm_forward<float>(o, nullptr, z.data(), inv_o, N * H_, dh_, cfg_.norm_eps);  // u
-  scale_columns(z.data(), W("out_norm.weight"), z.data(), N, E);                    // u * g_out
-  gm.forward(to_operand(cfg_.precision, z.data(), N * E), OFF("o_proj.weight"), out, N, D_, E);
+  save_normalised(saved, "u", "inv_o", o.data(), N * H_, dh_);  // u [N, E], inv_o [N*H]
+  o.reset();
+  gm.forward(norm_operand(saved, "u", W("out_norm.weight"), N, E), OFF("o_proj.weight"), out, N, D_,
+             E);
 }
 
 void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const UnitGemms& gm,
@@ -353,23 +386,20 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const Unit
   FloatBuffer dO = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [B, T, H, dh]
   {
     const float* g_out = W("out_norm.weight");
-    FloatBuffer un = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // u again
-    rmsnorm_apply<float>(saved.get("o"), nullptr, saved.get("inv_o"), un.data(), N * H_, dh_);
-    // Shared, as every input of a weight GEMM below that is never written after it: a
-    // deferred GEMM keeps it instead of copying it.
-    SharedBuffer z = uninitialised_shared(N * E);                                  // u * g_out
     FloatBuffer dz = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [N, D]
-    scale_columns(un.data(), g_out, z->data(), N, E);
     const Operand dOut = to_operand(p, dout->data(), N * D_, dout);
     gm.backward_input(dOut, OFF("o_proj.weight"), dz.data(), N, D_, E);
-    g.weight_grad(dOut, to_operand(p, z->data(), N * E, z), OFF("o_proj.weight"), N, D_, E);
-    accumulate_column_products(dz.data(), un.data(), DW("out_norm.weight"), N, E);
-    z.reset();
+    // u * g_out again, in a buffer of its own that a deferred GEMM keeps
+    g.weight_grad(dOut, norm_operand(saved, "u", g_out, N, E), OFF("o_proj.weight"), N, D_, E);
+    if (p == Precision::fp32)
+      accumulate_column_products(dz.data(), saved.get("u"), DW("out_norm.weight"), N, E);
+    else
+      accumulate_column_products(dz.data(), reinterpret_cast<const bf16*>(saved.get("u")),
+                                 DW("out_norm.weight"), N, E);
     // du in place of dz
     scale_columns(dz.data(), g_out, dz.data(), N, E);
-    rmsnorm_backward<float>(saved.get("o"), nullptr, saved.get("inv_o"), dz.data(), dO.data(),
-                            nullptr, N * H_, dh_);
-    for (const char* t : {"o", "inv_o"}) saved.drop(t);
+    norm_backward(saved, "u", "inv_o", nullptr, dz.data(), dO.data(), nullptr, N * H_, dh_);
+    for (const char* t : {"u", "inv_o"}) saved.drop(t);
   }
   const SharedBuffer dq = uninitialised_shared(N * E), dk = uninitialised_shared(N * E),
                      dv = uninitialised_shared(N * E);
@@ -394,7 +424,9 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const Unit
   feature_map_grad(kp, dk->data(), N * E, silu, kscale);
   for (const char* t : {"qp", "kp"}) saved.drop(t);
   qp = kp = Operand{};  // their memory goes now, not at the end of the backward
-  input_projections_backward(u, gm, g, saved_operand(saved, "a"), dq, dk, dv, E, da, N);
+  input_projections_backward(u, gm, g,
+                             norm_operand(saved, "xn1", W("input_layernorm.weight"), N, D_), dq, dk,
+                             dv, E, da, N);
 }
 
 // ---- softmax attention mixer -----------------------------------------------------------------
@@ -444,7 +476,6 @@ void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const Unit
 void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, const UnitGemms& gm,
                                    const GradSink& g, SavedTensors& saved, const SharedBuffer& dout,
                                    float* da, const BlockShape& s, const BackwardPoints* at) const {
-  (void)w;
   const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
   const Precision p = cfg_.precision;
   FloatBuffer dO = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [B, T, H, dh]
@@ -469,7 +500,9 @@ void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, const Uni
   if (at && at->attention_done) at->attention_done();
   rope_backward<float>(dq->data(), s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
   rope_backward<float>(dk->data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
-  input_projections_backward(u, gm, g, saved_operand(saved, "a"), dq, dk, dv, Ekv, da, N);
+  input_projections_backward(u, gm, g,
+                             norm_operand(saved, "xn1", W("input_layernorm.weight"), N, D_), dq, dk,
+                             dv, Ekv, da, N);
 }
 
 // Both mixers end in q/k/v = a W^T: da (overwritten) from dq, dk, dv ([N, E], [N, Ekv] x2),

@@ -4,12 +4,17 @@
 //   g_post)
 // Mixer is linear attention ('L') or softmax attention ('S'). Hand-written forward and backward;
 // the block knows nothing of ranks: weights come in as a pointer to its flat buffer. Its GEMMs run
-// in the config's precision (models/gemm_ops.h); in bf16 the saved activations that feed GEMMs or
-// element-wise ops only (a, m, act; the projections gate, up and, in a linear mixer, qp, kp, v;
-// the softmax mixer's q, k_all, v_all and o, the attention's operands) are kept in bf16, and the
-// residual stream x, h1, the linear mixer's o (its per-head norm's input), the norms' statistics
-// and the softmax's lse in fp32. A linear mixer saves neither q, k nor its normalised o: they
-// are element-wise functions of what it saves, formed again in the backward.
+// in the config's precision (models/gemm_ops.h).
+//
+// What the forward saves: each RMSNorm keeps its normalised rows (xn1, xn2, and the linear
+// mixer's per-head u) and its statistics, not its input. The inputs are the residual stream x,
+// h1 and the attention output o, which nothing else in the backward reads, and the GEMM operands
+// a = xn1 * g_in, m = xn2 * g_post, u * g_out are formed again from the rows, bit for bit. The
+// rest: act, the projections gate and up, the linear mixer's qp, kp and v, the softmax mixer's
+// attention operands q, k_all, v_all and o. In bf16 all of these are kept in bf16 and only the
+// statistics (inv1, inv2, inv_o, the softmax's lse) and the linear state prefix stay in fp32, so
+// a block saves about half the bytes it does in fp32. A linear mixer saves neither q nor k: they
+// are element-wise functions of qp and kp, formed again in the backward.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -41,8 +46,8 @@ class Block {
   char mixer() const { return mixer_; }
   int64_t index() const { return index_; }
 
-  // x, y: [B*T, D]. `w` is the block's flat parameter buffer. Saves what backward needs
-  // (the input under the name "x" first) into `saved`.
+  // x, y: [B*T, D]. `w` is the block's flat parameter buffer. Saves what backward needs into
+  // `saved`; not x itself (a caller that recomputes keeps it).
   void forward(const ParamUnit& layout, const float* w, const float* x, float* y,
                const BlockShape& s, SavedTensors& saved) const;
   // dy: [B*T, D] -> dx: [B*T, D] (overwritten); parameter gradients accumulate into `dw`.
@@ -105,6 +110,20 @@ class Block {
   Operand save_operand(SavedTensors& saved, const std::string& name, const float* x,
                        int64_t n) const;
   Operand saved_operand(const SavedTensors& saved, const std::string& name) const;
+  // Saves x [N, C]'s normalised rows under `rows` in the precision, their statistics under
+  // `stats`.
+  void save_normalised(SavedTensors& saved, const char* rows, const char* stats, const float* x,
+                       int64_t N, int64_t C) const;
+  // RMSNorm(x [N, C]; g) as a GEMM operand: save_normalised, then rows * g in a buffer of its
+  // own (norm_operand).
+  Operand norm_forward(SavedTensors& saved, const char* rows, const char* stats, const float* x,
+                       const float* g, int64_t N, int64_t C) const;
+  // The saved rows [N, C] times g as an operand, in the precision: what the forward used.
+  Operand norm_operand(const SavedTensors& saved, const char* rows, const float* g, int64_t N,
+                       int64_t C) const;
+  // dy [N, C] -> dx [N, C] through the norm (g, dg: [C] or nullptr), from the saved rows.
+  void norm_backward(const SavedTensors& saved, const char* rows, const char* stats, const float* g,
+                     const float* dy, float* dx, float* dg, int64_t N, int64_t C) const;
 
   ModelConfig cfg_;
   int64_t index_;

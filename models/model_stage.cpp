@@ -49,11 +49,18 @@ const float* ModelStage::blocks_forward(const StageContext& c, const MicroBatch&
     if (ui + 1 < end_) hk.prefetch(ui + 1);
     float* out = in == a.data() ? b.data() : a.data();
     SavedTensors saved;  // evaluation: dropped right away
+    // The block saves no copy of its input (its backward does not read it): recompute, which
+    // starts from it, keeps one, made before the forward as the first tensor of the set.
+    constexpr int64_t kPage = FloatBuffer::kPageAlign;
+    const int64_t input_bytes = (N * D * 4 + kPage - 1) / kPage * kPage;  // as a saved buffer
+    if (train && c.store->policy(i) == ActivationPolicy::recompute)
+      std::memcpy(saved.add_uninitialised(c.store->input_name(), N * D), in,
+                  sizeof(float) * static_cast<size_t>(N * D));
     const auto t0 = Clock::now();
     model_.block(i).forward(units[ui], units[ui].params().data(), in, out, c.shape, saved);
     if (train) {
-      c.store->record_forward(i, seconds_since(t0), saved.bytes(),
-                              saved.buffer("x")->capacity_bytes());
+      const int64_t input_held = saved.has(c.store->input_name()) ? input_bytes : 0;
+      c.store->record_forward(i, seconds_since(t0), saved.bytes() - input_held, input_bytes);
       c.store->save(mb.index, i, std::move(saved));
     }
     in = out;

@@ -1,9 +1,11 @@
 #include "models/rmsnorm.h"
 
 #include <cmath>
+#include <type_traits>
 
 #include "core/lane_sum.h"
 #include "core/profile.h"
+#include "core/vexp.h"
 
 namespace strata {
 
@@ -72,6 +74,101 @@ void rmsnorm_backward(const T* x, const T* g, const T* inv_rms, const T* dy, T* 
     for (int64_t j = j0; j < j1; ++j) dg[j] += acc[j - j0];
   }
 }
+
+// ---- the normalised-rows form ----------------------------------------------------------------
+
+namespace {
+
+// Rows of float go through core/vexp.h's 16-float lanes (loads of bf16 exact, stores rounded to
+// nearest even, the same bits on both lanes); double, the finite-difference reference, one by
+// one through these two.
+inline double vload(const double* p, double) { return *p; }
+inline void vstore(double* p, double v) { *p = v; }
+inline double vfma(double a, double b, double c) { return std::fma(a, b, c); }
+
+template <class T, class Fn>
+void row_lanes(int64_t D, Fn&& fn) {
+  if constexpr (std::is_same_v<T, float>) {
+    for_lanes(0, D, fn);
+  } else {
+    for (int64_t j = 0; j < D; ++j) fn(T{}, j);
+  }
+}
+
+inline double widen(double v) { return v; }
+inline double widen(float v) { return v; }
+inline double widen(bf16 v) { return stored_value(v); }
+
+}  // namespace
+
+template <class T, class S>
+void rmsnorm_normalise(const T* x, S* xhat, T* inv_rms, int64_t N, int64_t D, float eps) {
+  ProfScope prof_scope(ProfOp::norm);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const T* xr = x + n * D;
+    S* yr = xhat + n * D;
+    const double ss = lane_sum(D, [&](int64_t j) { return double(xr[j]) * double(xr[j]); });
+    const T inv = T(1.0 / std::sqrt(ss / double(D) + double(eps)));
+    inv_rms[n] = inv;
+    row_lanes<T>(D, [&](auto lane, int64_t j) {
+      using V = decltype(lane);
+      vstore(yr + j, vload(xr + j, lane) * V(inv));
+    });
+  }
+}
+
+template <class T, class S>
+void rmsnorm_gain(const S* xhat, const T* g, S* y, int64_t N, int64_t D) {
+  ProfScope prof_scope(ProfOp::norm);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    row_lanes<T>(D, [&](auto lane, int64_t j) {
+      vstore(y + n * D + j, vload(xhat + n * D + j, lane) * vload(g + j, lane));
+    });
+}
+
+template <class T, class S>
+void rmsnorm_backward_normalised(const S* xhat, const T* g, const T* inv_rms, const T* dy, T* dx,
+                                 T* dg, int64_t N, int64_t D) {
+  ProfScope prof_scope(ProfOp::norm);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const S* xr = xhat + n * D;
+    const T* dyr = dy + n * D;
+    T* dxr = dx + n * D;
+    const T inv = inv_rms[n];
+    const double dot =
+        lane_sum(D, [&](int64_t j) { return double(g ? dyr[j] * g[j] : dyr[j]) * widen(xr[j]); });
+    const T c = T(dot / double(D));
+    row_lanes<T>(D, [&](auto lane, int64_t j) {
+      using V = decltype(lane);
+      const V gy = g ? vload(dyr + j, lane) * vload(g + j, lane) : vload(dyr + j, lane);
+      vstore(dxr + j, V(inv) * vfma(vload(xr + j, lane), V(-c), gy));  // inv (gy - xhat c)
+    });
+  }
+  if (!g) return;
+  // Columns in parallel, rows in a fixed order: the bits do not depend on the thread count.
+  constexpr int64_t kCols = 16;
+#pragma omp parallel for schedule(static)
+  for (int64_t j0 = 0; j0 < D; j0 += kCols) {
+    const int64_t j1 = j0 + kCols < D ? j0 + kCols : D;
+    T acc[kCols] = {};
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t j = j0; j < j1; ++j) acc[j - j0] += dy[n * D + j] * T(widen(xhat[n * D + j]));
+    for (int64_t j = j0; j < j1; ++j) dg[j] += acc[j - j0];
+  }
+}
+
+#define STRATA_NORMALISED(T, S)                                                                   \
+  template void rmsnorm_normalise<T, S>(const T*, S*, T*, int64_t, int64_t, float);               \
+  template void rmsnorm_gain<T, S>(const S*, const T*, S*, int64_t, int64_t);                     \
+  template void rmsnorm_backward_normalised<T, S>(const S*, const T*, const T*, const T*, T*, T*, \
+                                                  int64_t, int64_t);
+STRATA_NORMALISED(float, float)
+STRATA_NORMALISED(float, bf16)
+STRATA_NORMALISED(double, double)
+#undef STRATA_NORMALISED
 
 template void rmsnorm_forward<float>(const float*, const float*, float*, float*, int64_t, int64_t,
                                      float);

@@ -49,6 +49,7 @@ class ActivationStore {
   // writes hold is bounded, and with 1 set it is the same every run whatever the device's speed.
   void set_writes_in_flight(int64_t sets);
   ActivationPolicy policy(int64_t block) const { return policies_.at(static_cast<size_t>(block)); }
+  const std::string& input_name() const { return input_name_; }
   int64_t n_blocks() const { return static_cast<int64_t>(policies_.size()); }
 
   // After a block's forward: the store takes the set; under `recompute` it keeps only the input;

@@ -1,0 +1,106 @@
+// The normalised-rows form of RMSNorm in float (models/rmsnorm.h), as the blocks run it: the
+// forward is rmsnorm_forward's bits; the backward from fp32 rows agrees with rmsnorm_backward
+// from the input within fp32 rounding; from bf16 rows it is exactly the fp32 backward of the
+// rows' values, and within the bf16 tolerance of the fp32 backward. (Its gradients are checked
+// by finite differences in double in test_layers.cpp.)
+//
+// Tolerance: the bf16 rows carry a relative error <= 2^-9 each; the backward is linear in them
+// with an O(1) gain, so the norm-wise error of dx and dg is a small multiple of 2^-9 = 0.002.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/bf16.h"
+#include "models/rmsnorm.h"
+
+using namespace strata;
+
+namespace {
+
+std::vector<float> randn(size_t n, uint32_t seed, float mean = 0.f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(mean, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+double rel_norm(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / (den > 0 ? den : 1));
+}
+
+// Rows long enough for the vector lanes and a scalar tail (16 * 4 + 5).
+constexpr int64_t kN = 9, kD = 69;
+
+struct Grads {
+  std::vector<float> dx = std::vector<float>(kN * kD), dg = std::vector<float>(kD, 0.f);
+};
+
+}  // namespace
+
+TEST(RmsNormRows, TheForwardIsRmsnormForwardBitForBit) {
+  const auto x = randn(kN * kD, 1), g = randn(kD, 2, 1.f);
+  std::vector<float> y(kN * kD), inv(kN), xhat(kN * kD), y2(kN * kD), inv2(kN), plain(kN * kD);
+  rmsnorm_forward(x.data(), g.data(), y.data(), inv.data(), kN, kD, 1e-5f);
+  rmsnorm_normalise(x.data(), xhat.data(), inv2.data(), kN, kD, 1e-5f);
+  rmsnorm_gain(xhat.data(), g.data(), y2.data(), kN, kD);
+  EXPECT_EQ(y2, y);
+  EXPECT_EQ(inv2, inv);
+  rmsnorm_forward<float>(x.data(), nullptr, plain.data(), inv.data(), kN, kD, 1e-5f);
+  EXPECT_EQ(xhat, plain);
+}
+
+TEST(RmsNormRows, TheBackwardFromTheRowsIsTheBackwardFromTheInput) {
+  const auto x = randn(kN * kD, 3), g = randn(kD, 4, 1.f), dy = randn(kN * kD, 5);
+  std::vector<float> y(kN * kD), inv(kN), xhat(kN * kD);
+  rmsnorm_forward(x.data(), g.data(), y.data(), inv.data(), kN, kD, 1e-5f);
+  rmsnorm_normalise(x.data(), xhat.data(), inv.data(), kN, kD, 1e-5f);
+  Grads from_x, from_rows;
+  rmsnorm_backward(x.data(), g.data(), inv.data(), dy.data(), from_x.dx.data(), from_x.dg.data(),
+                   kN, kD);
+  rmsnorm_backward_normalised(xhat.data(), g.data(), inv.data(), dy.data(), from_rows.dx.data(),
+                              from_rows.dg.data(), kN, kD);
+  EXPECT_LE(rel_norm(from_rows.dx, from_x.dx), 1e-6);
+  EXPECT_LE(rel_norm(from_rows.dg, from_x.dg), 1e-6);
+}
+
+TEST(RmsNormRows, Bf16RowsAreTheFp32BackwardOfTheirValues) {
+  const auto x = randn(kN * kD, 6), g = randn(kD, 7, 1.f), dy = randn(kN * kD, 8);
+  for (const float* gain : {g.data(), static_cast<const float*>(nullptr)}) {
+    std::vector<float> inv(kN), inv16(kN), xhat(kN * kD), values(kN * kD);
+    std::vector<bf16> rows(kN * kD), y16(kN * kD);
+    rmsnorm_normalise(x.data(), xhat.data(), inv.data(), kN, kD, 1e-5f);
+    rmsnorm_normalise(x.data(), rows.data(), inv16.data(), kN, kD, 1e-5f);
+    EXPECT_EQ(inv16, inv);  // the statistics stay fp32
+    for (int64_t i = 0; i < kN * kD; ++i) {
+      ASSERT_EQ(rows[i], fp32_to_bf16(xhat[i])) << i;  // one rounding of the fp32 row
+      values[i] = bf16_to_fp32(rows[i]);
+    }
+    if (gain) {  // the operand: the rows' values times g, rounded once
+      rmsnorm_gain(rows.data(), gain, y16.data(), kN, kD);
+      for (int64_t i = 0; i < kN * kD; ++i)
+        ASSERT_EQ(y16[i], fp32_to_bf16(values[i] * gain[i % kD])) << i;
+    }
+    Grads half, of_values, full;
+    rmsnorm_backward_normalised(rows.data(), gain, inv.data(), dy.data(), half.dx.data(),
+                                gain ? half.dg.data() : nullptr, kN, kD);
+    rmsnorm_backward_normalised(values.data(), gain, inv.data(), dy.data(), of_values.dx.data(),
+                                gain ? of_values.dg.data() : nullptr, kN, kD);
+    rmsnorm_backward_normalised(xhat.data(), gain, inv.data(), dy.data(), full.dx.data(),
+                                gain ? full.dg.data() : nullptr, kN, kD);
+    EXPECT_EQ(half.dx, of_values.dx);
+    EXPECT_EQ(half.dg, of_values.dg);
+    EXPECT_LE(rel_norm(half.dx, full.dx), 8e-3);
+    EXPECT_GT(rel_norm(half.dx, full.dx), 0);  // the rows were rounded
+    if (gain) {
+      EXPECT_LE(rel_norm(half.dg, full.dg), 8e-3);
+    }
+  }
+}
