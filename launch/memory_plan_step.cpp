@@ -178,8 +178,10 @@ void StepReplay::blocks_forward(int s, int mb) {
 // bf16 the cast of hn and of the tile (HeadOperands).
 void StepReplay::tile_pass(int64_t real) {
   const bool half = train_precision(c_.cfg->train) == Precision::bf16;
-  const double tile = static_cast<double>(std::clamp<int64_t>(64, 1, std::max<int64_t>(N_, 1)) *
-                                          std::clamp<int64_t>(2048, 1, std::max<int64_t>(real, 1)));
+  const VocabTiles t;  // the trainer's tiles (Model::head_loss, VocabPasses)
+  const double tile =
+      static_cast<double>(std::clamp<int64_t>(t.rows, 1, std::max<int64_t>(N_, 1)) *
+                          std::clamp<int64_t>(t.cols, 1, std::max<int64_t>(real, 1)));
   Ledger::Id L = l_.alloc(kAct, tile * 4);
   Ledger::Id h16 = half ? l_.alloc(kAct, static_cast<double>(N_ * D_) * 2) : Ledger::kNone;
   Ledger::Id t16 = half ? l_.alloc(kAct, tile * 2) : Ledger::kNone;

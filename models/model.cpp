@@ -11,11 +11,6 @@
 
 namespace strata {
 
-namespace {
-// Logits materialised at once by the head: 64 tokens x 2048 vocabulary rows (512 KiB).
-constexpr VocabTiles kHeadTiles{64, 2048};
-}  // namespace
-
 Model::Model(const ModelConfig& cfg, const std::vector<bool>& held, VocabSplit split)
     : cfg_(cfg), split_(split) {
   cfg_.validate();
@@ -91,15 +86,15 @@ double Model::head_loss(const float* h, const int32_t* targets, int64_t N, float
   ParamUnit& hu = units_[static_cast<size_t>(head_unit())];
   const float* g = hu.params().data() + hu.find("model.norm.weight").offset;
   float* dg = hu.grads().data() + hu.find("model.norm.weight").offset;
-  FloatBuffer hn(N * D, MemCategory::activations);             // [N, D] RMSNorm(h; g_final)
-  FloatBuffer inv(N, MemCategory::activations);                // [N]
+  FloatBuffer hn(N * D, MemCategory::activations);            // [N, D] RMSNorm(h; g_final)
+  FloatBuffer inv(N, MemCategory::activations);               // [N]
   FloatBuffer dhn(dh ? N * D : 0, MemCategory::activations);  // [N, D]
   rmsnorm_forward(h, g, hn.data(), inv.data(), N, D, cfg_.norm_eps);
   const VocabShard<float> whole{output_weight(), 0, V, V, output_weight_bf16()};
   IdentityVocabReduce<float> one;
-  const double loss = vocab_head_loss(whole, hn.data(), targets, N, D, loss_scale, kHeadTiles,
-                                      dh ? dhn.data() : nullptr,
-                                      dh ? output_weight_grad() : nullptr, one);
+  const double loss =
+      vocab_head_loss(whole, hn.data(), targets, N, D, loss_scale, VocabTiles{},
+                      dh ? dhn.data() : nullptr, dh ? output_weight_grad() : nullptr, one);
   if (dh) rmsnorm_backward(h, g, inv.data(), dhn.data(), dh, dg, N, D);
   return loss;
 }
