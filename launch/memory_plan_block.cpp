@@ -204,7 +204,6 @@ SavedSet replay_block_forward(Ledger& l, const BlockDims& d, bool with_input) {
   if (with_input) s.add(l, "x", N * D);
   save_normalised(l, d, s, "xn1", "inv1", N, N * D);
   Ledger::Id a = norm_operand(l, d, N * D);
-  Ledger::Id h1 = fbuf(l, N * D);
   mixer_forward(l, d, s);
   l.free(a);
   save_normalised(l, d, s, "xn2", "inv2", N, N * D);
@@ -213,7 +212,6 @@ SavedSet replay_block_forward(Ledger& l, const BlockDims& d, bool with_input) {
   for (const char* t : {"gate", "up"}) s.add(l, t, d.operand(N * F));
   l.free(m);
   s.add(l, "act", d.operand(N * F));
-  l.free(h1);
   return s;
 }
 
@@ -249,10 +247,9 @@ void mlp_backward(Ledger& l, const BlockDims& d, SavedSet& s, std::vector<Ledger
   Ledger::Id held_m = norm_operand(l, d, N * D);
   Ledger::Id held_gate = s.detach("gate"), held_up = s.detach("up");
   for (Ledger::Id* id : {&held_gate, &held_up, &held_m}) keep(deferred, *id);
-  Ledger::Id dh1n = fbuf(l, N * D);
   s.drop(l, "xn2");
   s.drop(l, "inv2");
-  for (Ledger::Id* id : {&dh1n, &dm, &held_gate, &held_up, &held_m, &dY}) l.free(*id);
+  for (Ledger::Id* id : {&dm, &held_gate, &held_up, &held_m, &dY}) l.free(*id);
 }
 
 // input_projections_backward: a formed again from xn1 (its argument), and the bf16 copies of dq,

@@ -1,7 +1,6 @@
 #include "models/block.h"
 
 #include <cmath>
-#include <cstring>
 #include <string>
 
 #include "core/error.h"
@@ -45,11 +44,6 @@ Comm& sequence_group(const BlockShape& s) {
 // beta 0, a norm, a copy): they are not zeroed first (FloatBuffer::uninitialised).
 SharedBuffer uninitialised_shared(int64_t n) {
   return std::make_shared<FloatBuffer>(FloatBuffer::uninitialised(n, MemCategory::activations));
-}
-
-void copy_floats(float* dst, const float* src, int64_t n) {
-  ProfScope prof_scope(ProfOp::copy);
-  std::memcpy(dst, src, sizeof(float) * static_cast<size_t>(n));
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {
@@ -164,19 +158,19 @@ void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y
   const UnitGemms gm(cfg_.precision, u, w);
   // [N, D] a = RMSNorm(x; g_in), its rows xn1 saved
   Operand A = norm_forward(saved, "xn1", "inv1", x, W("input_layernorm.weight"), N, D_);
-  // [N, D] x + mixer(a): the MLP's input and residual, not saved
-  FloatBuffer h1 = FloatBuffer::uninitialised(N * D_, MemCategory::activations);
+  // h1 = x + mixer(a) [N, D], the MLP's input and residual, formed in y (not saved): the MLP
+  // then adds its output to it in place
   if (mixer_ == 'L')
-    linear_mixer_forward(u, w, gm, A, h1.data(), s, saved);
+    linear_mixer_forward(u, w, gm, A, y, s, saved);
   else
-    softmax_mixer_forward(u, w, gm, A, h1.data(), s, saved);
+    softmax_mixer_forward(u, w, gm, A, y, s, saved);
   A = Operand{};
-  add_inplace(h1.data(), x, N * D_);
-  mlp_forward(u, w, gm, h1.data(), y, N, saved);
+  add_inplace(y, x, N * D_);
+  mlp_forward(u, w, gm, y, N, saved);
 }
 
-void Block::mlp_forward(const ParamUnit& u, const float* w, const UnitGemms& gm, const float* h1,
-                        float* y, int64_t N, SavedTensors& saved) const {
+void Block::mlp_forward(const ParamUnit& u, const float* w, const UnitGemms& gm, float* h1,
+                        int64_t N, SavedTensors& saved) const {
   const Precision p = cfg_.precision;
   // [N, D] m = RMSNorm(h1; g_post), its rows xn2 saved
   Operand M = norm_forward(saved, "xn2", "inv2", h1, W("post_attention_layernorm.weight"), N, D_);
@@ -190,8 +184,7 @@ void Block::mlp_forward(const ParamUnit& u, const float* w, const UnitGemms& gm,
     swiglu_forward(gate.f32, up.f32, act, N * F_);
   else
     swiglu_forward(gate.b16, up.b16, reinterpret_cast<bf16*>(act), N * F_);
-  copy_floats(y, h1, N * D_);
-  gm.forward(saved_operand(saved, "act"), OFF("mlp.down_proj.weight"), y, N, D_, F_,
+  gm.forward(saved_operand(saved, "act"), OFF("mlp.down_proj.weight"), h1, N, D_, F_,
              /*accumulate=*/true);
 }
 
@@ -270,7 +263,6 @@ void Block::backward_impl(const ParamUnit& u, const float* w, const GradSink& g,
 void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm, const GradSink& g,
                          SavedTensors& saved, const float* dy, float* dh1, int64_t N) const {
   const Precision p = cfg_.precision;
-  copy_floats(dh1, dy, N * D_);
   const Operand dY = to_operand(p, dy, N * D_);
   FloatBuffer dact_own;  // bf16: [N, F]
   float* dact = nullptr;
@@ -305,10 +297,9 @@ void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm
   g.weight_grad(dG, M, OFF("mlp.gate_proj.weight"), N, F_, D_);
   g.weight_grad(dU, M, OFF("mlp.up_proj.weight"), N, F_, D_);
   for (const char* t : {"gate", "up"}) saved.drop(t);
-  FloatBuffer dh1_norm = FloatBuffer::uninitialised(N * D_, MemCategory::activations);  // [N, D]
-  norm_backward(saved, "xn2", "inv2", W("post_attention_layernorm.weight"), dm.data(),
-                dh1_norm.data(), DW("post_attention_layernorm.weight"), N, D_);
-  add_inplace(dh1, dh1_norm.data(), N * D_);
+  norm_backward(saved, "xn2", "inv2", W("post_attention_layernorm.weight"), dm.data(), dh1,
+                DW("post_attention_layernorm.weight"), N, D_);
+  add_inplace(dh1, dy, N * D_);  // the residual's own gradient
   for (const char* t : {"xn2", "inv2"}) saved.drop(t);
 }
 

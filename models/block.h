@@ -84,8 +84,9 @@ class Block {
   void backward_impl(const ParamUnit& u, const float* w, const GradSink& g, SavedTensors& saved,
                      const float* dy, float* dx, const BlockShape& s,
                      const BackwardPoints* at) const;
-  void mlp_forward(const ParamUnit& u, const float* w, const UnitGemms& gm, const float* h1,
-                   float* y, int64_t N, SavedTensors& saved) const;
+  // h1 [N, D] in, y = h1 + MLP(h1) out, in place.
+  void mlp_forward(const ParamUnit& u, const float* w, const UnitGemms& gm, float* h1, int64_t N,
+                   SavedTensors& saved) const;
   void mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm, const GradSink& g,
                     SavedTensors& saved, const float* dy, float* dh1, int64_t N) const;
   void linear_mixer_forward(const ParamUnit& u, const float* w, const UnitGemms& gm,
