@@ -1,7 +1,9 @@
 #include "models/rmsnorm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include "core/lane_sum.h"
 #include "core/profile.h"
@@ -128,35 +130,69 @@ void rmsnorm_gain(const S* xhat, const T* g, S* y, int64_t N, int64_t D) {
     });
 }
 
+// sum_j (dy_j g_j) xhat_j of one row (g = nullptr: dy_j). float: 16 float running sums (fma,
+// sum k taking the terms j = k mod 16 of the first D - D mod 16), added in double, then the
+// last D mod 16 terms in double: the same bits with or without AVX-512, and several times faster
+// than a double sum of every term. double (the finite-difference reference): lane_sum.
+template <class T, class S>
+double row_dot(const T* dy, const T* g, const S* x, int64_t D) {
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t body = D / 16 * 16;
+    float sums[16] = {};
+#ifdef __AVX512F__
+    Vec16 acc(0.f);
+    for (int64_t j = 0; j < body; j += 16) {
+      const Vec16 d = g ? vload(dy + j, Vec16{}) * vload(g + j, Vec16{}) : vload(dy + j, Vec16{});
+      acc = vfma(d, vload(x + j, Vec16{}), acc);
+    }
+    vstore(sums, acc);
+#else
+    for (int64_t j = 0; j < body; ++j)
+      sums[j % 16] = std::fma(g ? dy[j] * g[j] : dy[j], stored_value(x[j]), sums[j % 16]);
+#endif
+    double total = 0;
+    for (float v : sums) total += v;
+    for (int64_t j = body; j < D; ++j) total += double(g ? dy[j] * g[j] : dy[j]) * widen(x[j]);
+    return total;
+  } else {
+    return lane_sum(D, [&](int64_t j) { return double(g ? dy[j] * g[j] : dy[j]) * widen(x[j]); });
+  }
+}
+
 template <class T, class S>
 void rmsnorm_backward_normalised(const S* xhat, const T* g, const T* inv_rms, const T* dy, T* dx,
                                  T* dg, int64_t N, int64_t D) {
   ProfScope prof_scope(ProfOp::norm);
+  // One pass over the rows: dx, and dg's partial sums over fixed blocks of rows (then added in
+  // block order), so the bits do not depend on the thread count.
+  constexpr int64_t kRows = 32;
+  const int64_t blocks = (N + kRows - 1) / kRows;
+  std::vector<T> partial(g ? static_cast<size_t>(blocks * D) : 0);
 #pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    const S* xr = xhat + n * D;
-    const T* dyr = dy + n * D;
-    T* dxr = dx + n * D;
-    const T inv = inv_rms[n];
-    const double dot =
-        lane_sum(D, [&](int64_t j) { return double(g ? dyr[j] * g[j] : dyr[j]) * widen(xr[j]); });
-    const T c = T(dot / double(D));
-    row_lanes<T>(D, [&](auto lane, int64_t j) {
-      using V = decltype(lane);
-      const V gy = g ? vload(dyr + j, lane) * vload(g + j, lane) : vload(dyr + j, lane);
-      vstore(dxr + j, V(inv) * vfma(vload(xr + j, lane), V(-c), gy));  // inv (gy - xhat c)
-    });
+  for (int64_t b = 0; b < blocks; ++b) {
+    T* pb = g ? partial.data() + b * D : nullptr;
+    for (int64_t n = b * kRows; n < std::min(N, (b + 1) * kRows); ++n) {
+      const S* xr = xhat + n * D;
+      const T* dyr = dy + n * D;
+      T* dxr = dx + n * D;
+      const T inv = inv_rms[n];
+      const T c = T(row_dot(dyr, g, xr, D) / double(D));
+      row_lanes<T>(D, [&](auto lane, int64_t j) {
+        using V = decltype(lane);
+        const V d = vload(dyr + j, lane), xh = vload(xr + j, lane);
+        const V gy = g ? d * vload(g + j, lane) : d;
+        vstore(dxr + j, V(inv) * vfma(xh, V(-c), gy));  // inv (gy - xhat c)
+        if (pb) vstore(pb + j, vfma(d, xh, vload(pb + j, lane)));
+      });
+    }
   }
   if (!g) return;
-  // Columns in parallel, rows in a fixed order: the bits do not depend on the thread count.
   constexpr int64_t kCols = 16;
 #pragma omp parallel for schedule(static)
   for (int64_t j0 = 0; j0 < D; j0 += kCols) {
-    const int64_t j1 = j0 + kCols < D ? j0 + kCols : D;
-    T acc[kCols] = {};
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t j = j0; j < j1; ++j) acc[j - j0] += dy[n * D + j] * T(widen(xhat[n * D + j]));
-    for (int64_t j = j0; j < j1; ++j) dg[j] += acc[j - j0];
+    const int64_t j1 = std::min(D, j0 + kCols);
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t j = j0; j < j1; ++j) dg[j] += partial[static_cast<size_t>(b * D + j)];
   }
 }
 
