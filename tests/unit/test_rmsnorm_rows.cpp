@@ -7,6 +7,7 @@
 // Tolerance: the bf16 rows carry a relative error <= 2^-9 each; the backward is linear in them
 // with an O(1) gain, so the norm-wise error of dx and dg is a small multiple of 2^-9 = 0.002.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <random>
@@ -103,4 +104,24 @@ TEST(RmsNormRows, Bf16RowsAreTheFp32BackwardOfTheirValues) {
       EXPECT_LE(rel_norm(half.dg, full.dg), 8e-3);
     }
   }
+}
+
+// The backward's row dot and dg's blocks of rows are summed in an order the code fixes: one
+// thread and two give the same bits (rows past a block of 32, and a gain, so dg's blocks count).
+TEST(RmsNormRows, TheBackwardDoesNotDependOnTheThreadCount) {
+  const int64_t N = 75;
+  const auto x = randn(N * kD, 9), g = randn(kD, 10, 1.f), dy = randn(N * kD, 11);
+  std::vector<float> inv(N);
+  std::vector<bf16> rows(N * kD);
+  rmsnorm_normalise(x.data(), rows.data(), inv.data(), N, kD, 1e-5f);
+  const int saved = omp_get_max_threads();
+  std::vector<std::vector<float>> dx(2, std::vector<float>(N * kD)), dg(2, std::vector<float>(kD));
+  for (int t = 0; t < 2; ++t) {
+    omp_set_num_threads(t + 1);
+    rmsnorm_backward_normalised(rows.data(), g.data(), inv.data(), dy.data(), dx[t].data(),
+                                dg[t].data(), N, kD);
+  }
+  omp_set_num_threads(saved);
+  EXPECT_EQ(dx[0], dx[1]);
+  EXPECT_EQ(dg[0], dg[1]);
 }
