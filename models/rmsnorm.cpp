@@ -13,6 +13,14 @@ namespace strata {
 
 namespace {
 
+// 1 / sqrt(mean_j x_j^2 + eps) of a row, the mean of squares in double: D can be large and this
+// sets the scale. One place for both forms of the forward.
+template <class T>
+T row_inv_rms(const T* xr, int64_t D, float eps) {
+  const double ss = lane_sum(D, [&](int64_t j) { return double(xr[j]) * double(xr[j]); });
+  return T(1.0 / std::sqrt(ss / double(D) + double(eps)));
+}
+
 // One place for y = x * inv (* g), so rmsnorm_apply repeats the forward's bits.
 template <class T>
 void normalise_row(const T* xr, const T* g, T inv, T* yr, int64_t D) {
@@ -31,12 +39,9 @@ void rmsnorm_forward(const T* x, const T* g, T* y, T* inv_rms, int64_t N, int64_
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const T* xr = x + n * D;
-    T* yr = y + n * D;
-    // The mean of squares in double: D can be large and this sets the scale.
-    const double ss = lane_sum(D, [&](int64_t j) { return double(xr[j]) * double(xr[j]); });
-    const T inv = T(1.0 / std::sqrt(ss / double(D) + double(eps)));
+    const T inv = row_inv_rms(xr, D, eps);
     inv_rms[n] = inv;
-    normalise_row(xr, g, inv, yr, D);
+    normalise_row(xr, g, inv, y + n * D, D);
   }
 }
 
@@ -110,8 +115,7 @@ void rmsnorm_normalise(const T* x, S* xhat, T* inv_rms, int64_t N, int64_t D, fl
   for (int64_t n = 0; n < N; ++n) {
     const T* xr = x + n * D;
     S* yr = xhat + n * D;
-    const double ss = lane_sum(D, [&](int64_t j) { return double(xr[j]) * double(xr[j]); });
-    const T inv = T(1.0 / std::sqrt(ss / double(D) + double(eps)));
+    const T inv = row_inv_rms(xr, D, eps);
     inv_rms[n] = inv;
     row_lanes<T>(D, [&](auto lane, int64_t j) {
       using V = decltype(lane);

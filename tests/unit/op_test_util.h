@@ -1,6 +1,6 @@
 #pragma once
-// Shared by the kernel tests (attention, RoPE): seeded normal data in any scalar type, and a
-// relative error that does not blow up on entries near zero.
+// Shared by the kernel tests (attention, RoPE, the bf16 ops): seeded normal data in any scalar
+// type, a relative error that does not blow up on entries near zero, and a norm-wise one.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -27,6 +27,19 @@ double rel_err(const A& a, const B& b) {
     den = std::max(den, std::abs(double(b[i])));
   }
   return num / std::max(den, 1e-300);
+}
+
+// ||a - b|| / ||b|| (Euclidean; ||b|| = 0 gives ||a - b||): the norm-wise error that the bf16
+// tolerances are stated in.
+template <class A, class B>
+double rel_norm(const A& a, const B& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = double(a[i]) - double(b[i]);
+    num += d * d;
+    den += double(b[i]) * double(b[i]);
+  }
+  return std::sqrt(num / (den > 0 ? den : 1));
 }
 
 }  // namespace strata::test

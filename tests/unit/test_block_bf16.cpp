@@ -32,15 +32,6 @@ using namespace strata::test;
 
 namespace {
 
-double rel_norm(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / (den > 0 ? den : 1));
-}
-
 struct Result {
   std::vector<float> y, dx, dw;
   std::vector<float> delta;  // y - x: the block's own contribution (the residual left out)

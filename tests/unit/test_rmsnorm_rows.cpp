@@ -15,8 +15,10 @@
 
 #include "core/bf16.h"
 #include "models/rmsnorm.h"
+#include "op_test_util.h"
 
 using namespace strata;
+using strata::test::rel_norm;
 
 namespace {
 
@@ -26,15 +28,6 @@ std::vector<float> randn(size_t n, uint32_t seed, float mean = 0.f) {
   std::vector<float> v(n);
   for (auto& x : v) x = d(g);
   return v;
-}
-
-double rel_norm(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / (den > 0 ? den : 1));
 }
 
 // Rows long enough for the vector lanes and a scalar tail (16 * 4 + 5).
