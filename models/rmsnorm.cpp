@@ -21,7 +21,7 @@ T row_inv_rms(const T* xr, int64_t D, float eps) {
   return T(1.0 / std::sqrt(ss / double(D) + double(eps)));
 }
 
-// One place for y = x * inv (* g), so rmsnorm_apply repeats the forward's bits.
+// y = x * inv (* g) of a row.
 template <class T>
 void normalise_row(const T* xr, const T* g, T inv, T* yr, int64_t D) {
   if (g) {
@@ -43,13 +43,6 @@ void rmsnorm_forward(const T* x, const T* g, T* y, T* inv_rms, int64_t N, int64_
     inv_rms[n] = inv;
     normalise_row(xr, g, inv, y + n * D, D);
   }
-}
-
-template <class T>
-void rmsnorm_apply(const T* x, const T* g, const T* inv_rms, T* y, int64_t N, int64_t D) {
-  ProfScope prof_scope(ProfOp::norm);
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) normalise_row(x + n * D, g, inv_rms[n], y + n * D, D);
 }
 
 template <class T>
@@ -214,10 +207,6 @@ template void rmsnorm_forward<float>(const float*, const float*, float*, float*,
                                      float);
 template void rmsnorm_forward<double>(const double*, const double*, double*, double*, int64_t,
                                       int64_t, float);
-template void rmsnorm_apply<float>(const float*, const float*, const float*, float*, int64_t,
-                                   int64_t);
-template void rmsnorm_apply<double>(const double*, const double*, const double*, double*, int64_t,
-                                    int64_t);
 template void rmsnorm_backward<float>(const float*, const float*, const float*, const float*,
                                       float*, float*, int64_t, int64_t);
 template void rmsnorm_backward<double>(const double*, const double*, const double*, const double*,
