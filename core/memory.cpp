@@ -145,7 +145,7 @@ FloatBuffer::FloatBuffer(int64_t n, MemCategory cat, int64_t alignment, bool zer
     n_ = 0;
     return;
   }
-  cap_ = (bytes() + align_ - 1) / align_ * align_;
+  cap_ = capacity_for(n_, align_);
   MemoryTracker::instance().charge(cat_, charged());  // first: it may refuse (memory cap)
   data_ = static_cast<float*>(block_cache_take(cap_, align_));
   if (!data_)

@@ -74,6 +74,11 @@ class FloatBuffer {
   int64_t bytes() const { return n_ * static_cast<int64_t>(sizeof(float)); }
   // Bytes allocated: bytes() rounded up to the alignment (zeroed past bytes() at allocation).
   int64_t capacity_bytes() const { return cap_; }
+  // capacity_bytes() of a buffer of n floats, before there is one.
+  static int64_t capacity_for(int64_t n, int64_t alignment = 64) {
+    const int64_t b = n > 0 ? n * static_cast<int64_t>(sizeof(float)) : 0;
+    return (b + alignment - 1) / alignment * alignment;
+  }
   int64_t alignment() const { return align_; }
   MemCategory category() const { return cat_; }
   // Re-charges the buffer to another category (the memory stays where it is).

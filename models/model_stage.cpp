@@ -51,8 +51,7 @@ const float* ModelStage::blocks_forward(const StageContext& c, const MicroBatch&
     SavedTensors saved;  // evaluation: dropped right away
     // The block saves no copy of its input (its backward does not read it): recompute, which
     // starts from it, keeps one, made before the forward as the first tensor of the set.
-    constexpr int64_t kPage = FloatBuffer::kPageAlign;
-    const int64_t input_bytes = (N * D * 4 + kPage - 1) / kPage * kPage;  // as a saved buffer
+    const int64_t input_bytes = FloatBuffer::capacity_for(N * D, FloatBuffer::kPageAlign);
     if (train && c.store->policy(i) == ActivationPolicy::recompute)
       std::memcpy(saved.add_uninitialised(c.store->input_name(), N * D), in,
                   sizeof(float) * static_cast<size_t>(N * D));
