@@ -76,7 +76,8 @@ MemoryEstimate estimate_rank_memory(const JobConfig& c) {
   e.grads = P * kF32 / (stage >= 2 ? replicas : 1);
   e.optimizer = states * P * kF32 / (stage >= 1 ? replicas : 1);
   // One micro-batch's tokens on this rank, times the model width: the residual stream and its
-  // next value always exist; keep and recompute also hold every block's input.
+  // next value always exist; recompute also holds every block's input, and keep at least as
+  // many bytes per block (its two norms' saved rows, bf16 or fp32).
   const double N = static_cast<double>(c.train.micro_batch) *
                    static_cast<double>(c.data.seq_len / c.parallel.sp);
   const bool swaps = c.offload.policy == "swap" || c.offload.policy == "auto";
