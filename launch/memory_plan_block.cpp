@@ -98,9 +98,10 @@ void free_all(Ledger& l, std::vector<Ledger::Id> ids) {
 
 // parallel/sequence.cpp's buffers around the kernels. LASP-2: the gathered states (forward) or
 // state gradients (backward) of every rank, none alone on the sequence; the backward's suffix
-// gradient on every rank with a later one. LASP-2H: K and V packed for the all-gather (also
-// alone: a copy), and in the backward dK, dV of the whole sequence, their packed blocks for the
-// reduce-scatter and this rank's share.
+// gradient on every rank with a later one. LASP-2H: K and V packed for the all-gather, and in the
+// backward dK, dV of the whole sequence, their packed blocks for the reduce-scatter and this rank's
+// share. Alone on the sequence LASP-2H moves nothing: the keys and values are copied straight into
+// k_all, v_all and the kernel writes dK, dV in place.
 Ledger::Id lasp_states(Ledger& l, const BlockDims& d) {
   const int64_t per = d.B * d.H * d.dh * d.dh;
   return d.sp > 1 ? l.alloc(MemCategory::comm, Ledger::floats(static_cast<double>(d.sp * per)))
@@ -108,11 +109,13 @@ Ledger::Id lasp_states(Ledger& l, const BlockDims& d) {
 }
 int64_t kv_chunk(const BlockDims& d) { return d.B * d.T * d.Hkv * d.dh; }
 void lasp2h_gather(Ledger& l, const BlockDims& d) {
+  if (d.sp == 1) return;
   Ledger::Id blocks =
       l.alloc(MemCategory::comm, Ledger::floats(static_cast<double>(2 * d.sp * kv_chunk(d))));
   l.free(blocks);
 }
 void lasp2h_scatter(Ledger& l, const BlockDims& d) {
+  if (d.sp == 1) return;
   const double chunk = static_cast<double>(kv_chunk(d));
   Ledger::Id dk = fbuf(l, d.sp * kv_chunk(d)), dv = fbuf(l, d.sp * kv_chunk(d));
   Ledger::Id blocks = l.alloc(MemCategory::comm, Ledger::floats(2 * d.sp * chunk));

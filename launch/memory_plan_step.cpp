@@ -128,11 +128,11 @@ void StepReplay::prefetch(int mb, int64_t block, bool mlp_only) {
   }
 }
 
-// LASP-2's collectives of one block pass (parallel/sequence.cpp): the linear state all-gather
-// (none alone on the sequence: nobody reads the state), or the softmax K/V all-gather (forward)
-// and reduce-scatter (backward).
+// LASP-2's collectives of one block pass (parallel/sequence.cpp): the linear state all-gather,
+// or the softmax K/V all-gather (forward) and reduce-scatter (backward).
 static double sequence_bytes(const BlockDims& d, int64_t sp) {
-  if (d.mixer == 'L') return sp > 1 ? static_cast<double>(sp * d.B * d.H * d.dh * d.dh) * 4 : 0;
+  if (sp == 1) return 0;  // alone on the sequence, neither LASP-2 nor LASP-2H communicates
+  if (d.mixer == 'L') return static_cast<double>(sp * d.B * d.H * d.dh * d.dh) * 4;
   return static_cast<double>(sp * 2 * d.B * d.T * d.Hkv * d.dh) * 4;
 }
 

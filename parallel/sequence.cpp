@@ -164,6 +164,14 @@ void check_linear(const Comm& sp, const LinearAttentionShape& s) {
 // [sp][2][B, n, Hkv, dh] (this rank's K then V); the kernels want [B, sp*n, Hkv, dh].
 // ---------------------------------------------------------------------------------------------
 
+// y = x over n floats, in blocks over the threads (one thread's copy is memory-latency bound).
+void copy_threaded(const float* x, int64_t n, float* y) {
+  constexpr int64_t kBlock = 1 << 14;
+#pragma omp parallel for schedule(static) if (worth_threads(n))
+  for (int64_t b = 0; b < (n + kBlock - 1) / kBlock; ++b)
+    std::copy(x + b * kBlock, x + std::min(n, (b + 1) * kBlock), y + b * kBlock);
+}
+
 // Packs one rank's block: blk = [2][B, n, Hkv, dh] from x, y (rows of length row = Hkv*dh).
 void pack_kv(const float* x, const float* y, int64_t chunk, float* blk) {
   std::copy(x, x + chunk, blk);
@@ -255,6 +263,12 @@ void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_
   ProfScope prof_scope(ProfOp::attention);
   STRATA_CHECK(B >= 0 && n >= 1 && dh >= 1, "bad LASP-2H shape on " + sp.describe());
   const int64_t R = sp.size(), r = sp.rank(), chunk = B * n * Hkv * dh;
+  if (R == 1) {  // alone: the whole sequence's keys and values are this rank's
+    copy_threaded(k, chunk, k_all);
+    copy_threaded(v, chunk, v_all);
+    const SoftmaxAttentionShape shape{B, n, n, H, Hkv, dh, 0, 0};
+    return strata::softmax_attention_forward(shape, q, k_all, v_all, o, lse);
+  }
 
   // One all-gather of K and V together (one latency instead of two), in place.
   // [sp][2][B, n, Hkv, dh]
@@ -280,6 +294,10 @@ void lasp2h_backward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int
   ProfScope prof_scope(ProfOp::attention);
   STRATA_CHECK(B >= 0 && n >= 1 && dh >= 1, "bad LASP-2H shape on " + sp.describe());
   const int64_t R = sp.size(), r = sp.rank(), chunk = B * n * Hkv * dh;
+  if (R == 1) {  // alone: the kernel's dK, dV of the whole sequence are this rank's, as they are
+    const SoftmaxAttentionShape shape{B, n, n, H, Hkv, dh, 0, 0};
+    return strata::softmax_attention_backward(shape, q, k_all, v_all, o, lse, dout, dq, dk, dv);
+  }
 
   // [B, sp*n, Hkv, dh] each, overwritten by the kernel
   FloatBuffer dk_all = FloatBuffer::uninitialised(R * chunk, MemCategory::activations);

@@ -452,15 +452,33 @@ void check_sp1_bitwise(Comm& one) {
   }
 }
 
+// Alone on the sequence there is nothing to gather or scatter: LASP-2H calls the kernel on its
+// own buffers, so it neither moves a byte nor holds a comm buffer (the packed K/V blocks and the
+// whole-sequence dK, dV were copies of what the kernel already had, on the main thread).
+void check_sp1_moves_nothing(Comm& one) {
+  ASSERT_EQ(one.size(), 1);
+  const SmCase& c = kSmCases[0];
+  const SmData d = sm_data(c, c.n, 44);
+  one.reset_stats();
+  MemoryTracker& mem = MemoryTracker::instance();
+  const int64_t comm_before = mem.snapshot().current[static_cast<int>(MemCategory::comm)];
+  mem.reset_peaks();
+  run_lasp2h(one, c, d);
+  EXPECT_EQ(one.stats().total_bytes(), 0);
+  EXPECT_EQ(mem.snapshot().peak[static_cast<int>(MemCategory::comm)], comm_before);
+}
+
 TEST(SequenceSp1, SplitMpiCommunicatorIsThePlainOp) {
   auto w = world();
   auto one = w->split(w->rank(), 0, "sp");
   check_sp1_bitwise(*one);
+  check_sp1_moves_nothing(*one);
 }
 
 TEST(SequenceSp1, SelfCommIsThePlainOp) {
   SelfComm self("sp");
   check_sp1_bitwise(self);
+  check_sp1_moves_nothing(self);
 }
 
 }  // namespace
