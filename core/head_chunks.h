@@ -59,10 +59,16 @@ inline P operand_cast(T x) {
     return static_cast<P>(x);
 }
 
+// The scalar an element of storage type S computes in: bf16 values are expanded to fp32.
+template <class S>
+using compute_t = std::conditional_t<std::is_same_v<S, bf16>, float, S>;
+
 // y[d] = a * x[d] (* w[d] when w is given) for d < n, converted to P: 16 lanes at a time for
-// float (core/vexp.h; the scalar bf16 conversion's NaN branch keeps a plain loop scalar).
-template <class T, class P>
-inline void store_scaled(const T* x, const T* w, T a, P* y, int64_t n) {
+// float (core/vexp.h; the scalar bf16 conversion's NaN branch keeps a plain loop scalar). x may
+// be stored in bf16 when T is float (its values expanded exactly).
+template <class S, class T, class P>
+inline void store_scaled(const S* x, const T* w, T a, P* y, int64_t n) {
+  static_assert(std::is_same_v<compute_t<S>, T>, "x is stored as T, or as bf16 for float");
   if constexpr (std::is_same_v<T, float>) {
     for_lanes(0, n, [&](auto lane, int64_t d) {
       using V = decltype(lane);
@@ -76,23 +82,25 @@ inline void store_scaled(const T* x, const T* w, T a, P* y, int64_t n) {
 }
 
 // y[bh, c, i, :] = scale(h, c, i) * x[b, c*C + i, h, :] for the real rows (padding untouched).
-template <class T, class P, class F>
-void pack_head_chunks(const HeadChunks& L, const T* x, P* y, F scale) {
+// x of T, or of bf16 under float scales (the bf16 precision's operands, packed as they are).
+template <class S, class P, class F>
+void pack_head_chunks(const HeadChunks& L, const S* x, P* y, F scale) {
+  using T = compute_t<S>;
 #pragma omp parallel for collapse(2) schedule(static) if (L.threads())
   for (int64_t b = 0; b < L.B; ++b)
     for (int64_t t = 0; t < L.T; ++t) {
       const int64_t c = t / L.C, i = t % L.C;
       for (int64_t h = 0; h < L.H; ++h) {
-        const T* src = x + ((b * L.T + t) * L.H + h) * L.dh;
+        const S* src = x + ((b * L.T + t) * L.H + h) * L.dh;
         P* dst = y + (((b * L.H + h) * L.nc + c) * L.C + i) * L.dh;
         store_scaled(src, static_cast<const T*>(nullptr), scale(h, c, i), dst, L.dh);
       }
     }
 }
 
-template <class T, class P>
-void pack_head_chunks(const HeadChunks& L, const T* x, P* y) {
-  pack_head_chunks(L, x, y, [](int64_t, int64_t, int64_t) { return T(1); });
+template <class S, class P>
+void pack_head_chunks(const HeadChunks& L, const S* x, P* y) {
+  pack_head_chunks(L, x, y, [](int64_t, int64_t, int64_t) { return compute_t<S>(1); });
 }
 
 // out[b, c*C + i, h, :] = scale(h, c, i) * x1[bh, c, i, :] + x2[bh, c, i, :] for the real rows.

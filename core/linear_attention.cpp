@@ -90,11 +90,13 @@ void scan_chunks(const HeadChunks& L, const RowDecay<T>& dec, bool backwards, T*
 }
 
 // The operands every pass needs: k, v packed, the μ-scaled values, and the chunk-entry states.
+// k and v are stored as In: T, or bf16 under the bf16 precision (packed as they are).
 template <class T, class P>
 struct ChunkStates {
   Scratch<P> K, V, Sp;
   Scratch<T> S;  // fp32 states (overwritten by callers as scratch of the same size)
-  ChunkStates(const HeadChunks& L, const RowDecay<T>& dec, const T* k, const T* v,
+  template <class In>
+  ChunkStates(const HeadChunks& L, const RowDecay<T>& dec, const In* k, const In* v,
               const T* state_in, T* state_out)
       : K(packed_scratch<P>(L)),
         V(packed_scratch<P>(L)),
@@ -120,9 +122,10 @@ Scratch<P> masked_scores(const HeadChunks& L, const std::vector<T>& pw, const P*
   return out;
 }
 
-// O = diag(λ) Q S_prev + ((Q Kᵀ) ⊙ D) V per chunk, every chunk at once.
-template <class T, class P>
-void forward_chunks(const LinearAttentionShape& s, const T* q, const T* k, const T* v,
+// O = diag(λ) Q S_prev + ((Q Kᵀ) ⊙ D) V per chunk, every chunk at once. q, k, v stored as In
+// (T, or the bf16 operands themselves).
+template <class T, class P, class In>
+void forward_chunks(const LinearAttentionShape& s, const In* q, const In* k, const In* v,
                     const T* gamma, T* o, const T* state_in, T* state_out) {
   const HeadChunks L(s.B, s.T, s.H, s.dh, effective_chunk(s));
   if (L.matrices() == 0) {  // no tokens: the state passes through
@@ -147,8 +150,8 @@ void forward_chunks(const LinearAttentionShape& s, const T* q, const T* k, const
 
 // dQ = diag(λ) dO S_prevᵀ + G K,  dK = Gᵀ Q + diag(μ) V dSᵀ,  dV = Aᵀ dO + diag(μ) K dS, with
 // G = (dO Vᵀ) ⊙ D, A = (Q Kᵀ) ⊙ D and dS the gradient w.r.t. the state leaving the chunk.
-template <class T, class P>
-void backward_chunks(const LinearAttentionShape& s, const T* q, const T* k, const T* v,
+template <class T, class P, class In>
+void backward_chunks(const LinearAttentionShape& s, const In* q, const In* k, const In* v,
                      const T* gamma, const T* dout, T* dq, T* dk, T* dv, const T* state_in,
                      const T* dstate_out, T* dstate_in) {
   const HeadChunks L(s.B, s.T, s.H, s.dh, effective_chunk(s));
@@ -227,6 +230,24 @@ void linear_attention_backward(const LinearAttentionShape& s, const T* q, const 
       return backward_chunks<float, bf16>(s, q, k, v, gamma, dout, dq, dk, dv, state_in, dstate_out,
                                           dstate_in);
   backward_chunks<T, T>(s, q, k, v, gamma, dout, dq, dk, dv, state_in, dstate_out, dstate_in);
+}
+
+void linear_attention_forward(const LinearAttentionShape& s, const bf16* q, const bf16* k,
+                              const bf16* v, const float* gamma, float* o, const float* state_in,
+                              float* state_out) {
+  check_shape(s);
+  STRATA_CHECK(s.precision == Precision::bf16, "bf16 linear attention operands need bf16");
+  forward_chunks<float, bf16>(s, q, k, v, gamma, o, state_in, state_out);
+}
+
+void linear_attention_backward(const LinearAttentionShape& s, const bf16* q, const bf16* k,
+                               const bf16* v, const float* gamma, const float* dout, float* dq,
+                               float* dk, float* dv, const float* state_in, const float* dstate_out,
+                               float* dstate_in) {
+  check_shape(s);
+  STRATA_CHECK(s.precision == Precision::bf16, "bf16 linear attention operands need bf16");
+  backward_chunks<float, bf16>(s, q, k, v, gamma, dout, dq, dk, dv, state_in, dstate_out,
+                               dstate_in);
 }
 
 template <class T>

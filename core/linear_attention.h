@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/precision.h"
 
 namespace strata {
@@ -49,6 +50,16 @@ void linear_attention_backward(const LinearAttentionShape& s, const T* q, const 
                                const std::type_identity_t<T>* state_in,
                                const std::type_identity_t<T>* dstate_out,
                                std::type_identity_t<T>* dstate_in);
+
+// The same with q, k, v stored in bf16 (s.precision bf16): the operands the bf16 precision's
+// products take, packed as they are. The result is the float op's on their values, bit for bit.
+void linear_attention_forward(const LinearAttentionShape& s, const bf16* q, const bf16* k,
+                              const bf16* v, const float* gamma, float* o, const float* state_in,
+                              float* state_out);
+void linear_attention_backward(const LinearAttentionShape& s, const bf16* q, const bf16* k,
+                               const bf16* v, const float* gamma, const float* dout, float* dq,
+                               float* dk, float* dv, const float* state_in, const float* dstate_out,
+                               float* dstate_in);
 
 // The plain token-by-token recurrence (s.chunk is ignored); the ground truth for tests.
 template <class T>

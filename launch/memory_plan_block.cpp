@@ -149,19 +149,29 @@ void linear_kernel_backward(Ledger& l, const BlockDims& d) {
   free_all(l, held);
 }
 
-// Block::linear_mixer_forward: the projections saved in the precision, q and k (and in bf16 an
-// fp32 copy of v) and o live through the kernel; o's normalised rows u are saved.
+// parallel/sequence.cpp's fp32 copies of bf16 q, k, v for LASP-2's cross-rank products (none
+// in fp32, none alone on the sequence).
+std::vector<Ledger::Id> cross_rank_values(Ledger& l, const BlockDims& d) {
+  if (!d.bf16 || d.sp == 1) return {};
+  std::vector<Ledger::Id> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(fbuf(l, d.N() * d.E()));
+  return ids;
+}
+
+// Block::linear_mixer_forward: the projections saved in the precision, q and k (in the
+// precision) and o live through the kernel; o's normalised rows u are saved.
 void linear_mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
   const int64_t N = d.N(), E = d.E();
   for (const char* t : {"qp", "kp", "v"}) s.add(l, t, d.operand(N * E));
-  Ledger::Id q = fbuf(l, N * E), k = fbuf(l, N * E);
-  Ledger::Id v = d.bf16 ? fbuf(l, N * E) : Ledger::kNone;
+  Ledger::Id q = fbuf(l, d.operand(N * E)), k = fbuf(l, d.operand(N * E));
   Ledger::Id o = fbuf(l, N * E);
   s.add(l, "prefix", d.B * d.H * d.dh * d.dh);
+  std::vector<Ledger::Id> copies = cross_rank_values(l, d);
   Ledger::Id states = lasp_states(l, d);
   linear_kernel_forward(l, d);
   l.free(states);
-  free_all(l, {q, k, v});
+  free_all(l, copies);
+  free_all(l, {q, k});
   save_normalised(l, d, s, "u", "inv_o", N * d.H, N * E);
   l.free(o);
   Ledger::Id z = norm_operand(l, d, N * E);  // u * g_out for o_proj
@@ -285,8 +295,8 @@ void linear_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const Bac
   }
   Ledger::Id dq = fbuf(l, N * E), dk = fbuf(l, N * E), dv = fbuf(l, N * E);
   {
-    Ledger::Id q = fbuf(l, N * E), k = fbuf(l, N * E);
-    Ledger::Id v = d.bf16 ? fbuf(l, N * E) : Ledger::kNone;
+    Ledger::Id q = fbuf(l, d.operand(N * E)), k = fbuf(l, d.operand(N * E));
+    std::vector<Ledger::Id> copies = cross_rank_values(l, d);
     Ledger::Id grads = lasp_states(l, d);
     linear_kernel_backward(l, d);
     if (d.sp_rank + 1 < d.sp) {
@@ -294,7 +304,8 @@ void linear_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const Bac
       l.free(suffix);
     }
     l.free(grads);
-    free_all(l, {q, k, v});
+    free_all(l, copies);
+    free_all(l, {q, k});
   }
   l.free(dO);
   for (const char* t : {"v", "prefix"}) s.drop(l, t);

@@ -312,12 +312,17 @@ void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm
 
 namespace {
 
-// y [n] = scale * phi(x), x an operand as saved (fp32 or bf16).
-void feature_map(const Operand& x, float* y, int64_t n, bool silu, float scale) {
+// scale * phi(x) [n] in the precision of x, an operand as saved (fp32 or bf16): in bf16 q and k
+// only enter the kernel's bf16 products, so they are stored as it packs them.
+Operand feature_mapped(const Operand& x, int64_t n, bool silu, float scale) {
+  const Precision p = x.f32 ? Precision::fp32 : Precision::bf16;
+  auto b = std::make_shared<FloatBuffer>(
+      FloatBuffer::uninitialised(operand_floats(p, n), MemCategory::activations));
   if (x.f32)
-    feature_map_forward(x.f32, y, n, silu, scale);
+    feature_map_forward(x.f32, b->data(), n, silu, scale);
   else
-    feature_map_forward(x.b16, y, n, silu, scale);
+    feature_map_forward(x.b16, as_bf16(*b), n, silu, scale);
+  return operand_of(p, b);
 }
 
 // d [n] *= scale * phi'(x), in place.
@@ -328,12 +333,26 @@ void feature_map_grad(const Operand& x, float* d, int64_t n, bool silu, float sc
     feature_map_backward(x.b16, d, d, n, silu, scale);
 }
 
-// An operand's values in fp32: its own buffer, or (bf16) an exact copy in `tmp`.
-const float* fp32_values(const Operand& x, int64_t n, FloatBuffer& tmp) {
-  if (x.f32) return x.f32;
-  tmp = FloatBuffer::uninitialised(n, MemCategory::activations);
-  from_bf16(x.b16, tmp.data(), n);
-  return tmp.data();
+// LASP-2 on q, k, v as stored (all fp32 or all bf16).
+void linear_attention_forward(Comm& sp, const LinearAttentionShape& s, const Operand& q,
+                              const Operand& k, const Operand& v, const float* gamma, float* o,
+                              float* prefix) {
+  if (q.f32)
+    sequence::linear_attention_forward(sp, s, q.f32, k.f32, v.f32, gamma, o, prefix);
+  else
+    sequence::linear_attention_forward(sp, s, q.b16, k.b16, v.b16, gamma, o, prefix);
+}
+
+void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const Operand& q,
+                               const Operand& k, const Operand& v, const float* gamma,
+                               const float* prefix, const float* dout, float* dq, float* dk,
+                               float* dv) {
+  if (q.f32)
+    sequence::linear_attention_backward(sp, s, q.f32, k.f32, v.f32, gamma, prefix, dout, dq, dk,
+                                        dv);
+  else
+    sequence::linear_attention_backward(sp, s, q.b16, k.b16, v.b16, gamma, prefix, dout, dq, dk,
+                                        dv);
 }
 
 }  // namespace
@@ -348,19 +367,14 @@ void Block::linear_mixer_forward(const ParamUnit& u, const float* w, const UnitG
   const Operand qp = gm.forward_saved(saved, "qp", a, OFF("q_proj.weight"), N, E, D_);
   const Operand kp = gm.forward_saved(saved, "kp", a, OFF("k_proj.weight"), N, E, D_);
   const Operand v = gm.forward_saved(saved, "v", a, OFF("v_proj.weight"), N, E, D_);
-  FloatBuffer q = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [B,T,H,dh]
-  FloatBuffer k = FloatBuffer::uninitialised(N * E, MemCategory::activations);
-  feature_map(qp, q.data(), N * E, silu, 1.f);
-  feature_map(kp, k.data(), N * E, silu, kscale);
-  FloatBuffer v_tmp;
-  const float* vf = fp32_values(v, N * E, v_tmp);
+  Operand q = feature_mapped(qp, N * E, silu, 1.f);  // [B, T, H, dh] each, in the precision
+  Operand k = feature_mapped(kp, N * E, silu, kscale);
   FloatBuffer o = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // [B, T, H, dh]
   // [B, H, dh, dh] the state entering this chunk from earlier sequence-parallel ranks (LASP-2)
   float* prefix = saved.add("prefix", s.B * H_ * dh_ * dh_);
   const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size, cfg_.precision};
-  sequence::linear_attention_forward(sequence_group(s), shape, q.data(), k.data(), vf,
-                                     gammas_.data(), o.data(), prefix);
-  q.reset(), k.reset(), v_tmp.reset();
+  linear_attention_forward(sequence_group(s), shape, q, k, v, gammas_.data(), o.data(), prefix);
+  q = k = Operand{};
   save_normalised(saved, "u", "inv_o", o.data(), N * H_, dh_);  // u [N, E], inv_o [N*H]
   o.reset();
   gm.forward(norm_operand(saved, "u", W("out_norm.weight"), N, E), OFF("o_proj.weight"), out, N, D_,
@@ -396,16 +410,12 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const Unit
                      dv = uninitialised_shared(N * E);
   Operand qp = saved_operand(saved, "qp"), kp = saved_operand(saved, "kp");
   {
-    FloatBuffer q = FloatBuffer::uninitialised(N * E, MemCategory::activations);  // as forward
-    FloatBuffer k = FloatBuffer::uninitialised(N * E, MemCategory::activations);
-    feature_map(qp, q.data(), N * E, silu, 1.f);
-    feature_map(kp, k.data(), N * E, silu, kscale);
-    FloatBuffer v_tmp;
-    const float* vf = fp32_values(saved_operand(saved, "v"), N * E, v_tmp);
+    const Operand q = feature_mapped(qp, N * E, silu, 1.f);  // as forward
+    const Operand k = feature_mapped(kp, N * E, silu, kscale);
     const LinearAttentionShape shape{s.B, s.T, H_, dh_, cfg_.chunk_size, cfg_.precision};
-    sequence::linear_attention_backward(sequence_group(s), shape, q.data(), k.data(), vf,
-                                        gammas_.data(), saved.get("prefix"), dO.data(), dq->data(),
-                                        dk->data(), dv->data());
+    linear_attention_backward(sequence_group(s), shape, q, k, saved_operand(saved, "v"),
+                              gammas_.data(), saved.get("prefix"), dO.data(), dq->data(),
+                              dk->data(), dv->data());
   }
   dO.reset();
   for (const char* t : {"v", "prefix"}) saved.drop(t);

@@ -40,8 +40,8 @@ void swiglu_backward_lanes(const In* gate, const In* up, const float* dact, Out*
   });
 }
 
-template <class In>
-void feature_map_forward_lanes(const In* x, float* y, int64_t n, float scale) {
+template <class In, class Out>
+void feature_map_forward_lanes(const In* x, Out* y, int64_t n, float scale) {
   parallel_for_lanes(n, [&](auto lane, int64_t i) {
     using V = decltype(lane);
     const V v = vload(x + i, lane);
@@ -110,7 +110,7 @@ void swiglu_backward(const bf16* gate, const bf16* up, const float* dact, bf16* 
   swiglu_backward_lanes(gate, up, dact, dgate, dup, n);
 }
 
-void feature_map_forward(const bf16* x, float* y, int64_t n, bool use_silu, float scale) {
+void feature_map_forward(const bf16* x, bf16* y, int64_t n, bool use_silu, float scale) {
   ProfScope prof_scope(ProfOp::elementwise);
   if (use_silu) return feature_map_forward_lanes(x, y, n, scale);
   parallel_for_lanes(n, [&](auto lane, int64_t i) {

@@ -26,7 +26,8 @@ void feature_map_backward(const T* x, const T* dy, T* dx, int64_t n, bool silu, 
 void swiglu_forward(const bf16* gate, const bf16* up, bf16* act, int64_t n);
 void swiglu_backward(const bf16* gate, const bf16* up, const float* dact, bf16* dgate, bf16* dup,
                      int64_t n);
-void feature_map_forward(const bf16* x, float* y, int64_t n, bool silu, float scale);
+// q and k only feed the linear-attention kernel's bf16 products: stored rounded, as it packs them.
+void feature_map_forward(const bf16* x, bf16* y, int64_t n, bool silu, float scale);
 void feature_map_backward(const bf16* x, const float* dy, float* dx, int64_t n, bool silu,
                           float scale);
 

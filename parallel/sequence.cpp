@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/memory.h"
@@ -200,12 +201,30 @@ void rearrange_kv(float* blocks, float* X, float* Y, int64_t sp, int64_t B, int6
 
 }  // namespace
 
-void linear_attention_forward(Comm& sp, const LinearAttentionShape& s, const float* q,
-                              const float* k, const float* v, const float* gamma, float* o,
-                              float* prefix) {
+namespace {
+
+// x [n] as fp32 for LASP-2's cross-rank products: x itself, or (bf16) an exact copy in tmp. Made
+// only with a second rank: alone, the kernel alone reads q, k, v, as they are stored.
+const float* cross_rank_values(const float* x, int64_t, FloatBuffer&) { return x; }
+const float* cross_rank_values(const bf16* x, int64_t n, FloatBuffer& tmp) {
+  if (n == 0) return nullptr;  // alone: nobody reads it
+  tmp = FloatBuffer::uninitialised(n, MemCategory::activations);
+  from_bf16(x, tmp.data(), n);
+  return tmp.data();
+}
+
+// Both storage types of q, k, v (float, or the bf16 precision's operands).
+template <class S>
+void lasp2_forward(Comm& sp, const LinearAttentionShape& s, const S* q_in, const S* k_in,
+                   const S* v_in, const float* gamma, float* o, float* prefix) {
   ProfScope prof_scope(ProfOp::attention);
   check_linear(sp, s);
   const int64_t R = sp.size(), r = sp.rank(), per = s.B * s.H * s.dh * s.dh;
+  const int64_t n = R > 1 ? s.B * s.T * s.H * s.dh : 0;
+  FloatBuffer q_tmp, k_tmp, v_tmp;
+  const float* q = cross_rank_values(q_in, n, q_tmp);
+  const float* k = cross_rank_values(k_in, n, k_tmp);
+  const float* v = cross_rank_values(v_in, n, v_tmp);
   const std::vector<float> pw = decay_table(gamma, s.H, s.T);
 
   // This chunk's state from zero, written straight into its slot of the gather buffer (the
@@ -219,7 +238,7 @@ void linear_attention_forward(Comm& sp, const LinearAttentionShape& s, const flo
   }
 
   // Overlapped with the gather: the chunk's own (intra-rank) attention from a zero state.
-  strata::linear_attention_forward(s, q, k, v, gamma, o, nullptr, nullptr);
+  strata::linear_attention_forward(s, q_in, k_in, v_in, gamma, o, nullptr, nullptr);
 
   if (R > 1) gather.wait();
   decayed_sum(s, gamma, states.data(), 0, r, r - 1, prefix);
@@ -227,13 +246,18 @@ void linear_attention_forward(Comm& sp, const LinearAttentionShape& s, const flo
   if (r > 0) add_prefix_outputs(s, pw, q, prefix, o);
 }
 
-void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const float* q,
-                               const float* k, const float* v, const float* gamma,
-                               const float* prefix, const float* dout, float* dq, float* dk,
-                               float* dv) {
+template <class S>
+void lasp2_backward(Comm& sp, const LinearAttentionShape& s, const S* q_in, const S* k_in,
+                    const S* v_in, const float* gamma, const float* prefix, const float* dout,
+                    float* dq, float* dk, float* dv) {
   ProfScope prof_scope(ProfOp::attention);
   check_linear(sp, s);
   const int64_t R = sp.size(), r = sp.rank(), per = s.B * s.H * s.dh * s.dh;
+  const int64_t n = R > 1 ? s.B * s.T * s.H * s.dh : 0;
+  FloatBuffer q_tmp, k_tmp, v_tmp;
+  const float* q = cross_rank_values(q_in, n, q_tmp);
+  const float* k = cross_rank_values(k_in, n, k_tmp);
+  const float* v = cross_rank_values(v_in, n, v_tmp);
   const std::vector<float> pw = decay_table(gamma, s.H, s.T);
 
   // [sp][B, H, dh, dh] dP of each rank, read by the earlier ranks (none when alone).
@@ -246,7 +270,8 @@ void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const fl
 
   // Overlapped with the gather: the chunk's own backward, as if it started from a zero state
   // and no later rank read its state.
-  strata::linear_attention_backward(s, q, k, v, gamma, dout, dq, dk, dv, nullptr, nullptr, nullptr);
+  strata::linear_attention_backward(s, q_in, k_in, v_in, gamma, dout, dq, dk, dv, nullptr, nullptr,
+                                    nullptr);
 
   if (R > 1) gather.wait();
   if (r > 0) add_prefix_query_grads(s, pw, dout, prefix, dq);
@@ -255,6 +280,33 @@ void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const fl
     decayed_sum(s, gamma, grads.data(), r + 1, R, r + 1, suffix.data());
     add_suffix_kv_grads(s, pw, k, v, suffix.data(), dk, dv);
   }
+}
+
+}  // namespace
+
+void linear_attention_forward(Comm& sp, const LinearAttentionShape& s, const float* q,
+                              const float* k, const float* v, const float* gamma, float* o,
+                              float* prefix) {
+  lasp2_forward(sp, s, q, k, v, gamma, o, prefix);
+}
+
+void linear_attention_forward(Comm& sp, const LinearAttentionShape& s, const bf16* q, const bf16* k,
+                              const bf16* v, const float* gamma, float* o, float* prefix) {
+  lasp2_forward(sp, s, q, k, v, gamma, o, prefix);
+}
+
+void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const float* q,
+                               const float* k, const float* v, const float* gamma,
+                               const float* prefix, const float* dout, float* dq, float* dk,
+                               float* dv) {
+  lasp2_backward(sp, s, q, k, v, gamma, prefix, dout, dq, dk, dv);
+}
+
+void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const bf16* q,
+                               const bf16* k, const bf16* v, const float* gamma,
+                               const float* prefix, const float* dout, float* dq, float* dk,
+                               float* dv) {
+  lasp2_backward(sp, s, q, k, v, gamma, prefix, dout, dq, dk, dv);
 }
 
 void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,

@@ -48,6 +48,15 @@ void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const fl
                                const float* prefix, const float* dout, float* dq, float* dk,
                                float* dv);
 
+// The same on q, k, v stored in bf16 (s.precision bf16): the kernel packs them as they are, and
+// only with a second rank are fp32 copies made, for the cross-rank products.
+void linear_attention_forward(Comm& sp, const LinearAttentionShape& s, const bf16* q, const bf16* k,
+                              const bf16* v, const float* gamma, float* o, float* prefix);
+void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const bf16* q,
+                               const bf16* k, const bf16* v, const float* gamma,
+                               const float* prefix, const float* dout, float* dq, float* dk,
+                               float* dv);
+
 // LASP-2H forward. q: [B, n, H, dh]; k, v: [B, n, Hkv, dh], this rank's chunk with RoPE already
 // applied at global positions. k_all, v_all: [B, sp*n, Hkv, dh] out: the whole sequence's keys
 // and values, saved by the caller for the backward. o: [B, n, H, dh]; lse: [B, H, n].

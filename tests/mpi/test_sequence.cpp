@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/linear_attention.h"
 #include "core/memory.h"
 #include "core/softmax_attention.h"
@@ -118,9 +119,18 @@ struct LinOut {
   Vec o, prefix, dq, dk, dv;
 };
 
-LinOut run_lasp2(Comm& sp, const LinCase& c, const LinData& full, const Vec& g) {
+std::vector<bf16> stored_bf16(const Vec& x) {
+  std::vector<bf16> b(x.size());
+  for (size_t i = 0; i < x.size(); ++i) b[i] = fp32_to_bf16(x[i]);
+  return b;
+}
+
+// This rank's rows of the whole sequence through sequence:: LASP-2. p bf16: the kernel's
+// products in bf16; stored_bf16: q, k, v handed over stored in bf16 (rounded here).
+LinOut run_lasp2(Comm& sp, const LinCase& c, const LinData& full, const Vec& g,
+                 Precision p = Precision::fp32, bool stored = false) {
   const int64_t T = sp.size() * c.n, t0 = sp.rank() * c.n, row = c.H * c.dh;
-  const LinearAttentionShape s{c.B, c.n, c.H, c.dh, c.chunk};
+  const LinearAttentionShape s{c.B, c.n, c.H, c.dh, c.chunk, p};
   const Vec q = rows(full.q, c.B, T, row, t0, c.n), k = rows(full.k, c.B, T, row, t0, c.n);
   const Vec v = rows(full.v, c.B, T, row, t0, c.n), dout = rows(full.dout, c.B, T, row, t0, c.n);
   LinOut r;
@@ -129,6 +139,15 @@ LinOut run_lasp2(Comm& sp, const LinCase& c, const LinData& full, const Vec& g) 
   r.dq.resize(q.size());
   r.dk.resize(q.size());
   r.dv.resize(q.size());
+  if (stored) {
+    const std::vector<bf16> q16 = stored_bf16(q), k16 = stored_bf16(k), v16 = stored_bf16(v);
+    sequence::linear_attention_forward(sp, s, q16.data(), k16.data(), v16.data(), g.data(),
+                                       r.o.data(), r.prefix.data());
+    sequence::linear_attention_backward(sp, s, q16.data(), k16.data(), v16.data(), g.data(),
+                                        r.prefix.data(), dout.data(), r.dq.data(), r.dk.data(),
+                                        r.dv.data());
+    return r;
+  }
   sequence::linear_attention_forward(sp, s, q.data(), k.data(), v.data(), g.data(), r.o.data(),
                                      r.prefix.data());
   sequence::linear_attention_backward(sp, s, q.data(), k.data(), v.data(), g.data(),
@@ -193,6 +212,27 @@ TEST(Lasp2, MatchesSingleRankOp) {
   auto sp = world();
   uint32_t seed = 100;
   for (const LinCase& c : kLinCases) check_linear_against_reference(*sp, c, seed += 10);
+}
+
+// q, k, v handed over in bf16 (the bf16 precision's block) give what the float inputs of the same
+// values give, bit for bit, on every rank: the cross-rank products read exact fp32 copies.
+TEST(Lasp2, Bf16StoredInputsAreTheFloatOpOnTheirValues) {
+  auto sp = world();
+  uint32_t seed = 900;
+  for (const LinCase& c : kLinCases) {
+    SCOPED_TRACE(name(c));
+    LinData d = lin_data(c, sp->size() * c.n, seed += 10);
+    for (Vec* x : {&d.q, &d.k, &d.v})
+      for (float& e : *x) e = bf16_to_fp32(fp32_to_bf16(e));
+    const Vec g = gammas(c);
+    const LinOut want = run_lasp2(*sp, c, d, g, Precision::bf16);
+    const LinOut got = run_lasp2(*sp, c, d, g, Precision::bf16, /*stored=*/true);
+    EXPECT_EQ(count_diff(got.o, want.o), 0);
+    EXPECT_EQ(count_diff(got.prefix, want.prefix), 0);
+    EXPECT_EQ(count_diff(got.dq, want.dq), 0);
+    EXPECT_EQ(count_diff(got.dk, want.dk), 0);
+    EXPECT_EQ(count_diff(got.dv, want.dv), 0);
+  }
 }
 
 // On a sub-communicator (sp groups of world ranks of the same parity, so -np 3 gives groups of

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "core/error.h"
 #include "core/linear_attention.h"
 #include "op_test_util.h"
 
@@ -220,6 +221,52 @@ TEST(LinearAttention, Bf16OperandsDifferFromFp32) {
                            nullptr);
   EXPECT_NE(o32, o16);
   EXPECT_LT(rel_err(o16, o32), 1e-2);
+}
+
+// q, k, v stored in bf16 (what the bf16 precision's block hands over) are the float op on their
+// values, bit for bit: the kernel packs them as they are instead of rounding fp32 copies.
+TEST(LinearAttention, Bf16StoredInputsAreTheFloatOpOnTheirValues) {
+  LinearAttentionShape s{2, 53, 4, 16, 16};  // a padded last chunk, the threaded path
+  s.precision = Precision::bf16;
+  const auto in = make_inputs(s, 800);
+  auto stored = [](const Vec& x) {
+    std::vector<bf16> b(x.size());
+    for (size_t i = 0; i < x.size(); ++i) b[i] = fp32_to_bf16(static_cast<float>(x[i]));
+    return b;
+  };
+  auto values = [](const std::vector<bf16>& b) {
+    std::vector<float> f(b.size());
+    for (size_t i = 0; i < b.size(); ++i) f[i] = bf16_to_fp32(b[i]);
+    return f;
+  };
+  const std::vector<bf16> q16 = stored(in.q), k16 = stored(in.k), v16 = stored(in.v);
+  const std::vector<float> q = values(q16), k = values(k16), v = values(v16);
+  const std::vector<float> st(in.state.begin(), in.state.end());
+  const std::vector<float> dO = test::randn<float>(q.size(), 801);
+  const std::vector<float> dS = test::randn<float>(st.size(), 802);
+  const auto g = linear_attention_gammas(s.H, true);
+  const size_t n = q.size(), ns = st.size();
+  std::vector<float> o(n), so(ns), dq(n), dk(n), dv(n), ds(ns);
+  std::vector<float> o2(n), so2(ns), dq2(n), dk2(n), dv2(n), ds2(ns);
+  linear_attention_forward(s, q.data(), k.data(), v.data(), g.data(), o.data(), st.data(),
+                           so.data());
+  linear_attention_forward(s, q16.data(), k16.data(), v16.data(), g.data(), o2.data(), st.data(),
+                           so2.data());
+  linear_attention_backward(s, q.data(), k.data(), v.data(), g.data(), dO.data(), dq.data(),
+                            dk.data(), dv.data(), st.data(), dS.data(), ds.data());
+  linear_attention_backward(s, q16.data(), k16.data(), v16.data(), g.data(), dO.data(), dq2.data(),
+                            dk2.data(), dv2.data(), st.data(), dS.data(), ds2.data());
+  EXPECT_EQ(o2, o);
+  EXPECT_EQ(so2, so);
+  EXPECT_EQ(dq2, dq);
+  EXPECT_EQ(dk2, dk);
+  EXPECT_EQ(dv2, dv);
+  EXPECT_EQ(ds2, ds);
+  LinearAttentionShape s32 = s;  // the bf16 storage is for the bf16 precision only
+  s32.precision = Precision::fp32;
+  EXPECT_THROW(linear_attention_forward(s32, q16.data(), k16.data(), v16.data(), g.data(),
+                                        o2.data(), nullptr, nullptr),
+               StrataError);
 }
 
 template <class T>
