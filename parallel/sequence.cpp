@@ -13,6 +13,7 @@
 #include "core/profile.h"
 #include "core/softmax_attention.h"
 #include "core/threads.h"
+#include "core/vexp.h"
 
 namespace strata::sequence {
 namespace {
@@ -165,12 +166,10 @@ void check_linear(const Comm& sp, const LinearAttentionShape& s) {
 // [sp][2][B, n, Hkv, dh] (this rank's K then V); the kernels want [B, sp*n, Hkv, dh].
 // ---------------------------------------------------------------------------------------------
 
-// y = x over n floats, in blocks over the threads (one thread's copy is memory-latency bound).
+// y = x over n floats, over the threads (one thread's copy is memory-latency bound), through
+// core/vexp.h's blocked lanes as the element-wise ops.
 void copy_threaded(const float* x, int64_t n, float* y) {
-  constexpr int64_t kBlock = 1 << 14;
-#pragma omp parallel for schedule(static) if (worth_threads(n))
-  for (int64_t b = 0; b < (n + kBlock - 1) / kBlock; ++b)
-    std::copy(x + b * kBlock, x + std::min(n, (b + 1) * kBlock), y + b * kBlock);
+  parallel_for_lanes(n, [&](auto lane, int64_t i) { vstore(y + i, vload(x + i, lane)); });
 }
 
 // Packs one rank's block: blk = [2][B, n, Hkv, dh] from x, y (rows of length row = Hkv*dh).
