@@ -368,6 +368,21 @@ class NvmeTier : public SwapTier {
     log_info("swap tier nvme: direct I/O through " + std::string(engine_->backend()) + " on " +
              path_ + " (" + std::to_string(a.offset) + "-byte alignment, from " +
              align_source_name(a.source) + ")");
+    align_ = extent_granularity(engine_->native_fd(slot_), align_);
+  }
+
+  // Extents begin and end on whole file-system blocks (up to a page), not only on the direct-I/O
+  // alignment: then no block holds two extents' data. A swap file truncated under the run loses a
+  // live extent; when a later write re-extends the file, a write into a block the lost extent
+  // shared would allocate that block again, and the lost bytes would read back as zeros with no
+  // hole for verify() to find (ext4's 4096-byte blocks under 512-byte direct I/O).
+  static int64_t extent_granularity(int fd, int64_t dio_align) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return dio_align;
+    const int64_t block = std::min<int64_t>(st.st_blksize, FloatBuffer::kPageAlign);
+    const bool usable =
+        block > dio_align && block % dio_align == 0 && FloatBuffer::kPageAlign % block == 0;
+    return usable ? block : dio_align;
   }
 
   ~NvmeTier() override {
