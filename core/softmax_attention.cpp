@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -13,27 +12,17 @@
 #include "core/vexp.h"
 
 namespace strata {
-namespace {
 
-void check_shape(const SoftmaxAttentionShape& s) {
+void check_softmax_attention_shape(const SoftmaxAttentionShape& s) {
   STRATA_CHECK(s.B >= 0 && s.Tq >= 0 && s.Tk >= 0 && s.dh >= 1, "bad softmax attention shape");
   STRATA_CHECK(s.H >= 1 && s.Hkv >= 1 && s.H % s.Hkv == 0, "H must be a multiple of Hkv");
   // With q_pos0 >= k_pos0 query 0 sees key 0, so no row of the softmax is empty (an empty row
-  // would be 0/0). Checked here, outside the OpenMP regions, where throwing is safe.
+  // would be 0/0). Checked outside the OpenMP regions, where throwing is safe.
   STRATA_CHECK(s.Tq == 0 || (s.q_pos0 >= s.k_pos0 && s.Tk >= 1),
                "a query would see no key (need q_pos0 >= k_pos0 and Tk >= 1)");
 }
 
-// Keys a query tile [i0, i0+m) can see at all: key j is visible to the tile's last query iff
-// k_pos0 + j <= q_pos0 + i0 + m - 1. Keys past that are skipped (half the work when causal).
-int64_t tile_keys(const SoftmaxAttentionShape& s, int64_t i0, int64_t m) {
-  return std::min(s.Tk, s.q_pos0 + i0 + m - s.k_pos0);
-}
-
-// Last visible key of query i (global rule k_pos0 + j <= q_pos0 + i), clipped to the tile's keys.
-int64_t last_key(const SoftmaxAttentionShape& s, int64_t i, int64_t nk) {
-  return std::min(nk - 1, s.q_pos0 + i - s.k_pos0);
-}
+namespace {
 
 // sum_j exp(p[j] - mx) for j < n; float through core/vexp.h (vectorised, the same bits on every
 // code path), double (the finite-difference reference) through std::exp.
@@ -44,6 +33,13 @@ double exp_sum(const double* p, int64_t n, double mx, std::vector<double>&) {
   double sum = 0;
   for (int64_t j = 0; j < n; ++j) sum += std::exp(p[j] - mx);
   return sum;
+}
+// max_j p[j] for j < n: float vectorised (core/vexp.h; the maximum is exact in any order).
+float row_max(const float* p, int64_t n) { return max_of(p, n); }
+double row_max(const double* p, int64_t n) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, p[j]);
+  return mx;
 }
 // p[j] = exp(p[j] - l) for j < n
 void exp_shift(float* p, int64_t n, float l) { exp_shift_scale(p, n, l, 1.f); }
@@ -56,7 +52,7 @@ void exp_shift(double* p, int64_t n, double l) {
 template <class T>
 void softmax_attention_forward(const SoftmaxAttentionShape& s, const T* q, const T* k, const T* v,
                                T* o, T* lse) {
-  check_shape(s);
+  check_softmax_attention_shape(s);
   const int64_t B = s.B, Tq = s.Tq, Tk = s.Tk, H = s.H, Hkv = s.Hkv, dh = s.dh;
   const int64_t group = H / Hkv;
   const int64_t ldq = H * dh, ldk = Hkv * dh;  // row strides of q/o and k/v
@@ -76,14 +72,13 @@ void softmax_attention_forward(const SoftmaxAttentionShape& s, const T* q, const
         std::vector<T> scratch(Tk);
         for (int64_t i0 = 0; i0 < Tq; i0 += tile) {
           const int64_t m = std::min(tile, Tq - i0);
-          const int64_t nk = tile_keys(s, i0, m);
+          const int64_t nk = softmax_tile_keys(s, i0, m);
           const int64_t ofs = ((b * Tq + i0) * H + h) * dh;
           gemm(false, true, m, nk, dh, scale, q + ofs, ldq, K, ldk, T(0), P.data(), nk);
           for (int64_t i = 0; i < m; ++i) {
             T* p = P.data() + i * nk;
-            const int64_t jmax = last_key(s, i0 + i, nk);
-            T mx = -std::numeric_limits<T>::infinity();
-            for (int64_t j = 0; j <= jmax; ++j) mx = std::max(mx, p[j]);
+            const int64_t jmax = softmax_last_key(s, i0 + i, nk);
+            const T mx = row_max(p, jmax + 1);
             const T l = mx + std::log(exp_sum(p, jmax + 1, mx, scratch));
             L[i0 + i] = l;
             // exp(score - lse), exactly what the backward recomputes; masked keys get exact 0s
@@ -97,31 +92,10 @@ void softmax_attention_forward(const SoftmaxAttentionShape& s, const T* q, const
   guard.rethrow();
 }
 
-namespace {
-
-// Rows [rows, cols] of a row-strided tensor as T for the GEMMs: the storage itself when it is T
-// (no copy: the fp32 and double paths are untouched), else (bf16) an exact fp32 copy, dense.
-template <class T, class S>
-const T* rows_as(const S* x, int64_t ld, int64_t rows, int64_t cols, std::vector<T>& tmp,
-                 int64_t& ld_out) {
-  if constexpr (std::is_same_v<S, T>) {
-    ld_out = ld;
-    return x;
-  } else {
-    tmp.resize(static_cast<size_t>(rows * cols));
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) tmp[r * cols + c] = bf16_to_fp32(x[r * ld + c]);
-    ld_out = cols;
-    return tmp.data();
-  }
-}
-
-// The backward over q, k, v, o stored as S (T, or bf16 holding exactly the values the forward
-// used); everything else, the probabilities and the gradients in T.
-template <class T, class S>
-void backward_impl(const SoftmaxAttentionShape& s, const S* q, const S* k, const S* v, const S* o,
-                   const T* lse, const T* dout, T* dq, T* dk, T* dv) {
-  check_shape(s);
+template <class T>
+void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, const T* k, const T* v,
+                                const T* o, const T* lse, const T* dout, T* dq, T* dk, T* dv) {
+  check_softmax_attention_shape(s);
   const int64_t B = s.B, Tq = s.Tq, Tk = s.Tk, H = s.H, Hkv = s.Hkv, dh = s.dh;
   const int64_t group = H / Hkv;
   const int64_t ldq = H * dh, ldk = Hkv * dh;
@@ -137,10 +111,8 @@ void backward_impl(const SoftmaxAttentionShape& s, const S* q, const S* k, const
     for (int64_t g = 0; g < Hkv; ++g)
       guard.run([&] {
         const int64_t kofs = (b * Tk * Hkv + g) * dh;
-        std::vector<T> k_tmp, v_tmp, q_tmp, o_tmp;  // bf16 storage: this group's rows in T
-        int64_t ldK = 0, ldV = 0, ldQ = 0, ldO = 0;
-        const T* K = rows_as<T>(k + kofs, ldk, Tk, dh, k_tmp, ldK);  // [Tk, dh]
-        const T* V = rows_as<T>(v + kofs, ldk, Tk, dh, v_tmp, ldV);
+        const T* K = k + kofs;  // [Tk, dh], row stride ldk
+        const T* V = v + kofs;
         T *dK = dk + kofs, *dV = dv + kofs;  // [Tk, dh], row stride ldk
         for (int64_t j = 0; j < Tk; ++j)
           for (int64_t c = 0; c < dh; ++c) dK[j * ldk + c] = dV[j * ldk + c] = T(0);
@@ -151,54 +123,40 @@ void backward_impl(const SoftmaxAttentionShape& s, const S* q, const S* k, const
           const T* L = lse + (b * H + h) * Tq;  // [Tq]
           for (int64_t i0 = 0; i0 < Tq; i0 += tile) {
             const int64_t m = std::min(tile, Tq - i0);
-            const int64_t nk = tile_keys(s, i0, m);
+            const int64_t nk = softmax_tile_keys(s, i0, m);
             const int64_t ofs = ((b * Tq + i0) * H + h) * dh;
-            const T* Q = rows_as<T>(q + ofs, ldq, m, dh, q_tmp, ldQ);  // [m, dh]
-            const T* O = rows_as<T>(o + ofs, ldq, m, dh, o_tmp, ldO);
+            const T* Q = q + ofs;  // [m, dh], row stride ldq
+            const T* O = o + ofs;
             const T* dO = dout + ofs;  // [m, dh], row stride ldq
             T* dQ = dq + ofs;          // [m, dh], row stride ldq
             // Recompute P = exp(scale Q Kᵀ - lse), masked.
-            gemm(false, true, m, nk, dh, scale, Q, ldQ, K, ldK, T(0), P.data(), nk);
+            gemm(false, true, m, nk, dh, scale, Q, ldq, K, ldk, T(0), P.data(), nk);
             for (int64_t i = 0; i < m; ++i) {
               T* p = P.data() + i * nk;
-              const int64_t jmax = last_key(s, i0 + i, nk);
+              const int64_t jmax = softmax_last_key(s, i0 + i, nk);
               exp_shift(p, jmax + 1, L[i0 + i]);
               for (int64_t j = jmax + 1; j < nk; ++j) p[j] = T(0);
               T d = T(0);
-              for (int64_t c = 0; c < dh; ++c) d += dO[i * ldq + c] * O[i * ldO + c];
+              for (int64_t c = 0; c < dh; ++c) d += dO[i * ldq + c] * O[i * ldq + c];
               D[i] = d;
             }
             // dV += Pᵀ dO
             gemm(true, false, nk, dh, m, T(1), P.data(), nk, dO, ldq, T(1), dV, ldk);
             // dP = dO Vᵀ;  dScore = scale · P ⊙ (dP − D)  (softmax backward; the scale is the
             // chain rule through score = scale · q·k, folded in here once)
-            gemm(false, true, m, nk, dh, T(1), dO, ldq, V, ldV, T(0), dP.data(), nk);
+            gemm(false, true, m, nk, dh, T(1), dO, ldq, V, ldk, T(0), dP.data(), nk);
             for (int64_t i = 0; i < m; ++i)
               for (int64_t j = 0; j < nk; ++j) {
                 T& x = dP[i * nk + j];
                 x = scale * P[i * nk + j] * (x - D[i]);
               }
             // dQ = dScore K;  dK += dScoreᵀ Q
-            gemm(false, false, m, dh, nk, T(1), dP.data(), nk, K, ldK, T(0), dQ, ldq);
-            gemm(true, false, nk, dh, m, T(1), dP.data(), nk, Q, ldQ, T(1), dK, ldk);
+            gemm(false, false, m, dh, nk, T(1), dP.data(), nk, K, ldk, T(0), dQ, ldq);
+            gemm(true, false, nk, dh, m, T(1), dP.data(), nk, Q, ldq, T(1), dK, ldk);
           }
         }
       });
   guard.rethrow();
-}
-
-}  // namespace
-
-template <class T>
-void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, const T* k, const T* v,
-                                const T* o, const T* lse, const T* dout, T* dq, T* dk, T* dv) {
-  backward_impl<T, T>(s, q, k, v, o, lse, dout, dq, dk, dv);
-}
-
-void softmax_attention_backward(const SoftmaxAttentionShape& s, const bf16* q, const bf16* k,
-                                const bf16* v, const bf16* o, const float* lse, const float* dout,
-                                float* dq, float* dk, float* dv) {
-  backward_impl<float, bf16>(s, q, k, v, o, lse, dout, dq, dk, dv);
 }
 
 #define STRATA_INSTANTIATE(T)                                                                   \

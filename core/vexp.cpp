@@ -1,6 +1,23 @@
 #include "core/vexp.h"
 
+#include <algorithm>
+#include <limits>
+
 namespace strata {
+
+float max_of(const float* x, int64_t n) {
+  float mx = -std::numeric_limits<float>::infinity();
+  int64_t i = 0;
+#ifdef __AVX512F__
+  // vmaxps returns its second operand when either is a NaN, so a NaN x[i] leaves the running
+  // maximum as std::max(mx, x[i]) does; the maximum of the rest does not depend on the order.
+  __m512 m = _mm512_set1_ps(mx);
+  for (; i + 16 <= n; i += 16) m = _mm512_maskz_max_ps(kAll16, _mm512_loadu_ps(x + i), m);
+  mx = _mm512_reduce_max_ps(m);
+#endif
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  return mx;
+}
 
 double exp_shift_sum(const float* x, float* y, int64_t n, float shift) {
   double acc[16] = {};

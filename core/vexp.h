@@ -152,6 +152,9 @@ inline void parallel_for_lanes(int64_t n, Fn&& fn) {
     for_lanes(b * kBlock, b + 1 == blocks ? n : (b + 1) * kBlock, fn);
 }
 
+// max(x[0], ..., x[n-1]), -inf for n = 0, NaNs skipped (as a loop of std::max(mx, x[i])).
+float max_of(const float* x, int64_t n);
+
 // y[i] = exp(x[i] - shift) (y may be x); returns the sum of the y[i] in double, summed in a
 // fixed order (16 running sums, element i into sum i % 16, then those in order) on both code
 // paths.

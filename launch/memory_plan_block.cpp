@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/softmax_attention.h"
+
 namespace strata {
 
 namespace {
@@ -108,16 +110,28 @@ Ledger::Id lasp_states(Ledger& l, const BlockDims& d) {
                   : Ledger::kNone;
 }
 int64_t kv_chunk(const BlockDims& d) { return d.B * d.T * d.Hkv * d.dh; }
+// core/softmax_attention_bf16.cpp's workspace while the kernel runs (bf16; fp32 has none).
+void softmax_kernel(Ledger& l, const BlockDims& d, bool backward) {
+  if (!d.bf16) return;
+  const SoftmaxAttentionShape shape{d.B, d.T, d.Tall, d.H, d.Hkv, d.dh, d.sp_rank * d.T, 0};
+  Ledger::Id w = fbuf(l, softmax_attention_bf16_workspace_floats(shape, backward));
+  l.free(w);
+}
+
+// parallel/sequence.cpp's LASP-2H forward: the gather (with a second rank), then the kernel.
 void lasp2h_gather(Ledger& l, const BlockDims& d) {
-  if (d.sp == 1) return;
-  Ledger::Id blocks =
-      l.alloc(MemCategory::comm, Ledger::floats(static_cast<double>(2 * d.sp * kv_chunk(d))));
-  l.free(blocks);
+  if (d.sp > 1) {
+    Ledger::Id blocks =
+        l.alloc(MemCategory::comm, Ledger::floats(static_cast<double>(2 * d.sp * kv_chunk(d))));
+    l.free(blocks);
+  }
+  softmax_kernel(l, d, false);
 }
 void lasp2h_scatter(Ledger& l, const BlockDims& d) {
-  if (d.sp == 1) return;
+  if (d.sp == 1) return softmax_kernel(l, d, true);
   const double chunk = static_cast<double>(kv_chunk(d));
   Ledger::Id dk = fbuf(l, d.sp * kv_chunk(d)), dv = fbuf(l, d.sp * kv_chunk(d));
+  softmax_kernel(l, d, true);
   Ledger::Id blocks = l.alloc(MemCategory::comm, Ledger::floats(2 * d.sp * chunk));
   l.free(dk);
   l.free(dv);

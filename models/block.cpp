@@ -463,7 +463,7 @@ void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const Unit
   float* o = operand_slot(saved, "o", N * E, o_f32);                         // [B, T, H, dh]
   float* lse = saved.add("lse", s.B * H_ * s.T);                             // [B, H, T]
   sequence::softmax_attention_forward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, q, k.data(),
-                                      v.data(), k_all, v_all, o, lse);
+                                      v.data(), k_all, v_all, o, lse, cfg_.precision);
   k.reset(), v.reset();
   save_operand(saved, "q", q, N * E);
   save_operand(saved, "k_all", k_all, s.B * Tall * Ekv);
@@ -492,7 +492,7 @@ void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, const Uni
     sequence::softmax_attention_backward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, q.f32,
                                          k_all.f32, v_all.f32, o.f32, saved.get("lse"), dO.data(),
                                          dq->data(), dk->data(), dv->data());
-  else  // bf16: expanded row by row inside the kernel
+  else  // bf16: the products in bf16, the operands packed as saved
     sequence::softmax_attention_backward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, q.b16,
                                          k_all.b16, v_all.b16, o.b16, saved.get("lse"), dO.data(),
                                          dq->data(), dk->data(), dv->data());

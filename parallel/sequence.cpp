@@ -310,15 +310,17 @@ void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const bf
 
 void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
                                const float* q, const float* k, const float* v, float* k_all,
-                               float* v_all, float* o, float* lse) {
+                               float* v_all, float* o, float* lse, Precision p) {
   ProfScope prof_scope(ProfOp::attention);
+  const auto kernel = p == Precision::bf16 ? softmax_attention_forward_bf16
+                                           : strata::softmax_attention_forward<float>;
   STRATA_CHECK(B >= 0 && n >= 1 && dh >= 1, "bad LASP-2H shape on " + sp.describe());
   const int64_t R = sp.size(), r = sp.rank(), chunk = B * n * Hkv * dh;
   if (R == 1) {  // alone: the whole sequence's keys and values are this rank's
     copy_threaded(k, chunk, k_all);
     copy_threaded(v, chunk, v_all);
     const SoftmaxAttentionShape shape{B, n, n, H, Hkv, dh, 0, 0};
-    return strata::softmax_attention_forward(shape, q, k_all, v_all, o, lse);
+    return kernel(shape, q, k_all, v_all, o, lse);
   }
 
   // One all-gather of K and V together (one latency instead of two), in place.
@@ -332,7 +334,7 @@ void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_
   // Local queries at global positions [r*n, (r+1)*n) against every key; the kernel skips the
   // keys past each query tile's causal horizon, so later ranks' keys cost nothing.
   const SoftmaxAttentionShape shape{B, n, R * n, H, Hkv, dh, r * n, 0};
-  strata::softmax_attention_forward(shape, q, k_all, v_all, o, lse);
+  kernel(shape, q, k_all, v_all, o, lse);
 }
 
 namespace {
