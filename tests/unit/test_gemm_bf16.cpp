@@ -3,8 +3,8 @@
 // product of two bf16 values is exact in fp32), and the fp32 GEMM on the unrounded operands,
 // which it must match to bf16's rounding of the inputs: |C - C32| <= 2^-7 sum_k |a_ik b_kj|
 // (each operand carries a relative error of at most 2^-9, so a product at most ~2^-8). Every
-// transpose, alpha and beta, leading dimensions wider than the operands, the primitive cache and
-// run-to-run bits.
+// transpose, alpha and beta, leading dimensions wider than the operands, a reduction run in
+// pieces, the primitive cache and run-to-run bits.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -82,6 +82,9 @@ std::vector<Case> cases() {
       out.push_back({ta, tb, 37, 29, 53, 1.f, 0.f});
       out.push_back({ta, tb, 64, 48, 160, 0.5f, 1.f});  // alpha and accumulate (beta 1)
       out.push_back({ta, tb, 5, 70, 3, 1.f, 0.25f});
+      // a reduction longer than the transposed product's piece (core/gemm_bf16.cpp): three
+      // pieces, the last partial, alpha on each and beta once
+      out.push_back({ta, tb, 21, 18, 1300, 0.75f, 0.5f});
     }
   return out;
 }
