@@ -188,6 +188,22 @@ void StepReplay::tile_pass(int64_t real) {
   for (Ledger::Id* id : {&t16, &h16, &L}) l_.free(*id);
 }
 
+// vocab_head_loss's fused passes (one shard, the whole vocabulary): every vocabulary tile's
+// logits of a token tile, the exp terms of one tile (fp32; bf16 rounds them into its tile
+// operand), and in bf16 the cast of hn and the tile (HeadOperands).
+void StepReplay::fused_pass(int64_t real) {
+  const bool half = train_precision(c_.cfg->train) == Precision::bf16;
+  const VocabTiles t;
+  const double tile =
+      static_cast<double>(std::clamp<int64_t>(t.rows, 1, std::max<int64_t>(N_, 1)) *
+                          std::clamp<int64_t>(t.cols, 1, std::max<int64_t>(real, 1)));
+  Ledger::Id L = l_.alloc(kAct, static_cast<double>(vocab_head_fused_floats(N_, real, t)) * 4);
+  Ledger::Id E = half ? Ledger::kNone : l_.alloc(kAct, tile * 4);
+  Ledger::Id h16 = half ? l_.alloc(kAct, static_cast<double>(N_ * D_) * 2) : Ledger::kNone;
+  Ledger::Id t16 = half ? l_.alloc(kAct, tile * 2) : Ledger::kNone;
+  for (Ledger::Id* id : {&t16, &h16, &E, &L}) l_.free(*id);
+}
+
 void StepReplay::head_loss(int64_t real, bool backward) {
   Ledger::Id hn = l_.alloc(kAct, Ledger::floats(static_cast<double>(N_ * D_)));
   Ledger::Id inv = l_.alloc(kAct, Ledger::floats(static_cast<double>(N_)));
@@ -195,9 +211,13 @@ void StepReplay::head_loss(int64_t real, bool backward) {
       backward ? l_.alloc(kAct, Ledger::floats(static_cast<double>(N_ * D_))) : Ledger::kNone;
   Ledger::Id lse = l_.alloc(kAct, static_cast<double>(N_) * 4);
   Ledger::Id rec = l_.alloc(kAct, static_cast<double>(N_ * (2 * D_ + 3)) * 4);
-  tile_pass(real);
+  const bool fused = backward && vocab_head_fused_floats(N_, real, VocabTiles{}) > 0;
+  if (fused)
+    fused_pass(real);
+  else
+    tile_pass(real);
   l_.free(rec);
-  if (backward) tile_pass(real);
+  if (backward && !fused) tile_pass(real);
   for (Ledger::Id* id : {&lse, &dhn, &inv, &hn}) l_.free(*id);
 }
 

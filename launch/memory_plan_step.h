@@ -59,6 +59,7 @@ class StepReplay {
   void block_backward(int s, int mb, int64_t i, UnitPass pass);
   void head_loss(int64_t real, bool backward);
   void tile_pass(int64_t real);
+  void fused_pass(int64_t real);
   void save(int mb, int64_t block, SavedSet&& set);
   void prefetch(int mb, int64_t block, bool mlp_only);
   SavedSet take(int mb, int64_t block);

@@ -5,6 +5,7 @@
 #include <limits>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "core/error.h"
 #include "core/gemm.h"
@@ -25,6 +26,15 @@ constexpr T neg_inf() {
 // finite-difference reference, keeps std::exp.
 inline float exp_t(float x) { return exp_f32(x); }
 inline double exp_t(double x) { return std::exp(x); }
+// One row of a tile to bf16 (on the calling thread: rows are already spread over the threads).
+template <class T>
+void to_bf16_row(const T* x, bf16* y, int64_t n) {
+  if constexpr (std::is_same_v<T, float>)
+    for_lanes(0, n, [&](auto lane, int64_t i) { vstore(y + i, vload(x + i, lane)); });
+}
+// A row's largest logit: float vectorised (core/vexp.h; exact in any order), double a loop.
+inline float row_max(const float* x, int64_t n) { return max_of(x, n); }
+inline double row_max(const double* x, int64_t n) { return *std::max_element(x, x + n); }
 
 // The tile actually used: at least 1 x 1, at most the whole problem (N x real rows).
 VocabTiles clamp_tiles(VocabTiles t, int64_t N, int64_t real) {
@@ -40,7 +50,8 @@ void check_targets(const int32_t* targets, int64_t N, int64_t vocab) {
 }
 
 // The GEMM operands of the head in the shard's precision: fp32 (or double) as given, or, when
-// the shard has bf16 weights, hn cast to bf16 once and each tile cast as it is multiplied.
+// the shard has bf16 weights, hn cast to bf16 once and each tile's softmax terms rounded to bf16
+// row by row as they are formed (tile16(): online_softmax_tile and dlogits_tile fill it).
 template <class T>
 struct HeadOperands {
   const VocabShard<T>& shard;
@@ -59,6 +70,8 @@ struct HeadOperands {
       }
   }
   bool half() const { return shard.weight_bf16 != nullptr; }
+  // Where the tile's bf16 terms go, or nullptr (fp32, double): they stay in L.
+  bf16* tile16() { return half() ? L16.data() : nullptr; }
 
   // L [nr, nc] = hn[n0 : n0 + nr] W[c0 : c0 + nc]^T, c0 a local row of the shard.
   void logits(int64_t n0, int64_t nr, int64_t c0, int64_t nc, T* L) const {
@@ -68,21 +81,19 @@ struct HeadOperands {
                          shard.weight_bf16 + c0 * D, D, 0.f, L, nc);
     gemm(false, true, nr, nc, D, T(1), hn + n0 * D, D, shard.weight + c0 * D, D, T(0), L, nc);
   }
-  // G [nr, D] (rows ldg apart) += L [nr, nc] W[c0 : c0 + nc].
+  // G [nr, D] (rows ldg apart) += L [nr, nc] W[c0 : c0 + nc] (bf16: L16).
   void weighted_rows(const T* L, int64_t nr, int64_t c0, int64_t nc, T* G, int64_t ldg) {
     if constexpr (std::is_same_v<T, float>)
       if (half()) {
-        to_bf16(L, L16.data(), nr * nc);
         return gemm_bf16(false, false, nr, D, nc, 1.f, L16.data(), nc, shard.weight_bf16 + c0 * D,
                          D, 1.f, G, ldg);
       }
     gemm(false, false, nr, D, nc, T(1), L, nc, shard.weight + c0 * D, D, T(1), G, ldg);
   }
-  // dW[c0 : c0 + nc] += dL [nr, nc]^T hn[n0 : n0 + nr].
+  // dW[c0 : c0 + nc] += dL [nr, nc]^T hn[n0 : n0 + nr] (bf16: dL in L16).
   void weight_grad(const T* dL, int64_t n0, int64_t nr, int64_t c0, int64_t nc, T* dW) {
     if constexpr (std::is_same_v<T, float>)
       if (half()) {
-        to_bf16(dL, L16.data(), nr * nc);
         return gemm_bf16(true, false, nc, D, nr, 1.f, L16.data(), nc, hn16.data() + n0 * D, D, 1.f,
                          dW + c0 * D, D);
       }
@@ -93,44 +104,54 @@ struct HeadOperands {
 // One vocabulary tile of the online softmax for rows [0, nr) of the token tile (rec and y
 // already offset to its first row; rec's records are R apart, VocabHeadPartial's layout). col0
 // is the global vocabulary id of tile column 0. Picks up the target logit, folds the tile into
-// the running max and sum, and leaves exp(l - m) in L (0 on ignored rows) for the caller's
-// G += L W_tile.
+// the running max and sum, and leaves exp(l - m) (0 on ignored rows) for the caller's
+// G += E W_tile in E [nr, nc] (which may be L itself) or, with L16 (the bf16 precision), rounded
+// into L16 row by row from a row of scratch; L then keeps the logits.
 template <class T>
-void online_softmax_tile(T* L, int64_t nr, int64_t nc, int64_t col0, const int32_t* y, T* rec,
-                         int64_t R, int64_t D) {
+void online_softmax_tile(const T* L, T* E, bf16* L16, int64_t nr, int64_t nc, int64_t col0,
+                         const int32_t* y, T* rec, int64_t R, int64_t D) {
   ProfScope prof_scope(ProfOp::elementwise);
   using P = VocabHeadPartial<T>;
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < nr; ++r) {
-    T* lr = L + r * nc;
-    if (y[r] < 0) {
-      std::fill(lr, lr + nc, T(0));
-      continue;
-    }
-    T* q = rec + r * R;
-    T &m = q[P::kMax], &s = q[P::kSum], *G = q + P::kG;
-    const int64_t yc = static_cast<int64_t>(y[r]) - col0;
-    if (yc >= 0 && yc < nc) q[D + 2] = lr[yc];  // the target logit (VocabHeadPartial::target_at)
-    const T mt = *std::max_element(lr, lr + nc);
-    if (mt > m) {
-      // The running max grew: s and G so far are relative to the old max, so scale them by
-      // exp(m_old - m_new) <= 1 (0 on the row's first tile, where m_old = -inf and s, G = 0).
-      // Every exponent stays <= 0: nothing overflows, whatever the logits' range.
-      const T f = m == neg_inf<T>() ? T(0) : exp_t(m - mt);
-      s *= f;
-      for (int64_t j = 0; j < D; ++j) G[j] *= f;
-      m = mt;
-    }
-    // A tile's terms summed in double: the float running sum then adds one per tile.
-    if constexpr (std::is_same_v<T, float>) {
-      s += static_cast<T>(exp_shift_sum(lr, lr, nc, m));
-    } else {
-      double sum = 0;
-      for (int64_t c = 0; c < nc; ++c) {
-        lr[c] = std::exp(lr[c] - m);
-        sum += lr[c];
+#pragma omp parallel
+  {
+    std::vector<T> row(L16 ? static_cast<size_t>(nc) : 0);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < nr; ++r) {
+      const T* lr = L + r * nc;
+      T* er = L16 ? row.data() : E + r * nc;
+      if (y[r] < 0) {
+        if (L16)
+          std::fill(L16 + r * nc, L16 + (r + 1) * nc, bf16{0});
+        else
+          std::fill(er, er + nc, T(0));
+        continue;
       }
-      s += static_cast<T>(sum);
+      T* q = rec + r * R;
+      T &m = q[P::kMax], &s = q[P::kSum], *G = q + P::kG;
+      const int64_t yc = static_cast<int64_t>(y[r]) - col0;
+      if (yc >= 0 && yc < nc) q[D + 2] = lr[yc];  // the target logit (VocabHeadPartial::target_at)
+      const T mt = row_max(lr, nc);
+      if (mt > m) {
+        // The running max grew: s and G so far are relative to the old max, so scale them by
+        // exp(m_old - m_new) <= 1 (0 on the row's first tile, where m_old = -inf and s, G = 0).
+        // Every exponent stays <= 0: nothing overflows, whatever the logits' range.
+        const T f = m == neg_inf<T>() ? T(0) : exp_t(m - mt);
+        s *= f;
+        for (int64_t j = 0; j < D; ++j) G[j] *= f;
+        m = mt;
+      }
+      // A tile's terms summed in double: the float running sum then adds one per tile.
+      if constexpr (std::is_same_v<T, float>) {
+        s += static_cast<T>(exp_shift_sum(lr, er, nc, m));
+        if (L16) to_bf16_row(er, L16 + r * nc, nc);
+      } else {
+        double sum = 0;
+        for (int64_t c = 0; c < nc; ++c) {
+          er[c] = std::exp(lr[c] - m);
+          sum += er[c];
+        }
+        s += static_cast<T>(sum);
+      }
     }
   }
 }
@@ -147,16 +168,20 @@ void gather_target_rows(const VocabShard<T>& shard, int64_t real, const int32_t*
   }
 }
 
-// dlogits in place: loss_scale (exp(l - lse) - onehot(y)); 0 on ignored rows.
+// dlogits in place: loss_scale (exp(l - lse) - onehot(y)); 0 on ignored rows. With L16 (the
+// bf16 precision) each row is also rounded into it while it is in cache.
 template <class T>
-void dlogits_tile(T* L, int64_t nr, int64_t nc, int64_t col0, const int32_t* y, const T* lse,
-                  T loss_scale) {
+void dlogits_tile(T* L, bf16* L16, int64_t nr, int64_t nc, int64_t col0, const int32_t* y,
+                  const T* lse, T loss_scale) {
   ProfScope prof_scope(ProfOp::elementwise);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < nr; ++r) {
     T* lr = L + r * nc;
     if (y[r] < 0) {
-      std::fill(lr, lr + nc, T(0));
+      if (L16)
+        std::fill(L16 + r * nc, L16 + (r + 1) * nc, bf16{0});
+      else
+        std::fill(lr, lr + nc, T(0));
       continue;
     }
     if constexpr (std::is_same_v<T, float>)
@@ -165,7 +190,45 @@ void dlogits_tile(T* L, int64_t nr, int64_t nc, int64_t col0, const int32_t* y, 
       for (int64_t c = 0; c < nc; ++c) lr[c] = loss_scale * std::exp(lr[c] - lse[r]);
     const int64_t yc = static_cast<int64_t>(y[r]) - col0;
     if (yc >= 0 && yc < nc) lr[yc] -= loss_scale;
+    if (L16) to_bf16_row(lr, L16 + r * nc, nc);
   }
+}
+
+// The S pass over token rows [n0, n0 + nr) and every vocabulary tile: tile t's logits in
+// L + t * tile_stride (stride 0: one slot, reused), its exp terms in E (nullptr: in L itself; bf16
+// rounds them into the operands' tile instead), folded into the rows' records.
+template <class T>
+void s_pass_rows(const VocabShard<T>& shard, HeadOperands<T>& ops, const VocabTiles& ts,
+                 int64_t real, const int32_t* targets, int64_t n0, int64_t nr, T* rec, int64_t R,
+                 T* L, int64_t tile_stride, T* E) {
+  for (int64_t c0 = 0, t = 0; c0 < real; c0 += ts.cols, ++t) {
+    const int64_t nc = std::min(ts.cols, real - c0);
+    T* Lt = L + t * tile_stride;
+    T* Et = E ? E : Lt;
+    ops.logits(n0, nr, c0, nc, Lt);
+    online_softmax_tile(Lt, Et, ops.tile16(), nr, nc, shard.row0 + c0, targets + n0, rec + n0 * R,
+                        R, ops.D);
+    // G += exp(l - m) W_tile: the softmax-weighted sum of W's rows, not yet divided by S.
+    ops.weighted_rows(Et, nr, c0, nc, rec + n0 * R + VocabHeadPartial<T>::kG, R);
+  }
+}
+
+// Resets the records (max -inf) and places the target rows' weights (Wt).
+template <class T>
+void start_records(const VocabShard<T>& shard, int64_t real, const int32_t* targets, int64_t N,
+                   int64_t D, VocabHeadPartial<T>& out) {
+  const int64_t R = out.row_len();
+  T* rec = out.data();
+  std::fill(rec, rec + out.size(), T(0));
+  for (int64_t n = 0; n < N; ++n) rec[n * R + VocabHeadPartial<T>::kMax] = neg_inf<T>();
+  gather_target_rows(shard, real, targets, N, D, out);
+}
+
+// A counted row's log-sum-exp from its final record: vocab_head_finish's formula, in one place.
+template <class T>
+T record_lse(const T* q) {
+  return static_cast<T>(double(q[VocabHeadPartial<T>::kMax]) +
+                        std::log(double(q[VocabHeadPartial<T>::kSum])));
 }
 
 }  // namespace
@@ -176,27 +239,16 @@ void vocab_head_local(const VocabShard<T>& shard, const T* hn, const int32_t* ta
   if (out.N() != N || out.D() != D)
     throw StrataError("vocab_head_local: partial buffer shape does not match N, D");
   check_targets(targets, N, shard.vocab);
-  const int64_t R = out.row_len();
-  T* rec = out.data();
-  std::fill(rec, rec + out.size(), T(0));
-  for (int64_t n = 0; n < N; ++n) rec[n * R + VocabHeadPartial<T>::kMax] = neg_inf<T>();
   const int64_t real = shard.real_rows();
-  gather_target_rows(shard, real, targets, N, D, out);
+  start_records(shard, real, targets, N, D, out);
   if (real == 0 || N == 0) return;  // a shard of padding only: the identity of the combine
   const VocabTiles ts = clamp_tiles(tiles, N, real);
   ActivationArray<T> L(ts.rows * ts.cols);
   HeadOperands<T> ops(shard, hn, N, D, ts);
   // Token tiles outer: a row's running (m, s, G) is finished before the next token tile starts.
-  for (int64_t n0 = 0; n0 < N; n0 += ts.rows) {
-    const int64_t nr = std::min(ts.rows, N - n0);
-    for (int64_t c0 = 0; c0 < real; c0 += ts.cols) {
-      const int64_t nc = std::min(ts.cols, real - c0);
-      ops.logits(n0, nr, c0, nc, L.data());
-      online_softmax_tile(L.data(), nr, nc, shard.row0 + c0, targets + n0, rec + n0 * R, R, D);
-      // G += exp(l - m) W_tile: the softmax-weighted sum of W's rows, not yet divided by S.
-      ops.weighted_rows(L.data(), nr, c0, nc, rec + n0 * R + VocabHeadPartial<T>::kG, R);
-    }
-  }
+  for (int64_t n0 = 0; n0 < N; n0 += ts.rows)
+    s_pass_rows(shard, ops, ts, real, targets, n0, std::min(ts.rows, N - n0), out.data(),
+                out.row_len(), L.data(), 0, static_cast<T*>(nullptr));
 }
 
 template <class T>
@@ -215,7 +267,7 @@ double vocab_head_finish(const VocabHeadPartial<T>& p, const int32_t* targets, T
     const T *G = q + VocabHeadPartial<T>::kG, *Wt = q + p.wt_at();
     const double s = double(q[VocabHeadPartial<T>::kSum]);
     const double l = double(q[VocabHeadPartial<T>::kMax]) + std::log(s);
-    lse[n] = static_cast<T>(l);
+    lse[n] = record_lse(q);  // l, rounded to T
     row_loss[n] = l - double(q[p.target_at()]);
     if (!dhn) continue;
     // dL/dhn = scale (sum_v p_v W_v - W_y) = scale (G / S - Wt): G and Wt were summed apart
@@ -245,16 +297,77 @@ void vocab_head_weight_grad(const VocabShard<T>& shard, const T* hn, const int32
     for (int64_t n0 = 0; n0 < N; n0 += ts.rows) {
       const int64_t nr = std::min(ts.rows, N - n0);
       ops.logits(n0, nr, c0, nc, L.data());
-      dlogits_tile(L.data(), nr, nc, shard.row0 + c0, targets + n0, lse + n0, loss_scale);
+      dlogits_tile(L.data(), ops.tile16(), nr, nc, shard.row0 + c0, targets + n0, lse + n0,
+                   loss_scale);
       ops.weight_grad(L.data(), n0, nr, c0, nc, dW);
     }
   }
+}
+
+namespace {
+
+// The T pass of token rows [n0, n0 + nr) from the logits s_pass_rows kept: dW tile by tile.
+// Each dW tile takes this token tile's update after the earlier token tiles', as in
+// vocab_head_weight_grad, from the same logits: the same sums, the same bits.
+template <class T>
+void t_pass_rows(const VocabShard<T>& shard, HeadOperands<T>& ops, const VocabTiles& ts,
+                 int64_t real, const int32_t* targets, const T* lse, T loss_scale, int64_t n0,
+                 int64_t nr, T* L, int64_t tile_stride, T* dW) {
+  for (int64_t c0 = 0, t = 0; c0 < real; c0 += ts.cols, ++t) {
+    const int64_t nc = std::min(ts.cols, real - c0);
+    T* Lt = L + t * tile_stride;
+    dlogits_tile(Lt, ops.tile16(), nr, nc, shard.row0 + c0, targets + n0, lse + n0, loss_scale);
+    ops.weight_grad(Lt, n0, nr, c0, nc, dW);
+  }
+}
+
+// vocab_head_loss on one shard holding the whole vocabulary (nothing to combine): each token
+// tile's statistics are final once its S pass is done, so its T pass follows at once from the
+// logits kept (vocab_head_fused_floats), without computing them again.
+template <class T>
+double fused_head_loss(const VocabShard<T>& shard, const T* hn, const int32_t* targets, int64_t N,
+                       int64_t D, T loss_scale, VocabTiles tiles, T* dhn, T* dW) {
+  check_targets(targets, N, shard.vocab);
+  ActivationArray<T> lse(N);
+  VocabHeadPartial<T> p(N, D);
+  const int64_t real = shard.real_rows(), R = p.row_len();
+  start_records(shard, real, targets, N, D, p);
+  {
+    const VocabTiles ts = clamp_tiles(tiles, N, real);
+    const int64_t stride = ts.rows * ts.cols;
+    ActivationArray<T> L(vocab_head_fused_floats(N, real, tiles));  // every tile's logits
+    // fp32 (double): the exp terms of the tile in hand; bf16 rounds them into the operands' tile
+    const bool half = std::is_same_v<T, float> && shard.weight_bf16 != nullptr;
+    ActivationArray<T> E(half ? 0 : stride);
+    HeadOperands<T> ops(shard, hn, N, D, ts);
+    for (int64_t n0 = 0; n0 < N; n0 += ts.rows) {
+      const int64_t nr = std::min(ts.rows, N - n0);
+      s_pass_rows(shard, ops, ts, real, targets, n0, nr, p.data(), R, L.data(), stride,
+                  half ? static_cast<T*>(nullptr) : E.data());
+      for (int64_t n = n0; n < n0 + nr; ++n)
+        lse.data()[n] = targets[n] < 0 ? T(0) : record_lse(p.data() + n * R);
+      t_pass_rows(shard, ops, ts, real, targets, lse.data(), loss_scale, n0, nr, L.data(), stride,
+                  dW);
+    }
+  }
+  return vocab_head_finish(p, targets, loss_scale, lse.data(), dhn);
+}
+
+}  // namespace
+
+int64_t vocab_head_fused_floats(int64_t N, int64_t real, VocabTiles tiles) {
+  if (N <= 0 || real <= 0) return 0;
+  const VocabTiles ts = clamp_tiles(tiles, N, real);
+  const int64_t n = (real + ts.cols - 1) / ts.cols * ts.rows * ts.cols;
+  return n <= kFusedHeadLogits ? n : 0;
 }
 
 template <class T>
 double vocab_head_loss(const VocabShard<T>& shard, const T* hn, const int32_t* targets, int64_t N,
                        int64_t D, T loss_scale, VocabTiles tiles, T* dhn, T* dW,
                        VocabReduce<T>& reduce) {
+  if (dW && reduce.whole_vocabulary() && vocab_head_fused_floats(N, shard.real_rows(), tiles) > 0)
+    return fused_head_loss(shard, hn, targets, N, D, loss_scale, tiles, dhn, dW);
   ActivationArray<T> lse(N);
   double loss = 0;
   {  // the partial statistics die before the T pass allocates its tile

@@ -155,6 +155,9 @@ class VocabReduce {
  public:
   virtual ~VocabReduce() = default;
   virtual void combine(VocabHeadPartial<T>& p) = 0;
+  // The shard is the whole vocabulary and combine does nothing: vocab_head_loss may then run
+  // the passes fused (vocab_head_fused_floats).
+  virtual bool whole_vocabulary() const { return false; }
 };
 
 // The one-process group: the shard is the whole vocabulary, nothing to reduce.
@@ -162,7 +165,20 @@ template <class T>
 class IdentityVocabReduce final : public VocabReduce<T> {
  public:
   void combine(VocabHeadPartial<T>&) override {}
+  bool whole_vocabulary() const override { return true; }
 };
+
+// The logits kept at most by the fused passes, in values: 16 MiB of fp32, a 256-token tile over
+// a vocabulary of up to 16384 (the step benchmark's 8192: 8 MiB).
+inline constexpr int64_t kFusedHeadLogits = int64_t{4} << 20;
+
+// Values of logits vocab_head_loss keeps when it runs the passes fused: one token tile's over
+// every vocabulary tile of the shard's `real` rows, so its T pass follows its S pass at once and
+// reads them instead of computing them again (a quarter of the head's GEMM work). 0 when they
+// would pass kFusedHeadLogits: the passes then run apart, the T pass recomputing each tile. Fused
+// or not, the results are the same bits. It runs fused only on one shard holding the whole
+// vocabulary (VocabReduce::whole_vocabulary) with dW wanted.
+int64_t vocab_head_fused_floats(int64_t N, int64_t real, VocabTiles tiles);
 
 // All passes in order with the all-reduce between them. Returns the global loss SUM (the
 // same on every rank). dhn [N, D] overwritten when != nullptr; dW [shard.rows, D] accumulated

@@ -299,8 +299,10 @@ TYPED_TEST(VocabHead, ResultsDoNotDependOnTheTiles) {
 
 TYPED_TEST(VocabHead, ActivationPeakIsOneTileNotTokensTimesVocab) {
   using T = TypeParam;
-  const int64_t N = 64, V = 65536, D = 16;
-  const VocabTiles tiles{16, 1024};
+  const int64_t N = 128, V = 65536, D = 16;
+  const VocabTiles tiles{96, 1024};
+  // A token tile over the whole vocabulary passes the fused passes' bound: they run apart.
+  ASSERT_EQ(vocab_head_fused_floats(N, V, tiles), 0);
   const auto hn = randn<T>(N * D, 8), W = randn<T>(V * D, 9, 0.02);
   std::vector<int32_t> y(N);
   for (int64_t n = 0; n < N; ++n) y[n] = static_cast<int32_t>((n * 4099) % V);
@@ -319,6 +321,75 @@ TYPED_TEST(VocabHead, ActivationPeakIsOneTileNotTokensTimesVocab) {
   EXPECT_LT(peak, N * V * int64_t(sizeof(T)) / 64);
   EXPECT_EQ(snap.current[static_cast<int>(MemCategory::activations)], before);
   EXPECT_NEAR(loss / N, std::log(double(V)), 0.05);  // small weights: nearly uniform
+}
+
+// The fused passes (one shard holding the whole vocabulary) keep one token tile's logits over
+// the vocabulary, within kFusedHeadLogits, and nothing of N x V.
+TYPED_TEST(VocabHead, FusedPassesKeepOneTokenTileOfLogits) {
+  using T = TypeParam;
+  const int64_t N = 64, V = 65536, D = 16;
+  const VocabTiles tiles{16, 1024};
+  const int64_t kept = vocab_head_fused_floats(N, V, tiles);
+  ASSERT_EQ(kept, 16 * V);
+  const auto hn = randn<T>(N * D, 8), W = randn<T>(V * D, 9, 0.02);
+  std::vector<int32_t> y(N);
+  for (int64_t n = 0; n < N; ++n) y[n] = static_cast<int32_t>((n * 4099) % V);
+  std::vector<T> dhn(N * D), dW(V * D, T(0));
+  IdentityVocabReduce<T> one;
+  auto& mt = MemoryTracker::instance();
+  mt.reset_peaks();
+  const int64_t before = mt.snapshot().current[static_cast<int>(MemCategory::activations)];
+  vocab_head_loss<T>({W.data(), 0, V, V}, hn.data(), y.data(), N, D, T(1.0 / N), tiles, dhn.data(),
+                     dW.data(), one);
+  const auto snap = mt.snapshot();
+  const int64_t peak = snap.peak[static_cast<int>(MemCategory::activations)] - before;
+  const int64_t tile = tiles.rows * tiles.cols * int64_t(sizeof(T)), sz = int64_t(sizeof(T));
+  EXPECT_GE(peak, kept * sz);
+  EXPECT_LT(peak, kept * sz + tile + 3 * N * D * sz);  // the logits, one exp tile, the records
+  EXPECT_LE(kept, kFusedHeadLogits);
+  EXPECT_EQ(snap.current[static_cast<int>(MemCategory::activations)], before);
+}
+
+// vocab_head_loss on one whole-vocabulary shard (fused: each token tile's T pass right after
+// its S pass, from the logits kept) is the separate passes (S, finish, T recomputing the
+// logits) bit for bit: the same logits, the same statistics, every dW tile's updates in token
+// order. Partial tiles both ways, ignored rows.
+template <class T>
+HeadResult<T> separate_passes(const VocabShard<T>& shard, const Problem<T>& p, VocabTiles tiles) {
+  HeadResult<T> r{0, std::vector<T>(p.N * p.D), std::vector<T>(p.V * p.D, T(0))};
+  VocabHeadPartial<T> part(p.N, p.D);
+  std::vector<T> lse(p.N);
+  vocab_head_local(shard, p.hn.data(), p.y.data(), p.N, p.D, tiles, part);
+  r.loss = vocab_head_finish(part, p.y.data(), p.scale, lse.data(), r.dhn.data());
+  vocab_head_weight_grad(shard, p.hn.data(), p.y.data(), lse.data(), p.N, p.D, p.scale, tiles,
+                         r.dW.data());
+  return r;
+}
+
+template <class T>
+void expect_fused_is_separate(const VocabShard<T>& shard, const Problem<T>& p, VocabTiles tiles) {
+  ASSERT_GT(vocab_head_fused_floats(p.N, p.V, tiles), 0);
+  HeadResult<T> fused{0, std::vector<T>(p.N * p.D), std::vector<T>(p.V * p.D, T(0))};
+  IdentityVocabReduce<T> one;
+  fused.loss = vocab_head_loss<T>(shard, p.hn.data(), p.y.data(), p.N, p.D, p.scale, tiles,
+                                  fused.dhn.data(), fused.dW.data(), one);
+  const HeadResult<T> apart = separate_passes(shard, p, tiles);
+  EXPECT_EQ(fused.loss, apart.loss);
+  EXPECT_EQ(fused.dhn, apart.dhn);
+  EXPECT_EQ(fused.dW, apart.dW);
+}
+
+TYPED_TEST(VocabHead, FusedPassesAreTheSeparatePassesBitForBit) {
+  using T = TypeParam;
+  const Problem<T> p(37, 300, 8, 5);  // tiles {8, 64}: 4 + 1 token tiles, 4 + 1 vocab tiles
+  expect_fused_is_separate<T>({p.W.data(), 0, p.V, p.V}, p, {8, 64});
+}
+
+TEST(VocabHeadBf16, FusedPassesAreTheSeparatePassesBitForBit) {
+  const Problem<float> p(37, 300, 8, 6);
+  std::vector<bf16> W16(p.W.size());
+  to_bf16(p.W.data(), W16.data(), static_cast<int64_t>(p.W.size()));
+  expect_fused_is_separate<float>({p.W.data(), 0, p.V, p.V, W16.data()}, p, {8, 64});
 }
 
 TYPED_TEST(VocabHead, ShardedEmbeddingSumsToTheEmbedding) {
