@@ -173,7 +173,8 @@ void StepReplay::blocks_forward(int s, int mb) {
 
 // Model::head_loss / vocab_head_loss over `rows` rows of the output weight (`real` of them
 // vocabulary): RMSNorm's output and statistics, the partial records, one logits tile at a time
-// (and the bf16 operands), then the T pass' tile.
+// (and the bf16 operands), then the T pass' tile; or, with the backward on a vocabulary small
+// enough (vocab_head_fused_floats), the fused passes' kept logits instead of both.
 // One pass over the logits (vocab_head_local or vocab_head_weight_grad): a tile of them, and in
 // bf16 the cast of hn and of the tile (HeadOperands).
 void StepReplay::tile_pass(int64_t real) {

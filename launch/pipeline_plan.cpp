@@ -172,11 +172,11 @@ SimCosts stage_sim_costs(const std::vector<StagePlan>& stages, double peak_flops
 
 // One rank's shard of the vocabulary passes (V / pp rows of the head and the embedding): S is
 // the shard's logits and their input gradient (forward + input-gradient GEMMs), T its weight
-// gradient, which models/flops.h already counts with the logits recomputed. The embedding passes
-// have no GEMM; each is priced at one FLOP per element of the [N, D] activations its
+// gradient, which models/flops.h counts with the logits recomputed (vocab_split). The embedding
+// passes have no GEMM; each is priced at one FLOP per element of the [N, D] activations its
 // collective sums or hands out, so they cost a little, as a collective does.
 void add_vocab_costs(SimCosts& c, const JobConfig& cfg, const FlopShape& shape, double scale) {
-  const UnitFlops head = head_flops(cfg.model, shape.tokens);
+  const UnitFlops head = head_flops(cfg.model, shape.tokens, /*vocab_split=*/true);
   const double shard = scale / static_cast<double>(cfg.parallel.pp);
   c.vocab_s = (head.forward + head.backward_input) * shard;
   c.vocab_t = head.backward_weight * shard;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/softmax_attention.h"
+#include "models/vocab_head.h"
 
 namespace strata {
 namespace {
@@ -47,7 +48,9 @@ UnitFlops linear_core(const ModelConfig& cfg, const FlopShape& s) {
 
 // (query, key) pairs a causal softmax computes per (sequence, head), as
 // core/softmax_attention.cpp tiles it: a tile of m queries starting at i0 scores every key up to
-// its last query, q_pos0 + i0 + m of them; q_pos0 averaged over the sp ranks' chunks.
+// its last query, q_pos0 + i0 + m of them; q_pos0 averaged over the sp ranks' chunks. The bf16
+// kernel's blocks of up to 128 queries score a few more (counted here as the fp32 kernel's: the
+// model's work, whichever kernel runs it).
 double causal_pairs(const FlopShape& s) {
   const int64_t T = s.seq_chunk;
   double pairs = 0;
@@ -97,12 +100,15 @@ UnitFlops block_flops(const ModelConfig& cfg, int64_t block, const FlopShape& sh
   return f;
 }
 
-UnitFlops head_flops(const ModelConfig& cfg, int64_t tokens) {
+UnitFlops head_flops(const ModelConfig& cfg, int64_t tokens, bool vocab_split) {
   const double one = 2 * static_cast<double>(tokens) * static_cast<double>(cfg.vocab_size) *
                      static_cast<double>(cfg.dim);
-  // The tiled head (models/vocab_head.h) never keeps logits: its weight-gradient pass computes
-  // them again, so it costs two GEMMs.
-  return {one, one, 2 * one};
+  // The tiled head (models/vocab_head.h) never keeps the whole [N, V] logits: split, or over a
+  // vocabulary too large for its fused passes, the weight-gradient pass computes them again (two
+  // GEMMs); whole and small enough, it reads one token tile's logits kept from the S pass.
+  const bool fused =
+      !vocab_split && vocab_head_fused_floats(tokens, cfg.vocab_size, VocabTiles{}) > 0;
+  return {one, one, fused ? one : 2 * one};
 }
 
 UnitFlops embedding_flops(const ModelConfig& /*cfg*/, int64_t /*tokens*/) { return {}; }

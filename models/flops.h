@@ -49,9 +49,11 @@ UnitFlops block_gemm_flops(const ModelConfig& cfg, int64_t block, int64_t tokens
 UnitFlops attention_core_flops(const ModelConfig& cfg, int64_t block, const FlopShape& shape);
 // Both: block i's unit.
 UnitFlops block_flops(const ModelConfig& cfg, int64_t block, const FlopShape& shape);
-// The head: 2*N*V*D forward (logits), as much for the input gradient, twice that for the weight
-// gradient (the logits recomputed tile by tile, then dW).
-UnitFlops head_flops(const ModelConfig& cfg, int64_t tokens);
+// The head: 2*N*V*D forward (logits), as much for the input gradient, and for the weight
+// gradient as much again when the whole head runs its passes fused (models/vocab_head.h:
+// vocab_head_fused_floats, the logits kept), or twice that when it recomputes them tile by tile
+// (vocab_split: the vocabulary-parallel passes, or a vocabulary too large to fuse).
+UnitFlops head_flops(const ModelConfig& cfg, int64_t tokens, bool vocab_split = false);
 // The embedding: zero (a lookup, and a scatter-add in the backward).
 UnitFlops embedding_flops(const ModelConfig& cfg, int64_t tokens);
 

@@ -33,7 +33,12 @@ TEST(Flops, WeightGemmsByHand) {
   const UnitFlops head = head_flops(cfg, N);
   EXPECT_DOUBLE_EQ(head.forward, 2.0 * N * 23 * 16);
   EXPECT_DOUBLE_EQ(head.backward_input, 2.0 * N * 23 * 16);
-  EXPECT_DOUBLE_EQ(head.backward_weight, 2 * 2.0 * N * 23 * 16);  // logits again, then dW
+  EXPECT_DOUBLE_EQ(head.backward_weight, 2.0 * N * 23 * 16);  // the fused passes: dW alone
+  // Split over the vocabulary, or too large a vocabulary to fuse: the logits again, then dW.
+  EXPECT_DOUBLE_EQ(head_flops(cfg, N, true).backward_weight, 2 * 2.0 * N * 23 * 16);
+  ModelConfig wide = cfg;
+  wide.vocab_size = 1 << 20;
+  EXPECT_DOUBLE_EQ(head_flops(wide, N).backward_weight, 2 * head_flops(wide, N).forward);
   EXPECT_EQ(embedding_flops(cfg, N).total(), 0);
 }
 

@@ -56,7 +56,7 @@ TEST(PipelinePlanVocab, EveryScheduleGetsThePasses) {
 TEST(PipelinePlanVocab, PassCostsAreOneShardOfTheHead) {
   const JobConfig cfg = job();
   const PipelinePlan plan = plan_pipeline(cfg, 1e9);  // seconds = GFLOP
-  const UnitFlops head = head_flops(cfg.model, 8 * 256);
+  const UnitFlops head = head_flops(cfg.model, 8 * 256, /*vocab_split=*/true);
   EXPECT_DOUBLE_EQ(plan.costs.vocab_s, (head.forward + head.backward_input) / 4 * 1e-9);
   // T: the weight gradient, its logits recomputed (counted in flops.h's backward_weight).
   EXPECT_DOUBLE_EQ(plan.costs.vocab_t, head.backward_weight / 4 * 1e-9);
