@@ -160,6 +160,8 @@ void Trainer::build_stages() {
     ParamUnit& unit = model_->units()[u];
     ZeroUnit z{u, &unit.params(), &unit.grads(), unit.numel(), unit.decay_segments()};
     z.on_release = [&unit] { unit.drop_bf16(); };
+    z.bf16_copy = [&unit] { return unit.bf16_to_rewrite(); };
+    z.bf16_rewritten = [&unit] { unit.bf16_rewritten(); };
     z.pinned = tie_copy && u == 0 && holds_head;  // the head reads the embedding too
     z.replica = tie_copy && u == 0 && !owns_embedding;
     z.tie = u == 0 ? tie_.get() : nullptr;

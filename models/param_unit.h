@@ -9,6 +9,7 @@
 
 #include "core/bf16.h"
 #include "core/memory.h"
+#include "core/weights_epoch.h"
 #include "optim/optimizer.h"
 
 namespace strata {
@@ -67,6 +68,13 @@ class ParamUnit {
   const bf16* params_bf16() const;
   void drop_bf16() const { bf16_ = FloatBuffer(); }
   bool holds_bf16() const { return bf16_.size() > 0; }
+  // The held bf16 copy, for an optimizer to write as it updates params() whole
+  // (Optimizer::set_bf16_copy), or nullptr when none is held; after the update's epoch bump,
+  // bf16_rewritten() marks it current, so params_bf16() does not cast it again.
+  bf16* bf16_to_rewrite() const {
+    return holds_bf16() ? reinterpret_cast<bf16*>(bf16_.data()) : nullptr;
+  }
+  void bf16_rewritten() const { bf16_epoch_ = weights_epoch(); }
 
  private:
   std::string name_;

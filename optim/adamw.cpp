@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/bf16.h"
 #include "core/error.h"
+#include "core/vexp.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -42,9 +44,10 @@ inline void update_one(float* p, const float* g, float* m, float* v, int64_t i, 
 
 // [begin, end) on one thread. GCC will not auto-vectorise the loop (sqrtf may set errno, and
 // -fno-math-errno cannot be set per file), so the AVX-512 body is spelled out: the same
-// operations in the same order, each IEEE-rounded, hence bit-identical to update_one.
-void update_range(float* p, const float* g, float* m, float* v, int64_t begin, int64_t end,
-                  const Coeffs& c) {
+// operations in the same order, each IEEE-rounded, hence bit-identical to update_one. With p16
+// the updated parameters are also stored rounded to bf16 (the bf16 precision's copy).
+void update_range(float* p, const float* g, float* m, float* v, bf16* p16, int64_t begin,
+                  int64_t end, const Coeffs& c) {
   int64_t i = begin;
 #if defined(__AVX512F__)
   const __m512 keep = _mm512_set1_ps(c.keep), omb1 = _mm512_set1_ps(c.one_minus_b1);
@@ -63,10 +66,15 @@ void update_range(float* p, const float* g, float* m, float* v, int64_t begin, i
     const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_maskz_sqrt_ps(0xFFFF, vi), bc2), eps);
     _mm512_storeu_ps(m + i, mi);
     _mm512_storeu_ps(v + i, vi);
-    _mm512_storeu_ps(p + i, _mm512_add_ps(pi, _mm512_div_ps(_mm512_mul_ps(nss, mi), denom)));
+    const __m512 pn = _mm512_add_ps(pi, _mm512_div_ps(_mm512_mul_ps(nss, mi), denom));
+    _mm512_storeu_ps(p + i, pn);
+    if (p16) vstore(p16 + i, Vec16(pn));  // core/vexp.h: fp32_to_bf16 on 16 lanes
   }
 #endif
-  for (; i < end; ++i) update_one(p, g, m, v, i, c);
+  for (; i < end; ++i) {
+    update_one(p, g, m, v, i, c);
+    if (p16) p16[i] = fp32_to_bf16(p[i]);
+  }
 }
 }  // namespace
 
@@ -117,7 +125,7 @@ void AdamW::step(float* params, const float* grads, int64_t n,
     const int64_t begin = seg.offset;
     const int64_t end = seg.offset + seg.numel;
     if (seg.numel < kParallelMin) {
-      update_range(params, grads, m, v, begin, end, c);
+      update_range(params, grads, m, v, bf16_out_, begin, end, c);
       continue;
     }
     // Contiguous per-thread chunks (multiples of 16 elements). Element-wise only, so the result
@@ -127,9 +135,10 @@ void AdamW::step(float* params, const float* grads, int64_t n,
       const int64_t nt = omp_get_num_threads();
       const int64_t chunk = ((seg.numel + nt - 1) / nt + 15) & ~int64_t{15};
       const int64_t lo = std::min(end, begin + chunk * omp_get_thread_num());
-      update_range(params, grads, m, v, lo, std::min(end, lo + chunk), c);
+      update_range(params, grads, m, v, bf16_out_, lo, std::min(end, lo + chunk), c);
     }
   }
+  bf16_out_ = nullptr;
 }
 
 std::vector<std::pair<std::string, FloatBuffer*>> AdamW::state() {

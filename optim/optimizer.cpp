@@ -11,6 +11,11 @@ namespace strata {
 
 Optimizer::~Optimizer() = default;
 
+void Optimizer::write_bf16_copy(const float* params, int64_t n) {
+  if (bf16_out_) to_bf16(params, bf16_out_, n);
+  bf16_out_ = nullptr;
+}
+
 std::vector<DecaySegment> clip_segments(const std::vector<DecaySegment>& segments, int64_t begin,
                                         int64_t end) {
   std::vector<DecaySegment> out;

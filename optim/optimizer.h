@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/memory.h"
 
 namespace strata {
@@ -50,6 +51,12 @@ class Optimizer {
                     const std::vector<DecaySegment>& segments, float lr,
                     float grad_scale = 1.f) = 0;
 
+  // The bf16 precision's copy of params[0, n) (models/param_unit.h): set, the next step() also
+  // stores its updated parameters there, rounded to bf16 as core/bf16.h's to_bf16 rounds them
+  // (AdamW as it writes each one; SGD after its update), so no pass of its own re-reads the
+  // parameters to cast them. Cleared by that step; nullptr leaves the copy to its owner.
+  void set_bf16_copy(bf16* out) { bf16_out_ = out; }
+
   // Number of step() calls so far; set_steps restores it from a checkpoint.
   int64_t steps() const { return steps_; }
   void set_steps(int64_t s) { steps_ = s; }
@@ -59,7 +66,12 @@ class Optimizer {
   virtual std::vector<std::pair<std::string, FloatBuffer*>> state() = 0;
 
  protected:
+  // What step() stores in the bf16 copy (if set) and clears: one read of params[0, n) after the
+  // update, for an optimizer that does not fuse it.
+  void write_bf16_copy(const float* params, int64_t n);
+
   int64_t steps_ = 0;
+  bf16* bf16_out_ = nullptr;
 };
 
 // name: "adamw" | "sgd"; anything else throws InputError("optim.name: ...").

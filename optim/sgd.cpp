@@ -46,6 +46,7 @@ void SGD::step(float* params, const float* grads, int64_t n,
       params[i] = params[i] * keep + neg_lr * b;
     }
   }
+  write_bf16_copy(params, n);
 }
 
 std::vector<std::pair<std::string, FloatBuffer*>> SGD::state() {

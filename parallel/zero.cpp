@@ -281,6 +281,7 @@ double ZeroEngine::grad_sq_norm() {
 void ZeroEngine::step(float lr, float clip) {
   finish_grads();
   drain_reductions();
+  std::vector<int64_t> rewritten;  // units whose bf16 copy the optimizer wrote
   for (int64_t u = 0; u < num_units(); ++u) {
     ZeroUnit& z = units_[static_cast<size_t>(u)];
     const ShardRange r = optimizer_range(u);
@@ -288,6 +289,10 @@ void ZeroEngine::step(float lr, float clip) {
         stage_ <= 1 ? z.grads->data() + r.begin : s_->shard_grads[static_cast<size_t>(u)].data();
     float* p =
         stage_ == 3 ? s_->shard_params[static_cast<size_t>(u)].data() : z.params->data() + r.begin;
+    // Updated whole here (no shard of it arrives from another rank): the copy follows the update.
+    bf16* copy = stage_ != 3 && r.size() == z.numel && z.bf16_copy ? z.bf16_copy() : nullptr;
+    if (copy) rewritten.push_back(u);
+    optimizers_[static_cast<size_t>(u)]->set_bf16_copy(copy);
     optimizers_[static_cast<size_t>(u)]->step(
         p, g, r.size(), clip_segments(z.segments, r.begin, r.end), lr,
         clip < 1.f ? clip : 1.f);  // a NaN coefficient (a non-finite norm) scales nothing
@@ -302,7 +307,8 @@ void ZeroEngine::step(float lr, float clip) {
     }
     for (auto& h : hs) h.wait();
   }
-  bump_weights_epoch();  // derived copies (bf16 weights) are stale now
+  bump_weights_epoch();  // derived copies (bf16 weights) are stale now, but for those rewritten
+  for (int64_t u : rewritten) units_[static_cast<size_t>(u)].bf16_rewritten();
   clear_grads();
 }
 

@@ -53,6 +53,12 @@ struct ZeroUnit {
   // Called when stage 3 frees the unit's gathered parameters: what is derived from them (the
   // bf16 copy of the bf16 precision) goes with them, so it is never resident unsharded.
   std::function<void()> on_release = nullptr;
+  // The bf16 precision's copy of the parameters, when one is held (nullptr otherwise): a step
+  // that updates the unit whole on this rank (stages 0-2 with one data-parallel rank, or stage
+  // 0) has the optimizer write it as it updates (Optimizer::set_bf16_copy), then calls
+  // bf16_rewritten after the epoch bump so it is not cast again.
+  std::function<bf16*()> bf16_copy = nullptr;
+  std::function<void()> bf16_rewritten = nullptr;
 };
 
 struct ZeroOptions {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/error.h"
 #include "core/memory.h"
 #include "core/peak.h"
@@ -248,6 +249,49 @@ TEST(SGD, MomentumMatchesReference) {
   ASSERT_EQ(opt.state().size(), 1u);
   EXPECT_EQ(opt.state()[0].first, "momentum_buffer");
   EXPECT_EQ(opt.steps(), 3);
+}
+
+// Optimizer::set_bf16_copy: the step also leaves the bf16 copy of its updated parameters, the
+// bits core/bf16.h's to_bf16 gives them (a NaN included), the parameters
+// themselves untouched by it; and only that step: the next one, without a copy set, writes
+// none. Both optimizers, a buffer past AdamW's parallel threshold with a tail, decay segments.
+void expect_bf16_copy_follows(Optimizer& opt, int64_t n, const std::vector<DecaySegment>& segs) {
+  std::vector<float> p = random_vec(n, 21);
+  std::vector<float> g = random_vec(n, 22);
+  p[5] = std::nanf("");  // stays NaN through the update
+  std::vector<bf16> copy(static_cast<size_t>(n), bf16{0x1234});
+  opt.set_bf16_copy(copy.data());
+  opt.step(p.data(), g.data(), n, segs, 1e-3f);
+  std::vector<bf16> want(static_cast<size_t>(n));
+  to_bf16(p.data(), want.data(), n);
+  EXPECT_EQ(copy, want);
+  std::fill(copy.begin(), copy.end(), bf16{0x1234});
+  opt.step(p.data(), g.data(), n, segs, 1e-3f);
+  EXPECT_TRUE(std::all_of(copy.begin(), copy.end(), [](bf16 x) { return x == 0x1234; }));
+}
+
+TEST(Optimizer, Bf16CopyIsTheUpdatedParametersRounded) {
+  const int64_t n = (1 << 16) + 7;  // AdamW's threads split it; 7 past the last full vector
+  const std::vector<DecaySegment> segs = {
+      {0, 40000, true}, {40000, 13, false}, {40013, n - 40013, true}};
+  AdamW adamw(n, AdamWOptions{0.9f, 0.95f, 1e-8f, 0.1f});
+  expect_bf16_copy_follows(adamw, n, segs);
+  SGD sgd(n, SGDOptions{0.9f, 0.1f});
+  expect_bf16_copy_follows(sgd, n, segs);
+}
+
+// The same parameters with and without a copy: writing it changes nothing else.
+TEST(Optimizer, Bf16CopyLeavesTheUpdateAlone) {
+  const int64_t n = (1 << 16) + 7;
+  const std::vector<DecaySegment> segs = {{0, n, true}};
+  AdamW with(n, AdamWOptions{}), without(n, AdamWOptions{});
+  std::vector<float> p1 = random_vec(n, 31), p2 = p1;
+  const std::vector<float> g = random_vec(n, 32);
+  std::vector<bf16> copy(static_cast<size_t>(n));
+  with.set_bf16_copy(copy.data());
+  with.step(p1.data(), g.data(), n, segs, 1e-3f);
+  without.step(p2.data(), g.data(), n, segs, 1e-3f);
+  EXPECT_EQ(p1, p2);
 }
 
 TEST(SGD, TwoStepsByHand) {
