@@ -172,6 +172,21 @@ void probabilities(const SoftmaxAttentionShape& s, const Geometry& g, const Bloc
   }
 }
 
+// The block's operands packed, in one parallel region: q's rows, k's and v's keys, and with
+// dout (the backward) its rows too.
+template <class S>
+void pack_block(const Geometry& g, const Block& blk, const S* q, const S* k, const S* v,
+                const float* dout, Workspace& w) {
+  const int64_t qofs = (blk.b * g.Tq + blk.i0) * g.ldq, kofs = blk.b * g.Tk * g.ldk;
+#pragma omp parallel
+  {
+    pack_heads(g, q + qofs, g.ldq, blk.m, false, w.Q);
+    pack_heads(g, k + kofs, g.ldk, blk.nk, true, w.K);
+    pack_heads(g, v + kofs, g.ldk, blk.nk, true, w.V);
+    if (dout) pack_heads(g, dout + qofs, g.ldq, blk.m, false, w.dO);
+  }
+}
+
 template <class F>
 void for_each_block(const SoftmaxAttentionShape& s, int64_t m, F&& f) {
   for (int64_t b = 0; b < s.B; ++b)
@@ -195,13 +210,8 @@ void softmax_attention_forward_bf16(const SoftmaxAttentionShape& s, const float*
   const Geometry g(s);
   Workspace w(g, false);
   for_each_block(s, g.m, [&](const Block& blk) {
-    const int64_t qofs = (blk.b * g.Tq + blk.i0) * g.ldq, kofs = blk.b * g.Tk * g.ldk;
-#pragma omp parallel
-    {
-      pack_heads(g, q + qofs, g.ldq, blk.m, false, w.Q);
-      pack_heads(g, k + kofs, g.ldk, blk.nk, true, w.K);
-      pack_heads(g, v + kofs, g.ldk, blk.nk, true, w.V);
-    }
+    const int64_t qofs = (blk.b * g.Tq + blk.i0) * g.ldq;
+    pack_block(g, blk, q, k, v, static_cast<const float*>(nullptr), w);
     per_head_nt(g, blk, w.Q, w.K, w.S);
 #pragma omp parallel
     probabilities(s, g, blk, w.S, w.P, lse, nullptr);
@@ -280,13 +290,7 @@ void softmax_attention_backward(const SoftmaxAttentionShape& s, const bf16* q, c
   std::fill(w.dV, w.dV + g.Hkv * g.Tk * g.dh, 0.f);
   for_each_block(s, g.m, [&](const Block& blk) {
     const int64_t qofs = (blk.b * g.Tq + blk.i0) * g.ldq, kofs = blk.b * g.Tk * g.ldk;
-#pragma omp parallel
-    {
-      pack_heads(g, q + qofs, g.ldq, blk.m, false, w.Q);
-      pack_heads(g, k + kofs, g.ldk, blk.nk, true, w.K);
-      pack_heads(g, v + kofs, g.ldk, blk.nk, true, w.V);
-      pack_heads(g, dout + qofs, g.ldq, blk.m, false, w.dO);
-    }
+    pack_block(g, blk, q, k, v, dout, w);
     per_head_nt(g, blk, w.Q, w.K, w.S);
 #pragma omp parallel
     {

@@ -32,6 +32,15 @@ void to_bf16_row(const T* x, bf16* y, int64_t n) {
   if constexpr (std::is_same_v<T, float>)
     for_lanes(0, n, [&](auto lane, int64_t i) { vstore(y + i, vload(x + i, lane)); });
 }
+// An ignored row's terms, zeros where the products read them: row r of L16 when there is one,
+// else the row itself.
+template <class T>
+void zero_row(T* row, bf16* L16, int64_t r, int64_t nc) {
+  if (L16)
+    std::fill(L16 + r * nc, L16 + (r + 1) * nc, bf16{0});
+  else
+    std::fill(row, row + nc, T(0));
+}
 // A row's largest logit: float vectorised (core/vexp.h; exact in any order), double a loop.
 inline float row_max(const float* x, int64_t n) { return max_of(x, n); }
 inline double row_max(const double* x, int64_t n) { return *std::max_element(x, x + n); }
@@ -120,10 +129,7 @@ void online_softmax_tile(const T* L, T* E, bf16* L16, int64_t nr, int64_t nc, in
       const T* lr = L + r * nc;
       T* er = L16 ? row.data() : E + r * nc;
       if (y[r] < 0) {
-        if (L16)
-          std::fill(L16 + r * nc, L16 + (r + 1) * nc, bf16{0});
-        else
-          std::fill(er, er + nc, T(0));
+        zero_row(er, L16, r, nc);
         continue;
       }
       T* q = rec + r * R;
@@ -178,10 +184,7 @@ void dlogits_tile(T* L, bf16* L16, int64_t nr, int64_t nc, int64_t col0, const i
   for (int64_t r = 0; r < nr; ++r) {
     T* lr = L + r * nc;
     if (y[r] < 0) {
-      if (L16)
-        std::fill(L16 + r * nc, L16 + (r + 1) * nc, bf16{0});
-      else
-        std::fill(lr, lr + nc, T(0));
+      zero_row(lr, L16, r, nc);
       continue;
     }
     if constexpr (std::is_same_v<T, float>)

@@ -297,12 +297,14 @@ TYPED_TEST(VocabHead, ResultsDoNotDependOnTheTiles) {
   }
 }
 
-TYPED_TEST(VocabHead, ActivationPeakIsOneTileNotTokensTimesVocab) {
-  using T = TypeParam;
-  const int64_t N = 128, V = 65536, D = 16;
-  const VocabTiles tiles{96, 1024};
-  // A token tile over the whole vocabulary passes the fused passes' bound: they run apart.
-  ASSERT_EQ(vocab_head_fused_floats(N, V, tiles), 0);
+// One whole-vocabulary head loss over small random weights: the activations it charged at its
+// peak and still holds after, and the loss.
+struct HeadPeak {
+  int64_t peak, left;
+  double loss;
+};
+template <class T>
+HeadPeak head_peak(int64_t N, int64_t V, int64_t D, VocabTiles tiles) {
   const auto hn = randn<T>(N * D, 8), W = randn<T>(V * D, 9, 0.02);
   std::vector<int32_t> y(N);
   for (int64_t n = 0; n < N; ++n) y[n] = static_cast<int32_t>((n * 4099) % V);
@@ -310,17 +312,27 @@ TYPED_TEST(VocabHead, ActivationPeakIsOneTileNotTokensTimesVocab) {
   IdentityVocabReduce<T> one;
   auto& mt = MemoryTracker::instance();
   mt.reset_peaks();
-  const int64_t before = mt.snapshot().current[static_cast<int>(MemCategory::activations)];
+  const int act = static_cast<int>(MemCategory::activations);
+  const int64_t before = mt.snapshot().current[act];
   const double loss = vocab_head_loss<T>({W.data(), 0, V, V}, hn.data(), y.data(), N, D, T(1.0 / N),
                                          tiles, dhn.data(), dW.data(), one);
   const auto snap = mt.snapshot();
-  const int64_t peak = snap.peak[static_cast<int>(MemCategory::activations)] - before;
+  return {snap.peak[act] - before, snap.current[act] - before, loss};
+}
+
+TYPED_TEST(VocabHead, ActivationPeakIsOneTileNotTokensTimesVocab) {
+  using T = TypeParam;
+  const int64_t N = 128, V = 65536, D = 16;
+  const VocabTiles tiles{96, 1024};
+  // A token tile over the whole vocabulary passes the fused passes' bound: they run apart.
+  ASSERT_EQ(vocab_head_fused_floats(N, V, tiles), 0);
+  const HeadPeak h = head_peak<T>(N, V, D, tiles);
   const int64_t tile = tiles.rows * tiles.cols * int64_t(sizeof(T));
-  EXPECT_GE(peak, tile);  // the tile is charged: the bound below is a real measurement
-  EXPECT_LT(peak, tile + 3 * N * D * int64_t(sizeof(T)));
-  EXPECT_LT(peak, N * V * int64_t(sizeof(T)) / 64);
-  EXPECT_EQ(snap.current[static_cast<int>(MemCategory::activations)], before);
-  EXPECT_NEAR(loss / N, std::log(double(V)), 0.05);  // small weights: nearly uniform
+  EXPECT_GE(h.peak, tile);  // the tile is charged: the bound below is a real measurement
+  EXPECT_LT(h.peak, tile + 3 * N * D * int64_t(sizeof(T)));
+  EXPECT_LT(h.peak, N * V * int64_t(sizeof(T)) / 64);
+  EXPECT_EQ(h.left, 0);
+  EXPECT_NEAR(h.loss / N, std::log(double(V)), 0.05);  // small weights: nearly uniform
 }
 
 // The fused passes (one shard holding the whole vocabulary) keep one token tile's logits over
@@ -331,23 +343,12 @@ TYPED_TEST(VocabHead, FusedPassesKeepOneTokenTileOfLogits) {
   const VocabTiles tiles{16, 1024};
   const int64_t kept = vocab_head_fused_floats(N, V, tiles);
   ASSERT_EQ(kept, 16 * V);
-  const auto hn = randn<T>(N * D, 8), W = randn<T>(V * D, 9, 0.02);
-  std::vector<int32_t> y(N);
-  for (int64_t n = 0; n < N; ++n) y[n] = static_cast<int32_t>((n * 4099) % V);
-  std::vector<T> dhn(N * D), dW(V * D, T(0));
-  IdentityVocabReduce<T> one;
-  auto& mt = MemoryTracker::instance();
-  mt.reset_peaks();
-  const int64_t before = mt.snapshot().current[static_cast<int>(MemCategory::activations)];
-  vocab_head_loss<T>({W.data(), 0, V, V}, hn.data(), y.data(), N, D, T(1.0 / N), tiles, dhn.data(),
-                     dW.data(), one);
-  const auto snap = mt.snapshot();
-  const int64_t peak = snap.peak[static_cast<int>(MemCategory::activations)] - before;
+  const HeadPeak h = head_peak<T>(N, V, D, tiles);
   const int64_t tile = tiles.rows * tiles.cols * int64_t(sizeof(T)), sz = int64_t(sizeof(T));
-  EXPECT_GE(peak, kept * sz);
-  EXPECT_LT(peak, kept * sz + tile + 3 * N * D * sz);  // the logits, one exp tile, the records
+  EXPECT_GE(h.peak, kept * sz);
+  EXPECT_LT(h.peak, kept * sz + tile + 3 * N * D * sz);  // the logits, one exp tile, the records
   EXPECT_LE(kept, kFusedHeadLogits);
-  EXPECT_EQ(snap.current[static_cast<int>(MemCategory::activations)], before);
+  EXPECT_EQ(h.left, 0);
 }
 
 // vocab_head_loss on one whole-vocabulary shard (fused: each token tile's T pass right after
