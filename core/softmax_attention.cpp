@@ -34,13 +34,6 @@ double exp_sum(const double* p, int64_t n, double mx, std::vector<double>&) {
   for (int64_t j = 0; j < n; ++j) sum += std::exp(p[j] - mx);
   return sum;
 }
-// max_j p[j] for j < n: float vectorised (core/vexp.h; the maximum is exact in any order).
-float row_max(const float* p, int64_t n) { return max_of(p, n); }
-double row_max(const double* p, int64_t n) {
-  double mx = -std::numeric_limits<double>::infinity();
-  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, p[j]);
-  return mx;
-}
 // p[j] = exp(p[j] - l) for j < n
 void exp_shift(float* p, int64_t n, float l) { exp_shift_scale(p, n, l, 1.f); }
 void exp_shift(double* p, int64_t n, double l) {
@@ -78,7 +71,7 @@ void softmax_attention_forward(const SoftmaxAttentionShape& s, const T* q, const
           for (int64_t i = 0; i < m; ++i) {
             T* p = P.data() + i * nk;
             const int64_t jmax = softmax_last_key(s, i0 + i, nk);
-            const T mx = row_max(p, jmax + 1);
+            const T mx = max_of(p, jmax + 1);  // core/vexp.h
             const T l = mx + std::log(exp_sum(p, jmax + 1, mx, scratch));
             L[i0 + i] = l;
             // exp(score - lse), exactly what the backward recomputes; masked keys get exact 0s

@@ -13,7 +13,10 @@ float max_of(const float* x, int64_t n) {
   // maximum as std::max(mx, x[i]) does; the maximum of the rest does not depend on the order.
   __m512 m = _mm512_set1_ps(mx);
   for (; i + 16 <= n; i += 16) m = _mm512_maskz_max_ps(kAll16, _mm512_loadu_ps(x + i), m);
-  mx = _mm512_reduce_max_ps(m);
+  // The 16 lanes through memory: GCC 12's _mm512_reduce_max_ps trips -Wuninitialized.
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, m);
+  for (float l : lanes) mx = std::max(mx, l);
 #endif
   for (; i < n; ++i) mx = std::max(mx, x[i]);
   return mx;

@@ -15,6 +15,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "core/bf16.h"
 
@@ -153,7 +154,14 @@ inline void parallel_for_lanes(int64_t n, Fn&& fn) {
 }
 
 // max(x[0], ..., x[n-1]), -inf for n = 0, NaNs skipped (as a loop of std::max(mx, x[i])).
+// float vectorised (the maximum is exact in any order); double, for the finite-difference
+// references, the loop itself.
 float max_of(const float* x, int64_t n);
+inline double max_of(const double* x, int64_t n) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  return mx;
+}
 
 // y[i] = exp(x[i] - shift) (y may be x); returns the sum of the y[i] in double, summed in a
 // fixed order (16 running sums, element i into sum i % 16, then those in order) on both code

@@ -15,6 +15,13 @@ bool in_mlp_half(const std::string& name) {
   const std::vector<std::string>& names = Block::mlp_saved_names();
   return std::find(names.begin(), names.end(), name) != names.end();
 }
+// Values of one logits tile of the head over N tokens and `real` vocabulary rows: the trainer's
+// tiles (Model::head_loss, VocabPasses), clamped to the problem as models/vocab_head.cpp does.
+double logits_tile(int64_t N, int64_t real) {
+  const VocabTiles t;
+  return static_cast<double>(std::clamp<int64_t>(t.rows, 1, std::max<int64_t>(N, 1)) *
+                             std::clamp<int64_t>(t.cols, 1, std::max<int64_t>(real, 1)));
+}
 }  // namespace
 
 StepReplay::StepReplay(const StepReplayContext& c) : c_(c), l_(*c.ledger) {
@@ -179,10 +186,7 @@ void StepReplay::blocks_forward(int s, int mb) {
 // bf16 the cast of hn and of the tile (HeadOperands).
 void StepReplay::tile_pass(int64_t real) {
   const bool half = train_precision(c_.cfg->train) == Precision::bf16;
-  const VocabTiles t;  // the trainer's tiles (Model::head_loss, VocabPasses)
-  const double tile =
-      static_cast<double>(std::clamp<int64_t>(t.rows, 1, std::max<int64_t>(N_, 1)) *
-                          std::clamp<int64_t>(t.cols, 1, std::max<int64_t>(real, 1)));
+  const double tile = logits_tile(N_, real);
   Ledger::Id L = l_.alloc(kAct, tile * 4);
   Ledger::Id h16 = half ? l_.alloc(kAct, static_cast<double>(N_ * D_) * 2) : Ledger::kNone;
   Ledger::Id t16 = half ? l_.alloc(kAct, tile * 2) : Ledger::kNone;
@@ -194,11 +198,9 @@ void StepReplay::tile_pass(int64_t real) {
 // operand), and in bf16 the cast of hn and the tile (HeadOperands).
 void StepReplay::fused_pass(int64_t real) {
   const bool half = train_precision(c_.cfg->train) == Precision::bf16;
-  const VocabTiles t;
-  const double tile =
-      static_cast<double>(std::clamp<int64_t>(t.rows, 1, std::max<int64_t>(N_, 1)) *
-                          std::clamp<int64_t>(t.cols, 1, std::max<int64_t>(real, 1)));
-  Ledger::Id L = l_.alloc(kAct, static_cast<double>(vocab_head_fused_floats(N_, real, t)) * 4);
+  const double tile = logits_tile(N_, real);
+  Ledger::Id L =
+      l_.alloc(kAct, static_cast<double>(vocab_head_fused_floats(N_, real, VocabTiles{})) * 4);
   Ledger::Id E = half ? Ledger::kNone : l_.alloc(kAct, tile * 4);
   Ledger::Id h16 = half ? l_.alloc(kAct, static_cast<double>(N_ * D_) * 2) : Ledger::kNone;
   Ledger::Id t16 = half ? l_.alloc(kAct, tile * 2) : Ledger::kNone;

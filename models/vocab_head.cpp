@@ -41,9 +41,6 @@ void zero_row(T* row, bf16* L16, int64_t r, int64_t nc) {
   else
     std::fill(row, row + nc, T(0));
 }
-// A row's largest logit: float vectorised (core/vexp.h; exact in any order), double a loop.
-inline float row_max(const float* x, int64_t n) { return max_of(x, n); }
-inline double row_max(const double* x, int64_t n) { return *std::max_element(x, x + n); }
 
 // The tile actually used: at least 1 x 1, at most the whole problem (N x real rows).
 VocabTiles clamp_tiles(VocabTiles t, int64_t N, int64_t real) {
@@ -136,7 +133,7 @@ void online_softmax_tile(const T* L, T* E, bf16* L16, int64_t nr, int64_t nc, in
       T &m = q[P::kMax], &s = q[P::kSum], *G = q + P::kG;
       const int64_t yc = static_cast<int64_t>(y[r]) - col0;
       if (yc >= 0 && yc < nc) q[D + 2] = lr[yc];  // the target logit (VocabHeadPartial::target_at)
-      const T mt = row_max(lr, nc);
+      const T mt = max_of(lr, nc);                // core/vexp.h
       if (mt > m) {
         // The running max grew: s and G so far are relative to the old max, so scale them by
         // exp(m_old - m_new) <= 1 (0 on the row's first tile, where m_old = -inf and s, G = 0).

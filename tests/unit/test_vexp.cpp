@@ -3,6 +3,7 @@
 // same bits (exp, the shifted-exp array helpers, sigmoid through the SwiGLU kernels).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -119,6 +120,23 @@ TEST(Vexp, ArrayPathsMatchScalarBits) {
   double want = 0;
   for (double v : acc) want += v;
   EXPECT_TRUE(std::isnan(want) ? std::isnan(sum) : sum == want);
+}
+
+// max_of is the loop of std::max(mx, x[i]) it stands for, on either code path: lengths with and
+// without a vector tail, NaNs skipped wherever they sit, -inf for none; double the same.
+TEST(Vexp, MaxOfIsTheScalarLoop) {
+  std::mt19937 g(3);
+  std::normal_distribution<float> nd(0.f, 10.f);
+  for (int64_t n : {0, 1, 15, 16, 17, 100}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (float& e : x) e = nd(g);
+    if (n > 3) x[1] = x[n - 2] = std::numeric_limits<float>::quiet_NaN();
+    float want = -std::numeric_limits<float>::infinity();
+    for (float e : x) want = std::max(want, e);
+    EXPECT_EQ(max_of(x.data(), n), want) << n;
+    const std::vector<double> xd(x.begin(), x.end());
+    EXPECT_EQ(max_of(xd.data(), n), double(want)) << n;
+  }
 }
 
 TEST(Vexp, SwigluVectorMatchesScalarBits) {
