@@ -96,7 +96,7 @@ inline Vec16 vload(const bf16* p, Vec16) {
 }
 // fp32_to_bf16 on 16 lanes: the same rounding (add 0x7FFF plus the lowest kept bit) and the
 // same quiet NaN, so a vector lane and the scalar tail give the same bits.
-inline void vstore(bf16* p, Vec16 v) {
+inline void vstore_bf16_by_integers(bf16* p, Vec16 v) {
   const __m512i u = _mm512_castps_si512(v.v);
   const __m512i kept_lsb =
       _mm512_and_si512(_mm512_maskz_srli_epi32(kAll16, u, 16), _mm512_set1_epi32(1));
@@ -106,6 +106,19 @@ inline void vstore(bf16* p, Vec16 v) {
                                                 _mm512_set1_epi32(0x7F800000));
   r = _mm512_mask_or_epi32(r, nan, _mm512_maskz_srli_epi32(kAll16, u, 16), _mm512_set1_epi32(0x40));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_maskz_cvtepi32_epi16(kAll16, r));
+}
+// AVX512-BF16's vcvtneps2bf16 is that conversion in one instruction (nearest even, NaN truncated
+// and made quiet), except that it flushes denormal inputs to a signed zero: a vector holding one
+// takes the integer path, so every lane keeps fp32_to_bf16's bits.
+inline void vstore(bf16* p, Vec16 v) {
+#ifdef __AVX512BF16__
+  constexpr int kDenormal = 0x20;  // vfpclassps category: denormal
+  if (!_mm512_fpclass_ps_mask(v.v, kDenormal)) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v.v));
+    return;
+  }
+#endif
+  vstore_bf16_by_integers(p, v);
 }
 #endif
 

@@ -195,5 +195,26 @@ TEST(Bf16, VectorConversionIsTheScalarOneBitForBit) {
   }
 }
 
+// The vector conversion is one AVX512-BF16 instruction, which flushes subnormal inputs to zero:
+// a subnormal anywhere among 16 normal values must still round as the scalar conversion does
+// (up to the smallest normal, down to zero, or to a bf16 subnormal), with its neighbours intact.
+TEST(Bf16, VectorConversionKeepsSubnormalsInAnyLane) {
+  const std::vector<uint32_t> subnormals = {0x00000001u, 0x00007FFFu, 0x00008000u, 0x00018000u,
+                                            0x00400000u, 0x007F7FFFu, 0x007F8000u, 0x007FFFFFu,
+                                            0x807FFFFFu, 0x80400001u, 0x80008001u};
+  std::vector<float> x(16);
+  std::vector<bf16> h(16);
+  for (uint32_t sub : subnormals)
+    for (int lane = 0; lane < 16; ++lane) {
+      for (int j = 0; j < 16; ++j) {
+        const uint32_t b = j == lane ? sub : 0x3F808000u + 0x10000u * static_cast<uint32_t>(j);
+        std::memcpy(&x[j], &b, 4);
+      }
+      to_bf16(x.data(), h.data(), 16);
+      for (int j = 0; j < 16; ++j)
+        ASSERT_EQ(h[j], fp32_to_bf16(x[j])) << std::hex << sub << " in lane " << lane;
+    }
+}
+
 }  // namespace
 }  // namespace strata
