@@ -156,14 +156,14 @@ int main(int argc, char** argv) {
     auto& units = model.units();
     for (size_t u = 0; u < units.size(); ++u) {
       ProfScope prof_scope(ProfOp::optimizer);
-      opts[u]->set_bf16_copy(units[u].bf16_to_rewrite());  // written as AdamW updates (bf16)
+      opts[u]->set_bf16_copy(units[u].bf16_to_rewrite());    // written as AdamW updates (bf16)
+      opts[u]->set_grads_to_clear(units[u].grads().data());  // zeroed as AdamW reads them
       opts[u]->step(units[u].params().data(), units[u].grads().data(), units[u].numel(),
                     units[u].decay_segments(), 1e-4f, c < 1.f ? c : 1.f);
     }
     bump_weights_epoch();  // the parameters changed; the bf16 copies AdamW wrote are current
     for (auto& u : units)
       if (u.holds_bf16()) u.bf16_rewritten();
-    model.zero_grads();
   };
   for (int64_t i = 0; i < warmup; ++i) step();
   MemoryTracker::instance().reset_peaks();

@@ -45,8 +45,9 @@ inline void update_one(float* p, const float* g, float* m, float* v, int64_t i, 
 // [begin, end) on one thread. GCC will not auto-vectorise the loop (sqrtf may set errno, and
 // -fno-math-errno cannot be set per file), so the AVX-512 body is spelled out: the same
 // operations in the same order, each IEEE-rounded, hence bit-identical to update_one. With p16
-// the updated parameters are also stored rounded to bf16 (the bf16 precision's copy).
-void update_range(float* p, const float* g, float* m, float* v, bf16* p16, int64_t begin,
+// the updated parameters are also stored rounded to bf16 (the bf16 precision's copy); with gz
+// (g itself, writable) each gradient is set to zero once read.
+void update_range(float* p, const float* g, float* m, float* v, bf16* p16, float* gz, int64_t begin,
                   int64_t end, const Coeffs& c) {
   int64_t i = begin;
 #if defined(__AVX512F__)
@@ -56,6 +57,7 @@ void update_range(float* p, const float* g, float* m, float* v, bf16* p16, int64
   const __m512 nss = _mm512_set1_ps(c.neg_step_size), gs = _mm512_set1_ps(c.grad_scale);
   for (; i + 16 <= end; i += 16) {
     const __m512 gi = _mm512_mul_ps(_mm512_loadu_ps(g + i), gs);
+    if (gz) _mm512_storeu_ps(gz + i, _mm512_setzero_ps());
     const __m512 m0 = _mm512_loadu_ps(m + i);
     const __m512 pi = _mm512_mul_ps(_mm512_loadu_ps(p + i), keep);
     const __m512 mi = _mm512_add_ps(m0, _mm512_mul_ps(omb1, _mm512_sub_ps(gi, m0)));
@@ -73,6 +75,7 @@ void update_range(float* p, const float* g, float* m, float* v, bf16* p16, int64
 #endif
   for (; i < end; ++i) {
     update_one(p, g, m, v, i, c);
+    if (gz) gz[i] = 0.f;
     if (p16) p16[i] = fp32_to_bf16(p[i]);
   }
 }
@@ -113,6 +116,7 @@ void AdamW::step(float* params, const float* grads, int64_t n,
 
   float* m = exp_avg_.data();
   float* v = exp_avg_sq_.data();
+  float* gz = take_grads_to_clear(grads);
   for (const DecaySegment& seg : segments) {
     const Coeffs c{seg.decay ? decay_factor : 1.f,
                    one_minus_b1,
@@ -125,7 +129,7 @@ void AdamW::step(float* params, const float* grads, int64_t n,
     const int64_t begin = seg.offset;
     const int64_t end = seg.offset + seg.numel;
     if (seg.numel < kParallelMin) {
-      update_range(params, grads, m, v, bf16_out_, begin, end, c);
+      update_range(params, grads, m, v, bf16_out_, gz, begin, end, c);
       continue;
     }
     // Contiguous per-thread chunks (multiples of 16 elements). Element-wise only, so the result
@@ -135,7 +139,7 @@ void AdamW::step(float* params, const float* grads, int64_t n,
       const int64_t nt = omp_get_num_threads();
       const int64_t chunk = ((seg.numel + nt - 1) / nt + 15) & ~int64_t{15};
       const int64_t lo = std::min(end, begin + chunk * omp_get_thread_num());
-      update_range(params, grads, m, v, bf16_out_, lo, std::min(end, lo + chunk), c);
+      update_range(params, grads, m, v, bf16_out_, gz, lo, std::min(end, lo + chunk), c);
     }
   }
   bf16_out_ = nullptr;

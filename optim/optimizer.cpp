@@ -16,6 +16,13 @@ void Optimizer::write_bf16_copy(const float* params, int64_t n) {
   bf16_out_ = nullptr;
 }
 
+float* Optimizer::take_grads_to_clear(const float* grads) {
+  float* g = clear_grads_;
+  clear_grads_ = nullptr;
+  STRATA_CHECK(!g || g == grads, "set_grads_to_clear names other gradients than step() reads");
+  return g;
+}
+
 std::vector<DecaySegment> clip_segments(const std::vector<DecaySegment>& segments, int64_t begin,
                                         int64_t end) {
   std::vector<DecaySegment> out;

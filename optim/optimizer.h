@@ -57,6 +57,11 @@ class Optimizer {
   // parameters to cast them. Cleared by that step; nullptr leaves the copy to its owner.
   void set_bf16_copy(bf16* out) { bf16_out_ = out; }
 
+  // The gradients the next step() reads (its `grads`, passed here writable): set, that step also
+  // sets each one to zero as it reads it, so the next accumulation starts from zero without a
+  // pass of its own over them (a memset of the whole gradient buffer). Cleared by that step.
+  void set_grads_to_clear(float* grads) { clear_grads_ = grads; }
+
   // Number of step() calls so far; set_steps restores it from a checkpoint.
   int64_t steps() const { return steps_; }
   void set_steps(int64_t s) { steps_ = s; }
@@ -69,9 +74,13 @@ class Optimizer {
   // What step() stores in the bf16 copy (if set) and clears: one read of params[0, n) after the
   // update, for an optimizer that does not fuse it.
   void write_bf16_copy(const float* params, int64_t n);
+  // The gradients to clear in this step (nullptr for none; checked to be `grads`), taking the
+  // request: step() zeroes each one it has read.
+  float* take_grads_to_clear(const float* grads);
 
   int64_t steps_ = 0;
   bf16* bf16_out_ = nullptr;
+  float* clear_grads_ = nullptr;
 };
 
 // name: "adamw" | "sgd"; anything else throws InputError("optim.name: ...").

@@ -34,6 +34,7 @@ void SGD::step(float* params, const float* grads, int64_t n,
   const float decay_factor =
       static_cast<float>(1.0 - static_cast<double>(lr) * options_.weight_decay);
   float* buf = momentum_buffer_.data();
+  float* gz = take_grads_to_clear(grads);
   for (const DecaySegment& seg : segments) {
     const float keep = seg.decay ? decay_factor : 1.f;  // x * 1.0f is exact
     const int64_t begin = seg.offset;
@@ -42,6 +43,7 @@ void SGD::step(float* params, const float* grads, int64_t n,
 #pragma omp parallel for simd schedule(static) if (seg.numel >= kParallelMin)
     for (int64_t i = begin; i < end; ++i) {
       const float b = buf[i] * mu + grads[i] * grad_scale;
+      if (gz) gz[i] = 0.f;
       buf[i] = b;
       params[i] = params[i] * keep + neg_lr * b;
     }

@@ -282,6 +282,7 @@ void ZeroEngine::step(float lr, float clip) {
   finish_grads();
   drain_reductions();
   std::vector<int64_t> rewritten;  // units whose bf16 copy the optimizer wrote
+  std::vector<bool> cleared(static_cast<size_t>(num_units()));  // ... whose gradients it zeroed
   for (int64_t u = 0; u < num_units(); ++u) {
     ZeroUnit& z = units_[static_cast<size_t>(u)];
     const ShardRange r = optimizer_range(u);
@@ -293,6 +294,9 @@ void ZeroEngine::step(float lr, float clip) {
     bf16* copy = stage_ != 3 && r.size() == z.numel && z.bf16_copy ? z.bf16_copy() : nullptr;
     if (copy) rewritten.push_back(u);
     optimizers_[static_cast<size_t>(u)]->set_bf16_copy(copy);
+    // Read whole here (stages 0 and 1 on the full buffer): the step leaves them zeroed.
+    cleared[static_cast<size_t>(u)] = stage_ <= 1 && r.size() == z.numel;
+    if (cleared[static_cast<size_t>(u)]) optimizers_[static_cast<size_t>(u)]->set_grads_to_clear(g);
     optimizers_[static_cast<size_t>(u)]->step(
         p, g, r.size(), clip_segments(z.segments, r.begin, r.end), lr,
         clip < 1.f ? clip : 1.f);  // a NaN coefficient (a non-finite norm) scales nothing
@@ -309,23 +313,24 @@ void ZeroEngine::step(float lr, float clip) {
   }
   bump_weights_epoch();  // derived copies (bf16 weights) are stale now, but for those rewritten
   for (int64_t u : rewritten) units_[static_cast<size_t>(u)].bf16_rewritten();
-  clear_grads();
+  clear_grads(cleared);
 }
 
 void ZeroEngine::skip_step() {
   finish_grads();  // every rank runs the same reductions, so the groups stay matched
   drain_reductions();
-  clear_grads();
+  clear_grads({});
 }
 
-void ZeroEngine::clear_grads() {
+void ZeroEngine::clear_grads(const std::vector<bool>& zeroed) {
   for (int64_t u = 0; u < num_units(); ++u) {
     ZeroUnit& z = units_[static_cast<size_t>(u)];
     dirty_[static_cast<size_t>(u)] = false;
-    if (stage_ <= 1)
-      z.grads->zero();
-    else
+    const bool done = static_cast<size_t>(u) < zeroed.size() && zeroed[static_cast<size_t>(u)];
+    if (stage_ >= 2)
       z.grads->reset();
+    else if (!done)
+      z.grads->zero();
     if (stage_ >= 2) s_->shard_grads[static_cast<size_t>(u)].zero();
     if (stage_ == 3 && z.pinned) {  // stale after the update: gathered again on next use
       wait_gather(u);

@@ -125,7 +125,9 @@ class ZeroEngine {
   void wait_gather(int64_t u);
   void release_params(int64_t u);
   void ensure_full_grads(int64_t u);
-  void clear_grads();  // after a step: zero (stages 0-1) or free (2-3) the gradients
+  // After a step: zero (stages 0-1) or free (2-3) the gradients, but for the units the step
+  // left zeroed (zeroed[u], when given).
+  void clear_grads(const std::vector<bool>& zeroed);
   void reduce_grads(int64_t u);
   bool reduces_each_micro_batch(int64_t u) const;
   void sum_tied_grads();

@@ -294,6 +294,36 @@ TEST(Optimizer, Bf16CopyLeavesTheUpdateAlone) {
   EXPECT_EQ(p1, p2);
 }
 
+// set_grads_to_clear: the step reads the gradients as it would (same parameters and state as a
+// step without it, over a thread split, a segment boundary and a tail), leaves every one of them
+// +0, and only for that step (the next one leaves its gradients alone).
+void expect_grads_cleared(Optimizer& with, Optimizer& without, int64_t n,
+                          const std::vector<DecaySegment>& segs) {
+  std::vector<float> p1 = random_vec(n, 41), p2 = p1;
+  std::vector<float> g = random_vec(n, 42);
+  const std::vector<float> g_read = g;
+  with.set_grads_to_clear(g.data());
+  with.step(p1.data(), g.data(), n, segs, 1e-3f, 0.5f);
+  without.step(p2.data(), g_read.data(), n, segs, 1e-3f, 0.5f);
+  EXPECT_EQ(p1, p2);
+  for (int64_t i = 0; i < n; ++i) ASSERT_TRUE(g[i] == 0.f && !std::signbit(g[i])) << i;
+  g = g_read;
+  with.step(p1.data(), g.data(), n, segs, 1e-3f);
+  without.step(p2.data(), g_read.data(), n, segs, 1e-3f);
+  EXPECT_EQ(p1, p2);  // the state each carries is the same
+  EXPECT_EQ(g, g_read);
+}
+
+TEST(Optimizer, GradientsToClearAreZeroedAsTheStepReadsThem) {
+  const int64_t n = (1 << 16) + 7;
+  const std::vector<DecaySegment> segs = {
+      {0, 40000, true}, {40000, 13, false}, {40013, n - 40013, true}};
+  AdamW a1(n, AdamWOptions{}), a2(n, AdamWOptions{});
+  expect_grads_cleared(a1, a2, n, segs);
+  SGD s1(n, SGDOptions{0.9f, 0.1f}), s2(n, SGDOptions{0.9f, 0.1f});
+  expect_grads_cleared(s1, s2, n, segs);
+}
+
 TEST(SGD, TwoStepsByHand) {
   SGD opt(1, {0.9f, 0.f});
   float p = 1.f;
