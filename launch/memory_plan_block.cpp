@@ -282,11 +282,11 @@ void mlp_backward(Ledger& l, const BlockDims& d, SavedSet& s, std::vector<Ledger
 // input_projections_backward: a formed again from xn1 (its argument), and the bf16 copies of dq,
 // dk, dv live through it (deferred: to W, a too; in fp32 the GEMMs keep dq, dk, dv themselves,
 // which the caller hands over).
-void input_projections(Ledger& l, const BlockDims& d, std::vector<Ledger::Id>* deferred) {
-  const int64_t N = d.N();
-  Ledger::Id a = norm_operand(l, d, N * d.D);
-  Ledger::Id q = operand_copy(l, d, N * d.E()), k = operand_copy(l, d, N * d.Ekv()),
-             v = operand_copy(l, d, N * d.Ekv());
+// Block::input_projections_backward from the input norm's operand a and the operands of dq, dk
+// (formed by the caller), with dv's made here.
+void input_projections(Ledger& l, const BlockDims& d, std::vector<Ledger::Id>* deferred,
+                       Ledger::Id a, Ledger::Id q, Ledger::Id k) {
+  Ledger::Id v = operand_copy(l, d, d.N() * d.Ekv());
   for (Ledger::Id* id : {&q, &k, &v, &a}) keep(deferred, *id);
   for (Ledger::Id* id : {&q, &k, &v, &a}) l.free(*id);
 }
@@ -324,12 +324,16 @@ void linear_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const Bac
   l.free(dO);
   for (const char* t : {"v", "prefix"}) s.drop(l, t);
   if (at.attention_done) at.attention_done();
+  // the feature maps' gradients: bf16 operands of their own, the fp32 dq, dk freed at once
+  Ledger::Id dQ = operand_copy(l, d, N * E), dK = operand_copy(l, d, N * E);
+  if (d.bf16) free_all(l, {dq, dk});
   s.drop(l, "qp");
   s.drop(l, "kp");
-  input_projections(l, d, deferred);
+  input_projections(l, d, deferred, norm_operand(l, d, N * d.D), dQ, dK);
   if (!d.bf16)
     for (Ledger::Id* id : {&dq, &dk, &dv}) keep(deferred, *id);
-  for (Ledger::Id* id : {&dq, &dk, &dv}) l.free(*id);
+  if (!d.bf16) free_all(l, {dq, dk});
+  l.free(dv);
 }
 
 // Block::softmax_mixer_backward (the kernel reads the saved operands as they are). Deferred:
@@ -349,7 +353,9 @@ void softmax_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const Ba
   l.free(dO);
   for (const char* t : {"q", "k_all", "v_all", "o", "lse"}) s.drop(l, t);
   if (at.attention_done) at.attention_done();
-  input_projections(l, d, deferred);
+  Ledger::Id a = norm_operand(l, d, N * d.D);
+  Ledger::Id dQ = operand_copy(l, d, N * E);
+  input_projections(l, d, deferred, a, dQ, operand_copy(l, d, N * Ekv));
   if (!d.bf16)
     for (Ledger::Id* id : {&dq, &dk, &dv}) keep(deferred, *id);
   for (Ledger::Id* id : {&dq, &dk, &dv, &dOut}) l.free(*id);

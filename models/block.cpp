@@ -325,12 +325,18 @@ Operand feature_mapped(const Operand& x, int64_t n, bool silu, float scale) {
   return operand_of(p, b);
 }
 
-// d [n] *= scale * phi'(x), in place.
-void feature_map_grad(const Operand& x, float* d, int64_t n, bool silu, float scale) {
-  if (x.f32)
-    feature_map_backward(x.f32, d, d, n, silu, scale);
-  else
-    feature_map_backward(x.b16, d, d, n, silu, scale);
+// d [n] * scale * phi'(x) as the GEMM operand it becomes: fp32 in place in d, bf16 into an
+// operand of its own (one pass, where the fp32 product and then its bf16 copy took two).
+Operand feature_map_grad(const Operand& x, const SharedBuffer& d, int64_t n, bool silu,
+                         float scale) {
+  if (x.f32) {
+    feature_map_backward(x.f32, d->data(), d->data(), n, silu, scale);
+    return operand_of(Precision::fp32, d);
+  }
+  auto b = std::make_shared<FloatBuffer>(
+      FloatBuffer::uninitialised(operand_floats(Precision::bf16, n), MemCategory::activations));
+  feature_map_backward(x.b16, d->data(), as_bf16(*b), n, silu, scale);
+  return operand_of(Precision::bf16, b);
 }
 
 // LASP-2 on q, k, v as stored (all fp32 or all bf16).
@@ -406,8 +412,8 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const Unit
     norm_backward(saved, "u", "inv_o", nullptr, dz.data(), dO.data(), nullptr, N * H_, dh_);
     for (const char* t : {"u", "inv_o"}) saved.drop(t);
   }
-  const SharedBuffer dq = uninitialised_shared(N * E), dk = uninitialised_shared(N * E),
-                     dv = uninitialised_shared(N * E);
+  SharedBuffer dq = uninitialised_shared(N * E), dk = uninitialised_shared(N * E);
+  const SharedBuffer dv = uninitialised_shared(N * E);
   Operand qp = saved_operand(saved, "qp"), kp = saved_operand(saved, "kp");
   {
     const Operand q = feature_mapped(qp, N * E, silu, 1.f);  // as forward
@@ -420,14 +426,14 @@ void Block::linear_mixer_backward(const ParamUnit& u, const float* w, const Unit
   dO.reset();
   for (const char* t : {"v", "prefix"}) saved.drop(t);
   if (at && at->attention_done) at->attention_done();
-  // Through the feature maps, in place.
-  feature_map_grad(qp, dq->data(), N * E, silu, 1.f);
-  feature_map_grad(kp, dk->data(), N * E, silu, kscale);
+  // Through the feature maps (bf16: the fp32 dq, dk go once their operands are formed)
+  const Operand dQ = feature_map_grad(qp, dq, N * E, silu, 1.f);
+  const Operand dK = feature_map_grad(kp, dk, N * E, silu, kscale);
+  dq.reset(), dk.reset();
   for (const char* t : {"qp", "kp"}) saved.drop(t);
   qp = kp = Operand{};  // their memory goes now, not at the end of the backward
-  input_projections_backward(u, gm, g,
-                             norm_operand(saved, "xn1", W("input_layernorm.weight"), N, D_), dq, dk,
-                             dv, E, da, N);
+  const Operand A = norm_operand(saved, "xn1", W("input_layernorm.weight"), N, D_);
+  input_projections_backward(u, gm, g, A, dQ, dK, to_operand(p, dv->data(), N * E, dv), E, da, N);
 }
 
 // ---- softmax attention mixer -----------------------------------------------------------------
@@ -501,22 +507,20 @@ void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, const Uni
   if (at && at->attention_done) at->attention_done();
   rope_backward<float>(dq->data(), s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
   rope_backward<float>(dk->data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
-  input_projections_backward(u, gm, g,
-                             norm_operand(saved, "xn1", W("input_layernorm.weight"), N, D_), dq, dk,
-                             dv, Ekv, da, N);
-}
-
-// Both mixers end in q/k/v = a W^T: da (overwritten) from dq, dk, dv ([N, E], [N, Ekv] x2),
-// then the three weight gradients, in that order (the order the undeferred sums were taken in).
-void Block::input_projections_backward(const ParamUnit& u, const UnitGemms& gm, const GradSink& g,
-                                       const Operand& a, const SharedBuffer& dq,
-                                       const SharedBuffer& dk, const SharedBuffer& dv, int64_t Ekv,
-                                       float* da, int64_t N) const {
-  const int64_t E = H_ * dh_;
-  const Precision p = cfg_.precision;
+  const Operand A = norm_operand(saved, "xn1", W("input_layernorm.weight"), N, D_);
   const Operand dQ = to_operand(p, dq->data(), N * E, dq);
   const Operand dK = to_operand(p, dk->data(), N * Ekv, dk);
-  const Operand dV = to_operand(p, dv->data(), N * Ekv, dv);
+  input_projections_backward(u, gm, g, A, dQ, dK, to_operand(p, dv->data(), N * Ekv, dv), Ekv, da,
+                             N);
+}
+
+// Both mixers end in q/k/v = a W^T: da (overwritten) from dQ, dK, dV ([N, E], [N, Ekv] x2, as
+// GEMM operands), then the three weight gradients, in that order (the order the undeferred sums
+// were taken in).
+void Block::input_projections_backward(const ParamUnit& u, const UnitGemms& gm, const GradSink& g,
+                                       const Operand& a, const Operand& dQ, const Operand& dK,
+                                       const Operand& dV, int64_t Ekv, float* da, int64_t N) const {
+  const int64_t E = H_ * dh_;
   gm.backward_input(dQ, OFF("q_proj.weight"), da, N, E, D_);
   gm.backward_input(dK, OFF("k_proj.weight"), da, N, Ekv, D_, true);
   gm.backward_input(dV, OFF("v_proj.weight"), da, N, Ekv, D_, true);

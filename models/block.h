@@ -102,8 +102,8 @@ class Block {
                               const GradSink& g, SavedTensors& saved, const SharedBuffer& dout,
                               float* da, const BlockShape& s, const BackwardPoints* at) const;
   void input_projections_backward(const ParamUnit& u, const UnitGemms& gm, const GradSink& g,
-                                  const Operand& a, const SharedBuffer& dq, const SharedBuffer& dk,
-                                  const SharedBuffer& dv, int64_t Ekv, float* da, int64_t N) const;
+                                  const Operand& a, const Operand& dQ, const Operand& dK,
+                                  const Operand& dV, int64_t Ekv, float* da, int64_t N) const;
   // An [n] activation that only feeds GEMMs, computed in fp32 into `fp32` by the caller, saved
   // under `name` in the precision: in fp32 the buffer is the saved one (no copy).
   float* operand_slot(SavedTensors& saved, const std::string& name, int64_t n,

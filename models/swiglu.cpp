@@ -49,8 +49,8 @@ void feature_map_forward_lanes(const In* x, Out* y, int64_t n, float scale) {
   });
 }
 
-template <class In>
-void feature_map_backward_lanes(const In* x, const float* dy, float* dx, int64_t n, float scale) {
+template <class In, class Out>
+void feature_map_backward_lanes(const In* x, const float* dy, Out* dx, int64_t n, float scale) {
   parallel_for_lanes(n, [&](auto lane, int64_t i) {
     using V = decltype(lane);
     const V v = vload(x + i, lane);
@@ -119,7 +119,7 @@ void feature_map_forward(const bf16* x, bf16* y, int64_t n, bool use_silu, float
   });
 }
 
-void feature_map_backward(const bf16* x, const float* dy, float* dx, int64_t n, bool use_silu,
+void feature_map_backward(const bf16* x, const float* dy, bf16* dx, int64_t n, bool use_silu,
                           float scale) {
   ProfScope prof_scope(ProfOp::elementwise);
   if (use_silu) return feature_map_backward_lanes(x, dy, dx, n, scale);

@@ -27,8 +27,10 @@ void swiglu_forward(const bf16* gate, const bf16* up, bf16* act, int64_t n);
 void swiglu_backward(const bf16* gate, const bf16* up, const float* dact, bf16* dgate, bf16* dup,
                      int64_t n);
 // q and k only feed the linear-attention kernel's bf16 products: stored rounded, as it packs them.
+// Their gradients dq, dk only feed the q/k projections' bf16 GEMMs: dx is that operand, the fp32
+// product rounded once as it is stored.
 void feature_map_forward(const bf16* x, bf16* y, int64_t n, bool silu, float scale);
-void feature_map_backward(const bf16* x, const float* dy, float* dx, int64_t n, bool silu,
+void feature_map_backward(const bf16* x, const float* dy, bf16* dx, int64_t n, bool silu,
                           float scale);
 
 }  // namespace strata

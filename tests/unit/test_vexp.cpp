@@ -163,17 +163,23 @@ TEST(Vexp, SwigluVectorMatchesScalarBits) {
 }
 
 // The bf16 precision's feature map (q and k for the linear-attention kernel's bf16 products) is
-// the float map on the stored values, rounded once as it is stored: SiLU and the identity.
+// the float map on the stored values, rounded once as it is stored: SiLU and the identity. So is
+// its backward (dq and dk as the q/k projections' bf16 operands), from an fp32 gradient.
 TEST(Vexp, Bf16FeatureMapIsTheFloatMapRoundedOnce) {
   const std::vector<float> xs = array_inputs();
   const int64_t n = int64_t(xs.size());
   std::vector<bf16> x(xs.size()), y(xs.size());
-  std::vector<float> xf(xs.size()), yf(xs.size());
+  std::vector<float> xf(xs.size()), yf(xs.size()), dy(xs.size());
   for (size_t i = 0; i < xs.size(); ++i) x[i] = fp32_to_bf16(xs[i]), xf[i] = bf16_to_fp32(x[i]);
+  for (size_t i = 0; i < xs.size(); ++i) dy[i] = xs[(i * 7 + 3) % xs.size()];
   for (bool silu : {true, false}) {
     feature_map_forward(x.data(), y.data(), n, silu, 0.125f);
     feature_map_forward(xf.data(), yf.data(), n, silu, 0.125f);
     for (int64_t i = 0; i < n; ++i)  // any NaN is a NaN (its sign follows operand order)
+      ASSERT_TRUE(same_bits(bf16_to_fp32(y[i]), bf16_to_fp32(fp32_to_bf16(yf[i])))) << i;
+    feature_map_backward(x.data(), dy.data(), y.data(), n, silu, 0.125f);
+    feature_map_backward(xf.data(), dy.data(), yf.data(), n, silu, 0.125f);
+    for (int64_t i = 0; i < n; ++i)
       ASSERT_TRUE(same_bits(bf16_to_fp32(y[i]), bf16_to_fp32(fp32_to_bf16(yf[i])))) << i;
   }
 }
