@@ -49,6 +49,13 @@ inline float vscale2(float y, float n) {
   return (y * p1) * p2;
 }
 inline float vnan_pass(float x, float y) { return x != x ? x : y; }  // x if NaN, else y
+// a + b where a is a product just formed: GCC contracts a * b + c into one FMA by default, which
+// would round once where a separate add (another pass's) rounds twice. a goes through memory
+// first (the scalar lane is only an array's tail).
+inline float vadd_unfused(float a, float b) {
+  volatile float rounded = a;
+  return rounded + b;
+}
 inline float vload(const float* p, float) { return *p; }
 inline void vstore(float* p, float v) { *p = v; }
 // bf16 values load exactly and store rounded to nearest even (core/bf16.h), in both lanes.
@@ -84,6 +91,10 @@ inline Vec16 vrint(Vec16 x) {
   return _mm512_maskz_roundscale_ps(kAll16, x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 inline Vec16 vscale2(Vec16 y, Vec16 n) { return _mm512_maskz_scalef_ps(kAll16, y.v, n.v); }
+// The explicit-rounding form is a builtin of its own, which GCC does not contract.
+inline Vec16 vadd_unfused(Vec16 a, Vec16 b) {
+  return _mm512_maskz_add_round_ps(kAll16, a.v, b.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 inline Vec16 vnan_pass(Vec16 x, Vec16 y) {
   return _mm512_mask_mov_ps(y.v, _mm512_cmp_ps_mask(x.v, x.v, _CMP_UNORD_Q), x.v);
 }

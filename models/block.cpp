@@ -143,13 +143,13 @@ Operand Block::norm_operand(const SavedTensors& saved, const char* rows, const f
 
 void Block::norm_backward(const SavedTensors& saved, const char* rows, const char* stats,
                           const float* g, const float* dy, float* dx, float* dg, int64_t N,
-                          int64_t C) const {
+                          int64_t C, const float* residual) const {
   const float* xn = saved.get(rows);
   if (cfg_.precision == Precision::fp32)
-    rmsnorm_backward_normalised(xn, g, saved.get(stats), dy, dx, dg, N, C);
+    rmsnorm_backward_normalised(xn, g, saved.get(stats), dy, dx, dg, N, C, residual);
   else
     rmsnorm_backward_normalised(reinterpret_cast<const bf16*>(xn), g, saved.get(stats), dy, dx, dg,
-                                N, C);
+                                N, C, residual);
 }
 
 void Block::forward(const ParamUnit& u, const float* w, const float* x, float* y,
@@ -249,9 +249,9 @@ void Block::backward_impl(const ParamUnit& u, const float* w, const GradSink& g,
     linear_mixer_backward(u, w, gm, g, saved, dh1, da.data(), s, at);
   else
     softmax_mixer_backward(u, w, gm, g, saved, dh1, da.data(), s, at);
+  // dx, with the residual's own gradient dh1 added in the same pass
   norm_backward(saved, "xn1", "inv1", W("input_layernorm.weight"), da.data(), dx,
-                DW("input_layernorm.weight"), N, D_);
-  add_inplace(dx, dh1->data(), N * D_);
+                DW("input_layernorm.weight"), N, D_, dh1->data());
   saved.clear();
 }
 
@@ -298,8 +298,7 @@ void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm
   g.weight_grad(dU, M, OFF("mlp.up_proj.weight"), N, F_, D_);
   for (const char* t : {"gate", "up"}) saved.drop(t);
   norm_backward(saved, "xn2", "inv2", W("post_attention_layernorm.weight"), dm.data(), dh1,
-                DW("post_attention_layernorm.weight"), N, D_);
-  add_inplace(dh1, dy, N * D_);  // the residual's own gradient
+                DW("post_attention_layernorm.weight"), N, D_, dy);  // + the residual's own
   for (const char* t : {"xn2", "inv2"}) saved.drop(t);
 }
 

@@ -123,8 +123,10 @@ class Block {
   Operand norm_operand(const SavedTensors& saved, const char* rows, const float* g, int64_t N,
                        int64_t C) const;
   // dy [N, C] -> dx [N, C] through the norm (g, dg: [C] or nullptr), from the saved rows.
+  // dx = the norm's input gradient (+ residual, a residual branch's gradient, when given).
   void norm_backward(const SavedTensors& saved, const char* rows, const char* stats, const float* g,
-                     const float* dy, float* dx, float* dg, int64_t N, int64_t C) const;
+                     const float* dy, float* dx, float* dg, int64_t N, int64_t C,
+                     const float* residual = nullptr) const;
 
   ModelConfig cfg_;
   int64_t index_;

@@ -158,7 +158,7 @@ double row_dot(const T* dy, const T* g, const S* x, int64_t D) {
 
 template <class T, class S>
 void rmsnorm_backward_normalised(const S* xhat, const T* g, const T* inv_rms, const T* dy, T* dx,
-                                 T* dg, int64_t N, int64_t D) {
+                                 T* dg, int64_t N, int64_t D, const T* residual) {
   ProfScope prof_scope(ProfOp::norm);
   // One pass over the rows: dx, and dg's partial sums over fixed blocks of rows (then added in
   // block order), so the bits do not depend on the thread count.
@@ -172,13 +172,15 @@ void rmsnorm_backward_normalised(const S* xhat, const T* g, const T* inv_rms, co
       const S* xr = xhat + n * D;
       const T* dyr = dy + n * D;
       T* dxr = dx + n * D;
+      const T* rr = residual ? residual + n * D : nullptr;
       const T inv = inv_rms[n];
       const T c = T(row_dot(dyr, g, xr, D) / double(D));
       row_lanes<T>(D, [&](auto lane, int64_t j) {
         using V = decltype(lane);
         const V d = vload(dyr + j, lane), xh = vload(xr + j, lane);
         const V gy = g ? d * vload(g + j, lane) : d;
-        vstore(dxr + j, V(inv) * vfma(xh, V(-c), gy));  // inv (gy - xhat c)
+        const V dxj = V(inv) * vfma(xh, V(-c), gy);  // inv (gy - xhat c)
+        vstore(dxr + j, rr ? vadd_unfused(dxj, vload(rr + j, lane)) : dxj);
         if (pb) vstore(pb + j, vfma(d, xh, vload(pb + j, lane)));
       });
     }
@@ -197,7 +199,7 @@ void rmsnorm_backward_normalised(const S* xhat, const T* g, const T* inv_rms, co
   template void rmsnorm_normalise<T, S>(const T*, S*, T*, int64_t, int64_t, float);               \
   template void rmsnorm_gain<T, S>(const S*, const T*, S*, int64_t, int64_t);                     \
   template void rmsnorm_backward_normalised<T, S>(const S*, const T*, const T*, const T*, T*, T*, \
-                                                  int64_t, int64_t);
+                                                  int64_t, int64_t, const T*);
 STRATA_NORMALISED(float, float)
 STRATA_NORMALISED(float, bf16)
 STRATA_NORMALISED(double, double)

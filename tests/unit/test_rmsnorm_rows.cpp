@@ -118,3 +118,31 @@ TEST(RmsNormRows, TheBackwardDoesNotDependOnTheThreadCount) {
   EXPECT_EQ(dx[0], dx[1]);
   EXPECT_EQ(dg[0], dg[1]);
 }
+
+// The blocks add a residual branch's gradient in the norm backward's own pass: dx must be the
+// backward's dx plus the residual, rounded as that separate add rounds (not fused with the
+// backward's last multiply into one FMA), on the vector lanes and the tail, fp32 and bf16 rows.
+TEST(RmsNormRows, TheResidualJoinsAsASeparateAddWould) {
+  const auto x = randn(kN * kD, 21), g = randn(kD, 22, 1.f), dy = randn(kN * kD, 23),
+             res = randn(kN * kD, 24);
+  std::vector<float> inv(kN), xhat(kN * kD);
+  rmsnorm_normalise(x.data(), xhat.data(), inv.data(), kN, kD, 1e-5f);
+  std::vector<bf16> rows(kN * kD);
+  to_bf16(xhat.data(), rows.data(), kN * kD);
+  for (int stored = 0; stored < 2; ++stored) {
+    Grads apart, joined;
+    auto backward = [&](Grads& out, const float* residual) {
+      if (stored)
+        rmsnorm_backward_normalised(rows.data(), g.data(), inv.data(), dy.data(), out.dx.data(),
+                                    out.dg.data(), kN, kD, residual);
+      else
+        rmsnorm_backward_normalised(xhat.data(), g.data(), inv.data(), dy.data(), out.dx.data(),
+                                    out.dg.data(), kN, kD, residual);
+    };
+    backward(apart, nullptr);
+    for (int64_t i = 0; i < kN * kD; ++i) apart.dx[i] += res[i];
+    backward(joined, res.data());
+    EXPECT_EQ(joined.dx, apart.dx) << (stored ? "bf16 rows" : "fp32 rows");
+    EXPECT_EQ(joined.dg, apart.dg);
+  }
+}
