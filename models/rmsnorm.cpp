@@ -81,10 +81,14 @@ namespace {
 
 // Rows of float go through core/vexp.h's 16-float lanes (loads of bf16 exact, stores rounded to
 // nearest even, the same bits on both lanes); double, the finite-difference reference, one by
-// one through these two.
+// one through these.
 inline double vload(const double* p, double) { return *p; }
 inline void vstore(double* p, double v) { *p = v; }
 inline double vfma(double a, double b, double c) { return std::fma(a, b, c); }
+inline double vadd_unfused(double a, double b) {  // as core/vexp.h's float one, in double
+  volatile double rounded = a;
+  return rounded + b;
+}
 
 template <class T, class Fn>
 void row_lanes(int64_t D, Fn&& fn) {

@@ -145,4 +145,15 @@ TEST(RmsNormRows, TheResidualJoinsAsASeparateAddWould) {
     EXPECT_EQ(joined.dx, apart.dx) << (stored ? "bf16 rows" : "fp32 rows");
     EXPECT_EQ(joined.dg, apart.dg);
   }
+  // double (the finite-difference references' type) adds in double
+  const std::vector<double> xd(xhat.begin(), xhat.end()), gd(g.begin(), g.end()),
+      invd(inv.begin(), inv.end()), dyd(dy.begin(), dy.end());
+  std::vector<double> rd(res.size()), apart(kN * kD), joined(kN * kD), dg(kD);
+  for (size_t i = 0; i < res.size(); ++i) rd[i] = res[i] * (1.0 + 1e-12);  // not a float
+  rmsnorm_backward_normalised(xd.data(), gd.data(), invd.data(), dyd.data(), apart.data(),
+                              dg.data(), kN, kD);
+  for (int64_t i = 0; i < kN * kD; ++i) apart[i] += rd[i];
+  rmsnorm_backward_normalised(xd.data(), gd.data(), invd.data(), dyd.data(), joined.data(),
+                              dg.data(), kN, kD, rd.data());
+  EXPECT_EQ(joined, apart);
 }
