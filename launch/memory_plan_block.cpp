@@ -326,14 +326,13 @@ void linear_mixer_backward(Ledger& l, const BlockDims& d, SavedSet& s, const Bac
   if (at.attention_done) at.attention_done();
   // the feature maps' gradients: bf16 operands of their own, the fp32 dq, dk freed at once
   Ledger::Id dQ = operand_copy(l, d, N * E), dK = operand_copy(l, d, N * E);
-  if (d.bf16) free_all(l, {dq, dk});
+  if (d.bf16) l.free(dq), l.free(dk);
   s.drop(l, "qp");
   s.drop(l, "kp");
   input_projections(l, d, deferred, norm_operand(l, d, N * d.D), dQ, dK);
   if (!d.bf16)
     for (Ledger::Id* id : {&dq, &dk, &dv}) keep(deferred, *id);
-  if (!d.bf16) free_all(l, {dq, dk});
-  l.free(dv);
+  for (Ledger::Id* id : {&dq, &dk, &dv}) l.free(*id);
 }
 
 // Block::softmax_mixer_backward (the kernel reads the saved operands as they are). Deferred:

@@ -332,8 +332,7 @@ Operand feature_map_grad(const Operand& x, const SharedBuffer& d, int64_t n, boo
     feature_map_backward(x.f32, d->data(), d->data(), n, silu, scale);
     return operand_of(Precision::fp32, d);
   }
-  auto b = std::make_shared<FloatBuffer>(
-      FloatBuffer::uninitialised(operand_floats(Precision::bf16, n), MemCategory::activations));
+  const SharedBuffer b = uninitialised_shared(operand_floats(Precision::bf16, n));
   feature_map_backward(x.b16, d->data(), as_bf16(*b), n, silu, scale);
   return operand_of(Precision::bf16, b);
 }
