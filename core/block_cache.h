@@ -17,7 +17,7 @@ constexpr int64_t kBlockCacheMaxBytes = int64_t{1} << 30;
 
 // A cached block of exactly `bytes` with alignment `align`, or nullptr.
 void* block_cache_take(int64_t bytes, int64_t align);
-// Keeps the block (from std::aligned_alloc(align, bytes)) for reuse, or frees it.
+// Keeps the block (FloatBuffer's, for std::free) for reuse, or frees it.
 void block_cache_give(void* p, int64_t bytes, int64_t align);
 // Frees every cached block (tests; memory returned to the OS).
 void block_cache_clear();

@@ -56,6 +56,9 @@ std::string format_bytes(int64_t bytes);
 class FloatBuffer {
  public:
   static constexpr int64_t kPageAlign = 4096;
+  // Buffers of at least this many bytes start on a 2 MiB boundary and are advised for
+  // transparent huge pages (memory.cpp says why).
+  static constexpr int64_t kHugePageBytes = int64_t{1} << 21;
   FloatBuffer() = default;
   FloatBuffer(int64_t n, MemCategory cat, int64_t alignment = 64);
   // For a buffer its producer writes in full before anything reads it (a GEMM's output, a

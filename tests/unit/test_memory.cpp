@@ -2,6 +2,9 @@
 // optional cap refuses an allocation before it happens, naming the category.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
 #include <string>
 
 #include "core/error.h"
@@ -66,4 +69,40 @@ TEST(Memory, UninitialisedBuffersAreChargedAndTheirPaddingIsZero) {
     for (int64_t i = n; i < cap / 4; ++i) ASSERT_EQ(b.data()[i], 0.f) << i;
   }
   EXPECT_EQ(t.snapshot().current[act], before);
+}
+
+namespace {
+
+// The VmFlags line of the /proc/self/smaps mapping that holds address p ("" if none).
+std::string vm_flags_of(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find(' '))
+      inside = a >= lo && a < hi;
+    else if (inside && line.rfind("VmFlags:", 0) == 0)
+      return line;
+  }
+  return "";
+}
+
+}  // namespace
+
+// A buffer of a huge page or more starts on a 2 MiB boundary and its mapping carries the
+// transparent-huge-page advice (smaps' "hg"); a small one is left as it was.
+TEST(Memory, LargeBuffersAreHugePageAlignedAndAdvised) {
+  if (!std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled"))
+    GTEST_SKIP() << "this kernel has no transparent huge pages";
+  const int64_t n = 3 * FloatBuffer::kHugePageBytes / 4 + 100;  // 6 MiB and a bit
+  for (bool zeroed : {true, false}) {
+    FloatBuffer b = zeroed ? FloatBuffer(n, MemCategory::activations)
+                           : FloatBuffer::uninitialised(n, MemCategory::activations);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % FloatBuffer::kHugePageBytes, 0u);
+    EXPECT_NE(vm_flags_of(b.data()).find(" hg"), std::string::npos) << vm_flags_of(b.data());
+    EXPECT_EQ(b.capacity_bytes(), FloatBuffer::capacity_for(n));  // not padded to 2 MiB
+  }
+  FloatBuffer small(1000, MemCategory::activations);
+  EXPECT_EQ(vm_flags_of(small.data()).find(" hg"), std::string::npos);
 }
