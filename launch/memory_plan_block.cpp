@@ -254,13 +254,13 @@ void keep(std::vector<Ledger::Id>* deferred, Ledger::Id& id) {
 
 // Block::mlp_backward. The operands dG, dU (the saved gate and up, overwritten by their
 // gradients) hold their saved buffers (Operand::keep) past their drop, to the function's end, as
-// does M, formed again from xn2; in bf16 dact is a bf16 buffer of its own. Deferred, down_proj's
-// GEMM copies dy and act in fp32 (both are overwritten later) and keeps dy's bf16 copy and the
-// saved bf16 act in bf16.
+// does M, formed again from xn2; in bf16 dact is a buffer of its own. Deferred, down_proj's GEMM
+// copies dy and act in fp32 (both are overwritten later) and keeps dy's bf16 copy and the saved
+// bf16 act in bf16.
 void mlp_backward(Ledger& l, const BlockDims& d, SavedSet& s, std::vector<Ledger::Id>* deferred) {
   const int64_t N = d.N(), D = d.D, F = d.F;
   Ledger::Id dY = operand_copy(l, d, N * D);
-  Ledger::Id dact = d.bf16 ? fbuf(l, d.operand(N * F)) : Ledger::kNone;
+  Ledger::Id dact = d.bf16 ? fbuf(l, N * F) : Ledger::kNone;
   if (deferred && !d.bf16) {
     deferred->push_back(fbuf(l, N * D));
     deferred->push_back(fbuf(l, N * F));

@@ -259,27 +259,31 @@ void Block::backward_impl(const ParamUnit& u, const float* w, const GradSink& g,
 // The [N, F] gradients live in the saved [N, F] buffers they replace: dgate in gate, dup in up
 // (final once written, so a deferred GEMM shares them; in bf16 they are bf16, as gate and up
 // were), and in fp32 dact in act (after the weight gradient has read act, which a deferred GEMM
-// therefore copies); in bf16 act is a bf16 operand, so dact gets a bf16 buffer of its own.
+// therefore copies); in bf16 act is a bf16 operand, so dact gets an fp32 buffer of its own.
 void Block::mlp_backward(const ParamUnit& u, const float* w, const UnitGemms& gm, const GradSink& g,
                          SavedTensors& saved, const float* dy, float* dh1, int64_t N) const {
   const Precision p = cfg_.precision;
   const Operand dY = to_operand(p, dy, N * D_);
+  FloatBuffer dact_own;  // bf16: [N, F]
+  float* dact = nullptr;
+  if (p == Precision::fp32) {
+    dact = saved.mutable_get("act");  // [N, F] -> dact
+    g.weight_grad(dY, Operand{dact, nullptr, nullptr}, OFF("mlp.down_proj.weight"), N, D_, F_);
+  } else {
+    dact_own = FloatBuffer::uninitialised(N * F_, MemCategory::activations);
+    dact = dact_own.data();
+    g.weight_grad(dY, saved_operand(saved, "act"), OFF("mlp.down_proj.weight"), N, D_, F_);
+  }
+  gm.backward_input(dY, OFF("mlp.down_proj.weight"), dact, N, D_, F_);
   // dgate, dup in place of gate, up, in the precision (final once written, so a deferred GEMM
   // shares them)
   float* gate = saved.mutable_get("gate");
   float* up = saved.mutable_get("up");
-  FloatBuffer dact_own;  // bf16: [N, F]
   if (p == Precision::fp32) {
-    float* dact = saved.mutable_get("act");  // [N, F] -> dact
-    g.weight_grad(dY, Operand{dact, nullptr, nullptr}, OFF("mlp.down_proj.weight"), N, D_, F_);
-    gm.backward_input(dY, OFF("mlp.down_proj.weight"), dact, N, D_, F_);
     swiglu_backward(gate, up, dact, gate, up, N * F_);
   } else {
-    g.weight_grad(dY, saved_operand(saved, "act"), OFF("mlp.down_proj.weight"), N, D_, F_);
-    dact_own = FloatBuffer::uninitialised(operand_floats(p, N * F_), MemCategory::activations);
-    gm.backward_input_bf16(dY, OFF("mlp.down_proj.weight"), as_bf16(dact_own), N, D_, F_);
     bf16 *gb = reinterpret_cast<bf16*>(gate), *ub = reinterpret_cast<bf16*>(up);
-    swiglu_backward(gb, ub, as_bf16(dact_own), gb, ub, N * F_);
+    swiglu_backward(gb, ub, dact, gb, ub, N * F_);
   }
   dact_own = FloatBuffer();
   saved.drop("act");

@@ -65,12 +65,6 @@ void UnitGemms::backward_input(const Operand& dY, int64_t w_off, float* dX, int6
   }
 }
 
-void UnitGemms::backward_input_bf16(const Operand& dY, int64_t w_off, bf16* dX, int64_t M,
-                                    int64_t N, int64_t K) const {
-  STRATA_CHECK(p_ == Precision::bf16 && dY.b16, "a bf16 gradient from an fp32 GEMM");
-  gemm_bf16_to_bf16(false, false, M, K, N, dY.b16, N, wb_ + w_off, K, dX, K);
-}
-
 void gemm_backward_weight(const Operand& dY, const Operand& X, float* dW, int64_t M, int64_t N,
                           int64_t K) {
   if (dY.b16) {

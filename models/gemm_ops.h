@@ -53,10 +53,6 @@ class UnitGemms {
   // dX[M,K] (+)= dY[M,N] W.
   void backward_input(const Operand& dY, int64_t w_off, float* dX, int64_t M, int64_t N, int64_t K,
                       bool accumulate = false) const;
-  // dX[M,K] = dY[M,N] W stored in bf16 (the fp32 accumulation rounded once as the GEMM writes
-  // it), bf16 precision only: a gradient that only feeds an element-wise op of bf16 outputs.
-  void backward_input_bf16(const Operand& dY, int64_t w_off, bf16* dX, int64_t M, int64_t N,
-                           int64_t K) const;
 
  private:
   Precision p_;

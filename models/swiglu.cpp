@@ -29,7 +29,7 @@ void swiglu_forward_lanes(const In* gate, const In* up, Out* act, int64_t n) {
 }
 
 template <class In, class Out>
-void swiglu_backward_lanes(const In* gate, const In* up, const In* dact, Out* dgate, Out* dup,
+void swiglu_backward_lanes(const In* gate, const In* up, const float* dact, Out* dgate, Out* dup,
                            int64_t n) {
   parallel_for_lanes(n, [&](auto lane, int64_t i) {
     using V = decltype(lane);
@@ -104,7 +104,7 @@ void swiglu_forward(const bf16* gate, const bf16* up, bf16* act, int64_t n) {
   swiglu_forward_lanes(gate, up, act, n);
 }
 
-void swiglu_backward(const bf16* gate, const bf16* up, const bf16* dact, bf16* dgate, bf16* dup,
+void swiglu_backward(const bf16* gate, const bf16* up, const float* dact, bf16* dgate, bf16* dup,
                      int64_t n) {
   ProfScope prof_scope(ProfOp::elementwise);
   swiglu_backward_lanes(gate, up, dact, dgate, dup, n);

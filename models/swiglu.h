@@ -22,11 +22,9 @@ void feature_map_backward(const T* x, const T* dy, T* dx, int64_t n, bool silu, 
 
 // The bf16 precision's forms: inputs stored in bf16 (loaded exactly), fp32 arithmetic, outputs
 // in bf16 where they only feed GEMMs (act, dgate, dup: rounded once as they are stored) and in
-// fp32 otherwise. The same in-place rules. dact is bf16 too: the down projection's backward GEMM
-// writes it rounded (half the bytes of that GEMM's output and of this pass's largest read, the
-// [tokens, ffn] gradient), as an autocast backward does; dgate and dup are bf16 operands anyway.
+// fp32 otherwise. The same in-place rules.
 void swiglu_forward(const bf16* gate, const bf16* up, bf16* act, int64_t n);
-void swiglu_backward(const bf16* gate, const bf16* up, const bf16* dact, bf16* dgate, bf16* dup,
+void swiglu_backward(const bf16* gate, const bf16* up, const float* dact, bf16* dgate, bf16* dup,
                      int64_t n);
 // q and k only feed the linear-attention kernel's bf16 products: stored rounded, as it packs them.
 // Their gradients dq, dk only feed the q/k projections' bf16 GEMMs: dx is that operand, the fp32

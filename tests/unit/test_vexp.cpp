@@ -184,31 +184,5 @@ TEST(Vexp, Bf16FeatureMapIsTheFloatMapRoundedOnce) {
   }
 }
 
-// The bf16 precision's SwiGLU is the float op on the stored values, each output rounded once as
-// it is stored; its backward reads dact in bf16 (as the down projection's GEMM writes it) and
-// works in place, as the block calls it.
-TEST(Vexp, Bf16SwigluIsTheFloatOpRoundedOnce) {
-  const std::vector<float> xs = array_inputs();
-  const int64_t n = int64_t(xs.size());
-  std::vector<bf16> g(xs.size()), u(xs.size()), d(xs.size()), act(xs.size());
-  std::vector<float> gf(xs.size()), uf(xs.size()), df(xs.size()), actf(xs.size());
-  for (size_t i = 0; i < xs.size(); ++i) {
-    g[i] = fp32_to_bf16(xs[i]);
-    u[i] = fp32_to_bf16(xs[(i * 5 + 1) % xs.size()]);
-    d[i] = fp32_to_bf16(xs[(i * 7 + 3) % xs.size()]);
-    gf[i] = bf16_to_fp32(g[i]), uf[i] = bf16_to_fp32(u[i]), df[i] = bf16_to_fp32(d[i]);
-  }
-  swiglu_forward(g.data(), u.data(), act.data(), n);
-  swiglu_forward(gf.data(), uf.data(), actf.data(), n);
-  for (int64_t i = 0; i < n; ++i)
-    ASSERT_TRUE(same_bits(bf16_to_fp32(act[i]), bf16_to_fp32(fp32_to_bf16(actf[i])))) << i;
-  swiglu_backward(g.data(), u.data(), d.data(), g.data(), u.data(), n);  // in place
-  swiglu_backward(gf.data(), uf.data(), df.data(), gf.data(), uf.data(), n);
-  for (int64_t i = 0; i < n; ++i) {
-    ASSERT_TRUE(same_bits(bf16_to_fp32(g[i]), bf16_to_fp32(fp32_to_bf16(gf[i])))) << i;
-    ASSERT_TRUE(same_bits(bf16_to_fp32(u[i]), bf16_to_fp32(fp32_to_bf16(uf[i])))) << i;
-  }
-}
-
 }  // namespace
 }  // namespace strata
