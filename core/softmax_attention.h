@@ -61,6 +61,10 @@ void softmax_attention_backward(const SoftmaxAttentionShape& s, const T* q, cons
 // forward's P bit for bit. Deterministic for a fixed shape and thread count.
 void softmax_attention_forward_bf16(const SoftmaxAttentionShape& s, const float* q, const float* k,
                                     const float* v, float* o, float* lse);
+// The same on q, k, v stored in bf16 (as the bf16 precision saves them), o written in bf16 (its
+// fp32 value rounded once): bit for bit the float overload's o, rounded, on those values.
+void softmax_attention_forward_bf16(const SoftmaxAttentionShape& s, const bf16* q, const bf16* k,
+                                    const bf16* v, bf16* o, float* lse);
 void softmax_attention_backward(const SoftmaxAttentionShape& s, const bf16* q, const bf16* k,
                                 const bf16* v, const bf16* o, const float* lse, const float* dout,
                                 float* dq, float* dk, float* dv);

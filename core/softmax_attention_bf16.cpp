@@ -109,12 +109,17 @@ void pack_heads(const Geometry& g, const S* src, int64_t ld, int64_t rows, bool 
     }
 }
 
-// The inverse for a q-like fp32 result: dst[i * ldq + head(slot) * dh + c] = src[slot][i][c].
-void unpack_heads(const Geometry& g, const float* src, int64_t rows, float* dst) {
+// The inverse for a q-like fp32 result: dst[i * ldq + head(slot) * dh + c] = src[slot][i][c],
+// into fp32 or rounded once into bf16 (the forward's o as the bf16 precision saves it).
+template <class D>
+void unpack_heads(const Geometry& g, const float* src, int64_t rows, D* dst) {
 #pragma omp for collapse(2) schedule(static) nowait
   for (int64_t slot = 0; slot < g.H; ++slot)
-    for (int64_t i = 0; i < rows; ++i)
-      std::copy_n(src + (slot * rows + i) * g.dh, g.dh, dst + i * g.ldq + g.head(slot) * g.dh);
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* x = src + (slot * rows + i) * g.dh;
+      D* y = dst + i * g.ldq + g.head(slot) * g.dh;
+      for_lanes(0, g.dh, [&](auto lane, int64_t c) { vstore(y + c, vload(x + c, lane)); });
+    }
 }
 
 // One block of m queries from i0 against keys [0, nk) of batch entry b.
@@ -203,8 +208,13 @@ int64_t softmax_attention_bf16_workspace_floats(const SoftmaxAttentionShape& s, 
   return Workspace::floats(Geometry(s), backward);
 }
 
-void softmax_attention_forward_bf16(const SoftmaxAttentionShape& s, const float* q, const float* k,
-                                    const float* v, float* o, float* lse) {
+namespace {
+
+// The forward on q, k, v stored as S (fp32 values, rounded as they are packed, or the bf16
+// operands themselves: the same packed bits), o written as D.
+template <class S, class D>
+void forward_blocks(const SoftmaxAttentionShape& s, const S* q, const S* k, const S* v, D* o,
+                    float* lse) {
   check_softmax_attention_shape(s);
   if (s.B == 0 || s.Tq == 0) return;
   const Geometry g(s);
@@ -219,6 +229,18 @@ void softmax_attention_forward_bf16(const SoftmaxAttentionShape& s, const float*
 #pragma omp parallel
     unpack_heads(g, w.out, blk.m, o + qofs);
   });
+}
+
+}  // namespace
+
+void softmax_attention_forward_bf16(const SoftmaxAttentionShape& s, const float* q, const float* k,
+                                    const float* v, float* o, float* lse) {
+  forward_blocks(s, q, k, v, o, lse);
+}
+
+void softmax_attention_forward_bf16(const SoftmaxAttentionShape& s, const bf16* q, const bf16* k,
+                                    const bf16* v, bf16* o, float* lse) {
+  forward_blocks(s, q, k, v, o, lse);
 }
 
 namespace {

@@ -121,8 +121,9 @@ void softmax_kernel(Ledger& l, const BlockDims& d, bool backward) {
 // parallel/sequence.cpp's LASP-2H forward: the gather (with a second rank), then the kernel.
 void lasp2h_gather(Ledger& l, const BlockDims& d) {
   if (d.sp > 1) {
-    Ledger::Id blocks =
-        l.alloc(MemCategory::comm, Ledger::floats(static_cast<double>(2 * d.sp * kv_chunk(d))));
+    Ledger::Id blocks =  // K and V as stored (bf16: half the bytes)
+        l.alloc(MemCategory::comm,
+                Ledger::floats(static_cast<double>(d.operand(2 * d.sp * kv_chunk(d)))));
     l.free(blocks);
   }
   softmax_kernel(l, d, false);
@@ -192,30 +193,24 @@ void linear_mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
   l.free(z);
 }
 
-// Block::softmax_mixer_forward: q, k_all, v_all and o in the precision; in bf16 each is first
-// an fp32 buffer, cast once the attention has run (o_proj then reads the saved o).
+// Block::softmax_mixer_forward: q, k_all, v_all and o saved in the precision; in bf16 RoPE's
+// fp32 q, then k, are scratch of their own (Block::roped_projection_bf16).
 void softmax_mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {
   const int64_t N = d.N(), E = d.E(), Ekv = d.Ekv(), kv = d.B * d.Tall * Ekv;
-  auto slot = [&](const char* name, int64_t n) {  // Block::operand_slot
-    if (d.bf16) return fbuf(l, n);
-    s.add(l, name, n);
-    return Ledger::kNone;
-  };
-  Ledger::Id q = slot("q", N * E);
-  Ledger::Id k = fbuf(l, N * Ekv), v = fbuf(l, N * Ekv);
-  Ledger::Id k_all = slot("k_all", kv), v_all = slot("v_all", kv), o = slot("o", N * E);
+  s.add(l, "q", d.operand(N * E));
+  Ledger::Id k = fbuf(l, d.operand(N * Ekv)), v = fbuf(l, d.operand(N * Ekv));
+  if (d.bf16)
+    for (int64_t n : {N * E, N * Ekv}) {
+      Ledger::Id x = fbuf(l, n);
+      l.free(x);
+    }
+  s.add(l, "k_all", d.operand(kv));
+  s.add(l, "v_all", d.operand(kv));
+  s.add(l, "o", d.operand(N * E));
   s.add(l, "lse", d.B * d.H * d.T);
   lasp2h_gather(l, d);
   l.free(k);
   l.free(v);
-  if (d.bf16) {
-    s.add(l, "q", d.operand(N * E));
-    s.add(l, "k_all", d.operand(kv));
-    s.add(l, "v_all", d.operand(kv));
-  }
-  free_all(l, {q, k_all, v_all});
-  if (d.bf16) s.add(l, "o", d.operand(N * E));
-  l.free(o);
 }
 
 void mixer_forward(Ledger& l, const BlockDims& d, SavedSet& s) {

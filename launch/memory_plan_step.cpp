@@ -136,11 +136,13 @@ void StepReplay::prefetch(int mb, int64_t block, bool mlp_only) {
 }
 
 // LASP-2's collectives of one block pass (parallel/sequence.cpp): the linear state all-gather,
-// or the softmax K/V all-gather (forward) and reduce-scatter (backward).
-static double sequence_bytes(const BlockDims& d, int64_t sp) {
+// or the softmax K/V all-gather (forward: K and V as saved, so bf16 moves half) and
+// reduce-scatter (backward: fp32 gradients).
+static double sequence_bytes(const BlockDims& d, int64_t sp, bool forward) {
   if (sp == 1) return 0;  // alone on the sequence, neither LASP-2 nor LASP-2H communicates
   if (d.mixer == 'L') return static_cast<double>(sp * d.B * d.H * d.dh * d.dh) * 4;
-  return static_cast<double>(sp * 2 * d.B * d.T * d.Hkv * d.dh) * 4;
+  const int64_t kv = sp * 2 * d.B * d.T * d.Hkv * d.dh;
+  return static_cast<double>(forward ? d.operand(kv) : kv) * 4;
 }
 
 SavedSet StepReplay::take(int mb, int64_t block) {
@@ -150,7 +152,7 @@ SavedSet StepReplay::take(int mb, int64_t block) {
   store_.erase(it);
   if (!h.recompute) return std::move(h.mem);
   SavedSet rebuilt = replay_block_forward(l_, dims(block));  // the forward again
-  (*c_.comm)["sp"] += sequence_bytes(dims(block), c_.sp);
+  (*c_.comm)["sp"] += sequence_bytes(dims(block), c_.sp, true);
   h.mem.clear(l_);
   return rebuilt;
 }
@@ -172,7 +174,7 @@ void StepReplay::blocks_forward(int s, int mb) {
     // ModelStage::blocks_forward: recompute (and auto's first step) copies the input first.
     const std::string& policy = c_.cfg->offload.policy;
     SavedSet set = replay_block_forward(l_, d, policy == "recompute" || policy == "auto");
-    (*c_.comm)["sp"] += sequence_bytes(d, c_.sp);
+    (*c_.comm)["sp"] += sequence_bytes(d, c_.sp, true);
     save(mb, i, std::move(set));
     after(ui, UnitPass::forward);
   }
@@ -265,7 +267,7 @@ void StepReplay::block_backward(int s, int mb, int64_t i, UnitPass pass) {
   };
   replay_block_backward(l_, d, set, at,
                         pass == UnitPass::backward_input ? &deferred_[{s, mb}][i] : nullptr);
-  (*c_.comm)["sp"] += sequence_bytes(d, c_.sp);
+  (*c_.comm)["sp"] += sequence_bytes(d, c_.sp, false);
   after(ui, pass);
 }
 

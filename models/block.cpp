@@ -92,23 +92,6 @@ void Block::declare(ParamUnit& u) const {
 #define W(name) (w + u.find(name).offset)
 #define OFF(name) (u.find(name).offset)
 
-float* Block::operand_slot(SavedTensors& saved, const std::string& name, int64_t n,
-                           FloatBuffer& scratch) const {
-  if (cfg_.precision == Precision::fp32) return saved.add_uninitialised(name, n);
-  scratch = FloatBuffer::uninitialised(n, MemCategory::activations);
-  return scratch.data();
-}
-
-Operand Block::save_operand(SavedTensors& saved, const std::string& name, const float* x,
-                            int64_t n) const {
-  if (cfg_.precision == Precision::bf16)  // in fp32, x is the saved buffer already
-    to_bf16(
-        x,
-        reinterpret_cast<bf16*>(saved.add_uninitialised(name, operand_floats(Precision::bf16, n))),
-        n);
-  return saved_operand(saved, name);
-}
-
 Operand Block::saved_operand(const SavedTensors& saved, const std::string& name) const {
   return operand_of(cfg_.precision, saved.buffer(name));
 }
@@ -445,37 +428,50 @@ void Block::softmax_mixer_forward(const ParamUnit& u, const float* w, const Unit
                                   SavedTensors& saved) const {
   (void)w;
   const int64_t N = s.tokens(), E = H_ * dh_, Ekv = Hkv_ * dh_;
-  const int64_t Tall = s.T * sequence_group(s).size();  // the whole sequence
-  const bool half = cfg_.precision == Precision::bf16;
-  FloatBuffer q_f32, k_all_f32, v_all_f32, o_f32;     // bf16: the fp32 values before their cast
-  float* q = operand_slot(saved, "q", N * E, q_f32);  // [B, T, H, dh] after RoPE
-  FloatBuffer k = FloatBuffer::uninitialised(N * Ekv, MemCategory::activations);  // after RoPE
-  FloatBuffer v = FloatBuffer::uninitialised(N * Ekv, MemCategory::activations);  // [B,T,Hkv,dh]
-  gm.forward(a, OFF("q_proj.weight"), q, N, E, D_);
-  gm.forward(a, OFF("k_proj.weight"), k.data(), N, Ekv, D_);
-  gm.forward(a, OFF("v_proj.weight"), v.data(), N, Ekv, D_);
-  rope_forward<float>(q, s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
-  rope_forward<float>(k.data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
-  if (half) {
-    round_to_bf16(q, N * E);
-    round_to_bf16(k.data(), N * Ekv);
-    round_to_bf16(v.data(), N * Ekv);
+  const int64_t kv = s.B * s.T * sequence_group(s).size() * Ekv;  // the whole sequence's
+  const Precision p = cfg_.precision;
+  float* q = saved.add_uninitialised("q", operand_floats(p, N * E));  // [B, T, H, dh] after RoPE
+  // [B, T, Hkv, dh] each, this rank's: k after RoPE, v
+  FloatBuffer k = FloatBuffer::uninitialised(operand_floats(p, N * Ekv), MemCategory::activations);
+  FloatBuffer v = FloatBuffer::uninitialised(operand_floats(p, N * Ekv), MemCategory::activations);
+  if (p == Precision::fp32) {
+    gm.forward(a, OFF("q_proj.weight"), q, N, E, D_);
+    gm.forward(a, OFF("k_proj.weight"), k.data(), N, Ekv, D_);
+    gm.forward(a, OFF("v_proj.weight"), v.data(), N, Ekv, D_);
+    rope_forward<float>(q, s.B, s.T, H_, dh_, s.pos0, cfg_.rope_theta);
+    rope_forward<float>(k.data(), s.B, s.T, Hkv_, dh_, s.pos0, cfg_.rope_theta);
+  } else {
+    roped_projection_bf16(gm, a, OFF("q_proj.weight"), H_, s, reinterpret_cast<bf16*>(q));
+    roped_projection_bf16(gm, a, OFF("k_proj.weight"), Hkv_, s, as_bf16(k));
+    gm.forward_bf16(a, OFF("v_proj.weight"), as_bf16(v), N, Ekv, D_);
   }
   // LASP-2H: keys and values of the whole sequence, gathered over the sequence-parallel group
-  float* k_all = operand_slot(saved, "k_all", s.B * Tall * Ekv, k_all_f32);  // [B,Tall,Hkv,dh]
-  float* v_all = operand_slot(saved, "v_all", s.B * Tall * Ekv, v_all_f32);  // [B,Tall,Hkv,dh]
-  float* o = operand_slot(saved, "o", N * E, o_f32);                         // [B, T, H, dh]
-  float* lse = saved.add("lse", s.B * H_ * s.T);                             // [B, H, T]
-  sequence::softmax_attention_forward(sequence_group(s), s.B, s.T, H_, Hkv_, dh_, q, k.data(),
-                                      v.data(), k_all, v_all, o, lse, cfg_.precision);
+  float* k_all = saved.add_uninitialised("k_all", operand_floats(p, kv));  // [B,Tall,Hkv,dh]
+  float* v_all = saved.add_uninitialised("v_all", operand_floats(p, kv));  // [B,Tall,Hkv,dh]
+  float* o = saved.add_uninitialised("o", operand_floats(p, N * E));       // [B, T, H, dh]
+  float* lse = saved.add("lse", s.B * H_ * s.T);                           // [B, H, T]
+  Comm& sp = sequence_group(s);
+  if (p == Precision::fp32) {
+    sequence::softmax_attention_forward(sp, s.B, s.T, H_, Hkv_, dh_, q, k.data(), v.data(), k_all,
+                                        v_all, o, lse);
+  } else {
+    auto b16 = [](float* x) { return reinterpret_cast<bf16*>(x); };
+    sequence::softmax_attention_forward(sp, s.B, s.T, H_, Hkv_, dh_, b16(q), as_bf16(k), as_bf16(v),
+                                        b16(k_all), b16(v_all), b16(o), lse);
+  }
   k.reset(), v.reset();
-  save_operand(saved, "q", q, N * E);
-  save_operand(saved, "k_all", k_all, s.B * Tall * Ekv);
-  save_operand(saved, "v_all", v_all, s.B * Tall * Ekv);
-  q_f32.reset(), k_all_f32.reset(), v_all_f32.reset();
-  const Operand O = save_operand(saved, "o", o, N * E);
-  o_f32.reset();
-  gm.forward(O, OFF("o_proj.weight"), out, N, D_, E);
+  gm.forward(saved_operand(saved, "o"), OFF("o_proj.weight"), out, N, D_, E);
+}
+
+// y [N, heads * dh] = RoPE(a W^T) rounded once to bf16: RoPE runs in fp32 on the GEMM's fp32
+// output (the bf16 precision's q and k, which only the attention's bf16 products read).
+void Block::roped_projection_bf16(const UnitGemms& gm, const Operand& a, int64_t w_off,
+                                  int64_t heads, const BlockShape& s, bf16* y) const {
+  const int64_t N = s.tokens(), n = N * heads * dh_;
+  FloatBuffer x = FloatBuffer::uninitialised(n, MemCategory::activations);
+  gm.forward(a, w_off, x.data(), N, heads * dh_, D_);
+  rope_forward<float>(x.data(), s.B, s.T, heads, dh_, s.pos0, cfg_.rope_theta);
+  to_bf16(x.data(), y, n);
 }
 
 void Block::softmax_mixer_backward(const ParamUnit& u, const float* w, const UnitGemms& gm,

@@ -98,18 +98,14 @@ class Block {
   void softmax_mixer_forward(const ParamUnit& u, const float* w, const UnitGemms& gm,
                              const Operand& a, float* out, const BlockShape& s,
                              SavedTensors& saved) const;
+  void roped_projection_bf16(const UnitGemms& gm, const Operand& a, int64_t w_off, int64_t heads,
+                             const BlockShape& s, bf16* y) const;
   void softmax_mixer_backward(const ParamUnit& u, const float* w, const UnitGemms& gm,
                               const GradSink& g, SavedTensors& saved, const SharedBuffer& dout,
                               float* da, const BlockShape& s, const BackwardPoints* at) const;
   void input_projections_backward(const ParamUnit& u, const UnitGemms& gm, const GradSink& g,
                                   const Operand& a, const Operand& dQ, const Operand& dK,
                                   const Operand& dV, int64_t Ekv, float* da, int64_t N) const;
-  // An [n] activation that only feeds GEMMs, computed in fp32 into `fp32` by the caller, saved
-  // under `name` in the precision: in fp32 the buffer is the saved one (no copy).
-  float* operand_slot(SavedTensors& saved, const std::string& name, int64_t n,
-                      FloatBuffer& scratch) const;
-  Operand save_operand(SavedTensors& saved, const std::string& name, const float* x,
-                       int64_t n) const;
   Operand saved_operand(const SavedTensors& saved, const std::string& name) const;
   // Saves x [N, C]'s normalised rows under `rows` in the precision, their statistics under
   // `stats`.

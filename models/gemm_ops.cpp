@@ -44,14 +44,17 @@ void UnitGemms::forward(const Operand& X, int64_t w_off, float* Y, int64_t M, in
 Operand UnitGemms::forward_saved(SavedTensors& saved, const std::string& name, const Operand& X,
                                  int64_t w_off, int64_t M, int64_t N, int64_t K) const {
   float* y = saved.add_uninitialised(name, operand_floats(p_, M * N));
-  if (p_ == Precision::bf16) {
-    STRATA_CHECK(X.b16, "a bf16 GEMM with an fp32 activation");
-    gemm_bf16_to_bf16(false, true, M, N, K, X.b16, K, wb_ + w_off, K, reinterpret_cast<bf16*>(y),
-                      N);
-  } else {
+  if (p_ == Precision::bf16)
+    forward_bf16(X, w_off, reinterpret_cast<bf16*>(y), M, N, K);
+  else
     forward(X, w_off, y, M, N, K);
-  }
   return operand_of(p_, saved.buffer(name));
+}
+
+void UnitGemms::forward_bf16(const Operand& X, int64_t w_off, bf16* Y, int64_t M, int64_t N,
+                             int64_t K) const {
+  STRATA_CHECK(p_ == Precision::bf16 && X.b16, "a bf16 GEMM with an fp32 activation");
+  gemm_bf16_to_bf16(false, true, M, N, K, X.b16, K, wb_ + w_off, K, Y, N);
 }
 
 void UnitGemms::backward_input(const Operand& dY, int64_t w_off, float* dX, int64_t M, int64_t N,

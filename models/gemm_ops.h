@@ -50,6 +50,9 @@ class UnitGemms {
   // backward reads again. Returns it as an operand.
   Operand forward_saved(SavedTensors& saved, const std::string& name, const Operand& X,
                         int64_t w_off, int64_t M, int64_t N, int64_t K) const;
+  // Y[M,N] = X[M,K] W^T stored in bf16 (the accumulation rounded once), bf16 precision only.
+  void forward_bf16(const Operand& X, int64_t w_off, bf16* Y, int64_t M, int64_t N,
+                    int64_t K) const;
   // dX[M,K] (+)= dY[M,N] W.
   void backward_input(const Operand& dY, int64_t w_off, float* dX, int64_t M, int64_t N, int64_t K,
                       bool accumulate = false) const;

@@ -168,26 +168,29 @@ void check_linear(const Comm& sp, const LinearAttentionShape& s) {
 
 // y = x over n floats, over the threads (one thread's copy is memory-latency bound), through
 // core/vexp.h's blocked lanes as the element-wise ops.
-void copy_threaded(const float* x, int64_t n, float* y) {
+template <class S>
+void copy_threaded(const S* x, int64_t n, S* y) {
   parallel_for_lanes(n, [&](auto lane, int64_t i) { vstore(y + i, vload(x + i, lane)); });
 }
 
 // Packs one rank's block: blk = [2][B, n, Hkv, dh] from x, y (rows of length row = Hkv*dh).
-void pack_kv(const float* x, const float* y, int64_t chunk, float* blk) {
+template <class S>
+void pack_kv(const S* x, const S* y, int64_t chunk, S* blk) {
   std::copy(x, x + chunk, blk);
   std::copy(y, y + chunk, blk + chunk);
 }
 
 // blocks [sp][2][B, n, row] <-> (X, Y) [B, sp*n, row]. to_full: blocks -> X, Y; else the reverse.
-void rearrange_kv(float* blocks, float* X, float* Y, int64_t sp, int64_t B, int64_t n, int64_t row,
+template <class S>
+void rearrange_kv(S* blocks, S* X, S* Y, int64_t sp, int64_t B, int64_t n, int64_t row,
                   bool to_full) {
   const int64_t chunk = B * n * row, seg = n * row;  // one rank's K (or V); one sequence's rows
   for (int64_t r = 0; r < sp; ++r)
     for (int64_t b = 0; b < B; ++b) {
-      float* bk = blocks + r * 2 * chunk + b * seg;  // rank r's K rows of sequence b
-      float* bv = bk + chunk;                        // rank r's V rows of sequence b
-      float* fk = X + (b * sp + r) * seg;            // global rows [r*n, (r+1)*n) of sequence b
-      float* fv = Y + (b * sp + r) * seg;
+      S* bk = blocks + r * 2 * chunk + b * seg;  // rank r's K rows of sequence b
+      S* bv = bk + chunk;                        // rank r's V rows of sequence b
+      S* fk = X + (b * sp + r) * seg;            // global rows [r*n, (r+1)*n) of sequence b
+      S* fv = Y + (b * sp + r) * seg;
       if (to_full) {
         std::copy(bk, bk + seg, fk);
         std::copy(bv, bv + seg, fv);
@@ -308,12 +311,15 @@ void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const bf
   lasp2_backward(sp, s, q, k, v, gamma, prefix, dout, dq, dk, dv);
 }
 
-void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
-                               const float* q, const float* k, const float* v, float* k_all,
-                               float* v_all, float* o, float* lse, Precision p) {
+namespace {
+
+// Both storage types (float: the fp32 kernel; bf16: the bf16 precision's, on its operands).
+// kernel(shape, q, k_all, v_all, o, lse).
+template <class S, class Kernel>
+void lasp2h_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh, const S* q,
+                    const S* k, const S* v, S* k_all, S* v_all, S* o, float* lse,
+                    const Kernel& kernel) {
   ProfScope prof_scope(ProfOp::attention);
-  const auto kernel = p == Precision::bf16 ? softmax_attention_forward_bf16
-                                           : strata::softmax_attention_forward<float>;
   STRATA_CHECK(B >= 0 && n >= 1 && dh >= 1, "bad LASP-2H shape on " + sp.describe());
   const int64_t R = sp.size(), r = sp.rank(), chunk = B * n * Hkv * dh;
   if (R == 1) {  // alone: the whole sequence's keys and values are this rank's
@@ -323,18 +329,39 @@ void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_
     return kernel(shape, q, k_all, v_all, o, lse);
   }
 
-  // One all-gather of K and V together (one latency instead of two), in place.
-  // [sp][2][B, n, Hkv, dh]
-  FloatBuffer blocks = FloatBuffer::uninitialised(R * 2 * chunk, MemCategory::comm);
-  pack_kv(k, v, chunk, blocks.data() + r * 2 * chunk);
-  sp.all_gather(blocks.data() + r * 2 * chunk, blocks.data(), 2 * chunk);
-  rearrange_kv(blocks.data(), k_all, v_all, R, B, n, Hkv * dh, true);
+  // One all-gather of K and V together (one latency instead of two), in place, moving them as
+  // stored (bf16: half the bytes): [sp][2][B, n, Hkv, dh] of S, 2 * chunk S a whole number of
+  // floats either way.
+  const int64_t words = 2 * chunk * static_cast<int64_t>(sizeof(S)) / 4;
+  FloatBuffer blocks = FloatBuffer::uninitialised(R * words, MemCategory::comm);
+  S* blk = reinterpret_cast<S*>(blocks.data());
+  pack_kv(k, v, chunk, blk + r * 2 * chunk);
+  sp.all_gather(blocks.data() + r * words, blocks.data(), words);
+  rearrange_kv(blk, k_all, v_all, R, B, n, Hkv * dh, true);
   blocks.reset();
 
   // Local queries at global positions [r*n, (r+1)*n) against every key; the kernel skips the
   // keys past each query tile's causal horizon, so later ranks' keys cost nothing.
   const SoftmaxAttentionShape shape{B, n, R * n, H, Hkv, dh, r * n, 0};
   kernel(shape, q, k_all, v_all, o, lse);
+}
+
+}  // namespace
+
+void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
+                               const float* q, const float* k, const float* v, float* k_all,
+                               float* v_all, float* o, float* lse) {
+  lasp2h_forward(sp, B, n, H, Hkv, dh, q, k, v, k_all, v_all, o, lse,
+                 strata::softmax_attention_forward<float>);
+}
+
+void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
+                               const bf16* q, const bf16* k, const bf16* v, bf16* k_all,
+                               bf16* v_all, bf16* o, float* lse) {
+  const auto kernel = [](const SoftmaxAttentionShape& s, const bf16* q, const bf16* k,
+                         const bf16* v, bf16* o,
+                         float* lse) { softmax_attention_forward_bf16(s, q, k, v, o, lse); };
+  lasp2h_forward(sp, B, n, H, Hkv, dh, q, k, v, k_all, v_all, o, lse, kernel);
 }
 
 namespace {

@@ -61,11 +61,15 @@ void linear_attention_backward(Comm& sp, const LinearAttentionShape& s, const bf
 // LASP-2H forward. q: [B, n, H, dh]; k, v: [B, n, Hkv, dh], this rank's chunk with RoPE already
 // applied at global positions. k_all, v_all: [B, sp*n, Hkv, dh] out: the whole sequence's keys
 // and values, saved by the caller for the backward. o: [B, n, H, dh]; lse: [B, H, n].
-// Precision::bf16: q, k, v hold bf16 values and the kernel's products run in bf16
-// (core/softmax_attention.h's softmax_attention_forward_bf16), the pair of the bf16 backward.
 void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
                                const float* q, const float* k, const float* v, float* k_all,
-                               float* v_all, float* o, float* lse, Precision p = Precision::fp32);
+                               float* v_all, float* o, float* lse);
+// The bf16 precision's: q, k, v, k_all, v_all and o in bf16 as it saves them (the gather moves
+// bf16), the kernel's products in bf16 (core/softmax_attention.h's softmax_attention_forward_bf16),
+// the pair of the bf16 backward.
+void softmax_attention_forward(Comm& sp, int64_t B, int64_t n, int64_t H, int64_t Hkv, int64_t dh,
+                               const bf16* q, const bf16* k, const bf16* v, bf16* k_all,
+                               bf16* v_all, bf16* o, float* lse);
 
 // LASP-2H backward. q, o, dout: [B, n, H, dh]; k_all, v_all: [B, sp*n, Hkv, dh] and lse:
 // [B, H, n] from the forward. dq: [B, n, H, dh]; dk, dv: [B, n, Hkv, dh] this rank's chunk
