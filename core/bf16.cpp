@@ -17,15 +17,6 @@ void from_bf16(const bf16* x, float* y, int64_t n) {
   parallel_for_lanes(n, [&](auto lane, int64_t i) { vstore(y + i, vload(x + i, lane)); });
 }
 
-void round_to_bf16(float* x, int64_t n) {
-  ProfScope prof_scope(ProfOp::convert);
-  parallel_for_lanes(n, [&](auto lane, int64_t i) {
-    bf16 rounded[16];  // one lane's worth (16 values, or 1 in the tail)
-    vstore(rounded, vload(x + i, lane));
-    vstore(x + i, vload(rounded, lane));
-  });
-}
-
 void to_bf16_rows(const float* x, int64_t ldx, bf16* y, int64_t ldy, int64_t rows, int64_t cols) {
   ProfScope prof_scope(ProfOp::convert);
 #pragma omp parallel for schedule(static)

@@ -27,9 +27,6 @@ inline float stored_value(bf16 v) { return bf16_to_fp32(v); }
 // Elementwise over n values, in parallel (OpenMP; the same bits for any thread count).
 void to_bf16(const float* x, bf16* y, int64_t n);
 void from_bf16(const bf16* x, float* y, int64_t n);
-// x[i] = the bf16 nearest x[i], as fp32 (to_bf16 then from_bf16, in place): the values a bf16
-// operand will hold, for code that computes with them in fp32.
-void round_to_bf16(float* x, int64_t n);
 // A [rows, cols] block with row strides (ld >= cols): for GEMM operands inside a larger buffer.
 void to_bf16_rows(const float* x, int64_t ldx, bf16* y, int64_t ldy, int64_t rows, int64_t cols);
 

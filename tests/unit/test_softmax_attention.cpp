@@ -251,14 +251,16 @@ struct AttentionRun {
   std::vector<float> o, lse, dq, dk, dv;
 };
 
+// x as the bf16 precision stores it.
+std::vector<bf16> stored(const std::vector<float>& x) {
+  std::vector<bf16> h(x.size());
+  for (size_t i = 0; i < x.size(); ++i) h[i] = fp32_to_bf16(x[i]);
+  return h;
+}
+
 AttentionRun run_bf16_pair(const SoftmaxAttentionShape& s, const std::vector<float>& q,
                            const std::vector<float>& k, const std::vector<float>& v,
                            const std::vector<float>& dout) {
-  auto stored = [](const std::vector<float>& x) {
-    std::vector<bf16> h(x.size());
-    for (size_t i = 0; i < x.size(); ++i) h[i] = fp32_to_bf16(x[i]);
-    return h;
-  };
   AttentionRun r{std::vector<float>(q.size()), std::vector<float>(s.B * s.H * s.Tq),
                  std::vector<float>(q.size(), 7.f), std::vector<float>(k.size(), 7.f),
                  std::vector<float>(k.size(), 7.f)};
@@ -317,11 +319,6 @@ TEST(SoftmaxAttention, Bf16ProductsAgreeWithFp32OnTheirValues) {
     EXPECT_EQ(again.dv, got.dv);
     // On q, k, v stored in bf16 (as the bf16 precision saves them) the forward is the same op
     // bit for bit, its o the fp32 one rounded once.
-    auto stored = [](const std::vector<float>& x) {
-      std::vector<bf16> h(x.size());
-      for (size_t i = 0; i < x.size(); ++i) h[i] = fp32_to_bf16(x[i]);
-      return h;
-    };
     const std::vector<bf16> qh = stored(q), kh = stored(k), vh = stored(v);
     std::vector<bf16> oh(q.size());
     std::vector<float> lseh(got.lse.size());
