@@ -105,4 +105,11 @@ std::string dnnl_matmul_impl(const MatmulShape& s) { return primitive(s).impl; }
 
 int64_t dnnl_matmul_primitives() { return static_cast<int64_t>(cache().size()); }
 
+std::vector<std::string> dnnl_matmul_bf16_impls() {
+  std::vector<std::string> impls;
+  for (const auto& [shape, p] : cache())
+    if (shape.in == MatmulInput::bf16) impls.push_back(p.impl);
+  return impls;
+}
+
 }  // namespace strata

@@ -11,6 +11,7 @@
 // multi-threaded).
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace strata {
 
@@ -34,5 +35,9 @@ std::string dnnl_matmul_impl(const MatmulShape& s);
 
 // Primitives created so far (tests: the cache must not grow with repeated shapes).
 int64_t dnnl_matmul_primitives();
+
+// The implementation of each bf16 primitive created so far (tests: a bf16 GEMM that left the
+// AMX kernels for a slower one, e.g. on a layout they do not take).
+std::vector<std::string> dnnl_matmul_bf16_impls();
 
 }  // namespace strata

@@ -65,6 +65,10 @@ struct HeadOperands {
   int64_t D;
   ActivationArray<bf16> hn16;  // [N, D] (bf16 only)
   ActivationArray<bf16> L16;   // one tile (bf16 only)
+  // A token tile's running G [rows, D] (bf16 only), dense: oneDNN runs G += E W on the AMX tiles
+  // only into rows D apart; into the records' rows (2 D + 3 apart) it takes its slower non-AMX
+  // GEMM. s_pass_rows moves the finished rows into the records.
+  ActivationArray<T> G;
 
   HeadOperands(const VocabShard<T>& s, const T* h, int64_t N, int64_t d, VocabTiles ts)
       : shard(s), hn(h), D(d) {
@@ -73,6 +77,7 @@ struct HeadOperands {
         hn16 = ActivationArray<bf16>(N * D);
         to_bf16(hn, hn16.data(), N * D);
         L16 = ActivationArray<bf16>(ts.rows * ts.cols);
+        G = ActivationArray<T>(ts.rows * D);
       }
   }
   bool half() const { return shard.weight_bf16 != nullptr; }
@@ -107,15 +112,16 @@ struct HeadOperands {
   }
 };
 
-// One vocabulary tile of the online softmax for rows [0, nr) of the token tile (rec and y
-// already offset to its first row; rec's records are R apart, VocabHeadPartial's layout). col0
+// One vocabulary tile of the online softmax for rows [0, nr) of the token tile (rec, G and y
+// already offset to its first row; rec's records are R apart, VocabHeadPartial's layout; the
+// rows' running G are ldg apart, in the records or apart from them). col0
 // is the global vocabulary id of tile column 0. Picks up the target logit, folds the tile into
 // the running max and sum, and leaves exp(l - m) (0 on ignored rows) for the caller's
 // G += E W_tile in E [nr, nc] (which may be L itself) or, with L16 (the bf16 precision), rounded
 // into L16 row by row from a row of scratch; L then keeps the logits.
 template <class T>
 void online_softmax_tile(const T* L, T* E, bf16* L16, int64_t nr, int64_t nc, int64_t col0,
-                         const int32_t* y, T* rec, int64_t R, int64_t D) {
+                         const int32_t* y, T* rec, int64_t R, T* G_rows, int64_t ldg, int64_t D) {
   ProfScope prof_scope(ProfOp::elementwise);
   using P = VocabHeadPartial<T>;
 #pragma omp parallel
@@ -130,7 +136,7 @@ void online_softmax_tile(const T* L, T* E, bf16* L16, int64_t nr, int64_t nc, in
         continue;
       }
       T* q = rec + r * R;
-      T &m = q[P::kMax], &s = q[P::kSum], *G = q + P::kG;
+      T &m = q[P::kMax], &s = q[P::kSum], *G = G_rows + r * ldg;
       const int64_t yc = static_cast<int64_t>(y[r]) - col0;
       if (yc >= 0 && yc < nc) q[D + 2] = lr[yc];  // the target logit (VocabHeadPartial::target_at)
       const T mt = max_of(lr, nc);                // core/vexp.h
@@ -201,16 +207,23 @@ template <class T>
 void s_pass_rows(const VocabShard<T>& shard, HeadOperands<T>& ops, const VocabTiles& ts,
                  int64_t real, const int32_t* targets, int64_t n0, int64_t nr, T* rec, int64_t R,
                  T* L, int64_t tile_stride, T* E) {
+  const int64_t D = ops.D;
+  T* rec_G = rec + n0 * R + VocabHeadPartial<T>::kG;  // records start with G = 0
+  T* G = ops.half() ? ops.G.data() : rec_G;
+  const int64_t ldg = ops.half() ? D : R;
+  if (ops.half()) std::fill(G, G + nr * D, T(0));
   for (int64_t c0 = 0, t = 0; c0 < real; c0 += ts.cols, ++t) {
     const int64_t nc = std::min(ts.cols, real - c0);
     T* Lt = L + t * tile_stride;
     T* Et = E ? E : Lt;
     ops.logits(n0, nr, c0, nc, Lt);
     online_softmax_tile(Lt, Et, ops.tile16(), nr, nc, shard.row0 + c0, targets + n0, rec + n0 * R,
-                        R, ops.D);
+                        R, G, ldg, D);
     // G += exp(l - m) W_tile: the softmax-weighted sum of W's rows, not yet divided by S.
-    ops.weighted_rows(Et, nr, c0, nc, rec + n0 * R + VocabHeadPartial<T>::kG, R);
+    ops.weighted_rows(Et, nr, c0, nc, G, ldg);
   }
+  if (G != rec_G)
+    for (int64_t r = 0; r < nr; ++r) std::copy(G + r * D, G + (r + 1) * D, rec_G + r * R);
 }
 
 // Resets the records (max -inf) and places the target rows' weights (Wt).

@@ -12,8 +12,10 @@
 #include <thread>
 #include <vector>
 
+#include "core/dnnl_matmul.h"
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
 #include "core/memory.h"
 #include "core/scaled_rows.h"
 #include "fd_check.h"
@@ -449,6 +451,25 @@ TEST(VocabHeadBf16, AgreesWithTheFp32HeadWithinBf16Tolerance) {
   EXPECT_EQ(again.dhn, b16.dhn);
   EXPECT_EQ(again.dW, b16.dW);
   expect_same(run(W16.data(), {7, 33}), b16, 2e-3);
+}
+
+// Every bf16 GEMM of the head runs on oneDNN's brgemm kernels (AMX or AVX512-BF16) where the CPU
+// has them: G += E W into the records' rows (2 D + 3 apart) took oneDNN's non-AMX "gemm:jit",
+// 2-3x slower on the step benchmark's head.
+TEST(VocabHeadBf16, EveryGemmRunsOnTheBf16Kernels) {
+  if (!cpu_has_native_bf16()) GTEST_SKIP() << "no native bf16 on this CPU";
+  const Problem<float> p(64, 512, 64, 12);
+  std::vector<bf16> W16(p.W.size());
+  to_bf16(p.W.data(), W16.data(), static_cast<int64_t>(p.W.size()));
+  const VocabShard<float> shard{p.W.data(), 0, p.V, p.V, W16.data()};
+  HeadResult<float> r{0, std::vector<float>(p.N * p.D), std::vector<float>(p.V * p.D, 0.f)};
+  IdentityVocabReduce<float> one;
+  r.loss = vocab_head_loss<float>(shard, p.hn.data(), p.y.data(), p.N, p.D, p.scale, {32, 128},
+                                  r.dhn.data(), r.dW.data(), one);
+  separate_passes(shard, p, {32, 128});
+  const std::vector<std::string> impls = dnnl_matmul_bf16_impls();
+  ASSERT_FALSE(impls.empty());
+  for (const std::string& impl : impls) EXPECT_EQ(impl.rfind("brg:", 0), 0u) << impl;
 }
 
 }  // namespace
