@@ -1,8 +1,9 @@
 // A block in the bf16 precision (models/gemm_ops.h) against the same block in fp32: the forward
 // output, the input gradient and every weight gradient agree within a bf16 tolerance; the
 // zero-bubble split I + W is the undeferred backward bit for bit in bf16 too; a run repeats bit
-// for bit; the saved activations are about half the bytes (every [N, *] tensor halved); and the
-// bf16 weights follow the fp32 ones after a weights-epoch bump (core/weights_epoch.h).
+// for bit; the saved activations are about half the bytes (every [N, *] tensor halved); the
+// bf16 weights follow the fp32 ones after a weights-epoch bump (core/weights_epoch.h); and every
+// bf16 GEMM runs on oneDNN's brgemm kernels.
 //
 // Tolerance: every GEMM operand is rounded to bf16 (relative error <= 2^-9 each, so <= ~2^-8 per
 // product), accumulated in fp32. A block chains a few such GEMMs (q/k/v, o, gate/up, down; twice
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dnnl_matmul.h"
 #include "core/gemm_bf16.h"
 #include "core/memory.h"
 #include "core/weights_epoch.h"
@@ -148,6 +150,18 @@ TEST_P(BlockBf16, TheBf16WeightsFollowAnUpdate) {
   EXPECT_GT(rel_norm(after.delta, before.delta), 0.1);    // a stale copy would be this far off
   negate_matrices();
   EXPECT_EQ(run(Precision::bf16).y, before.y);
+}
+
+// Every bf16 GEMM of a block, forward and backward (the batched attention products too), runs
+// on oneDNN's brgemm kernels where the CPU runs bf16 natively: one on a layout they do not take
+// falls to a reference or a non-AMX kernel several times slower, with the same results.
+TEST_P(BlockBf16, EveryGemmRunsOnTheBf16Kernels) {
+  if (!cpu_has_native_bf16()) GTEST_SKIP() << "no native bf16 on this CPU";
+  run(Precision::bf16);
+  run(Precision::bf16, true);
+  const std::vector<std::string> impls = dnnl_matmul_bf16_impls();
+  ASSERT_FALSE(impls.empty());
+  for (const std::string& impl : impls) EXPECT_EQ(impl.rfind("brg:", 0), 0u) << impl;
 }
 
 INSTANTIATE_TEST_SUITE_P(Mixers, BlockBf16, ::testing::Values('L', 'S'),
