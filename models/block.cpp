@@ -107,10 +107,19 @@ void Block::save_normalised(SavedTensors& saved, const char* rows, const char* s
     rmsnorm_normalise(x, reinterpret_cast<bf16*>(xn), inv, N, C, cfg_.norm_eps);
 }
 
+// save_normalised and norm_operand in one pass over x (the same bits).
 Operand Block::norm_forward(SavedTensors& saved, const char* rows, const char* stats,
                             const float* x, const float* g, int64_t N, int64_t C) const {
-  save_normalised(saved, rows, stats, x, N, C);
-  return norm_operand(saved, rows, g, N, C);
+  const Precision p = cfg_.precision;
+  float* inv = saved.add(stats, N);                                     // [N]
+  float* xn = saved.add_uninitialised(rows, operand_floats(p, N * C));  // [N, C]
+  SharedBuffer y = uninitialised_shared(operand_floats(p, N * C));      // [N, C]
+  if (p == Precision::fp32)
+    rmsnorm_normalise_gain(x, g, xn, y->data(), inv, N, C, cfg_.norm_eps);
+  else
+    rmsnorm_normalise_gain(x, g, reinterpret_cast<bf16*>(xn), as_bf16(*y), inv, N, C,
+                           cfg_.norm_eps);
+  return operand_of(p, y);
 }
 
 Operand Block::norm_operand(const SavedTensors& saved, const char* rows, const float* g, int64_t N,

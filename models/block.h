@@ -111,8 +111,8 @@ class Block {
   // `stats`.
   void save_normalised(SavedTensors& saved, const char* rows, const char* stats, const float* x,
                        int64_t N, int64_t C) const;
-  // RMSNorm(x [N, C]; g) as a GEMM operand: save_normalised, then rows * g in a buffer of its
-  // own (norm_operand).
+  // RMSNorm(x [N, C]; g) as a GEMM operand: save_normalised and then rows * g in a buffer of its
+  // own (norm_operand), in one pass (rmsnorm_normalise_gain).
   Operand norm_forward(SavedTensors& saved, const char* rows, const char* stats, const float* x,
                        const float* g, int64_t N, int64_t C) const;
   // The saved rows [N, C] times g as an operand, in the precision: what the forward used.

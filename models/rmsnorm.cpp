@@ -122,6 +122,24 @@ void rmsnorm_normalise(const T* x, S* xhat, T* inv_rms, int64_t N, int64_t D, fl
 }
 
 template <class T, class S>
+void rmsnorm_normalise_gain(const T* x, const T* g, S* xhat, S* y, T* inv_rms, int64_t N, int64_t D,
+                            float eps) {
+  ProfScope prof_scope(ProfOp::norm);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const T* xr = x + n * D;
+    S *hr = xhat + n * D, *yr = y + n * D;
+    const T inv = row_inv_rms(xr, D, eps);
+    inv_rms[n] = inv;
+    row_lanes<T>(D, [&](auto lane, int64_t j) {
+      using V = decltype(lane);
+      vstore(hr + j, vload(xr + j, lane) * V(inv));
+      vstore(yr + j, vload(hr + j, lane) * vload(g + j, lane));  // xhat as stored, as the gain
+    });
+  }
+}
+
+template <class T, class S>
 void rmsnorm_gain(const S* xhat, const T* g, S* y, int64_t N, int64_t D) {
   ProfScope prof_scope(ProfOp::norm);
 #pragma omp parallel for schedule(static)
@@ -202,6 +220,8 @@ void rmsnorm_backward_normalised(const S* xhat, const T* g, const T* inv_rms, co
 #define STRATA_NORMALISED(T, S)                                                                   \
   template void rmsnorm_normalise<T, S>(const T*, S*, T*, int64_t, int64_t, float);               \
   template void rmsnorm_gain<T, S>(const S*, const T*, S*, int64_t, int64_t);                     \
+  template void rmsnorm_normalise_gain<T, S>(const T*, const T*, S*, S*, T*, int64_t, int64_t,    \
+                                             float);                                              \
   template void rmsnorm_backward_normalised<T, S>(const S*, const T*, const T*, const T*, T*, T*, \
                                                   int64_t, int64_t, const T*);
 STRATA_NORMALISED(float, float)

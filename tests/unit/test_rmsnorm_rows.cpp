@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -49,6 +50,28 @@ TEST(RmsNormRows, TheForwardIsRmsnormForwardBitForBit) {
   EXPECT_EQ(inv2, inv);
   rmsnorm_forward<float>(x.data(), nullptr, plain.data(), inv.data(), kN, kD, 1e-5f);
   EXPECT_EQ(xhat, plain);
+}
+
+// The one-pass forward (rows and operand at once) is the two passes bit for bit, in fp32 and
+// with bf16 rows and operand (the gain reads the rows as rounded).
+template <class S>
+void expect_one_pass_is_two(const std::vector<float>& x, const std::vector<float>& g) {
+  std::vector<S> xhat(kN * kD), y(kN * kD), xhat1(kN * kD), y1(kN * kD);
+  std::vector<float> inv(kN), inv1(kN);
+  rmsnorm_normalise(x.data(), xhat.data(), inv.data(), kN, kD, 1e-5f);
+  rmsnorm_gain(xhat.data(), g.data(), y.data(), kN, kD);
+  rmsnorm_normalise_gain(x.data(), g.data(), xhat1.data(), y1.data(), inv1.data(), kN, kD, 1e-5f);
+  EXPECT_EQ(inv1, inv);
+  for (int64_t i = 0; i < kN * kD; ++i) {
+    ASSERT_EQ(std::memcmp(&xhat1[i], &xhat[i], sizeof(S)), 0) << i;
+    ASSERT_EQ(std::memcmp(&y1[i], &y[i], sizeof(S)), 0) << i;
+  }
+}
+
+TEST(RmsNormRows, TheOnePassForwardIsTheTwoPassesBitForBit) {
+  const auto x = randn(kN * kD, 12), g = randn(kD, 13, 1.f);
+  expect_one_pass_is_two<float>(x, g);
+  expect_one_pass_is_two<bf16>(x, g);
 }
 
 TEST(RmsNormRows, TheBackwardFromTheRowsIsTheBackwardFromTheInput) {
