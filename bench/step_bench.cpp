@@ -8,6 +8,8 @@
 //                          [--queue-depth 32] [--block-kb 1024]              (nvme tier)
 //                          [--writes-in-flight 1]  (swap: sets written at once, as offload's)
 //                          [--precision fp32|bf16] [--profile]
+// Every timed step is followed by a 2048^3 GEMM peak of its precision, and its GEMM FLOP/s is
+// also given against that (the median over the steps): the machine's speed drifts.
 // --profile prints where the timed steps' wall time goes (core/profile.h: exclusive time per
 // kind of op; "other" is the step's time outside every scope: loss bookkeeping, allocation,
 // the activation store, the gradient norm).
@@ -16,6 +18,8 @@
 // same run; the sgemm peak is printed beside it.
 #include <omp.h>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -39,7 +43,9 @@
 
 using namespace strata;
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_bench(int argc, char** argv) {
   int64_t steps = 3, warmup = 1, threads = omp_get_num_procs(), micro = 4, batch = 4;
   std::string policy = "keep", tier = "nvme", dir = "/tmp/strata_swap";
   int queue_depth = 32;
@@ -64,12 +70,24 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
+    // A whole number, or exit 2 naming the option (std::stoll would end the process on "x").
+    auto number = [&]() -> int64_t {
+      const std::string v = next();
+      int64_t n = 0;
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (ec != std::errc() || end != v.data() + v.size()) {
+        std::fprintf(stderr, "step_bench: %s: expected a whole number, got '%s'\n", a.c_str(),
+                     v.c_str());
+        std::exit(2);
+      }
+      return n;
+    };
     if (a == "--steps")
-      steps = std::stoll(next());
+      steps = number();
     else if (a == "--warmup")
-      warmup = std::stoll(next());
+      warmup = number();
     else if (a == "--threads")
-      threads = std::stoll(next());
+      threads = number();
     else if (a == "--policy")
       policy = next();
     else if (a == "--tier")
@@ -77,21 +95,21 @@ int main(int argc, char** argv) {
     else if (a == "--dir")
       dir = next();
     else if (a == "--queue-depth")
-      queue_depth = std::stoi(next());
+      queue_depth = static_cast<int>(number());
     else if (a == "--block-kb")
-      block_kb = std::stoll(next());
+      block_kb = number();
     else if (a == "--writes-in-flight")
-      writes_in_flight = std::stoll(next());
+      writes_in_flight = number();
     else if (a == "--micro-batch")
-      micro = std::stoll(next());
+      micro = number();
     else if (a == "--dim")
-      cfg.dim = std::stoll(next());
+      cfg.dim = number();
     else if (a == "--layers")
-      cfg.n_layers = std::stoll(next());
+      cfg.n_layers = number();
     else if (a == "--seq")
-      T = std::stoll(next());
+      T = number();
     else if (a == "--vocab")
-      cfg.vocab_size = std::stoll(next());
+      cfg.vocab_size = number();
     else if (a == "--profile")
       profile = true;
     else if (a == "--precision") {
@@ -106,6 +124,16 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "step_bench: unknown option %s\n", a.c_str());
       return 2;
     }
+  }
+  if (steps < 1 || warmup < 0 || threads < 1) {
+    std::fprintf(stderr, "step_bench: expected --steps >= 1, --warmup >= 0, --threads >= 1\n");
+    return 2;
+  }
+  if (T < 1 || micro < 1 || batch % micro != 0) {
+    std::fprintf(stderr,
+                 "step_bench: expected --seq >= 1 and --micro-batch dividing the batch of %lld\n",
+                 static_cast<long long>(batch));
+    return 2;
   }
   omp_set_num_threads(static_cast<int>(threads));
 
@@ -167,15 +195,27 @@ int main(int argc, char** argv) {
   };
   for (int64_t i = 0; i < warmup; ++i) step();
   MemoryTracker::instance().reset_peaks();
-  profile_enable(profile);
   profile_reset();
-  const int64_t f0 = gemm_flops() + gemm_bf16_flops();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < steps; ++i) step();
-  const double sec =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
-  const double gemm_gflops =
-      static_cast<double>(gemm_flops() + gemm_bf16_flops() - f0) / steps / sec * 1e-9;
+  // Each step timed on its own and followed by a peak of its precision (best of 2): this
+  // machine's speed drifts by tens of percent within a minute, so a step is also set against
+  // the peak read right after it, not only against the one read before the first step.
+  std::vector<double> step_pct;
+  double sec = 0, gemm_flop = 0;
+  for (int64_t i = 0; i < steps; ++i) {
+    const int64_t f0 = gemm_flops() + gemm_bf16_flops();
+    const auto t0 = std::chrono::steady_clock::now();
+    profile_enable(profile);
+    step();
+    profile_enable(false);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto f = static_cast<double>(gemm_flops() + gemm_bf16_flops() - f0);
+    sec += s, gemm_flop += f;
+    const double beside =
+        bf16 ? measure_bf16_peak_gflops(2048, 2) : measure_sgemm_peak_gflops(2048, 2);
+    step_pct.push_back(100 * f / s * 1e-9 / beside);
+  }
+  sec /= steps;
+  const double gemm_gflops = gemm_flop / steps / sec * 1e-9;
   // Model FLOPs by the usual 6 * params * tokens rule (embedding lookups excluded).
   const double p_matmul = static_cast<double>(model.num_parameters() - cfg.vocab_size * cfg.dim);
   const double model_gflops = 6.0 * p_matmul * static_cast<double>(N) / sec * 1e-9;
@@ -197,6 +237,12 @@ int main(int argc, char** argv) {
       "model %.1f GFLOP/s (%.1f%% of peak)\n",
       sec * 1e3, static_cast<double>(N) / sec, gemm_gflops, 100 * gemm_gflops / peak,
       precision_name(cfg.precision), model_gflops, 100 * model_gflops / peak);
+  std::sort(step_pct.begin(), step_pct.end());
+  std::printf(
+      "per step, against the %s peak read right after it: GEMM %.1f%% (median of %lld steps; "
+      "%.1f-%.1f%%)\n",
+      precision_name(cfg.precision), step_pct[step_pct.size() / 2], static_cast<long long>(steps),
+      step_pct.front(), step_pct.back());
   if (profile) {
     profile_enable(false);
     const ProfileTotals p = profile_totals();
@@ -239,4 +285,17 @@ int main(int argc, char** argv) {
         store.read_wait_seconds() * 1e3 / (steps + warmup));
   }
   return 0;
+}
+
+}  // namespace
+
+// A bad model shape (--dim not divisible by the heads, say) is the model's own error message,
+// exit 2, not an uncaught exception.
+int main(int argc, char** argv) {
+  try {
+    return run_bench(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "step_bench: %s\n", e.what());
+    return 2;
+  }
 }
