@@ -19,7 +19,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -29,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/memory.h"
@@ -70,18 +70,7 @@ int run_bench(int argc, char** argv) {
       }
       return argv[++i];
     };
-    // A whole number, or exit 2 naming the option (std::stoll would end the process on "x").
-    auto number = [&]() -> int64_t {
-      const std::string v = next();
-      int64_t n = 0;
-      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-      if (ec != std::errc() || end != v.data() + v.size()) {
-        std::fprintf(stderr, "step_bench: %s: expected a whole number, got '%s'\n", a.c_str(),
-                     v.c_str());
-        std::exit(2);
-      }
-      return n;
-    };
+    auto number = [&] { return bench_number("step_bench", a, next()); };
     if (a == "--steps")
       steps = number();
     else if (a == "--warmup")
