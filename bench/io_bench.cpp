@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "core/crc32c.h"
 #include "core/error.h"
 #include "offload/host_pool.h"
@@ -20,15 +22,27 @@ namespace {
 
 using strata::IoBackend;
 
-int64_t parse_size(const std::string& s) {
+// "4096", "512k", "1M", "1G" (powers of 1024): bytes, a multiple of 4 KiB in [4 KiB, 1 GiB] as
+// the engine takes them (anything else, "1x" or "nan" too, is the flag's error, not the engine's
+// internal check).
+int64_t parse_block_size(const std::string& flag, const std::string& s) {
   char* end = nullptr;
   const double v = std::strtod(s.c_str(), &end);
-  int64_t mul = 1;
-  if (*end == 'k' || *end == 'K') mul = 1 << 10;
-  if (*end == 'm' || *end == 'M') mul = 1 << 20;
-  if (*end == 'g' || *end == 'G') mul = 1 << 30;
-  if (end == s.c_str() || v <= 0) throw strata::InputError("bad size '" + s + "'");
-  return static_cast<int64_t>(v * static_cast<double>(mul));
+  double mul = 1;
+  if (end != s.c_str()) {
+    if (*end == 'k' || *end == 'K') mul = 1 << 10;
+    if (*end == 'm' || *end == 'M') mul = 1 << 20;
+    if (*end == 'g' || *end == 'G') mul = 1 << 30;
+    if (mul > 1) ++end;
+  }
+  const double bytes = v * mul;
+  if (end == s.c_str() || *end != 0 || !std::isfinite(bytes) || bytes < 4096 || bytes > (1 << 30) ||
+      bytes != std::floor(bytes) || std::fmod(bytes, 4096) != 0)
+    throw strata::InputError(flag +
+                             ": expected a multiple of 4 KiB from 4k to 1G (such as 4096, 512k, "
+                             "1M), got '" +
+                             s + "'");
+  return static_cast<int64_t>(bytes);
 }
 
 bool have_fio() {
@@ -92,21 +106,20 @@ void run(IoBackend backend, int64_t bytes, const std::string& dir, int64_t bs, i
 
 int main(int argc, char** argv) {
   try {
-    int64_t mib = 256, bs = 1 << 20;
-    int qd = 32;
+    int64_t mib = 256, bs = 1 << 20, qd = 32;
     std::string dir = "/tmp", which = "both";
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       if (i + 1 >= argc) throw strata::InputError("flag " + a + " needs a value");
       const std::string v = argv[++i];
       if (a == "--mib")
-        mib = std::stoll(v);
+        mib = strata::bench_number("io_bench", a, v);
       else if (a == "--dir")
         dir = v;
       else if (a == "--bs")
-        bs = parse_size(v);
+        bs = parse_block_size(a, v);
       else if (a == "--qd")
-        qd = std::stoi(v);
+        qd = strata::bench_number("io_bench", a, v);
       else if (a == "--backend")
         which = v;
       else
@@ -114,9 +127,23 @@ int main(int argc, char** argv) {
                                  " (--mib N --dir D --bs SIZE --qd N --backend "
                                  "both|io_uring|threads)");
     }
+    // --mib 0 or less reached the host pool's internal check, and mib << 20 overflowed past
+    // 8 TiB; --qd 0 the engine's internal check, --qd 100000 thread creation (uncaught:
+    // SIGABRT); an unknown --backend measured nothing and exited 0.
+    if (mib < 1 || mib > (int64_t{1} << 20))
+      throw strata::InputError("--mib: expected a size in MiB from 1 to 1048576, got " +
+                               std::to_string(mib));
+    if (qd < 1 || qd > 4096)
+      throw strata::InputError("--qd: expected a queue depth from 1 to 4096, got " +
+                               std::to_string(qd));
+    if (which != "both" && which != "io_uring" && which != "threads")
+      throw strata::InputError("--backend: expected both, io_uring or threads, got '" + which +
+                               "'");
     const int64_t bytes = mib << 20;
-    if (which == "both" || which == "io_uring") run(IoBackend::io_uring, bytes, dir, bs, qd);
-    if (which == "both" || which == "threads") run(IoBackend::threads, bytes, dir, bs, qd);
+    if (which == "both" || which == "io_uring")
+      run(IoBackend::io_uring, bytes, dir, bs, static_cast<int>(qd));
+    if (which == "both" || which == "threads")
+      run(IoBackend::threads, bytes, dir, bs, static_cast<int>(qd));
     if (have_fio()) {
       const std::string common =
           " --ioengine=io_uring --direct=1 --bs=" + std::to_string(bs >> 10) +
@@ -132,7 +159,7 @@ int main(int argc, char** argv) {
   } catch (const strata::StrataError& e) {
     std::fprintf(stderr, "io_bench: %s\n", e.what());
     return static_cast<int>(e.code());
-  } catch (const std::exception& e) {  // std::stoll on a malformed number
+  } catch (const std::exception& e) {  // std::bad_alloc, say
     std::fprintf(stderr, "io_bench: %s\n", e.what());
     return 2;
   }

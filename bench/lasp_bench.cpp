@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "core/gemm.h"
 #include "core/linear_attention.h"
 #include "core/rng.h"
@@ -256,21 +257,21 @@ double max_rel_diff(const Vec& a, const Vec& ref) {
   return m > 0 ? d / m : d;
 }
 
-std::vector<int64_t> parse_list(const std::string& s) {
+// "a,b,c" -> {a, b, c}: every item a whole number (an empty one too is an error naming the flag).
+std::vector<int64_t> parse_list(const std::string& flag, const std::string& s) {
   std::vector<int64_t> out;
   size_t i = 0;
-  while (i < s.size()) {
+  for (;;) {
     size_t j = s.find(',', i);
     if (j == std::string::npos) j = s.size();
-    out.push_back(std::stoll(s.substr(i, j - i)));
+    out.push_back(bench_number("lasp_bench", flag, s.substr(i, j - i)));
+    if (j == s.size()) break;
     i = j + 1;
   }
   return out;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run_bench(int argc, char** argv) {
   std::vector<int64_t> lens = {2048, 8192, 32768, 65536};
   int64_t heads = 8, dh = 64, chunk = 64, batch = 1, iters = 2;
   for (int i = 1; i < argc; ++i) {
@@ -282,96 +283,130 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
+    auto number = [&] { return bench_number("lasp_bench", a, next()); };
     if (a == "--lens")
-      lens = parse_list(next());
+      lens = parse_list(a, next());
     else if (a == "--heads")
-      heads = std::stoll(next());
+      heads = number();
     else if (a == "--dh")
-      dh = std::stoll(next());
+      dh = number();
     else if (a == "--chunk")
-      chunk = std::stoll(next());
+      chunk = number();
     else if (a == "--batch")
-      batch = std::stoll(next());
+      batch = number();
     else if (a == "--iters")
-      iters = std::max<int64_t>(1, std::stoll(next()));
+      iters = std::max<int64_t>(1, number());
     else {
       std::fprintf(stderr, "lasp_bench: unknown option %s\n", a.c_str());
       return 2;
     }
   }
+  // Checked before MPI starts, as the flags are: the kernels' own checks of these are internal
+  // ones (a bug, not bad input), and a negative size reached std::vector (both aborted).
+  if (heads < 1 || dh < 1 || chunk < 1 || batch < 1) {
+    std::fprintf(stderr, "lasp_bench: expected --heads, --dh, --chunk and --batch >= 1\n");
+    return 2;
+  }
+  for (int64_t T : lens)
+    if (T < 1) {
+      std::fprintf(stderr, "lasp_bench: --lens: expected sequence lengths >= 1, got %lld\n",
+                   static_cast<long long>(T));
+      return 2;
+    }
 
   World world(nullptr, nullptr);
   auto sp = world.comm().split(0, world.rank(), "sp");
   const int R = sp->size(), r = sp->rank();
   const bool root = r == 0;
-  if (root)
-    std::printf(
-        "lasp_bench: sp=%d B=%lld H=%lld dh=%lld chunk=%lld decay=retnet, best of %lld\n"
-        "%8s  %-8s  %12s  %14s  %6s  %13s\n",
-        R, (long long)batch, (long long)heads, (long long)dh, (long long)chunk, (long long)iters,
-        "seq len", "method", "ms fwd+bwd", "bytes/rank", "calls", "max rel diff");
+  // From here on an error may be this rank's alone: end the job rather than leave the others
+  // waiting in a collective.
+  try {
+    if (root)
+      std::printf(
+          "lasp_bench: sp=%d B=%lld H=%lld dh=%lld chunk=%lld decay=retnet, best of %lld\n"
+          "%8s  %-8s  %12s  %14s  %6s  %13s\n",
+          R, (long long)batch, (long long)heads, (long long)dh, (long long)chunk, (long long)iters,
+          "seq len", "method", "ms fwd+bwd", "bytes/rank", "calls", "max rel diff");
 
-  for (int64_t T : lens) {
-    if (T % R != 0) {
-      if (root) std::printf("%8lld  skipped: not a multiple of sp=%d\n", (long long)T, R);
-      continue;
-    }
-    const int64_t n = T / R, numel = batch * n * heads * dh;
-    Layer L;
-    L.s = {batch, n, heads, dh, chunk};
-    L.gamma = linear_attention_gammas(heads, true);
-    // This rank's chunk of a deterministic sequence: the same numbers whatever sp is.
-    // (B > 1 interleaves differently, which only changes the numbers.)
-    auto fill = [&](Vec& x, const char* name, float std) {
-      x.resize(static_cast<size_t>(numel));
-      fill_normal(x.data(), numel, 1234, name, std, static_cast<uint64_t>(r) * numel);
-    };
-    fill(L.q, "q", 1.f);
-    fill(L.k, "k", 1.f / std::sqrt(float(dh)));
-    fill(L.v, "v", 1.f);
-    fill(L.dout, "dout", 1.f);
-    for (Vec* x : {&L.o, &L.dq, &L.dk, &L.dv}) x->assign(static_cast<size_t>(numel), 0.f);
+    for (int64_t T : lens) {
+      if (T % R != 0) {
+        if (root) std::printf("%8lld  skipped: not a multiple of sp=%d\n", (long long)T, R);
+        continue;
+      }
+      const int64_t n = T / R, numel = batch * n * heads * dh;
+      Layer L;
+      L.s = {batch, n, heads, dh, chunk};
+      L.gamma = linear_attention_gammas(heads, true);
+      // This rank's chunk of a deterministic sequence: the same numbers whatever sp is.
+      // (B > 1 interleaves differently, which only changes the numbers.)
+      auto fill = [&](Vec& x, const char* name, float std) {
+        x.resize(static_cast<size_t>(numel));
+        fill_normal(x.data(), numel, 1234, name, std, static_cast<uint64_t>(r) * numel);
+      };
+      fill(L.q, "q", 1.f);
+      fill(L.k, "k", 1.f / std::sqrt(float(dh)));
+      fill(L.v, "v", 1.f);
+      fill(L.dout, "dout", 1.f);
+      for (Vec* x : {&L.o, &L.dq, &L.dk, &L.dv}) x->assign(static_cast<size_t>(numel), 0.f);
 
-    struct Method {
-      const char* name;
-      void (*run)(Comm&, Layer&);
-    };
-    const Method methods[] = {{"lasp2", run_lasp2}, {"ring", run_ring}, {"kv-gath", run_kv_gather}};
-    Vec ref[4];
-    for (const Method& m : methods) {
-      // The warm-up run is also the one whose communication is counted.
-      sp->reset_stats();
-      m.run(*sp, L);
-      double stats[3] = {double(sp->stats().total_bytes()), double(sp->stats().total_calls()), 0};
-      double best = 1e30;
-      for (int64_t it = 0; it < iters; ++it) {
-        sp->barrier();
-        const auto t0 = std::chrono::steady_clock::now();
+      struct Method {
+        const char* name;
+        void (*run)(Comm&, Layer&);
+      };
+      const Method methods[] = {
+          {"lasp2", run_lasp2}, {"ring", run_ring}, {"kv-gath", run_kv_gather}};
+      Vec ref[4];
+      for (const Method& m : methods) {
+        // The warm-up run is also the one whose communication is counted.
+        sp->reset_stats();
         m.run(*sp, L);
-        sp->barrier();
-        const double ms =
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                .count();
-        best = std::min(best, ms);
-      }
-      stats[2] = best;
-      double diff = 0;
-      if (m.run == run_lasp2) {
-        ref[0] = L.o, ref[1] = L.dq, ref[2] = L.dk, ref[3] = L.dv;
-      } else {
-        const Vec* got[4] = {&L.o, &L.dq, &L.dk, &L.dv};
-        for (int i = 0; i < 4; ++i) diff = std::max(diff, max_rel_diff(*got[i], ref[i]));
-      }
-      sp->all_reduce_max_double(stats, 3);
-      sp->all_reduce_max_double(&diff, 1);
-      if (root) {
-        char d[32] = "-";
-        if (m.run != run_lasp2) std::snprintf(d, sizeof d, "%.2e", diff);
-        std::printf("%8lld  %-8s  %12.2f  %14.0f  %6.0f  %13s\n", (long long)T, m.name, stats[2],
-                    stats[0], stats[1], d);
-        std::fflush(stdout);
+        double stats[3] = {double(sp->stats().total_bytes()), double(sp->stats().total_calls()), 0};
+        double best = 1e30;
+        for (int64_t it = 0; it < iters; ++it) {
+          sp->barrier();
+          const auto t0 = std::chrono::steady_clock::now();
+          m.run(*sp, L);
+          sp->barrier();
+          const double ms =
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                  .count();
+          best = std::min(best, ms);
+        }
+        stats[2] = best;
+        double diff = 0;
+        if (m.run == run_lasp2) {
+          ref[0] = L.o, ref[1] = L.dq, ref[2] = L.dk, ref[3] = L.dv;
+        } else {
+          const Vec* got[4] = {&L.o, &L.dq, &L.dk, &L.dv};
+          for (int i = 0; i < 4; ++i) diff = std::max(diff, max_rel_diff(*got[i], ref[i]));
+        }
+        sp->all_reduce_max_double(stats, 3);
+        sp->all_reduce_max_double(&diff, 1);
+        if (root) {
+          char d[32] = "-";
+          if (m.run != run_lasp2) std::snprintf(d, sizeof d, "%.2e", diff);
+          std::printf("%8lld  %-8s  %12.2f  %14.0f  %6.0f  %13s\n", (long long)T, m.name, stats[2],
+                      stats[0], stats[1], d);
+          std::fflush(stdout);
+        }
       }
     }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lasp_bench: rank %d: %s\n", world.rank(), e.what());
+    world.abort(2);
   }
   return 0;
+}
+
+}  // namespace
+
+// An error before the measurement (none is expected: the flags are checked) is a message and
+// exit 2, not an uncaught exception (SIGABRT).
+int main(int argc, char** argv) {
+  try {
+    return run_bench(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lasp_bench: %s\n", e.what());
+    return 2;
+  }
 }

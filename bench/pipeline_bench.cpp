@@ -109,7 +109,9 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "bench/bench_ranks.h"
+#include "core/error.h"
 #include "core/memory.h"
 #include "core/rng.h"
 #include "launch/data.h"
@@ -331,9 +333,13 @@ struct TpsRow {
   std::vector<RankMeasure> meas;
 };
 
-}  // namespace
+// The exit code of an error: a StrataError's own (2 for bad input), else 1.
+int exit_code(const std::exception& e) {
+  const auto* s = dynamic_cast<const StrataError*>(&e);
+  return s ? static_cast<int>(s->code()) : 1;
+}
 
-int main(int argc, char** argv) {
+int run_bench(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -344,39 +350,41 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
+    auto number = [&] { return bench_number("pipeline_bench", a, next()); };
     if (a == "--dim")
-      o.dim = std::stoll(next());
+      o.dim = number();
     else if (a == "--layers")
-      o.layers = std::stoll(next());
+      o.layers = number();
     else if (a == "--vocab")
-      o.vocab = std::stoll(next());
+      o.vocab = number();
     else if (a == "--seq")
-      o.seq = std::stoll(next());
+      o.seq = number();
     else if (a == "--micro-batch")
-      o.micro = std::stoll(next());
+      o.micro = number();
     else if (a == "--steps")
-      o.steps = std::stoll(next());
+      o.steps = number();
     else if (a == "--repeat")
-      o.repeat = std::stoll(next());
+      o.repeat = number();
     else if (a == "--heads")
-      o.heads = std::stoll(next());
+      o.heads = number();
     else if (a == "--kv-heads")
-      o.kv_heads = std::stoll(next());
+      o.kv_heads = number();
     else if (a == "--ffn")
-      o.ffn = std::stoll(next());
+      o.ffn = number();
     else if (a == "--pattern")
       o.pattern = next();
     else if (a == "--pp")
-      o.pp = std::stoll(next());
+      o.pp = number();
     else if (a == "--virtual-stages")
-      o.virtual_stages = std::stoll(next());
+      o.virtual_stages = number();
     else if (a == "--schedules")
       o.schedules = split_list(next());
     else if (a == "--micro-batches") {
       o.micro_batches.clear();
-      for (const std::string& s : split_list(next())) o.micro_batches.push_back(std::stoll(s));
+      for (const std::string& s : split_list(next()))
+        o.micro_batches.push_back(bench_number("pipeline_bench", a, s));
     } else if (a == "--tps-batch")
-      o.tps_batch = std::stoll(next());
+      o.tps_batch = number();
     else if (a == "--tps-schedule")
       o.tps_schedule = next();
     else if (a == "--skip-pipeline")
@@ -395,37 +403,29 @@ int main(int argc, char** argv) {
   if (o.ffn <= 0) o.ffn = (o.dim * 8 / 3 + 15) / 16 * 16;
   if (o.steps < 1) o.steps = 1;
   if (o.repeat < 1) o.repeat = 1;
-
-  World world(nullptr, nullptr);
-  Comm& comm = world.comm();
-  const int N = comm.size();
-  const bool root = comm.rank() == 0;
-  const int P = static_cast<int>(o.pp);
-  const bool run_pipeline = !o.skip_pipeline && N >= P;
-  const int tps_ranks = std::min(N, 2);
-
-  // Random tokens: time, memory and traffic do not depend on the text.
-  const std::string dir = bench::shared_temp_dir(comm, "strata_pipeline_bench");
-  if (dir.empty()) {
-    if (root) std::fprintf(stderr, "pipeline_bench: cannot create a temporary directory\n");
-    return 1;
+  // Sizes that crashed before any config saw them: --vocab 0 divided by zero drawing the random
+  // tokens (SIGFPE), --micro-batch 0 would too (table 3's micro-batches per rank), --pp 0 left
+  // every rank waiting for a release from a run on no rank (a hang).
+  auto at_least = [](const char* flag, int64_t v, int64_t min) {
+    if (v >= min) return true;
+    std::fprintf(stderr, "pipeline_bench: %s: expected a value >= %lld, got %lld\n", flag,
+                 static_cast<long long>(min), static_cast<long long>(v));
+    return false;
+  };
+  if (!at_least("--dim", o.dim, 1) || !at_least("--layers", o.layers, 1) ||
+      !at_least("--vocab", o.vocab, 1) || !at_least("--seq", o.seq, 1) ||
+      !at_least("--micro-batch", o.micro, 1) || !at_least("--pp", o.pp, 1) ||
+      !at_least("--virtual-stages", o.virtual_stages, 1) ||
+      !at_least("--tps-batch", o.tps_batch, 1))
+    return 2;
+  if (o.micro_batches.empty()) {
+    std::fprintf(stderr, "pipeline_bench: --micro-batches: expected a comma list of counts\n");
+    return 2;
   }
-  int ok = 1;
-  if (root) {
-    try {
-      int64_t most = o.tps_batch;
-      for (int64_t m : o.micro_batches) most = std::max(most, m * o.micro);
-      const int64_t windows = std::max<int64_t>(256, most * 4);
-      bench::write_random_shard(dir + "/train_000000.bin", windows, o.seq, o.vocab, 11,
-                                "bench/pipeline_tokens");
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "pipeline_bench: %s\n", e.what());
-      ok = 0;
-    }
-  }
-  comm.broadcast_bytes(&ok, sizeof ok, 0);
-  if (!ok) return 1;
+  for (int64_t m : o.micro_batches)
+    if (!at_least("--micro-batches", m, 1)) return 2;
 
+  std::string dir;  // the shared temporary directory, once the ranks have made it
   const std::string yaml = R"(
 model: {layer_pattern: LLLS, linear_attention: {chunk_size: 64}}
 train: {steps: 1000, eval_every: 0, eval_batches: 1}
@@ -459,17 +459,58 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
     };
     return parse_job_config(yaml, "pipeline_bench.yaml", sets);
   };
+  // The model shape (a --dim the heads do not divide, say) and table 3's batch, checked by the
+  // config on every rank before MPI starts and any file is written: an error is its message and
+  // exit 2 (it was an uncaught exception on rank 0, SIGABRT).
+  config(1, 1, "1f1b", 1, o.micro, "count");
+  if (!o.skip_tps) config(1, 1, "1f1b", 1, o.tps_batch, "tps");
+
+  World world(nullptr, nullptr);
+  Comm& comm = world.comm();
+  const int N = comm.size();
+  const bool root = comm.rank() == 0;
+  const int P = static_cast<int>(o.pp);
+  const bool run_pipeline = !o.skip_pipeline && N >= P;
+  const int tps_ranks = std::min(N, 2);
+
+  // Random tokens: time, memory and traffic do not depend on the text.
+  dir = bench::shared_temp_dir(comm, "strata_pipeline_bench");
+  if (dir.empty()) {
+    if (root) std::fprintf(stderr, "pipeline_bench: cannot create a temporary directory\n");
+    return 1;
+  }
+  int ok = 1;
+  if (root) {
+    try {
+      int64_t most = o.tps_batch;
+      for (int64_t m : o.micro_batches) most = std::max(most, m * o.micro);
+      const int64_t windows = std::max<int64_t>(256, most * 4);
+      bench::write_random_shard(dir + "/train_000000.bin", windows, o.seq, o.vocab, 11,
+                                "bench/pipeline_tokens");
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "pipeline_bench: %s\n", e.what());
+      ok = 0;
+    }
+  }
+  comm.broadcast_bytes(&ok, sizeof ok, 0);
+  if (!ok) return 1;
+
   auto fail = [&](const std::string& what, const std::exception& e) {
-    // Only this rank may have failed: end the job rather than leave the others waiting.
+    // Only this rank may have failed: end the job rather than leave the others waiting (exit 2
+    // for bad input, such as a schedule the trainer refuses).
     std::fprintf(stderr, "pipeline_bench: rank %d, %s: %s\n", comm.rank(), what.c_str(), e.what());
-    world.abort(1);
+    world.abort(exit_code(e));
   };
 
   int64_t params = 0;
   if (root) {
-    const JobConfig c = config(1, 1, "1f1b", 1, o.micro, "count");
-    const Model counted(c.model, std::vector<bool>(static_cast<size_t>(o.layers + 2), false));
-    for (const ParamUnit& u : counted.units()) params += u.numel();
+    try {
+      const JobConfig c = config(1, 1, "1f1b", 1, o.micro, "count");
+      const Model counted(c.model, std::vector<bool>(static_cast<size_t>(o.layers + 2), false));
+      for (const ParamUnit& u : counted.units()) params += u.numel();
+    } catch (const std::exception& e) {
+      fail("model", e);
+    }
   }
   const std::string load_start = load_average();
   const auto t_start = std::chrono::steady_clock::now();
@@ -709,4 +750,17 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
         "CPU time over train_step)\n");
   }
   return 0;
+}
+
+}  // namespace
+
+// An error before MPI starts (a model shape the config refuses, say) is its message and exit 2,
+// not an uncaught exception (SIGABRT).
+int main(int argc, char** argv) {
+  try {
+    return run_bench(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pipeline_bench: %s\n", e.what());
+    return 2;
+  }
 }

@@ -129,7 +129,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "bench/bench_ranks.h"
+#include "core/error.h"
 #include "core/memory.h"
 #include "core/rng.h"
 #include "launch/data.h"
@@ -319,9 +321,13 @@ struct HeadRow {
 
 int64_t ffn_for(int64_t dim) { return (dim * 8 / 3 + 15) / 16 * 16; }
 
-}  // namespace
+// The exit code of an error: a StrataError's own (2 for bad input), else 1.
+int exit_code(const std::exception& e) {
+  const auto* s = dynamic_cast<const StrataError*>(&e);
+  return s ? static_cast<int>(s->code()) : 1;
+}
 
-int main(int argc, char** argv) {
+int run_bench(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -332,7 +338,7 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    auto num = [&] { return std::stoll(value()); };
+    auto num = [&] { return bench_number("vocab_bench", a, value()); };
     if (a == "--vocab")
       o.vocab = num();
     else if (a == "--dim")
@@ -389,6 +395,78 @@ int main(int argc, char** argv) {
   if (o.ffn <= 0) o.ffn = ffn_for(o.dim);
   o.steps = std::max<int64_t>(1, o.steps);
   o.repeat = std::max<int64_t>(1, o.repeat);
+  // Sizes that crashed before any config saw them: --vocab 0 and --head-vocab 0 divided by zero
+  // drawing the random tokens (SIGFPE).
+  auto at_least = [](const char* flag, int64_t v, int64_t min) {
+    if (v >= min) return true;
+    std::fprintf(stderr, "vocab_bench: %s: expected a value >= %lld, got %lld\n", flag,
+                 static_cast<long long>(min), static_cast<long long>(v));
+    return false;
+  };
+  if (!at_least("--vocab", o.vocab, 1) || !at_least("--dim", o.dim, 1) ||
+      !at_least("--layers", o.layers, 1) || !at_least("--pp", o.pp, 1) ||
+      !at_least("--micro-batches", o.m, 1) || !at_least("--seq", o.seq, 1) ||
+      !at_least("--micro-batch", o.micro, 1) || !at_least("--head-vocab", o.head_vocab, 1) ||
+      !at_least("--head-dim", o.head_dim, 1) || !at_least("--head-layers", o.head_layers, 1) ||
+      !at_least("--head-seq", o.head_seq, 1) || !at_least("--head-micro-batch", o.head_micro, 1))
+    return 2;
+
+  std::string dir;  // the shared temporary directory, once the ranks have made it
+  const std::string yaml = R"(
+model: {layer_pattern: LLLS, linear_attention: {chunk_size: 64}}
+train: {steps: 1000, eval_every: 0, eval_batches: 1}
+optim: {lr: 1.0e-3, warmup_steps: 1}
+checkpoint: {every: 0, keep_last: 0, resume: never}
+)";
+  struct Shape {
+    int64_t vocab, dim, layers, heads, kv_heads, ffn, seq, micro, global_batch, pp;
+    std::string data, run;  // under the shared temporary directory
+  };
+  auto config = [&](const Shape& s, const std::string& schedule, Vocab vocab) {
+    const std::vector<std::string> sets = {
+        "model.vocab_size=" + std::to_string(s.vocab),
+        "model.dim=" + std::to_string(s.dim),
+        "model.n_layers=" + std::to_string(s.layers),
+        "model.n_heads=" + std::to_string(s.heads),
+        "model.n_kv_heads=" + std::to_string(s.kv_heads),
+        "model.ffn_dim=" + std::to_string(s.ffn),
+        "model.layer_pattern=" + o.pattern,
+        "data.train=" + dir + "/" + s.data,
+        "data.seq_len=" + std::to_string(s.seq),
+        "train.global_batch=" + std::to_string(s.global_batch),
+        "train.micro_batch=" + std::to_string(s.micro),
+        "train.run_dir=" + dir + "/" + s.run,
+        "train.eval_every=0",
+        "train.collective_timeout_s=600",  // passes slowed by oversubscription
+        "checkpoint.resume=never",
+        "parallel.pp=" + std::to_string(s.pp),
+        "parallel.schedule=" + schedule,
+        std::string("parallel.vocab_parallel=") + (vocab != Vocab::off ? "true" : "false"),
+        std::string("parallel.vocab_overlap=") + (vocab == Vocab::blocking ? "false" : "true"),
+    };
+    return parse_job_config(yaml, "vocab_bench.yaml", sets);
+  };
+  const Shape big{o.vocab, o.dim,   o.layers,      o.heads, o.kv_heads, o.ffn,
+                  o.seq,   o.micro, o.m * o.micro, o.pp,    "pp/train", "pp"};
+  const int64_t hheads = std::max<int64_t>(1, o.head_dim / 64);
+  const Shape small{o.head_vocab,
+                    o.head_dim,
+                    o.head_layers,
+                    hheads,
+                    hheads % 2 == 0 ? hheads / 2 : hheads,
+                    ffn_for(o.head_dim),
+                    o.head_seq,
+                    o.head_micro,
+                    o.head_micro,
+                    1,
+                    "head/train",
+                    "head"};
+
+  // The model shapes (a --dim the heads do not divide, say), checked by the config on every rank
+  // before MPI starts and any file is written: an error is its message and exit 2 (the pipeline
+  // model's was an uncaught exception on rank 0 after every run, SIGABRT).
+  config(big, "1f1b", Vocab::off);
+  if (!o.skip_head) config(small, "1f1b", Vocab::off);
 
   World world(nullptr, nullptr);
   Comm& comm = world.comm();
@@ -397,7 +475,7 @@ int main(int argc, char** argv) {
   const int P = static_cast<int>(o.pp);
   const bool run_pipeline = !o.skip_pipeline && W >= P && P > 1;
 
-  const std::string dir = bench::shared_temp_dir(comm, "strata_vocab_bench");
+  dir = bench::shared_temp_dir(comm, "strata_vocab_bench");
   if (dir.empty()) {
     if (root) std::fprintf(stderr, "vocab_bench: cannot create a temporary directory\n");
     return 1;
@@ -423,59 +501,12 @@ int main(int argc, char** argv) {
   comm.broadcast_bytes(&ok, sizeof ok, 0);
   if (!ok) return 1;
 
-  const std::string yaml = R"(
-model: {layer_pattern: LLLS, linear_attention: {chunk_size: 64}}
-train: {steps: 1000, eval_every: 0, eval_batches: 1}
-optim: {lr: 1.0e-3, warmup_steps: 1}
-checkpoint: {every: 0, keep_last: 0, resume: never}
-)";
-  struct Shape {
-    int64_t vocab, dim, layers, heads, kv_heads, ffn, seq, micro, global_batch, pp;
-    std::string data, run;
-  };
-  auto config = [&](const Shape& s, const std::string& schedule, Vocab vocab) {
-    const std::vector<std::string> sets = {
-        "model.vocab_size=" + std::to_string(s.vocab),
-        "model.dim=" + std::to_string(s.dim),
-        "model.n_layers=" + std::to_string(s.layers),
-        "model.n_heads=" + std::to_string(s.heads),
-        "model.n_kv_heads=" + std::to_string(s.kv_heads),
-        "model.ffn_dim=" + std::to_string(s.ffn),
-        "model.layer_pattern=" + o.pattern,
-        "data.train=" + s.data,
-        "data.seq_len=" + std::to_string(s.seq),
-        "train.global_batch=" + std::to_string(s.global_batch),
-        "train.micro_batch=" + std::to_string(s.micro),
-        "train.run_dir=" + dir + "/" + s.run,
-        "train.eval_every=0",
-        "train.collective_timeout_s=600",  // passes slowed by oversubscription
-        "checkpoint.resume=never",
-        "parallel.pp=" + std::to_string(s.pp),
-        "parallel.schedule=" + schedule,
-        std::string("parallel.vocab_parallel=") + (vocab != Vocab::off ? "true" : "false"),
-        std::string("parallel.vocab_overlap=") + (vocab == Vocab::blocking ? "false" : "true"),
-    };
-    return parse_job_config(yaml, "vocab_bench.yaml", sets);
-  };
   auto die = [&](const std::string& what, const std::exception& e) {
+    // Only this rank may have failed: end the job rather than leave the others waiting (exit 2
+    // for bad input, such as a schedule the trainer refuses).
     std::fprintf(stderr, "vocab_bench: rank %d, %s: %s\n", comm.rank(), what.c_str(), e.what());
-    world.abort(1);
+    world.abort(exit_code(e));
   };
-  const Shape big{o.vocab, o.dim,   o.layers,      o.heads, o.kv_heads,        o.ffn,
-                  o.seq,   o.micro, o.m * o.micro, o.pp,    dir + "/pp/train", "pp"};
-  const int64_t hheads = std::max<int64_t>(1, o.head_dim / 64);
-  const Shape small{o.head_vocab,
-                    o.head_dim,
-                    o.head_layers,
-                    hheads,
-                    hheads % 2 == 0 ? hheads / 2 : hheads,
-                    ffn_for(o.head_dim),
-                    o.head_seq,
-                    o.head_micro,
-                    o.head_micro,
-                    1,
-                    dir + "/head/train",
-                    "head"};
 
   const std::string load0 = bench::load_average();
   const auto t0 = std::chrono::steady_clock::now();
@@ -731,4 +762,17 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
         head.loss, std::log(V), tile);
   }
   return 0;
+}
+
+}  // namespace
+
+// An error before MPI starts (a model shape the config refuses, say) is its message and exit 2,
+// not an uncaught exception (SIGABRT).
+int main(int argc, char** argv) {
+  try {
+    return run_bench(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vocab_bench: %s\n", e.what());
+    return 2;
+  }
 }

@@ -43,6 +43,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_args.h"
+#include "core/error.h"
 #include "core/memory.h"
 #include "core/rng.h"
 #include "launch/data.h"
@@ -115,9 +117,13 @@ std::string shared_temp_dir(Comm& world) {
   return path;
 }
 
-}  // namespace
+// The exit code of an error: a StrataError's own (2 for bad input), else 1.
+int exit_code(const std::exception& e) {
+  const auto* s = dynamic_cast<const StrataError*>(&e);
+  return s ? static_cast<int>(s->code()) : 1;
+}
 
-int main(int argc, char** argv) {
+int run_bench(int argc, char** argv) {
   int64_t dim = 256, layers = 4, vocab = 4096, seq = 128, global_batch = 8, micro = 1, steps = 2;
   int64_t heads = 0, kv_heads = 0, ffn = 0;
   std::string pattern = "LLLS";
@@ -131,18 +137,31 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--dim") dim = std::stoll(next());
-    else if (a == "--layers") layers = std::stoll(next());
-    else if (a == "--vocab") vocab = std::stoll(next());
-    else if (a == "--seq") seq = std::stoll(next());
-    else if (a == "--global-batch") global_batch = std::stoll(next());
-    else if (a == "--micro-batch") micro = std::stoll(next());
-    else if (a == "--steps") steps = std::stoll(next());
-    else if (a == "--heads") heads = std::stoll(next());
-    else if (a == "--kv-heads") kv_heads = std::stoll(next());
-    else if (a == "--ffn") ffn = std::stoll(next());
-    else if (a == "--pattern") pattern = next();
-    else if (a == "--keep-data") keep_data = true;
+    auto number = [&] { return bench_number("zero_bench", a, next()); };
+    if (a == "--dim")
+      dim = number();
+    else if (a == "--layers")
+      layers = number();
+    else if (a == "--vocab")
+      vocab = number();
+    else if (a == "--seq")
+      seq = number();
+    else if (a == "--global-batch")
+      global_batch = number();
+    else if (a == "--micro-batch")
+      micro = number();
+    else if (a == "--steps")
+      steps = number();
+    else if (a == "--heads")
+      heads = number();
+    else if (a == "--kv-heads")
+      kv_heads = number();
+    else if (a == "--ffn")
+      ffn = number();
+    else if (a == "--pattern")
+      pattern = next();
+    else if (a == "--keep-data")
+      keep_data = true;
     else {
       std::fprintf(stderr, "zero_bench: unknown option %s\n", a.c_str());
       return 2;
@@ -152,34 +171,25 @@ int main(int argc, char** argv) {
   if (kv_heads <= 0) kv_heads = heads % 2 == 0 ? heads / 2 : heads;
   if (ffn <= 0) ffn = (dim * 8 / 3 + 15) / 16 * 16;
   if (steps < 1) steps = 1;
+  // Sizes that crashed before any config saw them: --vocab 0 divided by zero drawing the random
+  // tokens (SIGFPE).
+  auto at_least = [](const char* flag, int64_t v, int64_t min) {
+    if (v >= min) return true;
+    std::fprintf(stderr, "zero_bench: %s: expected a value >= %lld, got %lld\n", flag,
+                 static_cast<long long>(min), static_cast<long long>(v));
+    return false;
+  };
+  if (!at_least("--dim", dim, 1) || !at_least("--layers", layers, 1) ||
+      !at_least("--vocab", vocab, 1) || !at_least("--seq", seq, 1) ||
+      !at_least("--global-batch", global_batch, 1) || !at_least("--micro-batch", micro, 1))
+    return 2;
 
   World world(nullptr, nullptr);
   Comm& comm = world.comm();
   const int N = comm.size();
   const bool root = comm.rank() == 0;
 
-  // Random tokens: the memory, volumes and speed do not depend on the text.
-  const std::string dir = shared_temp_dir(comm);
-  if (dir.empty()) {
-    if (root) std::fprintf(stderr, "zero_bench: cannot create a temporary directory\n");
-    return 1;
-  }
-  int ok = 1;
-  if (root) {
-    try {
-      const int64_t windows = std::max<int64_t>(64, global_batch * 4);
-      std::vector<int32_t> tokens(static_cast<size_t>(windows * seq + 1));
-      RngStream rng{rng_key(7, "bench/zero_tokens"), 0};
-      for (auto& t : tokens) t = static_cast<int32_t>(rng.next_below(static_cast<uint64_t>(vocab)));
-      write_token_shard(dir + "/train_000000.bin", tokens, vocab < 65536 ? 1 : 2);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "zero_bench: %s\n", e.what());
-      ok = 0;
-    }
-  }
-  comm.broadcast_bytes(&ok, sizeof ok, 0);
-  if (!ok) return 1;
-
+  std::string dir;  // the shared temporary directory, once the ranks have made it
   const std::string yaml = R"(
 model: {layer_pattern: LLLS, linear_attention: {chunk_size: 64}}
 train: {steps: 1000, eval_every: 0, eval_batches: 1}
@@ -207,6 +217,38 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
     };
     return parse_job_config(yaml, "zero_bench.yaml", sets);
   };
+  // The model shape (a --dim the heads do not divide, say) and the batch against the ranks,
+  // checked by the config on every rank before any file is written: the same answer on every
+  // rank, so each ends with exit 2 (it was exit 1 from stage 0's Trainer, the temporary
+  // directory left behind).
+  try {
+    config(0);
+  } catch (const std::exception& e) {
+    if (root) std::fprintf(stderr, "zero_bench: %s\n", e.what());
+    return exit_code(e);
+  }
+
+  // Random tokens: the memory, volumes and speed do not depend on the text.
+  dir = shared_temp_dir(comm);
+  if (dir.empty()) {
+    if (root) std::fprintf(stderr, "zero_bench: cannot create a temporary directory\n");
+    return 1;
+  }
+  int ok = 1;
+  if (root) {
+    try {
+      const int64_t windows = std::max<int64_t>(64, global_batch * 4);
+      std::vector<int32_t> tokens(static_cast<size_t>(windows * seq + 1));
+      RngStream rng{rng_key(7, "bench/zero_tokens"), 0};
+      for (auto& t : tokens) t = static_cast<int32_t>(rng.next_below(static_cast<uint64_t>(vocab)));
+      write_token_shard(dir + "/train_000000.bin", tokens, vocab < 65536 ? 1 : 2);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "zero_bench: %s\n", e.what());
+      ok = 0;
+    }
+  }
+  comm.broadcast_bytes(&ok, sizeof ok, 0);
+  if (!ok) return 1;
 
   // Sizes of the model's units, padded as ZeroEngine pads them (per unit, to a multiple of N).
   int64_t params = 0, psi_elems = 0, head_elems = 0, max_unit = 0, max_pair = 0;
@@ -250,9 +292,10 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
       r.rs = s[CommOp::reduce_scatter].bytes / steps;
       r.ag = s[CommOp::all_gather].bytes / steps;
     } catch (const std::exception& e) {
-      // Only this rank may have failed: end the job rather than leave the others waiting.
+      // Only this rank may have failed: end the job rather than leave the others waiting (exit 2
+      // for bad input).
       std::fprintf(stderr, "zero_bench: rank %d, stage %d: %s\n", comm.rank(), stage, e.what());
-      world.abort(1);
+      world.abort(exit_code(e));
     }
     const MemorySnapshot after = tracker.snapshot();
     for (int c = 0; c < kNumMemCategories; ++c)
@@ -270,21 +313,25 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
 
   const int64_t psi = psi_elems * 4;  // padded parameter bytes
   const int64_t m = global_batch / N / micro;
-  std::printf("zero_bench: %lld params (dim %lld, %lld layers %s, heads %lld/%lld, ffn %lld, vocab %lld), "
-              "%d ranks, global batch %lld x %lld tokens, micro-batch %lld (%lld per rank per step), "
-              "%lld timed steps after 1 warm-up, %s\n",
-              static_cast<long long>(params), static_cast<long long>(dim),
-              static_cast<long long>(layers), pattern.c_str(), static_cast<long long>(heads),
-              static_cast<long long>(kv_heads), static_cast<long long>(ffn),
-              static_cast<long long>(vocab), N, static_cast<long long>(global_batch),
-              static_cast<long long>(seq), static_cast<long long>(micro),
-              static_cast<long long>(m), static_cast<long long>(steps), comm.backend());
-  std::printf("Psi = %lld padded elements = %.2f MiB fp32 (%zu units; largest %.2f MiB, head %.2f MiB)\n\n",
-              static_cast<long long>(psi_elems), psi / kMiB, unit_padded.size(),
-              max_unit * 4 / kMiB, head_elems * 4 / kMiB);
+  std::printf(
+      "zero_bench: %lld params (dim %lld, %lld layers %s, heads %lld/%lld, ffn %lld, vocab %lld), "
+      "%d ranks, global batch %lld x %lld tokens, micro-batch %lld (%lld per rank per step), "
+      "%lld timed steps after 1 warm-up, %s\n",
+      static_cast<long long>(params), static_cast<long long>(dim), static_cast<long long>(layers),
+      pattern.c_str(), static_cast<long long>(heads), static_cast<long long>(kv_heads),
+      static_cast<long long>(ffn), static_cast<long long>(vocab), N,
+      static_cast<long long>(global_batch), static_cast<long long>(seq),
+      static_cast<long long>(micro), static_cast<long long>(m), static_cast<long long>(steps),
+      comm.backend());
+  std::printf(
+      "Psi = %lld padded elements = %.2f MiB fp32 (%zu units; largest %.2f MiB, head %.2f MiB)\n\n",
+      static_cast<long long>(psi_elems), psi / kMiB, unit_padded.size(), max_unit * 4 / kMiB,
+      head_elems * 4 / kMiB);
 
   // Table 1: peaks, communication, time.
-  std::printf("Peak MiB per rank over the timed steps (row 'r0' = rank 0, 'max' = max over ranks); dp MiB per step\n");
+  std::printf(
+      "Peak MiB per rank over the timed steps (row 'r0' = rank 0, 'max' = max over ranks); dp MiB "
+      "per step\n");
   std::printf("%-5s %-4s %5s | %8s %8s %8s %8s %8s %8s | %8s %6s | %8s %8s %8s %7s %7s | %9s\n",
               "stage", "row", "ranks", "params", "grads", "optim", "activ", "comm", "total",
               "model st", "vs s0", "all_red", "red_sct", "all_gth", "x 2Psi", "expect", "ms/step");
@@ -297,22 +344,32 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
       const StageResult& r = row == 0 ? rank0[stage] : maxr[stage];
       const StageResult& s0 = row == 0 ? rank0[0] : maxr[0];
       const double ms_state = static_cast<double>(model_states(r.peak));
-      std::printf("%-5d %-4s %5d | %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f | %8.2f %5.2fx | %8.2f %8.2f %8.2f %6.3fx %6.3fx | %9.1f\n",
-                  stage, row == 0 ? "r0" : "max", N, at(r.peak, MemCategory::params) / kMiB,
-                  at(r.peak, MemCategory::grads) / kMiB, at(r.peak, MemCategory::optimizer) / kMiB,
-                  at(r.peak, MemCategory::activations) / kMiB, at(r.peak, MemCategory::comm) / kMiB,
-                  r.total_peak / kMiB, ms_state / kMiB,
-                  ms_state / static_cast<double>(model_states(s0.peak)), r.ar / kMiB, r.rs / kMiB,
-                  r.ag / kMiB, static_cast<double>(r.ar + r.rs + r.ag) / (2 * psi_d), expect, r.ms);
+      std::printf(
+          "%-5d %-4s %5d | %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f | %8.2f %5.2fx | %8.2f %8.2f %8.2f "
+          "%6.3fx %6.3fx | %9.1f\n",
+          stage, row == 0 ? "r0" : "max", N, at(r.peak, MemCategory::params) / kMiB,
+          at(r.peak, MemCategory::grads) / kMiB, at(r.peak, MemCategory::optimizer) / kMiB,
+          at(r.peak, MemCategory::activations) / kMiB, at(r.peak, MemCategory::comm) / kMiB,
+          r.total_peak / kMiB, ms_state / kMiB,
+          ms_state / static_cast<double>(model_states(s0.peak)), r.ar / kMiB, r.rs / kMiB,
+          r.ag / kMiB, static_cast<double>(r.ar + r.rs + r.ag) / (2 * psi_d), expect, r.ms);
     }
   }
 
   // Table 2: the paper's model states per rank against the measured ones (max over ranks).
   // fp32 everywhere: params 4 Psi', grads 4 Psi', Adam 8 Psi' bytes (Psi' = padded elements).
-  std::printf("\nModel states per rank, MiB: ZeRO paper (fp32: params 4, grads 4, Adam 8 bytes/element) vs measured (max over ranks)\n");
-  std::printf("  paper: stage 0: 4+4+8 | 1: 4+4+8/N | 2: 4+(4+8)/N | 3: (4+4+8)/N, times Psi'; +live = what the design keeps\n");
-  std::printf("  transiently beyond that: stage 2 the full grads of <= 2 adjacent units (one in backward, one being\n");
-  std::printf("  reduce-scattered), stage 3 that plus the params of <= 2 adjacent gathered units (current + prefetched)\n");
+  std::printf(
+      "\nModel states per rank, MiB: ZeRO paper (fp32: params 4, grads 4, Adam 8 bytes/element) vs "
+      "measured (max over ranks)\n");
+  std::printf(
+      "  paper: stage 0: 4+4+8 | 1: 4+4+8/N | 2: 4+(4+8)/N | 3: (4+4+8)/N, times Psi'; +live = "
+      "what the design keeps\n");
+  std::printf(
+      "  transiently beyond that: stage 2 the full grads of <= 2 adjacent units (one in backward, "
+      "one being\n");
+  std::printf(
+      "  reduce-scattered), stage 3 that plus the params of <= 2 adjacent gathered units (current "
+      "+ prefetched)\n");
   std::printf("%-5s | %7s %7s %7s %7s %7s %8s | %7s %7s %7s %7s | %7s %7s %7s %7s %6s\n", "stage",
               "P", "G", "O", "paper", "+live", "=expect", "P", "G", "O", "persist", "P", "G", "O",
               "peak", "/exp");
@@ -330,24 +387,41 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
     }
     const double paper = pp + pg + po, expect = paper + live;
     const StageResult& r = maxr[stage];
-    std::printf("%-5d | %7.2f %7.2f %7.2f %7.2f %7.2f %8.2f | %7.2f %7.2f %7.2f %7.2f | %7.2f %7.2f %7.2f %7.2f %5.2fx\n",
-                stage, pp / kMiB, pg / kMiB, po / kMiB, paper / kMiB, live / kMiB, expect / kMiB,
-                at(r.persistent, MemCategory::params) / kMiB,
-                at(r.persistent, MemCategory::grads) / kMiB,
-                at(r.persistent, MemCategory::optimizer) / kMiB, model_states(r.persistent) / kMiB,
-                at(r.peak, MemCategory::params) / kMiB, at(r.peak, MemCategory::grads) / kMiB,
-                at(r.peak, MemCategory::optimizer) / kMiB, model_states(r.peak) / kMiB,
-                static_cast<double>(model_states(r.peak)) / expect);
+    std::printf(
+        "%-5d | %7.2f %7.2f %7.2f %7.2f %7.2f %8.2f | %7.2f %7.2f %7.2f %7.2f | %7.2f %7.2f %7.2f "
+        "%7.2f %5.2fx\n",
+        stage, pp / kMiB, pg / kMiB, po / kMiB, paper / kMiB, live / kMiB, expect / kMiB,
+        at(r.persistent, MemCategory::params) / kMiB, at(r.persistent, MemCategory::grads) / kMiB,
+        at(r.persistent, MemCategory::optimizer) / kMiB, model_states(r.persistent) / kMiB,
+        at(r.peak, MemCategory::params) / kMiB, at(r.peak, MemCategory::grads) / kMiB,
+        at(r.peak, MemCategory::optimizer) / kMiB, model_states(r.peak) / kMiB,
+        static_cast<double>(model_states(r.peak)) / expect);
   }
   bool leaked = false;
   for (int stage = 0; stage < 4; ++stage)
     if (maxr[stage].leak != 0) {
       leaked = true;
-      std::printf("WARNING: stage %d: tracker's current values did not return to their pre-Trainer values after "
-                  "it was destroyed (%lld bytes off on some rank)\n",
-                  stage, static_cast<long long>(maxr[stage].leak));
+      std::printf(
+          "WARNING: stage %d: tracker's current values did not return to their pre-Trainer values "
+          "after "
+          "it was destroyed (%lld bytes off on some rank)\n",
+          stage, static_cast<long long>(maxr[stage].leak));
     }
   if (!leaked)
-    std::printf("teardown: every stage's Trainer released all tracked memory (current values back to before it)\n");
+    std::printf(
+        "teardown: every stage's Trainer released all tracked memory (current values back to "
+        "before it)\n");
   return 0;
+}
+
+}  // namespace
+
+// Any other error is its message and exit 2, not an uncaught exception (SIGABRT).
+int main(int argc, char** argv) {
+  try {
+    return run_bench(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "zero_bench: %s\n", e.what());
+    return 2;
+  }
 }
