@@ -4,6 +4,7 @@
 #include <map>
 #include <tuple>
 
+#include "core/bf16_widened_matmul.h"
 #include "core/error.h"
 
 namespace strata {
@@ -80,6 +81,19 @@ Primitive make(const MatmulShape& s) {
   return p;
 }
 
+// Whether oneDNN makes bf16 matmuls on this CPU, asked once with a small shape: 2.6 has none
+// below AVX-512 (not even its reference kernel), whatever the shape.
+bool probe_bf16_matmul() {
+  const dims d{16, 16};
+  const dnnl::memory::desc a(d, dt::bf16, dims{16, 1}), c(d, dt::f32, dims{16, 1});
+  try {
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, a, c), engine());
+    return true;
+  } catch (const dnnl::error&) {
+    return false;
+  }
+}
+
 const Primitive& primitive(const MatmulShape& s) {
   auto it = cache().find(s);
   if (it == cache().end()) it = cache().emplace(s, make(s)).first;
@@ -88,7 +102,13 @@ const Primitive& primitive(const MatmulShape& s) {
 
 }  // namespace
 
+bool dnnl_has_bf16_matmul() {
+  static const bool has = probe_bf16_matmul();
+  return has;
+}
+
 void dnnl_matmul(const MatmulShape& s, const void* A, const void* B, void* C) {
+  if (s.in == MatmulInput::bf16 && !dnnl_has_bf16_matmul()) return bf16_widened_matmul(s, A, B, C);
   const Primitive& p = primitive(s);
   dnnl::memory a(p.a, engine(), const_cast<void*>(A));
   dnnl::memory b(p.b, engine(), const_cast<void*>(B));
@@ -101,7 +121,11 @@ void dnnl_matmul(const MatmulShape& s, const void* A, const void* B, void* C) {
   }
 }
 
-std::string dnnl_matmul_impl(const MatmulShape& s) { return primitive(s).impl; }
+std::string dnnl_matmul_impl(const MatmulShape& s) {
+  if (s.in == MatmulInput::bf16 && !dnnl_has_bf16_matmul())
+    return "bf16 widened to f32 on " + primitive(bf16_widened_shape(s)).impl;
+  return primitive(s).impl;
+}
 
 int64_t dnnl_matmul_primitives() { return static_cast<int64_t>(cache().size()); }
 

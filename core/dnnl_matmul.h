@@ -26,6 +26,10 @@ struct MatmulShape {
   bool out_bf16 = false;  // C stored in bf16 (the fp32 accumulation rounded once, to nearest even)
 };
 
+// Whether oneDNN has bf16 matmuls on this CPU (AVX-512 and up); without, dnnl_matmul runs bf16
+// shapes widened to fp32 (core/bf16_widened_matmul.h), the same numerics, slower.
+bool dnnl_has_bf16_matmul();
+
 // Runs the cached primitive of `s` on raw pointers (A and B of the input type, C fp32 or, with
 // out_bf16, bf16). M, N, K >= 1.
 void dnnl_matmul(const MatmulShape& s, const void* A, const void* B, void* C);

@@ -31,7 +31,8 @@ void count_gemm_bf16_flops(int64_t flops);
 std::string gemm_bf16_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K);
 
 // Whether this CPU runs bf16 natively (AVX512-BF16 or AMX-BF16, as oneDNN sees it); without,
-// oneDNN emulates bf16 on AVX-512 or falls back to a reference kernel (slow but correct).
+// oneDNN emulates bf16 on AVX-512, and below AVX-512 the operands are widened to fp32 for
+// oneDNN's fp32 matmul (core/bf16_widened_matmul.h): the same numerics, slower than fp32.
 bool cpu_has_native_bf16();
 
 // Primitives created so far (tests: the cache must not grow with repeated shapes).

@@ -556,7 +556,7 @@ int Trainer::run() {
     log_info(std::string("strata: bf16 precision, GEMMs on oneDNN's ") +
              gemm_bf16_impl(false, true, 2048, 2048, 2048) +
              (cpu_has_native_bf16() ? ""
-                                    : " (this CPU has no AVX512-BF16/AMX: oneDNN emulates bf16, "
+                                    : " (this CPU has no AVX512-BF16/AMX: bf16 is emulated, "
                                       "slower than fp32; train.precision: fp32 is faster here)"));
   log_info("strata: " + std::to_string(cfg_.model.num_parameters()) + " parameters, " +
            std::to_string(cfg_.train.global_batch * cfg_.data.seq_len) + " tokens/step, " +
