@@ -17,6 +17,13 @@ float max_of(const float* x, int64_t n) {
   alignas(64) float lanes[16];
   _mm512_store_ps(lanes, m);
   for (float l : lanes) mx = std::max(mx, l);
+#elif defined(STRATA_VEC16)
+  // AVX2's vmaxps returns its second operand on a NaN too (core/vec16_avx2.h).
+  __m256 m = _mm256_set1_ps(mx);
+  for (; i + 8 <= n; i += 8) m = _mm256_max_ps(_mm256_loadu_ps(x + i), m);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, m);
+  for (float l : lanes) mx = std::max(mx, l);
 #endif
   for (; i < n; ++i) mx = std::max(mx, x[i]);
   return mx;
@@ -38,6 +45,17 @@ double exp_shift_sum(const float* x, float* y, int64_t n, float shift) {
   }
   _mm512_storeu_pd(acc, lo);
   _mm512_storeu_pd(acc + 8, hi);
+#elif defined(STRATA_VEC16)
+  // Four quarters of each 16 widened to double: lane j of sums[j / 4] holds sum j.
+  __m256d sums[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
+                     _mm256_setzero_pd()};
+  for (; i + 16 <= n; i += 16) {
+    const Vec16 e = exp_v(vload(x + i, Vec16{}) - Vec16(shift));
+    vstore(y + i, e);
+    for (int q = 0; q < 4; ++q)
+      sums[q] = _mm256_add_pd(sums[q], _mm256_cvtps_pd(_mm_loadu_ps(y + i + 4 * q)));
+  }
+  for (int q = 0; q < 4; ++q) _mm256_storeu_pd(acc + 4 * q, sums[q]);
 #endif
   for (; i < n; ++i) {
     y[i] = exp_f32(x[i] - shift);

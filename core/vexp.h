@@ -3,10 +3,10 @@
 // glibc's expf has no SIMD variant without -ffast-math, so those loops called it once per
 // element and spent most of a step's element-wise time there.
 //
-// One algorithm, written once on a "lane" type V: float (scalar) or, under AVX-512, Vec16 (16
-// floats). Every operation is IEEE-exact or correctly rounded in both (explicit fma, never a
-// contracted a * b + c), so a vector lane and the scalar fallback give the same bits: results do
-// not depend on the code path, the tail of an array, or the CPU's vector width.
+// One algorithm, written once on a "lane" type V: float (scalar) or, under AVX-512 or AVX2,
+// Vec16 (16 floats). Every operation is IEEE-exact or correctly rounded in both (explicit fma,
+// never a contracted a * b + c), so a vector lane and the scalar fallback give the same bits:
+// results do not depend on the code path, the tail of an array, or the CPU's vector width.
 //
 // exp_v: clamp x to [-104, 88.8] (outside, the float result is 0 or inf anyway), n = rint(x
 // log2 e), r = x - n ln2 (Cody-Waite, two fmas), exp(r) by Cephes' degree-7 polynomial on
@@ -19,8 +19,13 @@
 
 #include "core/bf16.h"
 
-#ifdef __AVX512F__
+// STRATA_VEC16: there is a 16-float lane type, Vec16: one AVX-512 register (below), or two AVX2
+// ones (core/vec16_avx2.h, e.g. AMD's Zen 3 EPYC).
+#if defined(__AVX512F__)
 #include <immintrin.h>
+#define STRATA_VEC16 1
+#elif defined(__AVX2__) && defined(__FMA__)
+#include "core/vec16_avx2.h"
 #endif
 
 namespace strata {
@@ -154,13 +159,13 @@ inline V sigmoid_v(V x) {
 
 inline float exp_f32(float x) { return exp_v(x); }
 
-// Applies fn(lane, i) to i = 0, 16, 32, ... with a Vec16 lane where AVX-512 is there, and to
-// the remaining i one by one with a float lane (all of them without AVX-512). fn loads and
-// stores through vload(p, lane) / vstore.
+// Applies fn(lane, i) to i = 0, 16, 32, ... with a Vec16 lane where AVX-512 or AVX2 is there,
+// and to the remaining i one by one with a float lane (all of them without either). fn loads
+// and stores through vload(p, lane) / vstore.
 template <class Fn>
 inline void for_lanes(int64_t begin, int64_t end, Fn&& fn) {
   int64_t i = begin;
-#ifdef __AVX512F__
+#ifdef STRATA_VEC16
   for (; i + 16 <= end; i += 16) fn(Vec16{}, i);
 #endif
   for (; i < end; ++i) fn(float{}, i);

@@ -151,14 +151,14 @@ void rmsnorm_gain(const S* xhat, const T* g, S* y, int64_t N, int64_t D) {
 
 // sum_j (dy_j g_j) xhat_j of one row (g = nullptr: dy_j). float: 16 float running sums (fma,
 // sum k taking the terms j = k mod 16 of the first D - D mod 16), added in double, then the
-// last D mod 16 terms in double: the same bits with or without AVX-512, and several times faster
-// than a double sum of every term. double (the finite-difference reference): lane_sum.
+// last D mod 16 terms in double: the same bits with or without a vector lane, and several times
+// faster than a double sum of every term. double (the finite-difference reference): lane_sum.
 template <class T, class S>
 double row_dot(const T* dy, const T* g, const S* x, int64_t D) {
   if constexpr (std::is_same_v<T, float>) {
     const int64_t body = D / 16 * 16;
     float sums[16] = {};
-#ifdef __AVX512F__
+#ifdef STRATA_VEC16
     Vec16 acc(0.f);
     for (int64_t j = 0; j < body; j += 16) {
       const Vec16 d = g ? vload(dy + j, Vec16{}) * vload(g + j, Vec16{}) : vload(dy + j, Vec16{});

@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "core/vexp.h"
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(STRATA_VEC16)
 #include <immintrin.h>
 #endif
 
@@ -43,7 +43,7 @@ inline void update_one(float* p, const float* g, float* m, float* v, int64_t i, 
 }
 
 // [begin, end) on one thread. GCC will not auto-vectorise the loop (sqrtf may set errno, and
-// -fno-math-errno cannot be set per file), so the AVX-512 body is spelled out: the same
+// -fno-math-errno cannot be set per file), so the AVX-512 (or AVX2) body is spelled out: the same
 // operations in the same order, each IEEE-rounded, hence bit-identical to update_one. With p16
 // the updated parameters are also stored rounded to bf16 (the bf16 precision's copy); with gz
 // (g itself, writable) each gradient is set to zero once read.
@@ -71,6 +71,31 @@ void update_range(float* p, const float* g, float* m, float* v, bf16* p16, float
     const __m512 pn = _mm512_add_ps(pi, _mm512_div_ps(_mm512_mul_ps(nss, mi), denom));
     _mm512_storeu_ps(p + i, pn);
     if (p16) vstore(p16 + i, Vec16(pn));  // core/vexp.h: fp32_to_bf16 on 16 lanes
+  }
+#elif defined(STRATA_VEC16)
+  // The same on AVX2 (core/vec16_avx2.h), 8 lanes at a time, 16 per step for the bf16 store.
+  const __m256 keep = _mm256_set1_ps(c.keep), omb1 = _mm256_set1_ps(c.one_minus_b1);
+  const __m256 b2 = _mm256_set1_ps(c.b2), omb2 = _mm256_set1_ps(c.one_minus_b2);
+  const __m256 bc2 = _mm256_set1_ps(c.bc2_sqrt), eps = _mm256_set1_ps(c.eps);
+  const __m256 nss = _mm256_set1_ps(c.neg_step_size), gs = _mm256_set1_ps(c.grad_scale);
+  for (; i + 16 <= end; i += 16) {
+    __m256 pn[2];
+    for (int h = 0; h < 2; ++h) {
+      const int64_t j = i + 8 * h;
+      const __m256 gi = _mm256_mul_ps(_mm256_loadu_ps(g + j), gs);
+      if (gz) _mm256_storeu_ps(gz + j, _mm256_setzero_ps());
+      const __m256 m0 = _mm256_loadu_ps(m + j);
+      const __m256 pi = _mm256_mul_ps(_mm256_loadu_ps(p + j), keep);
+      const __m256 mi = _mm256_add_ps(m0, _mm256_mul_ps(omb1, _mm256_sub_ps(gi, m0)));
+      const __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + j), b2),
+                                      _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
+      const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2), eps);
+      _mm256_storeu_ps(m + j, mi);
+      _mm256_storeu_ps(v + j, vi);
+      pn[h] = _mm256_add_ps(pi, _mm256_div_ps(_mm256_mul_ps(nss, mi), denom));
+      _mm256_storeu_ps(p + j, pn[h]);
+    }
+    if (p16) vstore(p16 + i, Vec16(pn[0], pn[1]));
   }
 #endif
   for (; i < end; ++i) {
