@@ -3,7 +3,9 @@
 // with the rank. The results are reduced so that a failure on ANY rank makes every rank exit 1.
 // A test must keep every rank on the same sequence of collectives: a fatal ASSERT that returns on
 // one rank only leaves the others waiting in the next collective until ctest's TIMEOUT, so tests
-// compare with EXPECT after their collectives.
+// compare with EXPECT after their collectives. An exception that escapes a test body is the
+// same trap, and cannot be avoided by the test: the rank that caught it ends the whole job at
+// once, naming the test, rather than leaving the others to ctest's TIMEOUT.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -39,6 +41,31 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
   std::string test_;
 };
 
+// gtest reports an escaped exception as a failure whose message begins "C++ exception with
+// description" (or "Unknown C++ exception"); the other ranks may be waiting in a collective
+// this rank will never reach.
+class ExceptionAborter : public ::testing::EmptyTestEventListener {
+ public:
+  explicit ExceptionAborter(int rank) : rank_(rank) {}
+  void OnTestStart(const ::testing::TestInfo& t) override {
+    test_ = std::string(t.test_suite_name()) + "." + t.name();
+  }
+  void OnTestPartResult(const ::testing::TestPartResult& r) override {
+    const std::string message = r.message();
+    if (!r.failed() || message.find("C++ exception") == std::string::npos) return;
+    std::fprintf(stderr,
+                 "[rank %d] an exception escaped %s: ending the job (the other ranks may be "
+                 "waiting in a collective this rank will not reach)\n",
+                 rank_, test_.c_str());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+
+ private:
+  int rank_;
+  std::string test_;
+};
+
 }  // namespace
 
 MpiEnv& test_mpi_env() { return *g_env; }
@@ -54,6 +81,7 @@ int main(int argc, char** argv) {
     delete listeners.Release(listeners.default_result_printer());
     listeners.Append(new strata::RankFailurePrinter(env.world_rank()));
   }
+  listeners.Append(new strata::ExceptionAborter(env.world_rank()));  // after the printers
   int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
   int failed_ranks = failed;
   MPI_Allreduce(MPI_IN_PLACE, &failed_ranks, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
