@@ -1,13 +1,15 @@
 #pragma once
 // The benchmarks' command-line numbers, checked in one place: a value that is not a whole
 // number exits 2 with a message naming the program and the flag (std::stoll would throw and,
-// uncaught, end the process with SIGABRT).
+// uncaught, end the process with SIGABRT); and their main, which no error leaves by a signal.
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <system_error>
+
+#include "core/error.h"
 
 namespace strata {
 
@@ -20,6 +22,22 @@ inline int64_t bench_number(const char* program, const std::string& flag, const 
     std::exit(2);
   }
   return n;
+}
+
+// A benchmark's main: runs fn(), and an error that escapes it is a message naming the program and
+// its exit code (a StrataError's own: 2 for bad input; 2 for anything else, std::bad_alloc say)
+// rather than std::terminate's SIGABRT.
+template <class Fn>
+int bench_main(const char* program, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const StrataError& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return 2;
+  }
 }
 
 }  // namespace strata

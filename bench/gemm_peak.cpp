@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "core/bf16.h"
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
@@ -75,13 +76,14 @@ int usage() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_bench(int argc, char** argv) {
   int threads = 0;
   std::string openblas_path = "libopenblas.so.0";
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) {
-      threads = std::atoi(argv[++i]);
-      if (threads <= 0) return usage();
+      const int64_t t = strata::bench_number("gemm_peak", "--threads", argv[++i]);
+      if (t <= 0 || t > 4096) return usage();
+      threads = static_cast<int>(t);
     } else if (!std::strcmp(argv[i], "--openblas") && i + 1 < argc) {
       openblas_path = argv[++i];
     } else {
@@ -162,4 +164,8 @@ int main(int argc, char** argv) {
     std::printf("\n");
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return strata::bench_main("gemm_peak", [&] { return run_bench(argc, argv); });
 }

@@ -104,63 +104,58 @@ void run(IoBackend backend, int64_t bytes, const std::string& dir, int64_t bs, i
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    int64_t mib = 256, bs = 1 << 20, qd = 32;
-    std::string dir = "/tmp", which = "both";
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      if (i + 1 >= argc) throw strata::InputError("flag " + a + " needs a value");
-      const std::string v = argv[++i];
-      if (a == "--mib")
-        mib = strata::bench_number("io_bench", a, v);
-      else if (a == "--dir")
-        dir = v;
-      else if (a == "--bs")
-        bs = parse_block_size(a, v);
-      else if (a == "--qd")
-        qd = strata::bench_number("io_bench", a, v);
-      else if (a == "--backend")
-        which = v;
-      else
-        throw strata::InputError("unknown flag " + a +
-                                 " (--mib N --dir D --bs SIZE --qd N --backend "
-                                 "both|io_uring|threads)");
-    }
-    // --mib 0 or less reached the host pool's internal check, and mib << 20 overflowed past
-    // 8 TiB; --qd 0 the engine's internal check, --qd 100000 thread creation (uncaught:
-    // SIGABRT); an unknown --backend measured nothing and exited 0.
-    if (mib < 1 || mib > (int64_t{1} << 20))
-      throw strata::InputError("--mib: expected a size in MiB from 1 to 1048576, got " +
-                               std::to_string(mib));
-    if (qd < 1 || qd > 4096)
-      throw strata::InputError("--qd: expected a queue depth from 1 to 4096, got " +
-                               std::to_string(qd));
-    if (which != "both" && which != "io_uring" && which != "threads")
-      throw strata::InputError("--backend: expected both, io_uring or threads, got '" + which +
-                               "'");
-    const int64_t bytes = mib << 20;
-    if (which == "both" || which == "io_uring")
-      run(IoBackend::io_uring, bytes, dir, bs, static_cast<int>(qd));
-    if (which == "both" || which == "threads")
-      run(IoBackend::threads, bytes, dir, bs, static_cast<int>(qd));
-    if (have_fio()) {
-      const std::string common =
-          " --ioengine=io_uring --direct=1 --bs=" + std::to_string(bs >> 10) +
-          "k --iodepth=" + std::to_string(qd) + " --size=" + std::to_string(mib) +
-          "m --filename=" + dir + "/fio_io_bench";
-      std::printf("compare: fio --name=w%s --rw=write\n", common.c_str());
-      std::printf("compare: fio --name=r%s --rw=read\n", common.c_str());
-      std::printf("         (then rm %s/fio_io_bench)\n", dir.c_str());
-    } else {
-      std::printf("fio not installed: no reference figure (apt-get install -y fio)\n");
-    }
-    return 0;
-  } catch (const strata::StrataError& e) {
-    std::fprintf(stderr, "io_bench: %s\n", e.what());
-    return static_cast<int>(e.code());
-  } catch (const std::exception& e) {  // std::bad_alloc, say
-    std::fprintf(stderr, "io_bench: %s\n", e.what());
-    return 2;
+int run_bench(int argc, char** argv) {
+  int64_t mib = 256, bs = 1 << 20, qd = 32;
+  std::string dir = "/tmp", which = "both";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) throw strata::InputError("flag " + a + " needs a value");
+    const std::string v = argv[++i];
+    if (a == "--mib")
+      mib = strata::bench_number("io_bench", a, v);
+    else if (a == "--dir")
+      dir = v;
+    else if (a == "--bs")
+      bs = parse_block_size(a, v);
+    else if (a == "--qd")
+      qd = strata::bench_number("io_bench", a, v);
+    else if (a == "--backend")
+      which = v;
+    else
+      throw strata::InputError("unknown flag " + a +
+                               " (--mib N --dir D --bs SIZE --qd N --backend "
+                               "both|io_uring|threads)");
   }
+  // --mib 0 or less reached the host pool's internal check, and mib << 20 overflowed past
+  // 8 TiB; --qd 0 the engine's internal check, --qd 100000 thread creation (uncaught:
+  // SIGABRT); an unknown --backend measured nothing and exited 0.
+  if (mib < 1 || mib > (int64_t{1} << 20))
+    throw strata::InputError("--mib: expected a size in MiB from 1 to 1048576, got " +
+                             std::to_string(mib));
+  if (qd < 1 || qd > 4096)
+    throw strata::InputError("--qd: expected a queue depth from 1 to 4096, got " +
+                             std::to_string(qd));
+  if (which != "both" && which != "io_uring" && which != "threads")
+    throw strata::InputError("--backend: expected both, io_uring or threads, got '" + which + "'");
+  const int64_t bytes = mib << 20;
+  if (which == "both" || which == "io_uring")
+    run(IoBackend::io_uring, bytes, dir, bs, static_cast<int>(qd));
+  if (which == "both" || which == "threads")
+    run(IoBackend::threads, bytes, dir, bs, static_cast<int>(qd));
+  if (have_fio()) {
+    const std::string common = " --ioengine=io_uring --direct=1 --bs=" + std::to_string(bs >> 10) +
+                               "k --iodepth=" + std::to_string(qd) +
+                               " --size=" + std::to_string(mib) + "m --filename=" + dir +
+                               "/fio_io_bench";
+    std::printf("compare: fio --name=w%s --rw=write\n", common.c_str());
+    std::printf("compare: fio --name=r%s --rw=read\n", common.c_str());
+    std::printf("         (then rm %s/fio_io_bench)\n", dir.c_str());
+  } else {
+    std::printf("fio not installed: no reference figure (apt-get install -y fio)\n");
+  }
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  return strata::bench_main("io_bench", [&] { return run_bench(argc, argv); });
 }

@@ -403,10 +403,5 @@ int run_bench(int argc, char** argv) {
 // An error before the measurement (none is expected: the flags are checked) is a message and
 // exit 2, not an uncaught exception (SIGABRT).
 int main(int argc, char** argv) {
-  try {
-    return run_bench(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "lasp_bench: %s\n", e.what());
-    return 2;
-  }
+  return strata::bench_main("lasp_bench", [&] { return run_bench(argc, argv); });
 }

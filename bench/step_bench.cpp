@@ -281,10 +281,5 @@ int run_bench(int argc, char** argv) {
 // A bad model shape (--dim not divisible by the heads, say) is the model's own error message,
 // exit 2, not an uncaught exception.
 int main(int argc, char** argv) {
-  try {
-    return run_bench(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "step_bench: %s\n", e.what());
-    return 2;
-  }
+  return strata::bench_main("step_bench", [&] { return run_bench(argc, argv); });
 }

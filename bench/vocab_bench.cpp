@@ -769,10 +769,5 @@ checkpoint: {every: 0, keep_last: 0, resume: never}
 // An error before MPI starts (a model shape the config refuses, say) is its message and exit 2,
 // not an uncaught exception (SIGABRT).
 int main(int argc, char** argv) {
-  try {
-    return run_bench(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "vocab_bench: %s\n", e.what());
-    return 2;
-  }
+  return strata::bench_main("vocab_bench", [&] { return run_bench(argc, argv); });
 }

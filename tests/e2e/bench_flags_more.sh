@@ -14,7 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 e2e_init "$@"
 
 BENCH_DIR="$(dirname "$STRATA")/bench"
-for b in lasp_bench pipeline_bench vocab_bench zero_bench io_bench; do
+for b in lasp_bench pipeline_bench vocab_bench zero_bench io_bench gemm_peak; do
   [[ -x "$BENCH_DIR/$b" ]] || fail "$b not built next to $STRATA"
 done
 
@@ -45,6 +45,7 @@ malformed zero_bench --micro-batch
 malformed zero_bench --steps
 malformed io_bench --mib
 malformed io_bench --qd
+malformed gemm_peak --threads  # atoi read "3x" as 3 and "x" as 0 (then the usage)
 
 # An item of a comma list names its flag.
 bench_case lasp_bench "lasp_bench: --lens: expected a whole number, got 'x'" --lens 2048,x
