@@ -6,6 +6,9 @@
 // rounded once when stored in bf16), so every bf16 layer, test and job runs here with the same
 // numerics as on AMX, only without the speed: it is slower than the fp32 path, which the
 // trainer says once at start. Main thread only, as core/dnnl_matmul.h (the scratch is shared).
+// The widened operands live in scratch kept for the process, grown to the largest call (the LM
+// head's fp32 vocabulary tile and weights, tens of MiB on a big vocabulary) and outside the run's
+// accounted memory categories, as oneDNN's own scratchpads are.
 #include "core/dnnl_matmul.h"
 
 namespace strata {

@@ -41,6 +41,14 @@ for job in "$SRC_DIR"/configs/*.yaml; do
 done
 TINY="$SRC_DIR/configs/tiny.yaml"
 plan_and_train tiny_bf16 "$TINY" --set train.precision=bf16
+# The run says once which kernels its bf16 GEMMs run on, and on a CPU without AVX512-BF16 or
+# AMX (no avx512_bf16 or amx_bf16 flag) that bf16 is emulated there.
+[[ $(grep -c "strata: bf16 precision, GEMMs on" "$E2E_OUT/stderr") -eq 1 ]] ||
+  fail "tiny_bf16: the bf16 kernels are not logged exactly once"
+if ! grep -qwE "avx512_bf16|amx_bf16" /proc/cpuinfo; then
+  [[ $(grep -c "bf16 is emulated" "$E2E_OUT/stderr") -eq 1 ]] ||
+    fail "tiny_bf16: a CPU without bf16 units is not logged exactly once"
+fi
 plan_and_train tiny_zero1_bf16 "$TINY" --set train.precision=bf16 --set parallel.dp=2 \
   --set parallel.zero_stage=1
 plan_and_train tiny_zero2 "$TINY" --set parallel.dp=2 --set parallel.zero_stage=2
