@@ -24,4 +24,12 @@ void to_bf16_rows(const float* x, int64_t ldx, bf16* y, int64_t ldy, int64_t row
     for (int64_t c = 0; c < cols; ++c) y[r * ldy + c] = fp32_to_bf16(x[r * ldx + c]);
 }
 
+void from_bf16_rows(const bf16* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t cols) {
+  ProfScope prof_scope(ProfOp::convert);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    for_lanes(0, cols,
+              [&](auto lane, int64_t c) { vstore(y + r * ldy + c, vload(x + r * ldx + c, lane)); });
+}
+
 }  // namespace strata

@@ -29,5 +29,6 @@ void to_bf16(const float* x, bf16* y, int64_t n);
 void from_bf16(const bf16* x, float* y, int64_t n);
 // A [rows, cols] block with row strides (ld >= cols): for GEMM operands inside a larger buffer.
 void to_bf16_rows(const float* x, int64_t ldx, bf16* y, int64_t ldy, int64_t rows, int64_t cols);
+void from_bf16_rows(const bf16* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t cols);
 
 }  // namespace strata

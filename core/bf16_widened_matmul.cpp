@@ -3,40 +3,26 @@
 #include <vector>
 
 #include "core/bf16.h"
-#include "core/profile.h"
 
 namespace strata {
 
 namespace {
 
-// A stored operand: `batch` matrices of [rows, cols] with row stride ld, one after another
-// (batch stride rows * ld, as core/dnnl_matmul.cpp's descriptors).
+// A stored operand: `batch` matrices of [rows, cols] with row stride ld, one after another with
+// batch stride rows * ld (core/dnnl_matmul.cpp's descriptors), so batch * rows rows of stride ld.
 struct Stored {
-  int64_t batch, rows, cols, ld;
+  int64_t rows, cols, ld;  // rows over the whole batch
 };
 
 // The operand op(X) [op_rows, op_cols] as stored: transposed, its rows are op(X)'s columns.
 Stored stored_of(int64_t batch, bool t, int64_t op_rows, int64_t op_cols, int64_t ld) {
-  return t ? Stored{batch, op_cols, op_rows, ld} : Stored{batch, op_rows, op_cols, ld};
+  return t ? Stored{batch * op_cols, op_rows, ld} : Stored{batch * op_rows, op_cols, ld};
 }
 
 // Widens a stored bf16 operand into a dense fp32 one (ld = cols), every element exactly.
 void widen(const Stored& s, const bf16* x, std::vector<float>& out) {
-  ProfScope prof_scope(ProfOp::convert);
-  const int64_t rows = s.batch * s.rows;
-  out.resize(static_cast<size_t>(rows * s.cols));
-  float* y = out.data();
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const bf16* row = x + (r / s.rows) * s.rows * s.ld + (r % s.rows) * s.ld;
-    for (int64_t c = 0; c < s.cols; ++c) y[r * s.cols + c] = bf16_to_fp32(row[c]);
-  }
-}
-
-// Rounds the dense fp32 result into the stored bf16 C (row stride ldc), to nearest even.
-void narrow(const float* c, const Stored& s, bf16* y) {
-  for (int64_t b = 0; b < s.batch; ++b)
-    to_bf16_rows(c + b * s.rows * s.cols, s.cols, y + b * s.rows * s.ld, s.ld, s.rows, s.cols);
+  out.resize(static_cast<size_t>(s.rows * s.cols));
+  from_bf16_rows(x, s.ld, out.data(), s.cols, s.rows, s.cols);
 }
 
 // Scratch for the widened operands, grown to the largest shape seen (main thread only).
@@ -70,13 +56,14 @@ void bf16_widened_matmul(const MatmulShape& s, const void* A, const void* B, voi
     dnnl_matmul(f, w.a.data(), w.b.data(), C);
     return;
   }
-  const Stored c{s.batch, s.M, s.N, s.ldc};
+  const Stored c = stored_of(s.batch, false, s.M, s.N, s.ldc);
   if (s.beta != 0.f)
     widen(c, static_cast<const bf16*>(C), w.c);
   else
-    w.c.resize(static_cast<size_t>(s.batch * s.M * s.N));
+    w.c.resize(static_cast<size_t>(c.rows * c.cols));
   dnnl_matmul(f, w.a.data(), w.b.data(), w.c.data());
-  narrow(w.c.data(), c, static_cast<bf16*>(C));
+  // the dense fp32 result rounded into the stored bf16 C, to nearest even
+  to_bf16_rows(w.c.data(), c.cols, static_cast<bf16*>(C), c.ld, c.rows, c.cols);
 }
 
 }  // namespace strata
