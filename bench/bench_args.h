@@ -25,8 +25,8 @@ inline int64_t bench_number(const char* program, const std::string& flag, const 
 }
 
 // A benchmark's main: runs fn(), and an error that escapes it is a message naming the program and
-// its exit code (a StrataError's own: 2 for bad input; 2 for anything else, std::bad_alloc say)
-// rather than std::terminate's SIGABRT.
+// its exit code (a StrataError's own, 2 for bad input; 2 for any other exception, std::bad_alloc
+// say) rather than std::terminate's SIGABRT.
 template <class Fn>
 int bench_main(const char* program, Fn&& fn) {
   try {

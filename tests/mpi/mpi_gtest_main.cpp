@@ -21,35 +21,38 @@ namespace {
 
 MpiEnv* g_env = nullptr;
 
-class RankFailurePrinter : public ::testing::EmptyTestEventListener {
+// A listener of one rank that knows the running test's name. The name is kept here:
+// UnitTest::current_test_info() would take the lock gtest holds while it reports a result, and
+// deadlock.
+class RankListener : public ::testing::EmptyTestEventListener {
  public:
-  explicit RankFailurePrinter(int rank) : rank_(rank) {}
-  // The name is kept here: UnitTest::current_test_info() would take the lock gtest holds while
-  // it reports a result, and deadlock.
+  explicit RankListener(int rank) : rank_(rank) {}
   void OnTestStart(const ::testing::TestInfo& t) override {
     test_ = std::string(t.test_suite_name()) + "." + t.name();
   }
+
+ protected:
+  int rank_;
+  std::string test_;
+};
+
+class RankFailurePrinter : public RankListener {
+ public:
+  using RankListener::RankListener;
   void OnTestPartResult(const ::testing::TestPartResult& r) override {
     if (!r.failed()) return;
     std::fprintf(stderr, "[rank %d] FAILED %s at %s:%d\n%s\n", rank_, test_.c_str(),
                  r.file_name() ? r.file_name() : "?", r.line_number(), r.message());
     std::fflush(stderr);
   }
-
- private:
-  int rank_;
-  std::string test_;
 };
 
 // gtest reports an escaped exception as a failure whose message begins "C++ exception with
 // description" (or "Unknown C++ exception"); the other ranks may be waiting in a collective
 // this rank will never reach.
-class ExceptionAborter : public ::testing::EmptyTestEventListener {
+class ExceptionAborter : public RankListener {
  public:
-  explicit ExceptionAborter(int rank) : rank_(rank) {}
-  void OnTestStart(const ::testing::TestInfo& t) override {
-    test_ = std::string(t.test_suite_name()) + "." + t.name();
-  }
+  using RankListener::RankListener;
   void OnTestPartResult(const ::testing::TestPartResult& r) override {
     const std::string message = r.message();
     if (!r.failed() || message.find("C++ exception") == std::string::npos) return;
@@ -60,10 +63,6 @@ class ExceptionAborter : public ::testing::EmptyTestEventListener {
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
-
- private:
-  int rank_;
-  std::string test_;
 };
 
 }  // namespace
