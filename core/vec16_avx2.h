@@ -45,6 +45,7 @@ inline Vec16 vclamp(Vec16 x, float lo, float hi) {
   const __m256 l = _mm256_set1_ps(lo), h = _mm256_set1_ps(hi);
   return {_mm256_min_ps(_mm256_max_ps(x.lo, l), h), _mm256_min_ps(_mm256_max_ps(x.hi, l), h)};
 }
+inline Vec16 vsqrt(Vec16 x) { return {_mm256_sqrt_ps(x.lo), _mm256_sqrt_ps(x.hi)}; }
 inline Vec16 vrint(Vec16 x) {
   constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
   return {_mm256_round_ps(x.lo, kNearest), _mm256_round_ps(x.hi, kNearest)};

@@ -54,6 +54,9 @@ inline float vscale2(float y, float n) {
   return (y * p1) * p2;
 }
 inline float vnan_pass(float x, float y) { return x != x ? x : y; }  // x if NaN, else y
+// __builtin_sqrtf, not std::sqrt: <cmath>'s wrapper does not inline into a file that switches
+// contraction off (optim/no_fp_contract.h). Correctly rounded, as the vector lanes' sqrt.
+inline float vsqrt(float x) { return __builtin_sqrtf(x); }
 // a + b where a is a product just formed: GCC contracts a * b + c into one FMA by default, which
 // would round once where a separate add (another pass's) rounds twice. a goes through memory
 // first (the scalar lane is only an array's tail).
@@ -96,6 +99,7 @@ inline Vec16 vrint(Vec16 x) {
   return _mm512_maskz_roundscale_ps(kAll16, x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 inline Vec16 vscale2(Vec16 y, Vec16 n) { return _mm512_maskz_scalef_ps(kAll16, y.v, n.v); }
+inline Vec16 vsqrt(Vec16 x) { return _mm512_maskz_sqrt_ps(kAll16, x.v); }
 // The explicit-rounding form is a builtin of its own, which GCC does not contract.
 inline Vec16 vadd_unfused(Vec16 a, Vec16 b) {
   return _mm512_maskz_add_round_ps(kAll16, a.v, b.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);

@@ -9,10 +9,6 @@
 #include "core/error.h"
 #include "core/vexp.h"
 
-#if defined(__AVX512F__) || defined(STRATA_VEC16)
-#include <immintrin.h>
-#endif
-
 // Every multiply and add rounds on its own (see the header).
 #include "optim/no_fp_contract.h"
 
@@ -29,80 +25,30 @@ struct Coeffs {
   float grad_scale;  // the clipping coefficient (x * 1.0f is exact)
 };
 
-// One element in PyTorch's order. __builtin_sqrtf, not std::sqrt: the optimize pragma above
-// stops <cmath>'s wrapper from inlining.
-inline void update_one(float* p, const float* g, float* m, float* v, int64_t i, const Coeffs& c) {
-  const float gi = g[i] * c.grad_scale;
-  const float pi = p[i] * c.keep;
-  const float mi = m[i] + c.one_minus_b1 * (gi - m[i]);
-  const float vi = v[i] * c.b2 + (c.one_minus_b2 * gi) * gi;
-  const float denom = __builtin_sqrtf(vi) / c.bc2_sqrt + c.eps;
-  m[i] = mi;
-  v[i] = vi;
-  p[i] = pi + (c.neg_step_size * mi) / denom;
-}
-
-// [begin, end) on one thread. GCC will not auto-vectorise the loop (sqrtf may set errno, and
-// -fno-math-errno cannot be set per file), so the AVX-512 (or AVX2) body is spelled out: the same
-// operations in the same order, each IEEE-rounded, hence bit-identical to update_one. With p16
-// the updated parameters are also stored rounded to bf16 (the bf16 precision's copy); with gz
-// (g itself, writable) each gradient is set to zero once read.
+// [begin, end) on one thread, 16 elements at a time where there is a vector lane (core/vexp.h)
+// and one at a time for the tail: PyTorch's operations in PyTorch's order, each IEEE-rounded
+// (no FMAs, see the header), hence the same bits on either lane, any CPU and thread count.
+// Spelled out because GCC will not auto-vectorise the loop (sqrtf may set errno, and
+// -fno-math-errno cannot be set per file). With p16 the updated parameters are also stored
+// rounded to bf16 (the bf16 precision's copy); with gz (g itself, writable) each gradient is
+// set to zero once read.
 void update_range(float* p, const float* g, float* m, float* v, bf16* p16, float* gz, int64_t begin,
                   int64_t end, const Coeffs& c) {
-  int64_t i = begin;
-#if defined(__AVX512F__)
-  const __m512 keep = _mm512_set1_ps(c.keep), omb1 = _mm512_set1_ps(c.one_minus_b1);
-  const __m512 b2 = _mm512_set1_ps(c.b2), omb2 = _mm512_set1_ps(c.one_minus_b2);
-  const __m512 bc2 = _mm512_set1_ps(c.bc2_sqrt), eps = _mm512_set1_ps(c.eps);
-  const __m512 nss = _mm512_set1_ps(c.neg_step_size), gs = _mm512_set1_ps(c.grad_scale);
-  for (; i + 16 <= end; i += 16) {
-    const __m512 gi = _mm512_mul_ps(_mm512_loadu_ps(g + i), gs);
-    if (gz) _mm512_storeu_ps(gz + i, _mm512_setzero_ps());
-    const __m512 m0 = _mm512_loadu_ps(m + i);
-    const __m512 pi = _mm512_mul_ps(_mm512_loadu_ps(p + i), keep);
-    const __m512 mi = _mm512_add_ps(m0, _mm512_mul_ps(omb1, _mm512_sub_ps(gi, m0)));
-    const __m512 vi = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(v + i), b2),
-                                    _mm512_mul_ps(_mm512_mul_ps(omb2, gi), gi));
-    // maskz (all lanes) rather than _mm512_sqrt_ps, whose undefined-vector operand trips GCC 12
-    // -Wmaybe-uninitialized.
-    const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_maskz_sqrt_ps(0xFFFF, vi), bc2), eps);
-    _mm512_storeu_ps(m + i, mi);
-    _mm512_storeu_ps(v + i, vi);
-    const __m512 pn = _mm512_add_ps(pi, _mm512_div_ps(_mm512_mul_ps(nss, mi), denom));
-    _mm512_storeu_ps(p + i, pn);
-    if (p16) vstore(p16 + i, Vec16(pn));  // core/vexp.h: fp32_to_bf16 on 16 lanes
-  }
-#elif defined(STRATA_VEC16)
-  // The same on AVX2 (core/vec16_avx2.h), 8 lanes at a time, 16 per step for the bf16 store.
-  const __m256 keep = _mm256_set1_ps(c.keep), omb1 = _mm256_set1_ps(c.one_minus_b1);
-  const __m256 b2 = _mm256_set1_ps(c.b2), omb2 = _mm256_set1_ps(c.one_minus_b2);
-  const __m256 bc2 = _mm256_set1_ps(c.bc2_sqrt), eps = _mm256_set1_ps(c.eps);
-  const __m256 nss = _mm256_set1_ps(c.neg_step_size), gs = _mm256_set1_ps(c.grad_scale);
-  for (; i + 16 <= end; i += 16) {
-    __m256 pn[2];
-    for (int h = 0; h < 2; ++h) {
-      const int64_t j = i + 8 * h;
-      const __m256 gi = _mm256_mul_ps(_mm256_loadu_ps(g + j), gs);
-      if (gz) _mm256_storeu_ps(gz + j, _mm256_setzero_ps());
-      const __m256 m0 = _mm256_loadu_ps(m + j);
-      const __m256 pi = _mm256_mul_ps(_mm256_loadu_ps(p + j), keep);
-      const __m256 mi = _mm256_add_ps(m0, _mm256_mul_ps(omb1, _mm256_sub_ps(gi, m0)));
-      const __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + j), b2),
-                                      _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
-      const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2), eps);
-      _mm256_storeu_ps(m + j, mi);
-      _mm256_storeu_ps(v + j, vi);
-      pn[h] = _mm256_add_ps(pi, _mm256_div_ps(_mm256_mul_ps(nss, mi), denom));
-      _mm256_storeu_ps(p + j, pn[h]);
-    }
-    if (p16) vstore(p16 + i, Vec16(pn[0], pn[1]));
-  }
-#endif
-  for (; i < end; ++i) {
-    update_one(p, g, m, v, i, c);
-    if (gz) gz[i] = 0.f;
-    if (p16) p16[i] = fp32_to_bf16(p[i]);
-  }
+  for_lanes(begin, end, [&](auto lane, int64_t i) {
+    using V = decltype(lane);
+    const V gi = vload(g + i, lane) * V(c.grad_scale);
+    if (gz) vstore(gz + i, V(0.f));
+    const V m0 = vload(m + i, lane);
+    const V pi = vload(p + i, lane) * V(c.keep);
+    const V mi = m0 + V(c.one_minus_b1) * (gi - m0);
+    const V vi = vload(v + i, lane) * V(c.b2) + (V(c.one_minus_b2) * gi) * gi;
+    const V denom = vsqrt(vi) / V(c.bc2_sqrt) + V(c.eps);
+    vstore(m + i, mi);
+    vstore(v + i, vi);
+    const V pn = pi + (V(c.neg_step_size) * mi) / denom;
+    vstore(p + i, pn);
+    if (p16) vstore(p16 + i, pn);
+  });
 }
 }  // namespace
 

@@ -122,6 +122,23 @@ TEST(Vexp, ArrayPathsMatchScalarBits) {
   EXPECT_TRUE(std::isnan(want) ? std::isnan(sum) : sum == want);
 }
 
+// vsqrt (AdamW's denominator) is the correctly rounded square root on both lanes: the double
+// root rounded to float (exact for floats, double having more than 2 * 24 + 2 bits), -0 kept,
+// NaN for negatives, over a length with a vector body and a scalar tail.
+TEST(Vexp, SqrtLanesAreCorrectlyRounded) {
+  std::vector<float> xs = array_inputs();
+  for (float& x : xs) x = std::ldexp(x, 20) * std::fabs(x);  // sign kept, magnitudes spread
+  xs.insert(xs.end(), {0.f, -0.f, std::numeric_limits<float>::infinity(),
+                       std::numeric_limits<float>::denorm_min(), -1.f, 2.f, 3.f});
+  std::vector<float> got(xs.size());
+  for_lanes(0, int64_t(xs.size()), [&](auto lane, int64_t i) {
+    vstore(got.data() + i, vsqrt(vload(xs.data() + i, lane)));
+  });
+  for (size_t i = 0; i < xs.size(); ++i)
+    ASSERT_TRUE(same_bits(got[i], static_cast<float>(std::sqrt(static_cast<double>(xs[i])))))
+        << i << " x = " << xs[i];
+}
+
 // max_of is the loop of std::max(mx, x[i]) it stands for, on either code path: lengths with and
 // without a vector tail, NaNs skipped wherever they sit, -inf for none; double the same.
 TEST(Vexp, MaxOfIsTheScalarLoop) {
