@@ -16,8 +16,8 @@ from Strata's C++. Two uses:
   of B sequences (targets == -1 ignored), i.e. what `strata eval --batches N` prints with
   train.micro_batch = B:   reference_loss <value>
 
-  Training-speed peer (forward + backward + AdamW on CPU, fp32):
-    /usr/bin/python3 bench/torch_peer.py --bench [--kv-heads 8|4] [--steps 3] [--threads N]
+  Training-speed peer (forward + backward + AdamW on CPU, fp32, or bf16 autocast with --bf16):
+    /usr/bin/python3 bench/torch_peer.py --bench [--bf16] [--kv-heads 8|4] [--steps 3] [--threads N]
   Benchmark model: dim 512, 8 layers, 8 heads, ffn 1408, pattern LLLS, vocab 8192, silu+retnet,
   batch 4 x 512 tokens, 1 warm-up + 3 timed steps; prints
     torch_peer tokens_per_s <x> step_ms <y>
@@ -420,8 +420,9 @@ def cmd_bench(args):
     chunk = cfg["linear_attention"]["chunk_size"]
     print(f"torch_peer model: dim 512 layers 8 heads 8 kv_heads {args.kv_heads} ffn 1408 "
           f"pattern LLLS vocab 8192 params {nparam} ({nparam / 1e6:.2f}M)")
-    print(f"torch_peer setup: torch {torch.__version__} fp32 CPU threads {threads} batch {B}x{T} "
-          f"linear_attention {form}" + (f" chunk {chunk}" if form == "chunked" else "") +
+    precision = "bf16 autocast (fp32 master weights)" if args.bf16 else "fp32"
+    print(f"torch_peer setup: torch {torch.__version__} {precision} CPU threads {threads} "
+          f"batch {B}x{T} linear_attention {form}" + (f" chunk {chunk}" if form == "chunked" else "") +
           " (silu, retnet), AdamW + grad clip 1.0")
     blas = loaded_blas()
     print("torch_peer blas: " + (", ".join(blas) or "unknown"))
