@@ -422,7 +422,8 @@ def cmd_bench(args):
           f"pattern LLLS vocab 8192 params {nparam} ({nparam / 1e6:.2f}M)")
     precision = "bf16 autocast (fp32 master weights)" if args.bf16 else "fp32"
     print(f"torch_peer setup: torch {torch.__version__} {precision} CPU threads {threads} "
-          f"batch {B}x{T} linear_attention {form}" + (f" chunk {chunk}" if form == "chunked" else "") +
+          f"batch {B}x{T} linear_attention {form}" +
+          (f" chunk {chunk}" if form == "chunked" else "") +
           " (silu, retnet), AdamW + grad clip 1.0")
     blas = loaded_blas()
     print("torch_peer blas: " + (", ".join(blas) or "unknown"))
